@@ -1,0 +1,43 @@
+# devyard: `make up` sets everything up and runs the manager; `make test` runs the whole suite.
+# Both work as root on a fresh Debian machine with Python 3.11+, Node.js/npm and git.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEBIAN_TEST_PACKAGES := chromium chromium-driver
+
+.PHONY: up setup engine test-deps test bench clean
+
+up: setup engine  ## install everything, then run the manager on http://127.0.0.1:8000
+	$(BIN)/devyard up
+
+setup: $(STAMP)  ## the project's virtual environment with the locked dependencies
+
+$(STAMP): pyproject.toml requirements.lock
+	@echo "==> Python environment ($(VENV))"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+engine: setup  ## Node 24 + code-server into ~/.cache/devyard (skipped when cached)
+	@echo "==> Engine"
+	$(BIN)/devyard engine install
+
+test-deps:  ## Debian's Chromium for the browser tests (root installs it; others are told how)
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "==> Debian packages: $(DEBIAN_TEST_PACKAGES)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_TEST_PACKAGES) >/dev/null; \
+	else echo "browser tests need: sudo apt-get install -y $(DEBIAN_TEST_PACKAGES)"; exit 1; fi
+
+test: setup engine test-deps  ## the whole suite: unit, API, CLI, gateway, real engine, headless Chromium
+	$(BIN)/python -m pytest
+
+bench: setup engine  ## benchmarks (tables on stdout, JSON under bench/results/)
+	$(BIN)/python bench/start.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,5 @@
+"""`python -m devyard` runs the CLI."""
+
+from devyard.cli import main
+
+main()

@@ -1,0 +1,62 @@
+"""create_app(settings): the manager's ASGI app, with its store, backend, services and routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from devyard import __version__
+from devyard.api import auth as auth_api
+from devyard.api import meta, users, workspaces
+from devyard.api.errors import install_handlers
+from devyard.auth.identity import Authenticator
+from devyard.auth.throttle import LoginThrottle
+from devyard.backends import load_backend
+from devyard.config import Settings
+from devyard.gateway import Gateway, GatewayMiddleware
+from devyard.store.db import migrate, open_engine, sessionmaker
+from devyard.web import views
+from devyard.workspaces.service import WorkspaceService
+
+log = logging.getLogger("devyard")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The manager's app; the database is migrated and engines adopted when it starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        migrate(settings.db_url)
+        engine = open_engine(settings.db_url)
+        db = sessionmaker(engine)
+        auth = Authenticator(db, LoginThrottle(settings.login_max_failures, settings.login_window_s), settings.session_ttl_s)
+        service = WorkspaceService(settings, db, load_backend(settings))
+        app.state.db, app.state.auth, app.state.workspaces = db, auth, service
+        app.state.gateway = Gateway(auth, service)
+        await service.startup()
+        try:
+            yield
+        finally:
+            await service.shutdown()
+            await app.state.gateway.close()
+            await engine.dispose()
+
+    app = FastAPI(title="devyard", version=__version__, lifespan=lifespan, openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
+    app.state.settings = settings
+    install_handlers(app)
+    app.add_middleware(GatewayMiddleware)
+
+    @app.get("/healthz", tags=["meta"], summary="Liveness: no authentication")
+    async def healthz() -> dict[str, str]:
+        """Always {"status": "ok"} while the manager serves."""
+        return {"status": "ok"}
+
+    for router in (auth_api.router, users.router, workspaces.router, meta.router):
+        app.include_router(router, prefix="/api/v1")
+    app.include_router(views.router)
+    app.mount("/static", views.static, name="static")
+    return app

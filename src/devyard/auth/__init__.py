@@ -1,0 +1,1 @@
+"""Who is asking: passwords, browser sessions, API tokens, login throttling."""

@@ -1,0 +1,32 @@
+"""Random secrets (session cookies, API tokens) and the digests stored in their place."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import timedelta
+
+from devyard.errors import Invalid
+
+TOKEN_PREFIX = "dy_"
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def new_secret(prefix: str = "") -> str:
+    """A fresh URL-safe secret with 256 bits of entropy."""
+    return prefix + secrets.token_urlsafe(32)
+
+
+def digest(secret: str) -> str:
+    """The SHA-256 hex digest stored instead of a secret (secrets are random, so no salt is needed)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_duration(text: str) -> timedelta:
+    """'30d', '12h', '15m', '90s' or plain seconds as a timedelta; Invalid otherwise."""
+    match = _DURATION.match(text)
+    if not match or int(match.group(1)) <= 0:
+        raise Invalid(f"'{text}' is not a duration: use a positive number with s, m, h, d or w (e.g. 30d)", code="invalid_duration")
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])

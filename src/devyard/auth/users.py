@@ -1,0 +1,53 @@
+"""User accounts: create, list, find, and the first admin."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from devyard.auth.passwords import hash_password
+from devyard.errors import UserExists, UserNotFound
+from devyard.store.tables import UserRow
+
+ADMIN_NAME = "admin"
+
+
+async def create_user(db: async_sessionmaker[AsyncSession], name: str, password: str, is_admin: bool = False) -> UserRow:
+    """Add a user; UserExists if the name is taken."""
+    row = UserRow(name=name, password_hash=hash_password(password), is_admin=is_admin)
+    async with db() as s:
+        s.add(row)
+        try:
+            await s.commit()
+        except IntegrityError as exc:
+            raise UserExists(f"user '{name}' already exists") from exc
+    return row
+
+
+async def list_users(db: async_sessionmaker[AsyncSession]) -> list[UserRow]:
+    """Every user, by name."""
+    async with db() as s:
+        return list((await s.scalars(select(UserRow).order_by(UserRow.name))).all())
+
+
+async def get_user(db: async_sessionmaker[AsyncSession], name: str) -> UserRow:
+    """The user called `name`; UserNotFound otherwise."""
+    async with db() as s:
+        row = await s.scalar(select(UserRow).where(UserRow.name == name))
+    if row is None:
+        raise UserNotFound(f"no user '{name}'")
+    return row
+
+
+async def ensure_admin(db: async_sessionmaker[AsyncSession], password: str | None) -> str | None:
+    """Create `admin` when there are no users; return the password when it was generated here."""
+    async with db() as s:
+        if await s.scalar(select(func.count()).select_from(UserRow)):
+            return None
+    generated = password is None
+    pw = password or secrets.token_urlsafe(12)
+    await create_user(db, ADMIN_NAME, pw, is_admin=True)
+    return pw if generated else None

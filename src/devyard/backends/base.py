@@ -1,0 +1,118 @@
+"""The Backend protocol and the value types that cross it (design.md §7).
+
+A backend runs engines somewhere; the manager asks it to start, stop, report on and adopt them
+and never learns more. Implement the five methods; register the class under the
+`devyard.backends` entry point group (the built-in `local` backend is registered the same way).
+
+    backend = LocalBackend(settings)
+    endpoint = await backend.start(spec)      # engine ready: the gateway may connect
+    (await backend.status(spec)).state        # "running"
+    await backend.stop(spec, timeout=10)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+State = Literal["running", "stopped", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceSpec:
+    """What a backend needs to know about one workspace."""
+
+    uid: str
+    owner: str
+    name: str
+    root: Path  # holds files/, home/, data/, extensions/, logs/
+
+    @property
+    def base_path(self) -> str:
+        """The gateway path the workspace is served under."""
+        return f"/w/{self.owner}/{self.name}/"
+
+    @property
+    def files_dir(self) -> Path:
+        """The folder the user works in."""
+        return self.root / "files"
+
+    @property
+    def home_dir(self) -> Path:
+        """HOME of the engine and its terminals, kept out of the user's folder."""
+        return self.root / "home"
+
+    @property
+    def data_dir(self) -> Path:
+        """VS Code user-data (settings, state)."""
+        return self.root / "data"
+
+    @property
+    def extensions_dir(self) -> Path:
+        """Installed extensions."""
+        return self.root / "extensions"
+
+    @property
+    def log_file(self) -> Path:
+        """The engine's stdout and stderr."""
+        return self.root / "logs" / "engine.log"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where the gateway connects: a unix socket path, or host and port."""
+
+    unix_socket: str | None = None
+    host: str | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeStatus:
+    """What a backend knows of one workspace's engine right now."""
+
+    uid: str
+    state: State
+    pid: int | None = None
+    started_at: float | None = None  # unix time
+    exit_code: int | None = None
+    endpoint: Endpoint | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Resource use of one engine and its workspace folder."""
+
+    cpu_percent: float
+    memory_bytes: int
+    uptime_s: float
+    disk_bytes: int
+
+
+class Backend(Protocol):
+    """Runs engines. Every method raises only devyard.errors.BackendError (never OSError)."""
+
+    async def start(self, ws: WorkspaceSpec) -> Endpoint:
+        """Start the engine and return once it answers; an engine already running is returned as is.
+
+        Raises BackendError (with the log tail) when the engine exits or does not answer in time.
+        """
+        ...
+
+    async def stop(self, ws: WorkspaceSpec, timeout: float) -> None:
+        """Stop the engine, escalating signals each `timeout` seconds; a stopped engine is a no-op."""
+        ...
+
+    async def status(self, ws: WorkspaceSpec) -> RuntimeStatus:
+        """running (with endpoint and pid), stopped (never started or stopped cleanly) or failed (exited by itself)."""
+        ...
+
+    async def stats(self, ws: WorkspaceSpec) -> Stats:
+        """CPU, memory and uptime of the engine (zeros when stopped) and disk use of the folder."""
+        ...
+
+    async def adopt(self) -> list[RuntimeStatus]:
+        """After a manager restart: the engines still running, found without any manager state."""
+        ...

@@ -1,0 +1,303 @@
+"""The local backend: one engine process per workspace on this machine.
+
+Engines start in their own session (process group) with stdout/stderr going to a log file, never
+a pipe into the manager, so they outlive a manager crash or restart and are adopted by the next
+one. What the manager must know to find them again is on disk, not in memory: run/<uid>.json holds
+the pid and the process start time (a pid alone can be reused), run/<uid>.sock is the only place
+the engine listens, inside the 0700 run/ folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from devyard.backends.base import Endpoint, RuntimeStatus, Stats, WorkspaceSpec
+from devyard.config import Settings
+from devyard.engine import install
+from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env
+from devyard.errors import BackendError, DevyardError
+
+# sun_path is 108 bytes on Linux, including the terminating NUL.
+MAX_SOCKET_PATH = 107
+READY_POLL_S = 0.05
+LOG_TAIL_LINES = 20
+
+
+def tail(path: Path, lines: int) -> list[str]:
+    """The last `lines` lines of a text file (an empty list when it does not exist)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            block = min(size, max(4096, lines * 200))
+            while True:
+                f.seek(size - block)
+                data = f.read(block)
+                if data.count(b"\n") > lines or block == size:
+                    break
+                block = min(size, block * 2)
+    except FileNotFoundError:
+        return []
+    return data.decode("utf-8", "replace").splitlines()[-lines:]
+
+
+class LocalBackend:
+    """Engines as detached child processes listening on unix sockets under <data_dir>/run."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.run_dir = settings.run_dir
+        # Popen objects of engines this manager started, kept to reap them (no zombies).
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+
+    # -- paths and records ------------------------------------------------------------------
+    def socket_path(self, uid: str) -> Path:
+        """The engine's listening socket."""
+        return self.run_dir / f"{uid}.sock"
+
+    def _record_path(self, uid: str) -> Path:
+        return self.run_dir / f"{uid}.json"
+
+    def _runtime_dir(self, uid: str) -> Path:
+        return self.run_dir / f"{uid}.d"
+
+    def _read_record(self, uid: str) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(self._record_path(uid).read_text())
+            return data
+        except (OSError, ValueError):
+            return None
+
+    def _write_record(self, uid: str, record: dict[str, Any]) -> None:
+        tmp = self._record_path(uid).with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        tmp.replace(self._record_path(uid))
+
+    def _forget(self, uid: str) -> int | None:
+        """Remove a stopped engine's socket, record and runtime dir; reap it; return its exit code."""
+        for path in (self.socket_path(uid), self._record_path(uid)):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(self._runtime_dir(uid), ignore_errors=True)
+        child = self._children.pop(uid, None)
+        return child.poll() if child else None
+
+    @staticmethod
+    def _process(record: dict[str, Any] | None) -> psutil.Process | None:
+        """The live process a record names, checking start time so a reused pid is not mistaken."""
+        if not record:
+            return None
+        try:
+            proc = psutil.Process(record["pid"])
+            if abs(proc.create_time() - record["create_time"]) > 0.05 or proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except (psutil.Error, KeyError, TypeError):
+            return None
+
+    # -- Backend protocol -------------------------------------------------------------------
+    async def start(self, ws: WorkspaceSpec) -> Endpoint:
+        """Start the engine and wait until it answers on its socket."""
+        current = await self.status(ws)
+        if current.state == "running" and current.endpoint:
+            return current.endpoint
+        self._forget(ws.uid)
+        try:
+            proc = self._spawn(ws)
+        except DevyardError:
+            raise
+        except OSError as exc:
+            raise BackendError(f"could not start the engine: {exc}", code="engine_start_failed") from exc
+        await self._wait_ready(ws, proc)
+        return Endpoint(unix_socket=str(self.socket_path(ws.uid)))
+
+    def _spawn(self, ws: WorkspaceSpec) -> subprocess.Popen[bytes]:
+        engine = install.require(self.settings.engine_dir)
+        sock = self.socket_path(ws.uid)
+        if len(str(sock)) > MAX_SOCKET_PATH:
+            raise BackendError(
+                f"socket path {sock} is longer than {MAX_SOCKET_PATH} bytes; use a shorter --data-dir",
+                code="socket_path_too_long",
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.run_dir, 0o700)
+        runtime = self._runtime_dir(ws.uid)
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        for d in (ws.files_dir, ws.home_dir, ws.data_dir, ws.extensions_dir, ws.log_file.parent):
+            d.mkdir(parents=True, exist_ok=True)
+        config = ws.data_dir / "code-server.yaml"
+        config.write_text(ENGINE_CONFIG)
+        argv = engine_argv(
+            engine, socket=sock, folder=ws.files_dir, user_data=ws.data_dir, extensions=ws.extensions_dir,
+            config=config, base_path=ws.base_path,
+        )
+        env = engine_env(engine, home=ws.home_dir, runtime_dir=runtime)
+        with ws.log_file.open("ab") as log:
+            log.write(f"--- devyard: starting code-server {engine.version} at {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                argv, cwd=ws.files_dir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True,
+            )
+        self._children[ws.uid] = proc
+        create_time = psutil.Process(proc.pid).create_time()
+        self._write_record(ws.uid, {"pid": proc.pid, "create_time": create_time, "socket": str(sock), "owner": ws.owner, "name": ws.name})
+        return proc
+
+    async def _wait_ready(self, ws: WorkspaceSpec, proc: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + self.settings.engine_start_timeout_s
+        sock = str(self.socket_path(ws.uid))
+        while True:
+            code = proc.poll()
+            if code is not None:
+                self._forget(ws.uid)
+                lines = tail(ws.log_file, LOG_TAIL_LINES)
+                raise BackendError(f"engine exited with code {code} while starting: " + " | ".join(lines[-5:]), code="engine_start_failed")
+            if await _answers(sock):
+                return
+            if time.monotonic() > deadline:
+                await self.stop(ws, timeout=2)
+                raise BackendError(
+                    f"engine did not answer within {self.settings.engine_start_timeout_s:.0f} s: "
+                    + " | ".join(tail(ws.log_file, 5)),
+                    code="engine_start_timeout",
+                )
+            await asyncio.sleep(READY_POLL_S)
+
+    async def stop(self, ws: WorkspaceSpec, timeout: float) -> None:
+        """Stop the engine's whole process tree: SIGINT, then SIGTERM, then SIGKILL."""
+        proc = self._process(self._read_record(ws.uid))
+        if proc is not None:
+            await asyncio.to_thread(_terminate_tree, proc, timeout)
+        self._forget(ws.uid)
+
+    async def status(self, ws: WorkspaceSpec) -> RuntimeStatus:
+        """running, stopped (no record) or failed (record left by an engine that exited by itself)."""
+        record = self._read_record(ws.uid)
+        if record is None:
+            return RuntimeStatus(uid=ws.uid, state="stopped")
+        proc = self._process(record)
+        if proc is not None:
+            return RuntimeStatus(
+                uid=ws.uid, state="running", pid=proc.pid, started_at=record["create_time"],
+                endpoint=Endpoint(unix_socket=record["socket"]),
+            )
+        code = self._forget(ws.uid)
+        return RuntimeStatus(uid=ws.uid, state="failed", exit_code=code, detail="the engine exited by itself")
+
+    async def stats(self, ws: WorkspaceSpec) -> Stats:
+        """CPU over a short sample, RSS and uptime of the engine tree; disk use of the workspace."""
+        proc = self._process(self._read_record(ws.uid))
+        cpu, rss, uptime = await asyncio.to_thread(_sample_tree, proc)
+        disk = await asyncio.to_thread(_disk_usage, ws.root)
+        return Stats(cpu_percent=cpu, memory_bytes=rss, uptime_s=uptime, disk_bytes=disk)
+
+    async def adopt(self) -> list[RuntimeStatus]:
+        """Engines left running by an earlier manager, found from run/*.json; stale records are removed."""
+        found: list[RuntimeStatus] = []
+        if not self.run_dir.exists():
+            return found
+        for path in sorted(self.run_dir.glob("*.json")):
+            uid = path.stem
+            record = self._read_record(uid)
+            proc = self._process(record)
+            if proc is None or record is None:
+                self._forget(uid)
+                continue
+            found.append(RuntimeStatus(uid=uid, state="running", pid=proc.pid, started_at=record["create_time"],
+                                       endpoint=Endpoint(unix_socket=record["socket"])))
+        return found
+
+
+async def _answers(sock: str) -> bool:
+    """Whether an HTTP server answers GET /healthz on the unix socket `sock`."""
+    try:
+        reader, writer = await asyncio.open_unix_connection(sock)
+    except OSError:
+        return False
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout=5)
+        return line.startswith(b"HTTP/1.1 200")
+    except (OSError, asyncio.TimeoutError):
+        return False
+    finally:
+        writer.close()
+
+
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return [proc]
+
+
+def _terminate_tree(proc: psutil.Process, timeout: float) -> None:
+    """Signal the engine's group and every descendant (terminals start their own sessions)."""
+    alive = _tree(proc)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        alive = [p for p in {*alive, *(c for p in alive if p.is_running() for c in _tree(p))} if p.is_running()]
+        if not alive:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except OSError:
+            pass
+        for p in alive:
+            try:
+                p.send_signal(sig)
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(alive, timeout=timeout)
+
+
+def _sample_tree(proc: psutil.Process | None) -> tuple[float, int, float]:
+    if proc is None:
+        return 0.0, 0, 0.0
+    procs = _tree(proc)
+
+    def cpu_seconds() -> float:
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    before, t0 = cpu_seconds(), time.monotonic()
+    time.sleep(0.2)
+    cpu = 100.0 * (cpu_seconds() - before) / max(time.monotonic() - t0, 1e-6)
+    rss = 0
+    for p in procs:
+        try:
+            rss += p.memory_info().rss
+        except psutil.Error:
+            pass
+    try:
+        uptime = time.time() - proc.create_time()
+    except psutil.Error:
+        uptime = 0.0
+    return round(cpu, 1), rss, round(uptime, 1)
+
+
+def _disk_usage(root: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total

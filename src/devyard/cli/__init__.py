@@ -1,0 +1,117 @@
+"""The `devyard` command: thin wrappers that parse, call and print; errors become one line and exit 1."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.panel import Panel
+
+from devyard import __version__
+from devyard.auth.users import ensure_admin
+from devyard.cli.accounts import token_app, user_app
+from devyard.cli.ws import ws_app
+from devyard.config import Settings, load_settings
+from devyard.doctor import run_checks
+from devyard.engine import install
+from devyard.errors import DevyardError
+from devyard.store.db import migrate, open_engine, sessionmaker
+
+app = typer.Typer(help="devyard: VS Code in the browser for teams.", no_args_is_help=True, pretty_exceptions_enable=False)
+engine_app = typer.Typer(help="Manage the code-server engine.", no_args_is_help=True)
+app.add_typer(engine_app, name="engine")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+app.add_typer(ws_app, name="ws")
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="devyard.yaml to read.", exists=True, dir_okay=False)]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where devyard keeps its state.")]
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False) -> None:
+    if version:
+        print(__version__)
+        raise typer.Exit()
+
+
+def _progress(message: str) -> None:
+    err.print(message, highlight=False)
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port to listen on (default 8000; 0 picks one).")] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    install_engine: Annotated[bool, typer.Option("--install-engine/--no-install-engine", help="Install the engine first when it is missing.")] = True,
+) -> None:
+    """Run the manager in the foreground (engines keep running when it exits)."""
+    from devyard.server import serve  # uvicorn and the app load only for `up`
+
+    settings = load_settings(config, host=host, port=port, data_dir=data_dir)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+    if install_engine:
+        install.install(settings.engine_dir, _progress)
+    password = asyncio.run(_bootstrap(settings))
+    if password:
+        err.print(Panel(f"user [bold]admin[/]  password [bold]{password}[/]\nShown once: keep it somewhere safe.", title="devyard admin account"))
+
+    def ready(url: str) -> None:
+        console.print(f"devyard is serving on {url}", highlight=False)
+
+    serve(settings, ready)
+
+
+async def _bootstrap(settings: Settings) -> str | None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(settings.db_url)
+    engine = open_engine(settings.db_url)
+    try:
+        given = settings.admin_password.get_secret_value() if settings.admin_password else None
+        return await ensure_admin(sessionmaker(engine), given)
+    finally:
+        await engine.dispose()
+
+
+@engine_app.command("install")
+def engine_install() -> None:
+    """Install the pinned code-server and Node 24 into the cache (no-op when present)."""
+    settings = load_settings()
+    engine = install.install(settings.engine_dir, _progress)
+    console.print(f"engine ready: code-server {engine.version} ({engine.root})", highlight=False)
+
+
+@engine_app.command("path")
+def engine_path() -> None:
+    """Print where the installed engine is."""
+    print(install.require(load_settings().engine_dir).root)
+
+
+@app.command()
+def doctor() -> None:
+    """Report whether this machine is ready to run devyard."""
+    checks = run_checks(load_settings().engine_dir)
+    for c in checks:
+        mark = "[green]ok[/]  " if c.ok else ("[red]FAIL[/]" if c.required else "[yellow]warn[/]")
+        console.print(f"{mark} {c.name:<17} {c.detail}", highlight=False)
+    if any(c.required and not c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning devyard errors into one line on stderr and exit 1."""
+    try:
+        app()
+    except DevyardError as exc:
+        err.print(f"error: {exc.message}", highlight=False, markup=False)
+        sys.exit(1)

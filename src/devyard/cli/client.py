@@ -1,0 +1,70 @@
+"""The CLI's way to the REST API: DEVYARD_URL and DEVYARD_TOKEN, JSON errors turned into DevyardError."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devyard.config import DEFAULT_DATA_DIR, DEFAULT_PORT
+from devyard.errors import DevyardError, Unauthorized
+
+MANAGER_FILE = "manager.json"
+
+
+def manager_url(data_dir: Path | None = None) -> str:
+    """DEVYARD_URL, else the URL a local `devyard up` recorded, else the default address."""
+    if os.environ.get("DEVYARD_URL"):
+        return os.environ["DEVYARD_URL"].rstrip("/")
+    root = data_dir or Path(os.environ.get("DEVYARD_DATA_DIR") or DEFAULT_DATA_DIR)
+    try:
+        return str(json.loads((root / "run" / MANAGER_FILE).read_text())["url"]).rstrip("/")
+    except (OSError, ValueError, KeyError):
+        return f"http://127.0.0.1:{DEFAULT_PORT}"
+
+
+class ApiError(DevyardError):
+    """An error answer from the manager, carrying its status and code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+class Api:
+    """A small synchronous client of /api/v1."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 60.0) -> None:
+        self.url = url or manager_url()
+        self.token = token if token is not None else os.environ.get("DEVYARD_TOKEN")
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        self.http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout)
+
+    def require_token(self) -> None:
+        """Refuse early, with the fix, when no token is set."""
+        if not self.token:
+            raise Unauthorized("no API token: set DEVYARD_TOKEN (create one with `devyard token create`)", code="no_token")
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call the API; the decoded JSON answer, or ApiError."""
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise DevyardError(f"cannot reach the manager at {self.url} ({exc}); is `devyard up` running?", code="manager_unreachable") from exc
+        return self.decode(response)
+
+    @staticmethod
+    def decode(response: httpx.Response) -> Any:
+        """JSON body of a success; ApiError built from the error body otherwise."""
+        if response.status_code >= 400:
+            try:
+                err = response.json()["error"]
+                raise ApiError(response.status_code, err["code"], err["message"])
+            except (ValueError, KeyError, TypeError):
+                raise ApiError(response.status_code, "http_error", f"HTTP {response.status_code}: {response.text[:200]}") from None
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()

@@ -1,0 +1,109 @@
+"""Settings: built once from devyard.yaml (optional) and DEVYARD_* variables, then passed down.
+
+Precedence, highest first: command-line flags, DEVYARD_* environment variables, the `devyard:`
+block of the config file, defaults. Databricks DevBox keys (`extension_groups`, `packaged_assets`,
+`ui`) are read from the top level of the same file unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from devyard.errors import Invalid
+
+DEFAULT_DATA_DIR = Path("~/.local/share/devyard").expanduser()
+DEFAULT_ENGINE_DIR = Path("~/.cache/devyard/engine").expanduser()
+DEFAULT_PORT = 8000
+
+
+class ExtensionGroup(BaseModel):
+    """A named set of extensions plus user settings (DevBox `extension_groups[]`)."""
+
+    name: str
+    description: str = ""
+    extensions: list[str] = Field(default_factory=list)
+    user_settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class Settings(BaseSettings):
+    """Everything the manager can be told; each field is documented in docs/config.md."""
+
+    model_config = SettingsConfigDict(env_prefix="DEVYARD_", extra="ignore")
+
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where devyard keeps its database, workspaces, sockets and secrets.")
+    host: str = Field("127.0.0.1", description="Address the manager listens on.")
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port the manager listens on (0 picks a free one).")
+    engine_dir: Path = Field(DEFAULT_ENGINE_DIR, description="Cache of installed code-server engines, one folder per version.")
+    backend: str = Field("local", description="Where engines run: `local` (child processes) or `kubernetes`.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL of the state database; default SQLite at <data_dir>/devyard.db.")
+    admin_password: SecretStr | None = Field(None, description="Password of the `admin` user created on first start; generated and printed once when unset.")
+    session_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="How long a browser login lasts, in seconds.")
+    secure_cookies: bool = Field(False, description="Mark session cookies Secure (set it when a TLS proxy fronts devyard).")
+    tls_cert: Path | None = Field(None, description="PEM certificate: serve HTTPS directly.")
+    tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
+    engine_start_timeout_s: float = Field(90.0, gt=0, description="How long an engine may take to answer on its socket before the workspace is failed.")
+    engine_stop_timeout_s: float = Field(10.0, gt=0, description="How long each stop signal (SIGINT, SIGTERM) waits before escalating.")
+    login_max_failures: int = Field(10, gt=0, description="Failed logins allowed per user and per client address within login_window_s.")
+    login_window_s: int = Field(300, gt=0, description="Window for counting failed logins, in seconds.")
+    activity_flush_s: float = Field(15.0, gt=0, description="How often gateway activity is written to the database, in seconds.")
+    extension_groups: list[ExtensionGroup] = Field(default_factory=list, description="DevBox `extension_groups`: named extension sets offered when creating a workspace.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the config file, which arrives as init kwargs from load().
+        return env_settings, init_settings
+
+    @property
+    def db_url(self) -> str:
+        """The async SQLAlchemy URL of the state database."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'devyard.db'}"
+
+    @property
+    def run_dir(self) -> Path:
+        """Folder of engine sockets and runtime records (mode 0700)."""
+        return self.data_dir / "run"
+
+    @property
+    def workspaces_dir(self) -> Path:
+        """Root of every workspace's files, data, extensions and logs."""
+        return self.data_dir / "workspaces"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Turn a devyard.yaml into Settings keyword arguments; raise Invalid on a malformed file."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise Invalid(f"config file {path} does not exist", code="config_not_found") from exc
+    except yaml.YAMLError as exc:
+        raise Invalid(f"config file {path} is not valid YAML: {exc}", code="config_invalid") from exc
+    if not isinstance(raw, dict):
+        raise Invalid(f"config file {path} must be a mapping at the top level", code="config_invalid")
+    own = raw.get("devyard") or {}
+    if not isinstance(own, dict):
+        raise Invalid(f"config file {path}: `devyard:` must be a mapping", code="config_invalid")
+    values: dict[str, Any] = dict(own)
+    if "extension_groups" in raw:
+        values["extension_groups"] = raw["extension_groups"]
+    return values
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from an optional config file, the environment and explicit overrides."""
+    values = read_config_file(config_file) if config_file else {}
+    settings = Settings(**values)
+    # Flags beat the environment; typer has already parsed them to the right types.
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return settings.model_copy(update=given) if given else settings

@@ -1,0 +1,44 @@
+"""The command line and environment one workspace's engine runs with."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from devyard.engine.install import Engine
+
+# The engine reads ~/.config/code-server/config.yaml without --config, leaking whatever an admin
+# put there into every workspace; each engine gets its own file instead. An empty file is refused.
+ENGINE_CONFIG = "auth: none\n"
+
+
+def engine_argv(engine: Engine, *, socket: Path, folder: Path, user_data: Path, extensions: Path, config: Path, base_path: str) -> list[str]:
+    """argv that starts `engine` for one workspace, listening only on `socket`."""
+    return [
+        str(engine.node),
+        str(engine.entry),
+        "--socket", str(socket),
+        "--socket-mode", "600",
+        "--auth", "none",
+        "--disable-telemetry",
+        "--disable-update-check",
+        "--disable-workspace-trust",
+        "--config", str(config),
+        "--user-data-dir", str(user_data),
+        "--extensions-dir", str(extensions),
+        "--abs-proxy-base-path", base_path.rstrip("/"),
+        str(folder),
+    ]
+
+
+def engine_env(engine: Engine, *, home: Path, runtime_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of an engine: Node 24 first on PATH, private runtime dir for VS Code's IPC sockets."""
+    env = dict(os.environ if base is None else base)
+    # The manager's own secrets and settings are none of the workspace's business.
+    for key in [k for k in env if k.startswith("DEVYARD_")]:
+        del env[key]
+    env["PATH"] = f"{engine.bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    env["XDG_RUNTIME_DIR"] = str(runtime_dir)
+    env["HOME"] = str(home)
+    env.pop("VSCODE_IPC_HOOK_CLI", None)
+    return env

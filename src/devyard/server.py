@@ -1,0 +1,56 @@
+"""Running the manager: uvicorn (uvloop, httptools, websockets) with devyard's startup report.
+
+`up` exits the way uvicorn's shutdown does (stop accepting, let connections finish for a few
+seconds, then cancel) and leaves engines running for the next manager to adopt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable
+
+import uvicorn
+
+from devyard.app import create_app
+from devyard.cli.client import MANAGER_FILE
+from devyard.config import Settings
+
+WS_MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # VS Code can send large messages (file contents)
+GRACEFUL_SHUTDOWN_S = 5
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, settings: Settings, on_ready: Callable[[str], None]) -> None:
+        super().__init__(config)
+        self.settings = settings
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.should_exit or not self.servers:
+            return
+        host, port = self.servers[0].sockets[0].getsockname()[:2]
+        scheme = "https" if self.settings.tls_cert else "http"
+        shown = f"[{host}]" if ":" in host else host
+        url = f"{scheme}://{shown}:{port}"
+        record = self.settings.run_dir / MANAGER_FILE
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+        self.on_ready(url)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        (self.settings.run_dir / MANAGER_FILE).unlink(missing_ok=True)
+        await super().shutdown(sockets)
+
+
+def serve(settings: Settings, on_ready: Callable[[str], None]) -> None:
+    """Serve the manager in the foreground until SIGINT or SIGTERM."""
+    config = uvicorn.Config(
+        create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        ws="websockets-sansio", ws_max_size=WS_MAX_MESSAGE_BYTES, lifespan="on", proxy_headers=False,
+        server_header=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_level="info",
+        access_log=False, ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key,
+    )
+    _Server(config, settings, on_ready).run()

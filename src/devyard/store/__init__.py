@@ -1,0 +1,1 @@
+"""State: SQLAlchemy tables on SQLite (default, WAL) or PostgreSQL, with Alembic migrations."""

@@ -1,0 +1,1 @@
+"""The dashboard and login pages, server-rendered with Jinja2 and a little JavaScript."""

@@ -1,0 +1,310 @@
+"""WorkspaceService: create, start, stop, restart and delete workspaces; the gateway's route table.
+
+Every state change goes through _set(), which writes the database row and the in-memory route
+the gateway reads on each request (no database query on the proxy's hot path). Operations on
+one workspace run one at a time under its lock; start/stop/restart run in the background and
+the API answers 202 at once, delete waits for the engine to be gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from devyard import provision
+from devyard.auth.identity import Identity
+from devyard.backends.base import Backend, Stats, WorkspaceSpec
+from devyard.backends.local import tail
+from devyard.config import Settings
+from devyard.errors import DevyardError, Invalid, WorkspaceExists, WorkspaceNotFound
+from devyard.models import Status, Workspace, WorkspaceCreate
+from devyard.store.tables import WorkspaceRow, utcnow
+
+log = logging.getLogger("devyard.workspaces")
+ERROR_TAIL_LINES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What the gateway needs to reach one workspace."""
+
+    uid: str
+    owner: str
+    name: str
+    status: Status
+    socket: str | None = None
+
+
+class WorkspaceService:
+    """Owns workspace state; one instance per manager."""
+
+    def __init__(self, settings: Settings, db: async_sessionmaker[AsyncSession], backend: Backend) -> None:
+        self.settings = settings
+        self.db = db
+        self.backend = backend
+        self._routes: dict[tuple[str, str], Route] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._activity: dict[str, float] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    # -- startup and shutdown -----------------------------------------------------------
+    async def startup(self) -> None:
+        """Reconcile the database with the engines that are actually running, then serve."""
+        adopted = {s.uid: s for s in await self.backend.adopt()}
+        async with self.db() as s:
+            rows = list((await s.scalars(select(WorkspaceRow))).all())
+        known = set()
+        for row in rows:
+            known.add(row.uid)
+            status, fields = self._reconcile(row, adopted.get(row.uid) is not None)
+            if status != row.status or fields:
+                await self._set(row, status, **fields)
+            socket = adopted[row.uid].endpoint.unix_socket if row.uid in adopted and adopted[row.uid].endpoint else None  # type: ignore[union-attr]
+            self._routes[(row.owner.name, row.name)] = Route(row.uid, row.owner.name, row.name, Status(status), socket)
+        for uid in adopted.keys() - known:
+            log.warning("stopping engine %s: it belongs to no workspace", uid)
+            await self.backend.stop(WorkspaceSpec(uid, "?", "?", self.settings.workspaces_dir / "_orphan"), self.settings.engine_stop_timeout_s)
+        self._flusher = asyncio.create_task(self._flush_activity_forever())
+
+    @staticmethod
+    def _reconcile(row: WorkspaceRow, running: bool) -> tuple[str, dict[str, Any]]:
+        if running:
+            return Status.running, {} if row.status == Status.running else {"error": None}
+        if row.status in (Status.running, Status.starting, Status.stopping):
+            note = "the engine was not running when the manager started" if row.status == Status.running else None
+            return Status.stopped, {"error": note} if note else {}
+        if row.status in (Status.creating, Status.provisioning, Status.deleting):
+            return Status.failed, {"error": f"interrupted while {row.status} by a manager restart"}
+        return row.status, {}
+
+    async def shutdown(self) -> None:
+        """Stop background work; engines keep running for the next manager to adopt."""
+        if self._flusher:
+            self._flusher.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *( [self._flusher] if self._flusher else []), return_exceptions=True)
+        await self.flush_activity()
+
+    # -- queries ------------------------------------------------------------------------
+    def spec(self, row: WorkspaceRow) -> WorkspaceSpec:
+        """The backend's view of a workspace."""
+        return WorkspaceSpec(uid=row.uid, owner=row.owner.name, name=row.name, root=self.settings.workspaces_dir / row.owner.name / row.name)
+
+    def to_model(self, row: WorkspaceRow) -> Workspace:
+        """The API shape of a workspace row."""
+        return Workspace(
+            name=row.name, owner=row.owner.name, status=Status(row.status), url=f"/w/{row.owner.name}/{row.name}/",
+            template=row.template, extension_groups=list(row.extension_groups or []), created_at=row.created_at,
+            started_at=row.started_at, last_activity_at=row.last_activity_at, error=row.error,
+        )
+
+    async def list(self, who: Identity, all_users: bool = False) -> list[WorkspaceRow]:
+        """Workspaces of `who` (every user's when `all_users`, which only admins may ask)."""
+        query = select(WorkspaceRow).order_by(WorkspaceRow.created_at)
+        if not all_users:
+            query = query.where(WorkspaceRow.owner_id == who.user_id)
+        async with self.db() as s:
+            return list((await s.scalars(query)).all())
+
+    async def get(self, owner_id: int, name: str) -> WorkspaceRow:
+        """The workspace `name` of user `owner_id`; WorkspaceNotFound otherwise."""
+        async with self.db() as s:
+            row = await s.scalar(select(WorkspaceRow).where(WorkspaceRow.owner_id == owner_id, WorkspaceRow.name == name))
+        if row is None:
+            raise WorkspaceNotFound(f"no workspace '{name}'")
+        return row
+
+    def route(self, owner: str, name: str) -> Route | None:
+        """The gateway's view of a workspace, from memory."""
+        return self._routes.get((owner, name))
+
+    async def logs(self, row: WorkspaceRow, lines: int) -> list[str]:
+        """The last `lines` lines of the engine log."""
+        return await asyncio.to_thread(tail, self.spec(row).log_file, lines)
+
+    async def stats(self, row: WorkspaceRow) -> Stats:
+        """Resource use of the workspace."""
+        return await self.backend.stats(self.spec(row))
+
+    # -- commands -----------------------------------------------------------------------
+    async def create(self, who: Identity, req: WorkspaceCreate) -> WorkspaceRow:
+        """Record and provision a workspace, then start it in the background when asked."""
+        if req.template is not None or req.git_url is not None:
+            raise Invalid("templates and git sources are not available in this version; create an empty workspace", code="unsupported_source")
+        groups = provision.resolve_groups(req.extension_groups, self.settings.extension_groups)
+        row = WorkspaceRow(uid=secrets.token_hex(6), owner_id=who.user_id, name=req.name, status=Status.creating,
+                           template=req.template, extension_groups=req.extension_groups, git_url=req.git_url)
+        async with self.db() as s:
+            s.add(row)
+            try:
+                await s.commit()
+            except IntegrityError as exc:
+                raise WorkspaceExists(f"you already have a workspace named '{req.name}'") from exc
+            await s.refresh(row, attribute_names=["owner"])
+        self._routes[(who.name, row.name)] = Route(row.uid, who.name, row.name, Status.creating)
+        async with self._lock(row.uid):
+            await self._set(row, Status.provisioning)
+            try:
+                await asyncio.to_thread(provision.provision, self.spec(row), groups)
+            except DevyardError as exc:
+                await self._set(row, Status.failed, error=exc.message)
+                return row
+            await self._set(row, Status.stopped)
+        if req.start:
+            return await self.start(row)
+        return row
+
+    async def start(self, row: WorkspaceRow) -> WorkspaceRow:
+        """Mark the workspace starting and start its engine in the background."""
+        if row.status in (Status.running, Status.starting):
+            return row
+        self._refuse_while(row, Status.deleting, Status.creating, Status.provisioning)
+        await self._set(row, Status.starting, error=None)
+        self._background(row, self._do_start)
+        return row
+
+    async def stop(self, row: WorkspaceRow) -> WorkspaceRow:
+        """Mark the workspace stopping and stop its engine in the background."""
+        if row.status in (Status.stopped, Status.stopping):
+            return row
+        self._refuse_while(row, Status.deleting, Status.creating, Status.provisioning)
+        await self._set(row, Status.stopping)
+        self._background(row, self._do_stop)
+        return row
+
+    async def restart(self, row: WorkspaceRow) -> WorkspaceRow:
+        """Stop, then start, in the background."""
+        self._refuse_while(row, Status.deleting, Status.creating, Status.provisioning)
+        await self._set(row, Status.stopping)
+
+        async def both(r: WorkspaceRow) -> None:
+            await self._do_stop(r)
+            await self._set(r, Status.starting)
+            await self._do_start(r)
+
+        self._background(row, both)
+        return row
+
+    async def delete(self, row: WorkspaceRow, keep_files: bool) -> None:
+        """Stop the engine, remove the folders (files/ stays with keep_files) and the record."""
+        self._refuse_while(row, Status.deleting)
+        await self._set(row, Status.deleting)
+        async with self._lock(row.uid):
+            spec = self.spec(row)
+            await self.backend.stop(spec, self.settings.engine_stop_timeout_s)
+            await asyncio.to_thread(provision.remove, spec.root, keep_files)
+            async with self.db() as s:
+                await s.delete(await s.get_one(WorkspaceRow, row.id))
+                await s.commit()
+        self._routes.pop((row.owner.name, row.name), None)
+        self._activity.pop(row.uid, None)
+        self._locks.pop(row.uid, None)
+
+    async def ensure_started(self, route: Route) -> None:
+        """Start a stopped or failed workspace (the gateway calls this for its owner)."""
+        if route.status in (Status.stopped, Status.failed):
+            async with self.db() as s:
+                row = await s.scalar(select(WorkspaceRow).where(WorkspaceRow.uid == route.uid))
+            if row is not None:
+                await self.start(row)
+
+    async def recheck(self, route: Route) -> None:
+        """Ask the backend about a workspace the gateway could not reach; record what it says."""
+        async with self.db() as s:
+            row = await s.scalar(select(WorkspaceRow).where(WorkspaceRow.uid == route.uid))
+        if row is None or row.status != Status.running:
+            return
+        async with self._lock(row.uid):
+            status = await self.backend.status(self.spec(row))
+            if status.state == "failed":
+                lines = await self.logs(row, ERROR_TAIL_LINES)
+                await self._set(row, Status.failed, error=f"{status.detail} (exit code {status.exit_code}): " + " | ".join(lines[-5:]))
+            elif status.state == "stopped":
+                await self._set(row, Status.stopped)
+
+    def touch(self, uid: str) -> None:
+        """Note activity on a workspace (written to the database by the flusher)."""
+        self._activity[uid] = time.time()
+
+    async def flush_activity(self) -> None:
+        """Write noted activity to the database."""
+        pending, self._activity = self._activity, {}
+        if not pending:
+            return
+        async with self.db() as s:
+            for uid, ts in pending.items():
+                await s.execute(update(WorkspaceRow).where(WorkspaceRow.uid == uid).values(last_activity_at=datetime.fromtimestamp(ts, UTC)))
+            await s.commit()
+
+    # -- internals ----------------------------------------------------------------------
+    async def _flush_activity_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.activity_flush_s)
+            try:
+                await self.flush_activity()
+            except Exception:  # a failed write must not end the loop
+                log.exception("could not record workspace activity")
+
+    async def _do_start(self, row: WorkspaceRow) -> None:
+        try:
+            endpoint = await self.backend.start(self.spec(row))
+        except DevyardError as exc:
+            await self._set(row, Status.failed, error=exc.message)
+            return
+        await self._set(row, Status.running, socket=endpoint.unix_socket, started_at=utcnow(), error=None)
+
+    async def _do_stop(self, row: WorkspaceRow) -> None:
+        try:
+            await self.backend.stop(self.spec(row), self.settings.engine_stop_timeout_s)
+        except DevyardError as exc:
+            await self._set(row, Status.failed, error=exc.message)
+            return
+        await self._set(row, Status.stopped)
+
+    def _background(self, row: WorkspaceRow, op: Callable[[WorkspaceRow], Awaitable[None]]) -> None:
+        async def run() -> None:
+            async with self._lock(row.uid):
+                try:
+                    await op(row)
+                except Exception as exc:
+                    log.exception("workspace %s/%s: %s failed", row.owner.name, row.name, op.__name__)
+                    await self._set(row, Status.failed, error=f"internal error: {exc}")
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _lock(self, uid: str) -> asyncio.Lock:
+        return self._locks.setdefault(uid, asyncio.Lock())
+
+    @staticmethod
+    def _refuse_while(row: WorkspaceRow, *states: Status) -> None:
+        if row.status in states:
+            raise Invalid(f"workspace '{row.name}' is {row.status}; try again when that is done", code="workspace_busy")
+
+    async def _set(self, row: WorkspaceRow, status: str, socket: str | None = None, **fields: Any) -> None:
+        """Write a status change to the database, the row object and the route table."""
+        values = {"status": status, **fields}
+        async with self.db() as s:
+            await s.execute(update(WorkspaceRow).where(WorkspaceRow.id == row.id).values(**values))
+            await s.commit()
+        for key, value in values.items():
+            setattr(row, key, value)
+        key = (row.owner.name, row.name)
+        old = self._routes.get(key)
+        keep_socket = socket if status == Status.running else None
+        self._routes[key] = replace(old, status=Status(status), socket=keep_socket) if old else Route(row.uid, row.owner.name, row.name, Status(status), keep_socket)
+        log.info("workspace %s/%s: %s", row.owner.name, row.name, status)
+

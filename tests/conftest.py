@@ -1,0 +1,56 @@
+"""Fixtures: the installed engine, managers on temp data dirs, and a guard against leaked processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from devyard.config import load_settings
+from devyard.engine import install
+from tests.support import Manager, kill_tree, start_manager
+
+
+@pytest.fixture(scope="session")
+def engine() -> install.Engine:
+    """The cached engine (installed by `make test` before pytest runs; installed here otherwise)."""
+    return install.install(load_settings().engine_dir, lambda m: print(m, flush=True))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leaked_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the run if any process started under the test temp dir outlives the tests."""
+    base = str(tmp_path_factory.getbasetemp())
+    yield
+    leaked = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if proc.pid != os.getpid() and base in " ".join(proc.info["cmdline"] or []):
+                leaked.append(f"{proc.pid}: {' '.join(proc.info['cmdline'])[:200]}")
+                kill_tree(proc.pid)
+        except psutil.Error:
+            continue
+    assert not leaked, "processes left running by the tests:\n" + "\n".join(leaked)
+
+
+@pytest.fixture(scope="module")
+def manager(engine: install.Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
+    """A manager shared by the tests of one module."""
+    m = start_manager(tmp_path_factory.mktemp("m") / "data")
+    try:
+        yield m
+    finally:
+        m.stop()
+
+
+@pytest.fixture
+def fresh_manager(engine: install.Engine, tmp_path: Path) -> Iterator[Manager]:
+    """A manager of the test's own."""
+    m = start_manager(tmp_path / "data")
+    try:
+        yield m
+    finally:
+        m.stop()
