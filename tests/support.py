@@ -72,7 +72,7 @@ class Manager:
     def engine_pids(self) -> list[int]:
         """Pids of engines the local backend recorded under this data dir."""
         pids = []
-        for record in (self.data_dir / "run").glob("*.json"):
+        for record in (self.data_dir / "run" / "engines").glob("*.json"):
             try:
                 data = json.loads(record.read_text())
             except (OSError, ValueError):

@@ -2,9 +2,10 @@
 
 Engines start in their own session (process group) with stdout/stderr going to a log file, never
 a pipe into the manager, so they outlive a manager crash or restart and are adopted by the next
-one. What the manager must know to find them again is on disk, not in memory: run/<uid>.json holds
+one. What the manager must know to find them again is on disk, not in memory: run/engines/<uid>.json holds
 the pid and the process start time (a pid alone can be reused), run/<uid>.sock is the only place
-the engine listens, inside the 0700 run/ folder.
+the engine listens, inside the 0700 run/ folder; run/<uid>/ holds its other sockets (VS Code's
+IPC, code-server's session socket), kept short because a socket path may not pass 107 bytes.
 """
 
 from __future__ import annotations
@@ -65,11 +66,17 @@ class LocalBackend:
         """The engine's listening socket."""
         return self.run_dir / f"{uid}.sock"
 
+    @property
+    def records_dir(self) -> Path:
+        """Folder of the engines' runtime records (one JSON file per running engine)."""
+        return self.run_dir / "engines"
+
     def _record_path(self, uid: str) -> Path:
-        return self.run_dir / f"{uid}.json"
+        return self.records_dir / f"{uid}.json"
 
     def _runtime_dir(self, uid: str) -> Path:
-        return self.run_dir / f"{uid}.d"
+        """Private 0700 folder: VS Code's IPC sockets and the engine's session socket."""
+        return self.run_dir / uid
 
     def _read_record(self, uid: str) -> dict[str, Any] | None:
         try:
@@ -123,12 +130,13 @@ class LocalBackend:
     def _spawn(self, ws: WorkspaceSpec) -> subprocess.Popen[bytes]:
         engine = install.require(self.settings.engine_dir)
         sock = self.socket_path(ws.uid)
-        if len(str(sock)) > MAX_SOCKET_PATH:
+        session_sock = self._runtime_dir(ws.uid) / "session.sock"
+        if len(str(session_sock)) > MAX_SOCKET_PATH:
             raise BackendError(
-                f"socket path {sock} is longer than {MAX_SOCKET_PATH} bytes; use a shorter --data-dir",
+                f"socket path {session_sock} is longer than {MAX_SOCKET_PATH} bytes; use a shorter --data-dir",
                 code="socket_path_too_long",
             )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.records_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.run_dir, 0o700)
         runtime = self._runtime_dir(ws.uid)
         runtime.mkdir(mode=0o700, exist_ok=True)
@@ -138,7 +146,7 @@ class LocalBackend:
         config.write_text(ENGINE_CONFIG)
         argv = engine_argv(
             engine, socket=sock, folder=ws.files_dir, user_data=ws.data_dir, extensions=ws.extensions_dir,
-            config=config, base_path=ws.base_path,
+            config=config, base_path=ws.base_path, session_socket=session_sock,
         )
         env = engine_env(engine, home=ws.home_dir, runtime_dir=runtime)
         with ws.log_file.open("ab") as log:
@@ -204,9 +212,9 @@ class LocalBackend:
     async def adopt(self) -> list[RuntimeStatus]:
         """Engines left running by an earlier manager, found from run/*.json; stale records are removed."""
         found: list[RuntimeStatus] = []
-        if not self.run_dir.exists():
+        if not self.records_dir.exists():
             return found
-        for path in sorted(self.run_dir.glob("*.json")):
+        for path in sorted(self.records_dir.glob("*.json")):
             uid = path.stem
             record = self._read_record(uid)
             proc = self._process(record)

@@ -12,7 +12,9 @@ from devyard.engine.install import Engine
 ENGINE_CONFIG = "auth: none\n"
 
 
-def engine_argv(engine: Engine, *, socket: Path, folder: Path, user_data: Path, extensions: Path, config: Path, base_path: str) -> list[str]:
+def engine_argv(
+    engine: Engine, *, socket: Path, folder: Path, user_data: Path, extensions: Path, config: Path, base_path: str, session_socket: Path
+) -> list[str]:
     """argv that starts `engine` for one workspace, listening only on `socket`."""
     return [
         str(engine.node),
@@ -26,6 +28,7 @@ def engine_argv(engine: Engine, *, socket: Path, folder: Path, user_data: Path, 
         "--config", str(config),
         "--user-data-dir", str(user_data),
         "--extensions-dir", str(extensions),
+        "--session-socket", str(session_socket),
         "--abs-proxy-base-path", base_path.rstrip("/"),
         str(folder),
     ]

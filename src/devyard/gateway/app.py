@@ -52,7 +52,7 @@ class Gateway:
         if route is None:
             await _respond(scope, send, 404, "workspace_not_found", f"no workspace '{target.owner}/{target.name}'")
             return
-        if scope["type"] == "websocket" and not origin_matches(access.header(scope, b"origin"), access.header(scope, b"host")):
+        if scope["type"] == "websocket" and not self._origin_ok(scope, decision):
             await _respond(scope, send, 403, "origin_refused", "WebSocket from another origin refused")
             return
         if not target.rest:
@@ -64,6 +64,14 @@ class Gateway:
             return
         self.service.touch(route.uid)
         await self._proxy(scope, receive, send, route, target, decision.used_bearer)
+
+    @staticmethod
+    def _origin_ok(scope: Scope, decision: access.Decision) -> bool:
+        """Cookie-carried WebSockets must come from our own pages; token clients may omit Origin."""
+        origin = access.header(scope, b"origin")
+        if origin is None and decision.identity is not None and decision.identity.via == "token":
+            return True
+        return origin_matches(origin, access.header(scope, b"host"))
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, route: Route, target: access.Target, used_bearer: bool) -> None:
         assert route.socket is not None

@@ -8,6 +8,7 @@ the ASGI send, which uvicorn holds while the client's socket is not draining.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import httpx
@@ -16,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from devyard.gateway.headers import downstream_headers
 
 CONNECT_TIMEOUT_S = 10.0
+log = logging.getLogger("devyard.gateway")
 
 
 class EngineUnreachable(Exception):
@@ -57,14 +59,17 @@ class HttpProxy:
         request = client.build_request(scope["method"], url, headers=headers, content=_body(receive) if has_body else None)
         try:
             response = await client.send(request, stream=True)
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ConnectTimeout) as exc:
-            raise EngineUnreachable(str(exc)) from exc
+        except httpx.TransportError as exc:
+            raise EngineUnreachable(f"{type(exc).__name__}: {exc}") from exc
         try:
             await send({"type": "http.response.start", "status": response.status_code, "headers": downstream_headers(response.headers.raw)})
             async for chunk in response.aiter_raw():
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except httpx.TransportError as exc:
+            # Headers are gone already: all we can do is cut the response short, which the client sees.
+            log.info("engine stream ended early: %s: %s", type(exc).__name__, exc)
         finally:
             await response.aclose()
 
