@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the manager listens on.")
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port the manager listens on (0 picks a free one).")
     engine_dir: Path = Field(DEFAULT_ENGINE_DIR, description="Cache of installed code-server engines, one folder per version.")
-    backend: str = Field("local", description="Where engines run: `local` (child processes) or `kubernetes`.")
+    backend: str = Field("local", description="Where engines run: `local` (child processes on this machine); other backends register under the `devyard.backends` entry points.")
     database_url: str | None = Field(None, description="SQLAlchemy URL of the state database; default SQLite at <data_dir>/devyard.db.")
     admin_password: SecretStr | None = Field(None, description="Password of the `admin` user created on first start; generated and printed once when unset.")
     session_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="How long a browser login lasts, in seconds.")

@@ -30,7 +30,7 @@ from devyard.errors import BackendError, DevyardError
 
 # sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
-READY_POLL_S = 0.05
+READY_POLL_S = 0.02
 LOG_TAIL_LINES = 20
 
 

@@ -1,0 +1,107 @@
+"""Start-up benchmark: how long until a workspace answers through the gateway.
+
+    create→ready       POST /api/v1/workspaces until GET /w/admin/<name>/ gets the engine's answer
+    stop→start→ready   POST .../start on a stopped workspace until the same
+    bare code-server   the same engine binary and flags started by hand until it answers on its socket
+
+Usage: .venv/bin/python bench/start.py [--runs 10]. Prints a table, writes bench/results/start.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.stats import report  # noqa: E402
+from devyard.config import load_settings  # noqa: E402
+from devyard.engine import install  # noqa: E402
+from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env  # noqa: E402
+from tests.support import kill_tree, start_manager, wait_for  # noqa: E402
+
+POLL_S = 0.01
+
+
+def gateway_ready(client: httpx.Client, name: str) -> bool:
+    """The engine itself answered through the gateway (its redirect to ./?folder=)."""
+    r = client.get(f"/w/admin/{name}/")
+    return r.status_code == 302 and r.headers["location"].startswith("./?folder=")
+
+
+def bench_manager(runs: int, root: Path) -> dict[str, list[float]]:
+    manager = start_manager(root / "data")
+    create, restart = [], []
+    try:
+        token = manager.token()
+        with httpx.Client(base_url=manager.url, headers={"authorization": f"Bearer {token}"}, timeout=60) as c:
+            for i in range(runs):
+                name = f"bench-{i}"
+                t0 = time.perf_counter()
+                assert c.post("/api/v1/workspaces", json={"name": name}).status_code == 201
+                wait_for(lambda: gateway_ready(c, name), 120, f"{name} ready", interval=POLL_S)
+                create.append(time.perf_counter() - t0)
+
+                c.post(f"/api/v1/workspaces/{name}/stop")
+                wait_for(lambda: c.get(f"/api/v1/workspaces/{name}").json()["status"] == "stopped", 60, "stopped")
+                t0 = time.perf_counter()
+                c.post(f"/api/v1/workspaces/{name}/start")
+                wait_for(lambda: gateway_ready(c, name), 120, f"{name} ready again", interval=POLL_S)
+                restart.append(time.perf_counter() - t0)
+                assert c.delete(f"/api/v1/workspaces/{name}").status_code == 204
+    finally:
+        manager.stop()
+    return {"create→ready (devyard)": create, "stop→start→ready (devyard)": restart}
+
+
+def bench_bare(runs: int, root: Path) -> list[float]:
+    engine = install.require(load_settings().engine_dir)
+    times = []
+    for i in range(runs):
+        d = root / f"bare-{i}"
+        for sub in ("files", "data", "ext", "home", "rt"):
+            (d / sub).mkdir(parents=True)
+        (d / "cfg.yaml").write_text(ENGINE_CONFIG)
+        sock = d / "s.sock"
+        argv = engine_argv(engine, socket=sock, folder=d / "files", user_data=d / "data", extensions=d / "ext",
+                           config=d / "cfg.yaml", base_path=f"/w/bench/bare-{i}/", session_socket=d / "rt" / "session.sock")
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, env=engine_env(engine, home=d / "home", runtime_dir=d / "rt"), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://engine") as c:
+                def up() -> bool:
+                    try:
+                        return c.get("/").status_code == 302
+                    except httpx.TransportError:
+                        return False
+                wait_for(up, 120, "bare engine", interval=POLL_S)
+            times.append(time.perf_counter() - t0)
+        finally:
+            kill_tree(proc.pid)
+            proc.wait()
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="dybench-"))
+    try:
+        rows = bench_manager(args.runs, root)
+        rows["bare code-server boot"] = bench_bare(args.runs, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    report("start", f"Workspace start-up, {args.runs} runs (seconds)", rows, "s", {"code_server": install.CODE_SERVER_VERSION})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Small helpers shared by the benchmarks: percentiles, tables, JSON results."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of `values`."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """p50, p95, mean, min and max, in the unit of `values`."""
+    return {
+        "p50": percentile(values, 50), "p95": percentile(values, 95), "mean": statistics.fmean(values),
+        "min": min(values), "max": max(values), "runs": len(values),
+    }
+
+
+def report(name: str, title: str, rows: dict[str, list[float]], unit: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Print a table of `rows` and write bench/results/<name>.json."""
+    table = Table(title=title)
+    for col in ("measure", "runs", f"p50 {unit}", f"p95 {unit}", f"mean {unit}", f"min {unit}", f"max {unit}"):
+        table.add_column(col, justify="left" if col == "measure" else "right")
+    data: dict[str, Any] = {"benchmark": name, "unit": unit, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()}, "results": {}, **(extra or {})}
+    for measure, values in rows.items():
+        s = summary(values)
+        data["results"][measure] = {**s, "values": values}
+        table.add_row(measure, str(s["runs"]), *(f"{s[k]:.3f}" for k in ("p50", "p95", "mean", "min", "max")))
+    Console().print(table)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2))
+    return data
