@@ -60,7 +60,7 @@ def up(
 
     settings = load_settings(config, host=host, port=port, data_dir=data_dir)
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
-    if install_engine:
+    if install_engine and install.locate(settings.engine_dir) is None:
         install.install(settings.engine_dir, _progress)
     password = asyncio.run(_bootstrap(settings))
     if password:
