@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import psutil
 
+from devyard.processes import terminate_tree
+
 DEVYARD = str(Path(sys.executable).parent / "devyard")
 ADMIN_PASSWORD = "admin-password-for-tests"
 START_DEADLINE_S = 60.0
@@ -35,23 +37,9 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) 
 def kill_tree(pid: int, timeout: float = 10.0) -> None:
     """SIGTERM a process, its group and its descendants; SIGKILL what is left after `timeout`."""
     try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        terminate_tree(psutil.Process(pid), timeout, (signal.SIGTERM, signal.SIGKILL))
     except psutil.NoSuchProcess:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except OSError:
-            pass
-        for p in procs:
-            try:
-                p.send_signal(sig)
-            except psutil.Error:
-                pass
-        _, procs = psutil.wait_procs(procs, timeout=timeout)
-        if not procs:
-            return
+        pass
 
 
 @dataclass

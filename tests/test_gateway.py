@@ -18,7 +18,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.support import ADMIN_PASSWORD, Manager, kill_tree, wait_for
+from tests.support import ADMIN_PASSWORD, Manager, kill_tree, start_manager, wait_for
 
 ECHO = Path(__file__).parent / "peers" / "echo_server.py"
 
@@ -186,3 +186,21 @@ def test_engine_killed_under_the_gateway(manager: Manager) -> None:
         api.post("/workspaces/victim/start")
         manager.wait_status("victim", "running")
         assert set(manager.engine_pids()) - before
+
+
+def test_gateway_traffic_is_recorded_as_activity(engine: object, tmp_path: Path, echo_port: int) -> None:
+    m = start_manager(tmp_path / "data", extra_env={"DEVYARD_ACTIVITY_FLUSH_S": "0.2"})
+    try:
+        with m.api() as api:
+            api.post("/workspaces", json={"name": "busy"})
+            m.wait_status("busy", "running")
+            assert api.get("/workspaces/busy").json()["last_activity_at"] is None
+            assert httpx.get(m.url + "/w/admin/busy/", headers=api.headers).status_code == 302
+            first = wait_for(lambda: api.get("/workspaces/busy").json()["last_activity_at"], 10, "activity from an HTTP request")
+            url = ws_url(m, f"/w/admin/busy/proxy/{echo_port}/ws")
+            with connect(url, additional_headers={"authorization": api.headers["authorization"]}) as conn:
+                conn.send("ping")
+                assert conn.recv(timeout=10) == "ping"
+            wait_for(lambda: api.get("/workspaces/busy").json()["last_activity_at"] > first, 10, "activity from WebSocket messages")
+    finally:
+        m.stop()

@@ -5,11 +5,27 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 WORKSPACE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,38}$")
 USER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,38}$")
+
+
+def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
+    """A validator that accepts strings matching `pattern` and otherwise states `rule`."""
+
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(rule)
+        return value
+
+    return AfterValidator(check)
+
+
+WorkspaceName = Annotated[str, _matching(WORKSPACE_NAME, "workspace names are 1-39 characters: lower-case letters, digits and '-', starting with a letter or digit")]
+UserName = Annotated[str, _matching(USER_NAME, "user names are 1-39 characters: lower-case letters, digits, '_', '.', '-', starting with a letter or digit")]
 
 
 class Status(StrEnum):
@@ -45,16 +61,10 @@ class User(BaseModel):
 class UserCreate(BaseModel):
     """Body of POST /api/v1/users."""
 
-    name: str
+    name: UserName
     password: str = Field(min_length=8, max_length=1024)
     is_admin: bool = False
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not USER_NAME.match(v):
-            raise ValueError("user names are 1-39 characters: lower-case letters, digits, '_', '.', '-', starting with a letter or digit")
-        return v
 
 
 class TokenCreate(BaseModel):
@@ -75,18 +85,12 @@ class TokenCreated(BaseModel):
 class WorkspaceCreate(BaseModel):
     """Body of POST /api/v1/workspaces."""
 
-    name: str
+    name: WorkspaceName
     template: str | None = None
     extension_groups: list[str] = Field(default_factory=list)
     git_url: str | None = None
     start: bool = True
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not WORKSPACE_NAME.match(v):
-            raise ValueError("workspace names are 1-39 characters: lower-case letters, digits and '-', starting with a letter or digit")
-        return v
 
 
 class Workspace(BaseModel):

@@ -23,7 +23,7 @@ async def list_workspaces(ident: CurrentUser, service: Workspaces, all: bool = F
     """Workspaces of the caller, oldest first."""
     if all and not ident.is_admin:
         raise Forbidden("only admins may list every user's workspaces", code="admin_required")
-    return [service.to_model(r) for r in await service.list(ident, all_users=all)]
+    return [service.to_model(r) for r in await service.list_for(ident, all_users=all)]
 
 
 @router.post("", response_model=Workspace, status_code=201, summary="Create a workspace (and start it unless start=false)")
@@ -102,8 +102,8 @@ async def workspace_log_stream(name: str, ident: CurrentUser, service: Workspace
                 pos = size
                 pending += chunk
                 *complete, pending = pending.split(b"\n")
-                for line in complete:
-                    yield b"data: " + line.rstrip(b"\r") + b"\n\n"
+                for raw in complete:
+                    yield b"data: " + raw.rstrip(b"\r") + b"\n\n"
                 idle_s = 0.0
             else:
                 idle_s += LOG_POLL_S

@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from devyard.config import Settings
 from devyard.engine import install
 from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env
 from devyard.errors import BackendError, DevyardError
+from devyard.processes import process_tree, terminate_tree
 
 # sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
@@ -185,7 +185,7 @@ class LocalBackend:
         """Stop the engine's whole process tree: SIGINT, then SIGTERM, then SIGKILL."""
         proc = self._process(self._read_record(ws.uid))
         if proc is not None:
-            await asyncio.to_thread(_terminate_tree, proc, timeout)
+            await asyncio.to_thread(terminate_tree, proc, timeout)
         self._forget(ws.uid)
 
     async def status(self, ws: WorkspaceSpec) -> RuntimeStatus:
@@ -243,36 +243,10 @@ async def _answers(sock: str) -> bool:
         writer.close()
 
 
-def _tree(proc: psutil.Process) -> list[psutil.Process]:
-    try:
-        return [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return [proc]
-
-
-def _terminate_tree(proc: psutil.Process, timeout: float) -> None:
-    """Signal the engine's group and every descendant (terminals start their own sessions)."""
-    alive = _tree(proc)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        alive = [p for p in {*alive, *(c for p in alive if p.is_running() for c in _tree(p))} if p.is_running()]
-        if not alive:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-        except OSError:
-            pass
-        for p in alive:
-            try:
-                p.send_signal(sig)
-            except psutil.Error:
-                pass
-        _, alive = psutil.wait_procs(alive, timeout=timeout)
-
-
 def _sample_tree(proc: psutil.Process | None) -> tuple[float, int, float]:
     if proc is None:
         return 0.0, 0, 0.0
-    procs = _tree(proc)
+    procs = process_tree(proc)
 
     def cpu_seconds() -> float:
         total = 0.0

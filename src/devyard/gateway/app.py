@@ -5,7 +5,6 @@ GatewayMiddleware hands /w/... to Gateway and everything else to the API and das
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 
@@ -80,7 +79,8 @@ class Gateway:
         path = target.rest
         if scope["type"] == "websocket":
             headers = upstream_headers(scope["headers"], drop=WEBSOCKET_HANDSHAKE, used_bearer=used_bearer, client=client, scheme=scheme)
-            await relay(scope, receive, send, route.socket, path, headers, access.header(scope, b"host") or "")
+            uid, touch = route.uid, self.service.touch
+            await relay(scope, receive, send, route.socket, path, headers, access.header(scope, b"host") or "", lambda: touch(uid))
             return
         headers = upstream_headers(scope["headers"], drop=frozenset(), used_bearer=used_bearer, client=client, scheme=scheme)
         try:
@@ -88,7 +88,7 @@ class Gateway:
         except EngineUnreachable as exc:
             log.warning("workspace %s/%s: engine unreachable: %s", route.owner, route.name, exc)
             await self.http.forget(route.socket)
-            asyncio.create_task(self.service.recheck(route))
+            self.service.recheck_soon(route)
             await _respond(scope, send, 502, "engine_unreachable", "the workspace engine is not answering; it is being checked, try again shortly")
 
     async def _not_running(self, scope: Scope, send: Send, route: Route) -> None:

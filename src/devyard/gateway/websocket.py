@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection, unix_connect
@@ -26,8 +26,14 @@ def _sendable(code: int | None) -> int:
     return code
 
 
-async def relay(scope: Scope, receive: Receive, send: Send, socket: str, path: str, headers: list[tuple[bytes, bytes]], host: str) -> None:
-    """Open the engine's WebSocket for this request and relay frames both ways until one side closes."""
+async def relay(
+    scope: Scope, receive: Receive, send: Send, socket: str, path: str, headers: list[tuple[bytes, bytes]], host: str,
+    on_message: Callable[[], None],
+) -> None:
+    """Open the engine's WebSocket for this request and relay messages both ways until one side closes.
+
+    `on_message` is called for every message relayed (activity tracking; it must be cheap).
+    """
     query = scope.get("query_string", b"").decode("latin-1")
     uri = f"ws://{host or 'localhost'}{path}" + (f"?{query}" if query else "")
     message = await receive()
@@ -48,7 +54,7 @@ async def relay(scope: Scope, receive: Receive, send: Send, socket: str, path: s
         return
     async with _closing(upstream):
         await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
-        await _pump(receive, send, upstream)
+        await _pump(receive, send, upstream, on_message)
 
 
 @contextlib.asynccontextmanager
@@ -59,19 +65,21 @@ async def _closing(upstream: ClientConnection) -> AsyncIterator[None]:
         await upstream.close()
 
 
-async def _pump(receive: Receive, send: Send, upstream: ClientConnection) -> None:
+async def _pump(receive: Receive, send: Send, upstream: ClientConnection, on_message: Callable[[], None]) -> None:
     async def browser_to_engine() -> None:
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 await upstream.close(code=_sendable(message.get("code")))
                 return
+            on_message()
             data = message.get("bytes")
             await upstream.send(data if data is not None else message.get("text", ""))
 
     async def engine_to_browser() -> None:
         try:
             async for data in upstream:
+                on_message()
                 if isinstance(data, bytes):
                     await send({"type": "websocket.send", "bytes": data})
                 else:

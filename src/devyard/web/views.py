@@ -66,5 +66,5 @@ async def dashboard(request: Request) -> Response:
     if ident is None:
         return RedirectResponse("/login", status_code=302)
     service = request.app.state.workspaces
-    rows = await service.list(ident)
+    rows = await service.list_for(ident)
     return HTMLResponse(render("dashboard.html", user=ident.name, workspaces=[service.to_model(r) for r in rows]))

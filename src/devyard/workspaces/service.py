@@ -110,7 +110,7 @@ class WorkspaceService:
             started_at=row.started_at, last_activity_at=row.last_activity_at, error=row.error,
         )
 
-    async def list(self, who: Identity, all_users: bool = False) -> list[WorkspaceRow]:
+    async def list_for(self, who: Identity, all_users: bool = False) -> list[WorkspaceRow]:
         """Workspaces of `who` (every user's when `all_users`, which only admins may ask)."""
         query = select(WorkspaceRow).order_by(WorkspaceRow.created_at)
         if not all_users:
@@ -220,6 +220,10 @@ class WorkspaceService:
             if row is not None:
                 await self.start(row)
 
+    def recheck_soon(self, route: Route) -> None:
+        """recheck() in the background (the gateway must answer at once)."""
+        self._keep(asyncio.create_task(self.recheck(route)))
+
     async def recheck(self, route: Route) -> None:
         """Ask the backend about a workspace the gateway could not reach; record what it says."""
         async with self.db() as s:
@@ -282,7 +286,10 @@ class WorkspaceService:
                     log.exception("workspace %s/%s: %s failed", row.owner.name, row.name, op.__name__)
                     await self._set(row, Status.failed, error=f"internal error: {exc}")
 
-        task = asyncio.create_task(run())
+        self._keep(asyncio.create_task(run()))
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        # The event loop holds tasks weakly: keep a reference until each is done.
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -300,8 +307,8 @@ class WorkspaceService:
         async with self.db() as s:
             await s.execute(update(WorkspaceRow).where(WorkspaceRow.id == row.id).values(**values))
             await s.commit()
-        for key, value in values.items():
-            setattr(row, key, value)
+        for field, value in values.items():
+            setattr(row, field, value)
         key = (row.owner.name, row.name)
         old = self._routes.get(key)
         keep_socket = socket if status == Status.running else None
