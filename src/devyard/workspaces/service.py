@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,15 +64,15 @@ class WorkspaceService:
         adopted = {s.uid: s for s in await self.backend.adopt()}
         async with self.db() as s:
             rows = list((await s.scalars(select(WorkspaceRow))).all())
-        known = set()
         for row in rows:
-            known.add(row.uid)
-            status, fields = self._reconcile(row, adopted.get(row.uid) is not None)
+            found = adopted.get(row.uid)
+            socket = found.endpoint.unix_socket if found and found.endpoint else None
+            status, fields = self._reconcile(row, found is not None)
             if status != row.status or fields:
-                await self._set(row, status, **fields)
-            socket = adopted[row.uid].endpoint.unix_socket if row.uid in adopted and adopted[row.uid].endpoint else None  # type: ignore[union-attr]
-            self._routes[(row.owner.name, row.name)] = Route(row.uid, row.owner.name, row.name, Status(status), socket)
-        for uid in adopted.keys() - known:
+                await self._set(row, status, socket=socket, **fields)
+            else:
+                self._remember(row, socket)
+        for uid in adopted.keys() - {row.uid for row in rows}:
             log.warning("stopping engine %s: it belongs to no workspace", uid)
             await self.backend.stop(WorkspaceSpec(uid, "?", "?", self.settings.workspaces_dir / "_orphan"), self.settings.engine_stop_timeout_s)
         self._flusher = asyncio.create_task(self._flush_activity_forever())
@@ -94,7 +94,8 @@ class WorkspaceService:
             self._flusher.cancel()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, *( [self._flusher] if self._flusher else []), return_exceptions=True)
+        pending = [*self._tasks, *([self._flusher] if self._flusher else [])]
+        await asyncio.gather(*pending, return_exceptions=True)
         await self.flush_activity()
 
     # -- queries ------------------------------------------------------------------------
@@ -153,7 +154,7 @@ class WorkspaceService:
             except IntegrityError as exc:
                 raise WorkspaceExists(f"you already have a workspace named '{req.name}'") from exc
             await s.refresh(row, attribute_names=["owner"])
-        self._routes[(who.name, row.name)] = Route(row.uid, who.name, row.name, Status.creating)
+        self._remember(row, None)
         async with self._lock(row.uid):
             await self._set(row, Status.provisioning)
             try:
@@ -309,9 +310,11 @@ class WorkspaceService:
             await s.commit()
         for field, value in values.items():
             setattr(row, field, value)
-        key = (row.owner.name, row.name)
-        old = self._routes.get(key)
-        keep_socket = socket if status == Status.running else None
-        self._routes[key] = replace(old, status=Status(status), socket=keep_socket) if old else Route(row.uid, row.owner.name, row.name, Status(status), keep_socket)
+        self._remember(row, socket)
         log.info("workspace %s/%s: %s", row.owner.name, row.name, status)
+
+    def _remember(self, row: WorkspaceRow, socket: str | None) -> None:
+        """Put the row's state in the gateway's route table (a socket only while running)."""
+        status = Status(row.status)
+        self._routes[(row.owner.name, row.name)] = Route(row.uid, row.owner.name, row.name, status, socket if status == Status.running else None)
 
