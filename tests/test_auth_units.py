@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from devyard.auth.csrf import cross_site, origin_matches
 from devyard.auth.passwords import hash_password, verify_password
 from devyard.auth.secrets import digest, new_secret, parse_duration
-from devyard.auth.throttle import LoginThrottle
+from devyard.auth.throttle import LoginThrottle, Rate
 from devyard.errors import Invalid, Throttled
 
 
@@ -40,19 +39,55 @@ def test_bad_durations(text: str) -> None:
         parse_duration(text)
 
 
-def test_throttle_counts_per_key_and_window() -> None:
-    t = LoginThrottle(max_failures=3, window_s=0.3)
-    for _ in range(3):
-        t.check("user:a", "addr:1")
-        t.failed("user:a", "addr:1")
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def throttled(t: LoginThrottle, user: str, addr: str) -> bool:
+    try:
+        t.check(user, addr)
+        return False
+    except Throttled:
+        return True
+
+
+def test_throttle_like_code_server_per_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr("devyard.auth.throttle.time.monotonic", clock)
+    t = LoginThrottle(per_address=Rate(2, 12), per_user=Rate(100, 100))
+    for _ in range(14):  # 2 a minute plus 12 an hour
+        assert not throttled(t, "ann", "1.1.1.1")
+        t.failed("ann", "1.1.1.1")
+    assert throttled(t, "ann", "1.1.1.1")
+    assert throttled(t, "bob", "1.1.1.1")  # the address is out of attempts, whoever it tries
+    assert not throttled(t, "ann", "2.2.2.2")  # another address is not
     with pytest.raises(Throttled) as exc:
-        t.check("user:a")
-    assert int(exc.value.headers["Retry-After"]) >= 1
-    with pytest.raises(Throttled):
-        t.check("user:b", "addr:1")  # same address, other user: still throttled
-    t.check("user:b", "addr:2")
-    time.sleep(0.35)
-    t.check("user:a", "addr:1")  # window passed
+        t.check("ann", "1.1.1.1")
+    assert 1 <= int(exc.value.headers["Retry-After"]) <= 30
+    clock.now += 30  # the minute bucket refills one attempt every 30 s
+    assert not throttled(t, "ann", "1.1.1.1")
+    t.failed("ann", "1.1.1.1")
+    assert throttled(t, "ann", "1.1.1.1")
+    clock.now += 3600  # never locked out for good
+    assert not throttled(t, "ann", "1.1.1.1")
+
+
+def test_throttle_per_user_spares_known_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr("devyard.auth.throttle.time.monotonic", clock)
+    t = LoginThrottle(per_address=Rate(100, 100), per_user=Rate(3, 0))
+    t.succeeded("ann", "10.0.0.1")  # ann's own machine
+    for i in range(3):  # an attack spread over many addresses
+        t.failed("ann", f"6.6.6.{i}")
+    assert throttled(t, "ann", "6.6.6.99")
+    assert not throttled(t, "ann", "10.0.0.1")  # ann still gets in from where she logged in before
+    assert not throttled(t, "bob", "6.6.6.99")
 
 
 def test_origins() -> None:

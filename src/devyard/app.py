@@ -13,7 +13,9 @@ from devyard.api import auth as auth_api
 from devyard.api import meta, users, workspaces
 from devyard.api.errors import install_handlers
 from devyard.auth.identity import Authenticator
-from devyard.auth.throttle import LoginThrottle
+from devyard.audit import AuditLog
+from devyard.auth.secrets import load_or_create_key
+from devyard.auth.throttle import LoginThrottle, Rate
 from devyard.backends import load_backend
 from devyard.config import Settings
 from devyard.gateway import Gateway, GatewayMiddleware
@@ -33,9 +35,15 @@ def create_app(settings: Settings) -> FastAPI:
         migrate(settings.db_url)
         engine = open_engine(settings.db_url)
         db = sessionmaker(engine)
-        auth = Authenticator(db, LoginThrottle(settings.login_max_failures, settings.login_window_s), settings.session_ttl_s)
+        throttle = LoginThrottle(
+            per_address=Rate(settings.login_address_per_minute, settings.login_address_per_hour),
+            per_user=Rate(settings.login_user_per_minute, settings.login_user_per_hour),
+        )
+        audit = AuditLog(db)
+        key = load_or_create_key(settings.secrets_dir / "session.key")
+        auth = Authenticator(db, throttle, audit, key, settings.session_ttl_s, settings.session_idle_s)
         service = WorkspaceService(settings, db, load_backend(settings))
-        app.state.db, app.state.auth, app.state.workspaces = db, auth, service
+        app.state.db, app.state.auth, app.state.audit, app.state.workspaces = db, auth, audit, service
         app.state.gateway = Gateway(auth, service)
         await service.startup()
         try:
@@ -45,7 +53,8 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.gateway.close()
             await engine.dispose()
 
-    app = FastAPI(title="devyard", version=__version__, lifespan=lifespan, openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
+    # The API description is served to logged-in users only (meta.router), like every route but a few.
+    app = FastAPI(title="devyard", version=__version__, lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     install_handlers(app)
     app.add_middleware(GatewayMiddleware)

@@ -42,14 +42,19 @@ class Settings(BaseSettings):
     backend: str = Field("local", description="Where engines run: `local` (child processes on this machine); other backends register under the `devyard.backends` entry points.")
     database_url: str | None = Field(None, description="SQLAlchemy URL of the state database; default SQLite at <data_dir>/devyard.db.")
     admin_password: SecretStr | None = Field(None, description="Password of the `admin` user created on first start; generated and printed once when unset.")
-    session_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="How long a browser login lasts, in seconds.")
+    session_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="Absolute lifetime of a browser login, in seconds.")
+    session_idle_s: int = Field(12 * 3600, gt=0, description="A browser login unused this long (seconds) ends.")
     secure_cookies: bool = Field(False, description="Mark session cookies Secure (set it when a TLS proxy fronts devyard).")
     tls_cert: Path | None = Field(None, description="PEM certificate: serve HTTPS directly.")
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
     engine_start_timeout_s: float = Field(90.0, gt=0, description="How long an engine may take to answer on its socket before the workspace is failed.")
     engine_stop_timeout_s: float = Field(10.0, gt=0, description="How long each stop signal (SIGINT, SIGTERM) waits before escalating.")
-    login_max_failures: int = Field(10, gt=0, description="Failed logins allowed per user and per client address within login_window_s.")
-    login_window_s: int = Field(300, gt=0, description="Window for counting failed logins, in seconds.")
+    login_address_per_minute: int = Field(2, ge=1, description="Failed logins a client address may make per minute (plus the hourly allowance).")
+    login_address_per_hour: int = Field(12, ge=0, description="Failed logins a client address may make per hour beyond the per-minute allowance.")
+    login_user_per_minute: int = Field(10, ge=1, description="Failed logins per minute against one user from addresses it has not logged in from.")
+    login_user_per_hour: int = Field(60, ge=0, description="Failed logins per hour against one user beyond the per-minute allowance.")
+    disable_file_downloads: bool = Field(False, description="Policy for every engine: no downloading files from the editor.")
+    disable_file_uploads: bool = Field(False, description="Policy for every engine: no uploading files into the editor.")
     activity_flush_s: float = Field(15.0, gt=0, description="How often gateway activity is written to the database, in seconds.")
     extension_groups: list[ExtensionGroup] = Field(default_factory=list, description="DevBox `extension_groups`: named extension sets offered when creating a workspace.")
 
@@ -74,6 +79,11 @@ class Settings(BaseSettings):
     def run_dir(self) -> Path:
         """Folder of engine sockets and runtime records (mode 0700)."""
         return self.data_dir / "run"
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Folder of the manager's own keys (mode 0700)."""
+        return self.data_dir / "secrets"
 
     @property
     def workspaces_dir(self) -> Path:

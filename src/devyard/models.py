@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -55,7 +55,23 @@ class User(BaseModel):
 
     name: str
     is_admin: bool
+    disabled: bool = False
     created_at: datetime
+
+
+class UserUpdate(BaseModel):
+    """Body of PATCH /api/v1/users/{name} (admins): only the fields given change."""
+
+    disabled: bool | None = None
+    is_admin: bool | None = None
+    password: str | None = Field(None, min_length=8, max_length=1024)
+
+
+class PasswordChange(BaseModel):
+    """Body of POST /api/v1/me/password."""
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=8, max_length=1024)
 
 
 class UserCreate(BaseModel):
@@ -72,14 +88,54 @@ class TokenCreate(BaseModel):
 
     name: str = Field("cli", min_length=1, max_length=64)
     expires_in: str | None = None
+    scope: Literal["read", "write", "admin"] = "write"
 
 
-class TokenCreated(BaseModel):
+class TokenInfo(BaseModel):
+    """A token as listed: never the token itself."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    scope: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenInfo):
     """A new API token; `token` is shown only in this response."""
 
-    name: str
     token: str
-    expires_at: datetime | None
+
+
+class ShareCreate(BaseModel):
+    """Body of POST /api/v1/workspaces/{name}/shares."""
+
+    user: UserName
+
+
+class Share(BaseModel):
+    """Someone a workspace is shared with."""
+
+    user: str
+    created_at: datetime
+
+
+class AuditEntry(BaseModel):
+    """One line of the audit log."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    actor: str | None
+    action: str
+    target: str | None
+    success: bool
+    address: str | None
+    detail: dict[str, Any] | None
 
 
 class WorkspaceCreate(BaseModel):

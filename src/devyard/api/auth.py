@@ -1,21 +1,17 @@
-"""/api/v1/auth/* and /api/v1/me: logging in and out, and who am I."""
+"""/api/v1/auth/*, /api/v1/me: logging in and out, who am I, changing my password."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from devyard.api.deps import CurrentUser, authenticator
+from devyard.api.deps import CurrentUser, authenticator, client_address, record
 from devyard.auth.identity import SESSION_COOKIE
-from devyard.auth.users import get_user
-from devyard.models import LoginRequest, User
-from devyard.store.tables import utcnow
+from devyard.auth.passwords import verify_password_async
+from devyard.auth.users import get_user, update_user
+from devyard.errors import Forbidden, Unauthorized
+from devyard.models import LoginRequest, PasswordChange, User
 
 router = APIRouter(tags=["auth"])
-
-
-def client_address(request: Request) -> str:
-    """The peer address throttling counts against."""
-    return request.client.host if request.client else "unknown"
 
 
 def set_session_cookie(request: Request, response: Response, cookie: str) -> None:
@@ -29,10 +25,10 @@ def set_session_cookie(request: Request, response: Response, cookie: str) -> Non
 
 @router.post("/auth/login", response_model=User, summary="Log in with a password; sets the session cookie")
 async def login(body: LoginRequest, request: Request, response: Response) -> User:
-    """Log in; 401 on a wrong name or password, 429 when throttled."""
+    """Log in; 401 on a wrong name or password, 403 for a disabled account, 429 when throttled."""
     cookie, ident = await authenticator(request).login(body.username, body.password, client_address(request))
     set_session_cookie(request, response, cookie)
-    return User(name=ident.name, is_admin=ident.is_admin, created_at=utcnow())
+    return User.model_validate(await get_user(request.app.state.db, ident.name))
 
 
 @router.post("/auth/logout", status_code=204, summary="End the browser session")
@@ -49,5 +45,22 @@ async def logout(request: Request) -> Response:
 @router.get("/me", response_model=User, summary="The authenticated user")
 async def me(ident: CurrentUser, request: Request) -> User:
     """Who the credentials belong to."""
-    row = await get_user(request.app.state.db, ident.name)
-    return User.model_validate(row)
+    return User.model_validate(await get_user(request.app.state.db, ident.name))
+
+
+@router.post("/me/password", status_code=204, summary="Change your password; ends all your sessions")
+async def change_password(body: PasswordChange, ident: CurrentUser, request: Request) -> Response:
+    """Check the current password, set the new one, end every session (this one gets a new cookie)."""
+    if ident.via != "session":
+        raise Forbidden("change your password from a logged-in browser session", code="session_required")
+    user = await get_user(request.app.state.db, ident.name)
+    if not await verify_password_async(user.password_hash, body.current_password):
+        await record(request, "user.password", ident.name, success=False)
+        raise Unauthorized("the current password is wrong", code="invalid_credentials")
+    await update_user(request.app.state.db, ident.name, password=body.new_password)
+    auth = authenticator(request)
+    await auth.end_sessions(ident.user_id)
+    response = Response(status_code=204)
+    set_session_cookie(request, response, await auth.open_session(ident.user_id))
+    await record(request, "user.password", ident.name)
+    return response

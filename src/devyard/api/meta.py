@@ -1,8 +1,12 @@
-"""Health, and what the manager offers: extension groups."""
+"""What the manager offers: extension groups, and the API's own description (for logged-in users)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 
 from devyard.api.deps import CurrentUser
 from devyard.config import ExtensionGroup
@@ -15,3 +19,16 @@ async def extension_groups(_: CurrentUser, request: Request) -> list[ExtensionGr
     """The groups a workspace may be created with."""
     groups: list[ExtensionGroup] = request.app.state.settings.extension_groups
     return groups
+
+
+@router.get("/openapi.json", include_in_schema=False)
+async def openapi(_: CurrentUser, request: Request) -> dict[str, Any]:
+    """The OpenAPI description of /api/v1."""
+    spec: dict[str, Any] = request.app.openapi()
+    return spec
+
+
+@router.get("/docs", include_in_schema=False)
+async def docs(_: CurrentUser) -> HTMLResponse:
+    """Swagger UI over the OpenAPI description."""
+    return get_swagger_ui_html(openapi_url="/api/v1/openapi.json", title="devyard API")

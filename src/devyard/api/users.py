@@ -1,13 +1,13 @@
-"""/api/v1/users (admins) and /api/v1/tokens (everyone)."""
+"""/api/v1/users (admins), /api/v1/tokens (everyone, for themselves) and /api/v1/audit (admins)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
 
-from devyard.api.deps import AdminUser, CurrentUser, authenticator
+from devyard.api.deps import AdminUser, CurrentUser, audit_log, authenticator, record, workspaces
 from devyard.auth import users
 from devyard.auth.secrets import parse_duration
-from devyard.models import TokenCreate, TokenCreated, User, UserCreate
+from devyard.models import AuditEntry, TokenCreate, TokenCreated, TokenInfo, User, UserCreate, UserUpdate
 from devyard.store.tables import utcnow
 
 router = APIRouter(tags=["users"])
@@ -22,12 +22,51 @@ async def list_users(_: AdminUser, request: Request) -> list[User]:
 @router.post("/users", response_model=User, status_code=201, summary="Add a user (admins only)")
 async def create_user(body: UserCreate, _: AdminUser, request: Request) -> User:
     """Add a user; 409 when the name is taken."""
-    return User.model_validate(await users.create_user(request.app.state.db, body.name, body.password, body.is_admin))
+    row = await users.create_user(request.app.state.db, body.name, body.password, body.is_admin)
+    await record(request, "user.create", body.name, detail={"is_admin": body.is_admin})
+    return User.model_validate(row)
+
+
+@router.patch("/users/{name}", response_model=User, summary="Disable, enable, promote or set a password (admins only)")
+async def update_user(name: str, body: UserUpdate, _: AdminUser, request: Request) -> User:
+    """Change a user. Disabling or a new password ends their sessions; disabling stops their workspaces."""
+    row = await users.update_user(request.app.state.db, name, disabled=body.disabled, is_admin=body.is_admin, password=body.password)
+    auth = authenticator(request)
+    if body.disabled or body.password is not None:
+        await auth.end_sessions(row.id)
+    elif body.is_admin is not None:
+        auth.invalidate()  # cached identities carry the old role
+    if body.disabled:
+        await workspaces(request).stop_all_of(row.id)
+    changes = {k: v for k, v in body.model_dump(exclude_none=True).items() if k != "password"}
+    await record(request, "user.update", name, detail={**changes, **({"password": "changed"} if body.password else {})})
+    return User.model_validate(row)
 
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201, summary="Create an API token for yourself")
 async def create_token(body: TokenCreate, ident: CurrentUser, request: Request) -> TokenCreated:
-    """A new bearer token, shown only in this response."""
+    """A new bearer token, shown only in this response; its scope cannot exceed the caller's."""
     expires_at = utcnow() + parse_duration(body.expires_in) if body.expires_in else None
-    token = await authenticator(request).create_token(ident.user_id, body.name, expires_at)
-    return TokenCreated(name=body.name, token=token, expires_at=expires_at)
+    row, token = await authenticator(request).create_token(ident, body.name, body.scope, expires_at)
+    await record(request, "token.create", body.name, detail={"scope": body.scope, "token_id": row.id})
+    return TokenCreated(**TokenInfo.model_validate(row).model_dump(), token=token)
+
+
+@router.get("/tokens", response_model=list[TokenInfo], summary="Your tokens (never the tokens themselves)")
+async def list_tokens(ident: CurrentUser, request: Request) -> list[TokenInfo]:
+    """Every token of the caller, newest first."""
+    return [TokenInfo.model_validate(t) for t in await authenticator(request).list_tokens(ident.user_id)]
+
+
+@router.delete("/tokens/{token_id}", status_code=204, summary="Revoke one of your tokens")
+async def revoke_token(token_id: int, ident: CurrentUser, request: Request) -> Response:
+    """The token stops working at once; 404 for a token that is not yours."""
+    row = await authenticator(request).revoke_token(ident.user_id, token_id)
+    await record(request, "token.revoke", row.name, detail={"token_id": token_id})
+    return Response(status_code=204)
+
+
+@router.get("/audit", response_model=list[AuditEntry], summary="The audit log, newest first (admins only)")
+async def audit(_: AdminUser, request: Request, limit: int = Query(100, ge=1, le=10_000), action: str | None = None, actor: str | None = None) -> list[AuditEntry]:
+    """Logins, account and token changes, workspace actions and shares."""
+    return [AuditEntry.model_validate(e) for e in await audit_log(request).entries(limit, action, actor)]

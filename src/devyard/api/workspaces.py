@@ -1,122 +1,160 @@
-"""/api/v1/workspaces: create, list, read, start, stop, restart, delete, logs, stats."""
+"""/api/v1/workspaces: create, list, read, start, stop, restart, delete, logs, stats, shares.
+
+Routes on one workspace take `?owner=` so admins (and users it is shared with) can name another
+user's workspace; WorkspaceService.find() decides who may do what.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from devyard.api.deps import CurrentUser, Workspaces
+from devyard.api.deps import CurrentUser, Workspaces, record
+from devyard.auth.users import get_user
 from devyard.errors import Forbidden
-from devyard.models import LogLines, Stats, Workspace, WorkspaceCreate
-from devyard.store.tables import WorkspaceRow
+from devyard.models import LogLines, Share, ShareCreate, Stats, Workspace, WorkspaceCreate
+from devyard.workspaces.service import Action
 
 router = APIRouter(prefix="/workspaces", tags=["workspaces"])
 LOG_POLL_S = 0.25
 KEEPALIVE_S = 15.0
+Owner = Query(None, description="Owner of the workspace (default: you); for admins and shared users.")
 
 
-@router.get("", response_model=list[Workspace], summary="Your workspaces (admins: ?all=1 for everyone's)")
-async def list_workspaces(ident: CurrentUser, service: Workspaces, all: bool = False) -> list[Workspace]:
+@router.get("", response_model=list[Workspace], summary="Your workspaces (?shared=1: and those shared with you; admins: ?all=1)")
+async def list_workspaces(ident: CurrentUser, service: Workspaces, all: bool = False, shared: bool = False) -> list[Workspace]:
     """Workspaces of the caller, oldest first."""
-    if all and not ident.is_admin:
+    if all and not ident.acts_as_admin:
         raise Forbidden("only admins may list every user's workspaces", code="admin_required")
-    return [service.to_model(r) for r in await service.list_for(ident, all_users=all)]
+    return [service.to_model(r) for r in await service.list_for(ident, all_users=all, shared=shared)]
 
 
 @router.post("", response_model=Workspace, status_code=201, summary="Create a workspace (and start it unless start=false)")
-async def create_workspace(body: WorkspaceCreate, ident: CurrentUser, service: Workspaces) -> Workspace:
+async def create_workspace(body: WorkspaceCreate, ident: CurrentUser, service: Workspaces, request: Request) -> Workspace:
     """201 with the new workspace; 409 when the name is taken, 422 for a bad name."""
-    return service.to_model(await service.create(ident, body))
+    row = await service.create(ident, body)
+    await record(request, "workspace.create", f"{ident.name}/{body.name}")
+    return service.to_model(row)
 
 
-@router.get("/{name}", response_model=Workspace, summary="One of your workspaces")
-async def get_workspace(name: str, ident: CurrentUser, service: Workspaces) -> Workspace:
+@router.get("/{name}", response_model=Workspace, summary="One workspace")
+async def get_workspace(name: str, ident: CurrentUser, service: Workspaces, owner: str | None = Owner) -> Workspace:
     """The workspace, or 404."""
-    return service.to_model(await service.get(ident.user_id, name))
+    return service.to_model(await service.find(ident, name, owner, Action.read))
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a workspace (?keep_files=1 keeps its folder)")
-async def delete_workspace(name: str, ident: CurrentUser, service: Workspaces, keep_files: bool = False) -> Response:
+async def delete_workspace(name: str, ident: CurrentUser, service: Workspaces, request: Request, keep_files: bool = False, owner: str | None = Owner) -> Response:
     """Stop the engine and remove the workspace; 204 once it is gone."""
-    await service.delete(await service.get(ident.user_id, name), keep_files)
+    row = await service.find(ident, name, owner, Action.delete)
+    await service.delete(row, keep_files)
+    await record(request, "workspace.delete", f"{row.owner.name}/{name}", detail={"keep_files": keep_files})
     return Response(status_code=204)
 
 
-async def _command(name: str, ident: CurrentUser, service: Workspaces, action: str) -> Workspace:
-    row: WorkspaceRow = await service.get(ident.user_id, name)
-    row = await getattr(service, action)(row)
+async def _control(name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None, verb: str) -> Workspace:
+    row = await service.find(ident, name, owner, Action.control)
+    row = await getattr(service, verb)(row)
+    await record(request, f"workspace.{verb}", f"{row.owner.name}/{name}")
     return service.to_model(row)
 
 
 @router.post("/{name}/start", response_model=Workspace, status_code=202, summary="Start the engine")
-async def start_workspace(name: str, ident: CurrentUser, service: Workspaces) -> Workspace:
+async def start_workspace(name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner) -> Workspace:
     """202: the workspace is starting; poll it until running or failed."""
-    return await _command(name, ident, service, "start")
+    return await _control(name, ident, service, request, owner, "start")
 
 
 @router.post("/{name}/stop", response_model=Workspace, status_code=202, summary="Stop the engine")
-async def stop_workspace(name: str, ident: CurrentUser, service: Workspaces) -> Workspace:
+async def stop_workspace(name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner) -> Workspace:
     """202: the workspace is stopping; files are kept."""
-    return await _command(name, ident, service, "stop")
+    return await _control(name, ident, service, request, owner, "stop")
 
 
 @router.post("/{name}/restart", response_model=Workspace, status_code=202, summary="Stop then start the engine")
-async def restart_workspace(name: str, ident: CurrentUser, service: Workspaces) -> Workspace:
+async def restart_workspace(name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner) -> Workspace:
     """202: the workspace is restarting."""
-    return await _command(name, ident, service, "restart")
+    return await _control(name, ident, service, request, owner, "restart")
 
 
 @router.get("/{name}/logs", response_model=LogLines, summary="The tail of the engine log")
-async def workspace_logs(name: str, ident: CurrentUser, service: Workspaces, lines: int = Query(200, ge=1, le=10_000)) -> LogLines:
+async def workspace_logs(name: str, ident: CurrentUser, service: Workspaces, lines: int = Query(200, ge=1, le=10_000), owner: str | None = Owner) -> LogLines:
     """The last `lines` lines of the engine's stdout and stderr."""
-    return LogLines(lines=await service.logs(await service.get(ident.user_id, name), lines))
+    return LogLines(lines=await service.logs(await service.find(ident, name, owner, Action.read), lines))
 
 
 @router.get("/{name}/logs/stream", summary="Follow the engine log (text/event-stream)")
-async def workspace_log_stream(name: str, ident: CurrentUser, service: Workspaces, lines: int = Query(50, ge=0, le=10_000)) -> StreamingResponse:
+async def workspace_log_stream(name: str, ident: CurrentUser, service: Workspaces, lines: int = Query(50, ge=0, le=10_000), owner: str | None = Owner) -> StreamingResponse:
     """Server-sent events, one `data:` line per log line: the last `lines`, then whatever follows."""
-    row = await service.get(ident.user_id, name)
-    path = service.spec(row).log_file
+    row = await service.find(ident, name, owner, Action.read)
     initial = await service.logs(row, lines) if lines else []
+    return StreamingResponse(_follow(service.spec(row).log_file, initial), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-    async def events() -> AsyncIterator[bytes]:
-        for line in initial:
-            yield f"data: {line}\n\n".encode()
-        pos = path.stat().st_size if path.exists() else 0
-        pending = b""
-        idle_s = 0.0
-        while True:
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                size = 0
-            if size < pos:  # truncated or replaced
-                pos = 0
-            if size > pos:
-                with path.open("rb") as f:
-                    f.seek(pos)
-                    chunk = f.read(size - pos)
-                pos = size
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for raw in complete:
-                    yield b"data: " + raw.rstrip(b"\r") + b"\n\n"
+
+async def _follow(path: Path, initial: list[str]) -> AsyncIterator[bytes]:
+    for line in initial:
+        yield f"data: {line}\n\n".encode()
+    pos = path.stat().st_size if path.exists() else 0
+    pending = b""
+    idle_s = 0.0
+    while True:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size < pos:  # truncated or replaced
+            pos = 0
+        if size > pos:
+            with path.open("rb") as f:
+                f.seek(pos)
+                chunk = f.read(size - pos)
+            pos = size
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for raw in complete:
+                yield b"data: " + raw.rstrip(b"\r") + b"\n\n"
+            idle_s = 0.0
+        else:
+            idle_s += LOG_POLL_S
+            if idle_s >= KEEPALIVE_S:  # lets proxies and clients see the stream is alive
                 idle_s = 0.0
-            else:
-                idle_s += LOG_POLL_S
-                if idle_s >= KEEPALIVE_S:  # lets proxies and clients see the stream is alive
-                    idle_s = 0.0
-                    yield b": keep-alive\n\n"
-            await asyncio.sleep(LOG_POLL_S)
-
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+                yield b": keep-alive\n\n"
+        await asyncio.sleep(LOG_POLL_S)
 
 
 @router.get("/{name}/stats", response_model=Stats, summary="CPU, memory, uptime and disk use")
-async def workspace_stats(name: str, ident: CurrentUser, service: Workspaces) -> Stats:
+async def workspace_stats(name: str, ident: CurrentUser, service: Workspaces, owner: str | None = Owner) -> Stats:
     """Resource use of the engine and the workspace folder."""
-    s = await service.stats(await service.get(ident.user_id, name))
+    s = await service.stats(await service.find(ident, name, owner, Action.read))
     return Stats(cpu_percent=s.cpu_percent, memory_bytes=s.memory_bytes, uptime_s=s.uptime_s, disk_bytes=s.disk_bytes)
+
+
+@router.get("/{name}/shares", response_model=list[Share], summary="Who your workspace is shared with")
+async def list_shares(name: str, ident: CurrentUser, service: Workspaces) -> list[Share]:
+    """Users who may open the workspace besides its owner."""
+    row = await service.find(ident, name, None, Action.share)
+    return [Share(user=u, created_at=c) for u, c in await service.shares(row)]
+
+
+@router.post("/{name}/shares", response_model=Share, status_code=201, summary="Share your workspace with a user")
+async def add_share(name: str, body: ShareCreate, ident: CurrentUser, service: Workspaces, request: Request) -> Share:
+    """The user may open the workspace from now on; 404 for an unknown user, 409 if already shared."""
+    row = await service.find(ident, name, None, Action.share)
+    user = await get_user(request.app.state.db, body.user)
+    await service.share(row, user)
+    await record(request, "workspace.share", f"{ident.name}/{name}", detail={"user": body.user})
+    created = next(c for u, c in await service.shares(row) if u == body.user)
+    return Share(user=body.user, created_at=created)
+
+
+@router.delete("/{name}/shares/{user}", status_code=204, summary="Stop sharing your workspace with a user")
+async def remove_share(name: str, user: str, ident: CurrentUser, service: Workspaces, request: Request) -> Response:
+    """The user is refused from their next request on."""
+    row = await service.find(ident, name, None, Action.share)
+    await service.unshare(row, await get_user(request.app.state.db, user))
+    await record(request, "workspace.unshare", f"{ident.name}/{name}", detail={"user": user})
+    return Response(status_code=204)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 from datetime import timedelta
+from pathlib import Path
 
 from devyard.errors import Invalid
 
@@ -30,3 +32,21 @@ def parse_duration(text: str) -> timedelta:
     if not match or int(match.group(1)) <= 0:
         raise Invalid(f"'{text}' is not a duration: use a positive number with s, m, h, d or w (e.g. 30d)", code="invalid_duration")
     return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The 256-bit key at `path`, made (mode 0600, folder 0700) on first use."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, key)
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return key

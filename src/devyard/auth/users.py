@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devyard.auth.passwords import hash_password
-from devyard.errors import UserExists, UserNotFound
+from devyard.errors import Conflict, UserExists, UserNotFound
 from devyard.store.tables import UserRow
 
 ADMIN_NAME = "admin"
@@ -51,3 +51,26 @@ async def ensure_admin(db: async_sessionmaker[AsyncSession], password: str | Non
     pw = password or secrets.token_urlsafe(12)
     await create_user(db, ADMIN_NAME, pw, is_admin=True)
     return pw if generated else None
+
+
+async def update_user(db: async_sessionmaker[AsyncSession], name: str, *, disabled: bool | None = None,
+                      is_admin: bool | None = None, password: str | None = None) -> UserRow:
+    """Change a user; Conflict when it would leave no enabled admin."""
+    user = await get_user(db, name)
+    values: dict[str, object] = {}
+    if disabled is not None:
+        values["disabled"] = disabled
+    if is_admin is not None:
+        values["is_admin"] = is_admin
+    if password is not None:
+        values["password_hash"] = hash_password(password)
+    if user.is_admin and (disabled or is_admin is False):
+        async with db() as s:
+            admins = await s.scalar(select(func.count()).select_from(UserRow).where(UserRow.is_admin.is_(True), UserRow.disabled.is_(False)))
+        if (admins or 0) <= 1:
+            raise Conflict(f"'{name}' is the last enabled admin; make another admin first", code="last_admin")
+    if values:
+        async with db() as s:
+            await s.execute(update(UserRow).where(UserRow.id == user.id).values(**values))
+            await s.commit()
+    return await get_user(db, name)

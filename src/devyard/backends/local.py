@@ -24,7 +24,7 @@ import psutil
 from devyard.backends.base import Endpoint, RuntimeStatus, Stats, WorkspaceSpec
 from devyard.config import Settings
 from devyard.engine import install
-from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env
+from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env, policy_flags
 from devyard.errors import BackendError, DevyardError
 from devyard.processes import process_tree, terminate_tree
 
@@ -147,6 +147,7 @@ class LocalBackend:
         argv = engine_argv(
             engine, socket=sock, folder=ws.files_dir, user_data=ws.data_dir, extensions=ws.extensions_dir,
             config=config, base_path=ws.base_path, session_socket=session_sock,
+            policies=policy_flags(disable_file_downloads=self.settings.disable_file_downloads, disable_file_uploads=self.settings.disable_file_uploads),
         )
         env = engine_env(engine, home=ws.home_dir, runtime_dir=runtime)
         with ws.log_file.open("ab") as log:

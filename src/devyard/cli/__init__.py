@@ -15,7 +15,7 @@ from rich.panel import Panel
 
 from devyard import __version__
 from devyard.auth.users import ensure_admin
-from devyard.cli.accounts import token_app, user_app
+from devyard.cli.accounts import audit_command, token_app, user_app
 from devyard.cli.ws import ws_app
 from devyard.config import Settings, load_settings
 from devyard.doctor import run_checks
@@ -29,6 +29,7 @@ app.add_typer(engine_app, name="engine")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(ws_app, name="ws")
+app.command("audit")(audit_command)
 console = Console()
 err = Console(stderr=True)
 

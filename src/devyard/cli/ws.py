@@ -19,6 +19,11 @@ console = Console()
 err = Console(stderr=True)
 SETTLED = {"running", "stopped", "failed"}
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the workspace has settled.")]
+OwnerOpt = Annotated[str | None, typer.Option("--owner", help="Another user's workspace (admins, or shared with you).")]
+
+
+def _owner(owner: str | None) -> dict[str, str] | None:
+    return {"owner": owner} if owner else None
 
 
 def _api() -> Api:
@@ -27,12 +32,12 @@ def _api() -> Api:
     return api
 
 
-def _wait(api: Api, name: str, want: str, timeout_s: float = 180.0) -> dict[str, Any]:
+def _wait(api: Api, name: str, want: str, owner: str | None = None, timeout_s: float = 180.0) -> dict[str, Any]:
     """Poll until the workspace settles; BackendError when it fails or does not reach `want` in time."""
     deadline = time.monotonic() + timeout_s
     with err.status(f"waiting for {name} to be {want}…"):
         while True:
-            ws: dict[str, Any] = api.request("GET", f"/workspaces/{name}")
+            ws: dict[str, Any] = api.request("GET", f"/workspaces/{name}", params=_owner(owner))
             if ws["status"] == want:
                 return ws
             if ws["status"] == "failed":
@@ -48,9 +53,9 @@ def _show(api: Api, ws: dict[str, Any]) -> None:
 
 @ws_app.command("ls")
 def ls(all_users: Annotated[bool, typer.Option("--all", help="Every user's workspaces (admins).")] = False) -> None:
-    """List workspaces and their status."""
+    """List your workspaces and those shared with you, with their status."""
     api = _api()
-    rows = api.request("GET", "/workspaces", params={"all": "1"} if all_users else None)
+    rows = api.request("GET", "/workspaces", params={"all": "1"} if all_users else {"shared": "1"})
     table = Table("name", "owner", "status", "url", "created")
     for ws in rows:
         table.add_row(ws["name"], ws["owner"], ws["status"], api.url + ws["url"], ws["created_at"][:16].replace("T", " "))
@@ -75,38 +80,52 @@ def create(
     _show(api, ws)
 
 
-def _action(name: str, action: str, want: str, wait: bool) -> None:
+def _action(name: str, action: str, want: str, wait: bool, owner: str | None) -> None:
     api = _api()
-    ws = api.request("POST", f"/workspaces/{name}/{action}")
+    ws = api.request("POST", f"/workspaces/{name}/{action}", params=_owner(owner))
     if wait:
-        ws = _wait(api, name, want)
+        ws = _wait(api, name, want, owner)
     _show(api, ws)
 
 
 @ws_app.command("start")
-def start(name: str, wait: Wait = True) -> None:
+def start(name: str, wait: Wait = True, owner: OwnerOpt = None) -> None:
     """Start a workspace's engine."""
-    _action(name, "start", "running", wait)
+    _action(name, "start", "running", wait, owner)
 
 
 @ws_app.command("stop")
-def stop(name: str, wait: Wait = True) -> None:
+def stop(name: str, wait: Wait = True, owner: OwnerOpt = None) -> None:
     """Stop a workspace's engine (its files stay)."""
-    _action(name, "stop", "stopped", wait)
+    _action(name, "stop", "stopped", wait, owner)
 
 
 @ws_app.command("restart")
-def restart(name: str, wait: Wait = True) -> None:
+def restart(name: str, wait: Wait = True, owner: OwnerOpt = None) -> None:
     """Stop and start a workspace's engine."""
-    _action(name, "restart", "running", wait)
+    _action(name, "restart", "running", wait, owner)
 
 
 @ws_app.command("rm")
-def rm(name: str, keep_files: Annotated[bool, typer.Option("--keep-files", help="Keep the workspace folder.")] = False) -> None:
+def rm(name: str, keep_files: Annotated[bool, typer.Option("--keep-files", help="Keep the workspace folder.")] = False, owner: OwnerOpt = None) -> None:
     """Delete a workspace (and its files unless --keep-files)."""
     api = _api()
-    api.request("DELETE", f"/workspaces/{name}", params={"keep_files": "1"} if keep_files else None)
+    api.request("DELETE", f"/workspaces/{name}", params={**({"keep_files": "1"} if keep_files else {}), **(_owner(owner) or {})})
     console.print(f"deleted {name}" + (" (files kept)" if keep_files else ""))
+
+
+@ws_app.command("share")
+def share(name: str, user: str) -> None:
+    """Let another user open your workspace."""
+    _api().request("POST", f"/workspaces/{name}/shares", json={"user": user})
+    console.print(f"{name} is shared with {user}")
+
+
+@ws_app.command("unshare")
+def unshare(name: str, user: str) -> None:
+    """Stop sharing your workspace with a user."""
+    _api().request("DELETE", f"/workspaces/{name}/shares/{user}")
+    console.print(f"{name} is no longer shared with {user}")
 
 
 @ws_app.command("logs")

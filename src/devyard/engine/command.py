@@ -13,9 +13,10 @@ ENGINE_CONFIG = "auth: none\n"
 
 
 def engine_argv(
-    engine: Engine, *, socket: Path, folder: Path, user_data: Path, extensions: Path, config: Path, base_path: str, session_socket: Path
+    engine: Engine, *, socket: Path, folder: Path, user_data: Path, extensions: Path, config: Path, base_path: str, session_socket: Path,
+    policies: tuple[str, ...] = (),
 ) -> list[str]:
-    """argv that starts `engine` for one workspace, listening only on `socket`."""
+    """argv that starts `engine` for one workspace, listening only on `socket`, with admin `policies` (flags)."""
     return [
         str(engine.node),
         str(engine.entry),
@@ -30,8 +31,14 @@ def engine_argv(
         "--extensions-dir", str(extensions),
         "--session-socket", str(session_socket),
         "--abs-proxy-base-path", base_path.rstrip("/"),
+        *policies,
         str(folder),
     ]
+
+
+def policy_flags(*, disable_file_downloads: bool, disable_file_uploads: bool) -> tuple[str, ...]:
+    """code-server flags for the admin policies in force."""
+    return (("--disable-file-downloads",) if disable_file_downloads else ()) + (("--disable-file-uploads",) if disable_file_uploads else ())
 
 
 def engine_env(engine: Engine, *, home: Path, runtime_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:

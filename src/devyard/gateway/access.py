@@ -1,7 +1,8 @@
 """Who may reach a workspace through the gateway, decided before a byte reaches an engine.
 
-Only the owner gets in (sharing comes with accounts); anyone else, admins included, gets the
-same 404 as for a workspace that does not exist, so names do not leak.
+The owner and the users it is shared with get in; anyone else, admins included, gets the same
+404 as for a workspace that does not exist, so names do not leak. A read-scoped token never gets
+in: an engine is a terminal.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ async def check(scope: Scope, target: Target, auth: Authenticator, service: Work
     if ident is None:
         return Decision(None, None, False)
     route = service.route(target.owner, target.name)
-    if route is None or route.owner != ident.name:
+    if route is None or not route.may_open(ident.name) or ident.scope == "read":
         return Decision(ident, None, bearer is not None)
     return Decision(ident, route, bearer is not None and ident.via == "token")
 

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from devyard.api.auth import client_address, set_session_cookie
-from devyard.api.deps import authenticator, bearer_token
+from devyard.api.auth import set_session_cookie
+from devyard.api.deps import authenticator, bearer_token, client_address
 from devyard.auth.identity import SESSION_COOKIE, Identity
 from devyard.errors import DevyardError
 from devyard.web.render import render
@@ -66,5 +66,5 @@ async def dashboard(request: Request) -> Response:
     if ident is None:
         return RedirectResponse("/login", status_code=302)
     service = request.app.state.workspaces
-    rows = await service.list_for(ident)
+    rows = await service.list_for(ident, shared=True)
     return HTMLResponse(render("dashboard.html", user=ident.name, workspaces=[service.to_model(r) for r in rows]))

@@ -15,9 +15,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,9 +27,9 @@ from devyard.auth.identity import Identity
 from devyard.backends.base import Backend, Stats, WorkspaceSpec
 from devyard.backends.local import tail
 from devyard.config import Settings
-from devyard.errors import DevyardError, Invalid, WorkspaceExists, WorkspaceNotFound
+from devyard.errors import Conflict, DevyardError, Invalid, NotFound, WorkspaceExists, WorkspaceNotFound
 from devyard.models import Status, Workspace, WorkspaceCreate
-from devyard.store.tables import WorkspaceRow, utcnow
+from devyard.store.tables import ShareRow, UserRow, WorkspaceRow, utcnow
 
 log = logging.getLogger("devyard.workspaces")
 ERROR_TAIL_LINES = 20
@@ -43,6 +44,26 @@ class Route:
     name: str
     status: Status
     socket: str | None = None
+    shared_with: frozenset[str] = frozenset()
+
+    def may_open(self, user: str) -> bool:
+        """Whether `user` may reach the engine: the owner, or someone it is shared with."""
+        return user == self.owner or user in self.shared_with
+
+
+class Action(StrEnum):
+    """What a caller wants to do with a workspace."""
+
+    read = "read"  # see it, its logs and stats
+    control = "control"  # start, stop, restart
+    delete = "delete"
+    share = "share"
+    open = "open"  # reach the engine through the gateway
+
+
+SHARED_USER_ACTIONS = frozenset({Action.read, Action.open})
+# Admins run the place but do not get into workspaces nobody shared with them.
+ADMIN_ACTIONS = frozenset({Action.read, Action.control, Action.delete})
 
 
 class WorkspaceService:
@@ -56,6 +77,7 @@ class WorkspaceService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._activity: dict[str, float] = {}
+        self._shares: dict[str, frozenset[str]] = {}
         self._flusher: asyncio.Task[None] | None = None
 
     # -- startup and shutdown -----------------------------------------------------------
@@ -64,6 +86,10 @@ class WorkspaceService:
         adopted = {s.uid: s for s in await self.backend.adopt()}
         async with self.db() as s:
             rows = list((await s.scalars(select(WorkspaceRow))).all())
+            shares = (await s.execute(select(WorkspaceRow.uid, UserRow.name).join(ShareRow, ShareRow.workspace_id == WorkspaceRow.id)
+                                      .join(UserRow, UserRow.id == ShareRow.user_id))).all()
+        for uid, user in shares:
+            self._shares[uid] = self._shares.get(uid, frozenset()) | {user}
         for row in rows:
             found = adopted.get(row.uid)
             socket = found.endpoint.unix_socket if found and found.endpoint else None
@@ -111,21 +137,77 @@ class WorkspaceService:
             started_at=row.started_at, last_activity_at=row.last_activity_at, error=row.error,
         )
 
-    async def list_for(self, who: Identity, all_users: bool = False) -> list[WorkspaceRow]:
-        """Workspaces of `who` (every user's when `all_users`, which only admins may ask)."""
+    async def list_for(self, who: Identity, all_users: bool = False, shared: bool = False) -> list[WorkspaceRow]:
+        """Workspaces of `who`, plus those shared with them when `shared`; everyone's when `all_users` (admins)."""
         query = select(WorkspaceRow).order_by(WorkspaceRow.created_at)
         if not all_users:
-            query = query.where(WorkspaceRow.owner_id == who.user_id)
+            mine = WorkspaceRow.owner_id == who.user_id
+            if shared:
+                mine = mine | WorkspaceRow.id.in_(select(ShareRow.workspace_id).where(ShareRow.user_id == who.user_id))
+            query = query.where(mine)
         async with self.db() as s:
             return list((await s.scalars(query)).all())
 
-    async def get(self, owner_id: int, name: str) -> WorkspaceRow:
-        """The workspace `name` of user `owner_id`; WorkspaceNotFound otherwise."""
+    async def find(self, who: Identity, name: str, owner: str | None = None, action: Action = Action.read) -> WorkspaceRow:
+        """The workspace `owner/name` (default owner: the caller) if `who` may do `action` to it.
+
+        Anyone who may not gets the same WorkspaceNotFound as for a workspace that does not exist.
+        """
+        owner = owner or who.name
+        missing = WorkspaceNotFound(f"no workspace '{name}'" if owner == who.name else f"no workspace '{owner}/{name}'")
         async with self.db() as s:
-            row = await s.scalar(select(WorkspaceRow).where(WorkspaceRow.owner_id == owner_id, WorkspaceRow.name == name))
+            row = await s.scalar(select(WorkspaceRow).join(UserRow, UserRow.id == WorkspaceRow.owner_id)
+                                 .where(UserRow.name == owner, WorkspaceRow.name == name))
         if row is None:
-            raise WorkspaceNotFound(f"no workspace '{name}'")
-        return row
+            raise missing
+        if row.owner_id == who.user_id:
+            return row
+        if action in SHARED_USER_ACTIONS and who.name in self._shares.get(row.uid, frozenset()):
+            return row
+        if action in ADMIN_ACTIONS and who.acts_as_admin:
+            return row
+        raise missing
+
+    async def shares(self, row: WorkspaceRow) -> list[tuple[str, datetime]]:
+        """Who the workspace is shared with, and since when."""
+        async with self.db() as s:
+            found = await s.execute(select(UserRow.name, ShareRow.created_at).join(ShareRow, ShareRow.user_id == UserRow.id)
+                                    .where(ShareRow.workspace_id == row.id).order_by(UserRow.name))
+            return [(n, c) for n, c in found.all()]
+
+    async def share(self, row: WorkspaceRow, user: UserRow) -> None:
+        """Let `user` open the workspace; Conflict if it already may, Invalid for its owner."""
+        if user.id == row.owner_id:
+            raise Invalid("a workspace is always open to its owner; share it with someone else", code="share_with_owner")
+        async with self.db() as s:
+            s.add(ShareRow(workspace_id=row.id, user_id=user.id))
+            try:
+                await s.commit()
+            except IntegrityError as exc:
+                raise Conflict(f"'{row.name}' is already shared with {user.name}", code="already_shared") from exc
+        self._shares[row.uid] = self._shares.get(row.uid, frozenset()) | {user.name}
+        self._remember(row, self._socket_of(row))
+
+    async def unshare(self, row: WorkspaceRow, user: UserRow) -> None:
+        """Take back a share; the user's open connections are refused from their next request."""
+        async with self.db() as s:
+            result = await s.execute(delete(ShareRow).where(ShareRow.workspace_id == row.id, ShareRow.user_id == user.id))
+            await s.commit()
+        if not result.rowcount:  # type: ignore[attr-defined]
+            raise NotFound(f"'{row.name}' is not shared with {user.name}", code="share_not_found")
+        self._shares[row.uid] = self._shares.get(row.uid, frozenset()) - {user.name}
+        self._remember(row, self._socket_of(row))
+
+    async def stop_all_of(self, user_id: int) -> None:
+        """Stop every running workspace of a user (their account was disabled)."""
+        async with self.db() as s:
+            rows = (await s.scalars(select(WorkspaceRow).where(WorkspaceRow.owner_id == user_id, WorkspaceRow.status.in_([Status.running, Status.starting])))).all()
+        for row in rows:
+            await self.stop(row)
+
+    def _socket_of(self, row: WorkspaceRow) -> str | None:
+        route = self._routes.get((row.owner.name, row.name))
+        return route.socket if route else None
 
     def route(self, owner: str, name: str) -> Route | None:
         """The gateway's view of a workspace, from memory."""
@@ -210,11 +292,12 @@ class WorkspaceService:
                 await s.delete(await s.get_one(WorkspaceRow, row.id))
                 await s.commit()
         self._routes.pop((row.owner.name, row.name), None)
+        self._shares.pop(row.uid, None)
         self._activity.pop(row.uid, None)
         self._locks.pop(row.uid, None)
 
     async def ensure_started(self, route: Route) -> None:
-        """Start a stopped or failed workspace (the gateway calls this for its owner)."""
+        """Start a stopped or failed workspace (the gateway calls this for someone who may open it)."""
         if route.status in (Status.stopped, Status.failed):
             async with self.db() as s:
                 row = await s.scalar(select(WorkspaceRow).where(WorkspaceRow.uid == route.uid))
@@ -316,5 +399,7 @@ class WorkspaceService:
     def _remember(self, row: WorkspaceRow, socket: str | None) -> None:
         """Put the row's state in the gateway's route table (a socket only while running)."""
         status = Status(row.status)
-        self._routes[(row.owner.name, row.name)] = Route(row.uid, row.owner.name, row.name, status, socket if status == Status.running else None)
+        self._routes[(row.owner.name, row.name)] = Route(
+            row.uid, row.owner.name, row.name, status, socket if status == Status.running else None, self._shares.get(row.uid, frozenset())
+        )
 
