@@ -188,6 +188,7 @@ def test_audit_log(manager: Manager) -> None:
         assert ADMIN_PASSWORD not in text and "dy_" not in text  # no secrets in the log
     out = manager.cli("audit", "-n", "20")
     assert out.returncode == 0 and "workspace.delete" in out.stdout
+    assert manager.cli("user", "add", "audra", "--data-dir", str(manager.data_dir), token=None, input="").returncode == 0
     local = manager.cli("audit", "--action", "user.", "--data-dir", str(manager.data_dir), token=None)
     assert local.returncode == 0 and "user.create" in local.stdout
 

@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from devyard.models import AuditEntry
 from devyard.store.tables import AuditRow
 
 log = logging.getLogger("devyard.audit")
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """One entry, as the API shows it."""
-
-    at: datetime
-    actor: str | None
-    action: str
-    target: str | None
-    success: bool
-    address: str | None
-    detail: dict[str, Any] | None
 
 
 class AuditLog:
@@ -44,7 +30,7 @@ class AuditLog:
             await s.commit()
         log.info("audit: %s %s %s%s", actor or "-", action, target or "", "" if success else " (failed)")
 
-    async def entries(self, limit: int = 100, action: str | None = None, actor: str | None = None) -> list[AuditEvent]:
+    async def entries(self, limit: int = 100, action: str | None = None, actor: str | None = None) -> list[AuditEntry]:
         """The newest entries first, optionally only one action (prefix, e.g. 'workspace.') or actor."""
         query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
         if action:
@@ -53,4 +39,5 @@ class AuditLog:
             query = query.where(AuditRow.actor == actor)
         async with self.db() as s:
             rows = (await s.scalars(query)).all()
-        return [AuditEvent(r.at, r.actor, r.action, r.target, r.success, r.address, json.loads(r.detail) if r.detail else None) for r in rows]
+        return [AuditEntry(at=r.at, actor=r.actor, action=r.action, target=r.target, success=r.success, address=r.address,
+                           detail=json.loads(r.detail) if r.detail else None) for r in rows]
