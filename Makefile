@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_TEST_PACKAGES := chromium chromium-driver
+DEBIAN_TEST_PACKAGES := chromium chromium-driver nginx
 
 .PHONY: up setup engine test-deps test bench clean
 
@@ -25,8 +25,8 @@ engine: setup  ## Node 24 + code-server into ~/.cache/devyard (skipped when cach
 	@echo "==> Engine"
 	$(BIN)/devyard engine install
 
-test-deps:  ## Debian's Chromium for the browser tests (root installs it; others are told how)
-	@if [ -x /usr/bin/chromium ]; then :; \
+test-deps:  ## Debian's Chromium (browser tests) and nginx (reverse-proxy tests); root installs them
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/sbin/nginx ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "==> Debian packages: $(DEBIAN_TEST_PACKAGES)"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \

@@ -30,11 +30,12 @@ def _pids_using(profile: Path) -> list[int]:
 
 
 @contextmanager
-def chromium(profile: Path) -> Iterator[BrowserContext]:
+def chromium(profile: Path, ignore_https_errors: bool = False) -> Iterator[BrowserContext]:
     """A browser context on a fresh profile in `profile`; every Chromium process is gone afterwards."""
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS, viewport={"width": 1400, "height": 900},
+            ignore_https_errors=ignore_https_errors,
         )
         try:
             yield context

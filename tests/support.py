@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -49,6 +50,7 @@ class Manager:
     data_dir: Path
     proc: subprocess.Popen[bytes]
     url: str = ""
+    ca: str | None = None  # the self-signed certificate to trust, under --tls self-signed
     env: dict[str, str] = field(default_factory=dict)
     _token: str | None = None
 
@@ -86,11 +88,16 @@ class Manager:
         if token:
             tok = token if token.startswith("dy_") else self.token(token)
             headers["authorization"] = f"Bearer {tok}"
-        return httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=60)
+        return httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=60, verify=self.verify)
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx should verify this manager's certificate with."""
+        return ssl.create_default_context(cafile=self.ca) if self.ca else True
 
     def cli(self, *args: str, token: str | None = "admin", input: str | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         """Run `devyard ARGS` against this manager."""
-        env = {**os.environ, "DEVYARD_URL": self.url, "COLUMNS": "200", "NO_COLOR": "1"}
+        env = {**os.environ, "DEVYARD_URL": self.url, "COLUMNS": "200", "NO_COLOR": "1", **({"DEVYARD_CA_CERT": self.ca} if self.ca else {})}
         env.pop("DEVYARD_TOKEN", None)
         if token:
             env["DEVYARD_TOKEN"] = token if token.startswith("dy_") else self.token(token)
@@ -141,11 +148,12 @@ def start_manager(data_dir: Path, extra_env: dict[str, str] | None = None, args:
         if proc.poll() is not None:
             raise AssertionError(f"devyard up exited with {proc.returncode}:\n{manager.log[-3000:]}")
         try:
-            manager.url = json.loads(record.read_text())["url"]
+            found = json.loads(record.read_text())
+            manager.url, manager.ca = found["url"], found.get("ca")
         except (OSError, ValueError, KeyError):
             return False
         try:
-            return httpx.get(manager.url + "/healthz", timeout=2).status_code == 200
+            return httpx.get(manager.url + "/healthz", timeout=2, verify=manager.verify).status_code == 200
         except httpx.TransportError:
             return False
 

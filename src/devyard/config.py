@@ -8,7 +8,7 @@ block of the config file, defaults. Databricks DevBox keys (`extension_groups`, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr
@@ -45,8 +45,10 @@ class Settings(BaseSettings):
     session_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="Absolute lifetime of a browser login, in seconds.")
     session_idle_s: int = Field(12 * 3600, gt=0, description="A browser login unused this long (seconds) ends.")
     secure_cookies: bool = Field(False, description="Mark session cookies Secure (set it when a TLS proxy fronts devyard).")
+    tls: Literal["off", "self-signed"] = Field("off", description="`self-signed`: serve HTTPS with a certificate devyard makes and keeps in <data_dir>/secrets/tls.")
     tls_cert: Path | None = Field(None, description="PEM certificate: serve HTTPS directly.")
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
+    trusted_proxies: list[str] = Field(default_factory=list, description="Addresses (or CIDR ranges) of reverse proxies whose X-Forwarded-For/-Proto are believed; nobody else's are.")
     engine_start_timeout_s: float = Field(90.0, gt=0, description="How long an engine may take to answer on its socket before the workspace is failed.")
     engine_stop_timeout_s: float = Field(10.0, gt=0, description="How long each stop signal (SIGINT, SIGTERM) waits before escalating.")
     login_address_per_minute: int = Field(2, ge=1, description="Failed logins a client address may make per minute (plus the hourly allowance).")

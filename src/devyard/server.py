@@ -37,7 +37,9 @@ class _Server(uvicorn.Server):
         url = f"{scheme}://{shown}:{port}"
         record = self.settings.run_dir / MANAGER_FILE
         record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+        # A self-signed certificate is what local clients must trust (the CLI reads it from here).
+        ca = str(self.settings.tls_cert) if self.settings.tls == "self-signed" and self.settings.tls_cert else None
+        record.write_text(json.dumps({"url": url, "pid": os.getpid(), "ca": ca}))
         self.on_ready(url)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -49,7 +51,9 @@ def serve(settings: Settings, on_ready: Callable[[str], None]) -> None:
     """Serve the manager in the foreground until SIGINT or SIGTERM."""
     config = uvicorn.Config(
         create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-        ws="websockets-sansio", ws_max_size=WS_MAX_MESSAGE_BYTES, lifespan="on", proxy_headers=False,
+        ws="websockets-sansio", ws_max_size=WS_MAX_MESSAGE_BYTES, lifespan="on",
+        # X-Forwarded-For/-Proto only from the configured proxies: anyone else could forge them.
+        proxy_headers=bool(settings.trusted_proxies), forwarded_allow_ips=",".join(settings.trusted_proxies) or "",
         server_header=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_level="info",
         access_log=False, ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key,
     )

@@ -20,7 +20,8 @@ from devyard.cli.ws import ws_app
 from devyard.config import Settings, load_settings
 from devyard.doctor import run_checks
 from devyard.engine import install
-from devyard.errors import DevyardError
+from devyard.errors import DevyardError, Invalid
+from devyard.tls import check_pair, self_signed
 from devyard.store.db import migrate, open_engine, sessionmaker
 
 app = typer.Typer(help="devyard: VS Code in the browser for teams.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -55,11 +56,21 @@ def up(
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
     install_engine: Annotated[bool, typer.Option("--install-engine/--no-install-engine", help="Install the engine first when it is missing.")] = True,
+    tls: Annotated[str | None, typer.Option("--tls", help="`self-signed`: serve HTTPS with a certificate devyard makes.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="PEM certificate to serve HTTPS with.")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
 ) -> None:
     """Run the manager in the foreground (engines keep running when it exits)."""
     from devyard.server import serve  # uvicorn and the app load only for `up`
 
-    settings = load_settings(config, host=host, port=port, data_dir=data_dir)
+    if tls not in (None, "off", "self-signed"):
+        raise Invalid(f"--tls takes `self-signed` or `off`, not '{tls}'", code="invalid_tls")
+    settings = load_settings(config, host=host, port=port, data_dir=data_dir, tls=tls, tls_cert=tls_cert, tls_key=tls_key)
+    check_pair(settings.tls_cert, settings.tls_key)
+    if settings.tls == "self-signed" and settings.tls_cert is None:
+        cert, key = self_signed(settings.secrets_dir / "tls", settings.host)
+        settings = settings.model_copy(update={"tls_cert": cert, "tls_key": key})
+        err.print(f"serving HTTPS with a self-signed certificate: {cert}", highlight=False)
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
     if install_engine and install.locate(settings.engine_dir) is None:
         install.install(settings.engine_dir, _progress)

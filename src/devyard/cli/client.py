@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +16,28 @@ from devyard.errors import DevyardError, Unauthorized
 MANAGER_FILE = "manager.json"
 
 
-def manager_url(data_dir: Path | None = None) -> str:
+def _local_manager() -> dict[str, Any]:
+    root = Path(os.environ.get("DEVYARD_DATA_DIR") or DEFAULT_DATA_DIR)
+    try:
+        record: dict[str, Any] = json.loads((root / "run" / MANAGER_FILE).read_text())
+        return record
+    except (OSError, ValueError):
+        return {}
+
+
+def manager_url() -> str:
     """DEVYARD_URL, else the URL a local `devyard up` recorded, else the default address."""
     if os.environ.get("DEVYARD_URL"):
         return os.environ["DEVYARD_URL"].rstrip("/")
-    root = data_dir or Path(os.environ.get("DEVYARD_DATA_DIR") or DEFAULT_DATA_DIR)
-    try:
-        return str(json.loads((root / "run" / MANAGER_FILE).read_text())["url"]).rstrip("/")
-    except (OSError, ValueError, KeyError):
-        return f"http://127.0.0.1:{DEFAULT_PORT}"
+    return str(_local_manager().get("url") or f"http://127.0.0.1:{DEFAULT_PORT}").rstrip("/")
+
+
+def ca_bundle() -> str | bool:
+    """What to verify the manager's certificate with: DEVYARD_CA_CERT, a local self-signed one, or the system's."""
+    if os.environ.get("DEVYARD_CA_CERT"):
+        return os.environ["DEVYARD_CA_CERT"]
+    ca = None if os.environ.get("DEVYARD_URL") else _local_manager().get("ca")
+    return str(ca) if ca else True
 
 
 class ApiError(DevyardError):
@@ -41,7 +55,8 @@ class Api:
         self.url = url or manager_url()
         self.token = token if token is not None else os.environ.get("DEVYARD_TOKEN")
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
-        self.http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout)
+        verify = ca_bundle()
+        self.http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout, verify=verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify))
 
     def require_token(self) -> None:
         """Refuse early, with the fix, when no token is set."""

@@ -1,0 +1,78 @@
+"""HTTPS served by the manager: a self-signed certificate, Secure cookies, the gateway over TLS."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from websockets.sync.client import connect
+
+from devyard.errors import Invalid
+from devyard.tls import check_pair, self_signed
+from tests.support import ADMIN_PASSWORD, start_manager
+
+
+def test_self_signed_certificate_is_made_once(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path / "tls", "127.0.0.1")
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    parsed = x509.load_pem_x509_certificate(cert.read_bytes())
+    sans = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "localhost" in sans.get_values_for_type(x509.DNSName)
+    assert again_same(tmp_path, cert)
+    cert2, _ = self_signed(tmp_path / "tls", "dev.example.org")  # a new name: a new certificate
+    names = x509.load_pem_x509_certificate(cert2.read_bytes()).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "dev.example.org" in names.get_values_for_type(x509.DNSName)
+
+
+def again_same(tmp_path: Path, cert: Path) -> bool:
+    before = cert.read_bytes()
+    self_signed(tmp_path / "tls", "127.0.0.1")
+    return cert.read_bytes() == before
+
+
+def test_tls_pairs(tmp_path: Path) -> None:
+    with pytest.raises(Invalid):
+        check_pair(tmp_path / "c.pem", None)
+    with pytest.raises(Invalid):
+        check_pair(tmp_path / "c.pem", tmp_path / "k.pem")
+    check_pair(None, None)
+
+
+def test_manager_over_tls(engine: object, tmp_path: Path) -> None:
+    m = start_manager(tmp_path / "data", args=("--tls", "self-signed"))
+    try:
+        assert m.url.startswith("https://") and m.ca
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(m.url + "/healthz")  # not trusted without the certificate
+        with httpx.Client(base_url=m.url, verify=m.verify) as c:
+            r = c.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+            assert r.status_code == 200
+            flags = r.headers["set-cookie"].lower()
+            assert "secure" in flags and "httponly" in flags and "samesite=lax" in flags
+            assert c.post("/api/v1/workspaces", json={"name": "sec"}, headers={"origin": m.url}).status_code == 201
+            m.wait_status("sec", "running")
+            assert c.get("/w/admin/sec/").status_code == 302
+            cookie = f"devyard_session={c.cookies['devyard_session']}"
+        # The engine's own WebSocket, over wss through the gateway.
+        ctx = ssl.create_default_context(cafile=m.ca)
+        url = m.url.replace("https://", "wss://") + "/w/admin/sec/stable-x?reconnectionToken=t&reconnection=false&skipWebSocketFrames=false"
+        with connect(url, ssl=ctx, origin=m.url, additional_headers={"cookie": cookie}) as conn:  # type: ignore[arg-type]
+            assert conn.protocol.state.name == "OPEN"
+        out = m.cli("ws", "ls")
+        assert out.returncode == 0 and "sec" in out.stdout
+    finally:
+        m.stop()
+
+
+def test_incomplete_tls_flags_are_refused(engine: object, tmp_path: Path) -> None:
+    from tests.support import DEVYARD
+    import subprocess
+
+    out = subprocess.run([DEVYARD, "up", "--data-dir", str(tmp_path), "--port", "0", "--tls-cert", str(tmp_path / "x.pem")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and out.stderr.strip() == "error: give both --tls-cert and --tls-key"
+    out = subprocess.run([DEVYARD, "up", "--data-dir", str(tmp_path), "--tls", "maybe"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "--tls takes" in out.stderr
