@@ -20,7 +20,8 @@ from tests.support import ADMIN_PASSWORD, Manager, start_manager, wait_for
 
 # Routes anyone may call: health, logging in and out, and the login page's assets.
 ANONYMOUS_ALLOWED = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
-                     ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/logout")}
+                     ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/logout"),
+                     ("GET", "/auth/oidc/login"), ("GET", "/auth/oidc/callback")}
 
 
 def refused(r: httpx.Response) -> bool:

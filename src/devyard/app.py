@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.sessions import SessionMiddleware
 
 from devyard import __version__
 from devyard.api import auth as auth_api
 from devyard.api import meta, users, workspaces
 from devyard.api.errors import install_handlers
 from devyard.auth.identity import Authenticator
+from devyard.auth.oidc import OidcLogin, check_settings
 from devyard.audit import AuditLog
 from devyard.auth.secrets import load_or_create_key
 from devyard.auth.throttle import LoginThrottle, Rate
@@ -20,7 +22,7 @@ from devyard.backends import load_backend
 from devyard.config import Settings
 from devyard.gateway import Gateway, GatewayMiddleware
 from devyard.store.db import migrate, open_engine, sessionmaker
-from devyard.web import views
+from devyard.web import sso, views
 from devyard.workspaces.service import WorkspaceService
 
 log = logging.getLogger("devyard")
@@ -40,7 +42,6 @@ def create_app(settings: Settings) -> FastAPI:
             per_user=Rate(settings.login_user_per_minute, settings.login_user_per_hour),
         )
         audit = AuditLog(db)
-        key = load_or_create_key(settings.secrets_dir / "session.key")
         auth = Authenticator(db, throttle, audit, key, settings.session_ttl_s, settings.session_idle_s)
         service = WorkspaceService(settings, db, load_backend(settings))
         app.state.db, app.state.auth, app.state.audit, app.state.workspaces = db, auth, audit, service
@@ -56,7 +57,13 @@ def create_app(settings: Settings) -> FastAPI:
     # The API description is served to logged-in users only (meta.router), like every route but a few.
     app = FastAPI(title="devyard", version=__version__, lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
+    check_settings(settings)
+    app.state.oidc = OidcLogin(settings) if settings.oidc_issuer else None
+    key = load_or_create_key(settings.secrets_dir / "session.key")
     install_handlers(app)
+    # Holds the OIDC state for the few minutes of a sign-in; inside the gateway, which never needs it.
+    app.add_middleware(SessionMiddleware, secret_key=key.hex(), session_cookie="devyard_sso", max_age=600, same_site="lax",
+                       https_only=settings.secure_cookies or settings.tls_cert is not None)
     app.add_middleware(GatewayMiddleware)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: no authentication")
@@ -67,5 +74,6 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (auth_api.router, users.router, workspaces.router, meta.router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(views.router)
+    app.include_router(sso.router)
     app.mount("/static", views.static, name="static")
     return app

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     disable_file_downloads: bool = Field(False, description="Policy for every engine: no downloading files from the editor.")
     disable_file_uploads: bool = Field(False, description="Policy for every engine: no uploading files into the editor.")
     activity_flush_s: float = Field(15.0, gt=0, description="How often gateway activity is written to the database, in seconds.")
+    oidc_issuer: str | None = Field(None, description="OpenID Connect issuer URL: enables single sign-on (`Sign in with SSO`).")
+    oidc_client_id: str | None = Field(None, description="Client id devyard is registered with at the OIDC issuer.")
+    oidc_client_secret: SecretStr | None = Field(None, description="Client secret for oidc_client_id.")
+    oidc_scopes: str = Field("openid email profile", description="Scopes asked of the issuer (add `groups` where the issuer needs it for a groups claim).")
+    oidc_allowed_domains: list[str] = Field(default_factory=list, description="Email domains (verified email) whose owners may sign in with SSO.")
+    oidc_allowed_groups: list[str] = Field(default_factory=list, description="Groups (the `groups` claim) whose members may sign in with SSO.")
     extension_groups: list[ExtensionGroup] = Field(default_factory=list, description="DevBox `extension_groups`: named extension sets offered when creating a workspace.")
 
     @classmethod
