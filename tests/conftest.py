@@ -13,6 +13,10 @@ from devyard.config import load_settings
 from devyard.engine import install
 from tests.support import Manager, kill_tree, start_manager
 
+# pytest's temp folders are private (0700), where per-user accounts could not reach their files:
+# every manager runs with one shared account unless a test (test_os_accounts.py) says otherwise.
+os.environ["DEVYARD_OS_ACCOUNTS"] = "off"
+
 
 @pytest.fixture(scope="session")
 def engine() -> install.Engine:

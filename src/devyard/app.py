@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -33,8 +34,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrate(settings.db_url)
+        _protect(settings)
         engine = open_engine(settings.db_url)
         db = sessionmaker(engine)
         throttle = LoginThrottle(
@@ -43,7 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         audit = AuditLog(db)
         auth = Authenticator(db, throttle, audit, key, settings.session_ttl_s, settings.session_idle_s)
-        service = WorkspaceService(settings, db, load_backend(settings))
+        service = WorkspaceService(settings, db, backend)
         app.state.db, app.state.auth, app.state.audit, app.state.workspaces = db, auth, audit, service
         app.state.gateway = Gateway(auth, service)
         await service.startup()
@@ -58,6 +59,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="devyard", version=__version__, lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     check_settings(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    backend = load_backend(settings)  # before serving: a backend that cannot work here says why now
     app.state.oidc = OidcLogin(settings) if settings.oidc_issuer else None
     key = load_or_create_key(settings.secrets_dir / "session.key")
     install_handlers(app)
@@ -77,3 +80,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sso.router)
     app.mount("/static", views.static, name="static")
     return app
+
+
+def _protect(settings: Settings) -> None:
+    """The manager's state is its own: data dir closed (passable only, for isolated engines), database 0600."""
+    os.chmod(settings.data_dir, 0o711 if settings.isolated else 0o700)
+    for db_file in settings.data_dir.glob("devyard.db*"):
+        os.chmod(db_file, 0o600)

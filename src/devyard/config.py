@@ -7,6 +7,7 @@ block of the config file, defaults. Databricks DevBox keys (`extension_groups`, 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +17,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from devyard.errors import Invalid
 
-DEFAULT_DATA_DIR = Path("~/.local/share/devyard").expanduser()
+# Run as root, devyard is a system service whose engines run as other accounts: its data must sit
+# where those accounts can reach their own folders, which /root (0700) is not.
+DEFAULT_DATA_DIR = Path("/var/lib/devyard") if os.geteuid() == 0 else Path("~/.local/share/devyard").expanduser()
 DEFAULT_ENGINE_DIR = Path("~/.cache/devyard/engine").expanduser()
 DEFAULT_PORT = 8000
 
@@ -57,6 +60,8 @@ class Settings(BaseSettings):
     login_user_per_hour: int = Field(60, ge=0, description="Failed logins per hour against one user beyond the per-minute allowance.")
     disable_file_downloads: bool = Field(False, description="Policy for every engine: no downloading files from the editor.")
     disable_file_uploads: bool = Field(False, description="Policy for every engine: no uploading files into the editor.")
+    os_accounts: Literal["auto", "on", "off"] = Field(
+        "auto", description="Run each user's engines as a system account of their own (`dy-<user>`); `auto`: when the manager runs as root.")
     activity_flush_s: float = Field(15.0, gt=0, description="How often gateway activity is written to the database, in seconds.")
     oidc_issuer: str | None = Field(None, description="OpenID Connect issuer URL: enables single sign-on (`Sign in with SSO`).")
     oidc_client_id: str | None = Field(None, description="Client id devyard is registered with at the OIDC issuer.")
@@ -84,8 +89,13 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'devyard.db'}"
 
     @property
+    def isolated(self) -> bool:
+        """Whether engines run as per-user system accounts (os_accounts, resolved against the manager's uid)."""
+        return self.os_accounts == "on" or (self.os_accounts == "auto" and os.geteuid() == 0)
+
+    @property
     def run_dir(self) -> Path:
-        """Folder of engine sockets and runtime records (mode 0700)."""
+        """Folder of engine sockets and runtime records (0700; 0711 when isolated, each engine's own subfolder 0700)."""
         return self.data_dir / "run"
 
     @property

@@ -8,7 +8,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from devyard.backends import load_backend
+from devyard.config import Settings
 from devyard.engine import install, prereqs
+from devyard.errors import DevyardError
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -23,9 +26,9 @@ class Check:
     required: bool = True
 
 
-def run_checks(engine_dir: Path) -> list[Check]:
+def run_checks(settings: Settings) -> list[Check]:
     """Every check, in report order."""
-    engine = install.locate(engine_dir)
+    engine = install.locate(settings.engine_dir)
     missing = prereqs.missing()
     cgroup = Path("/sys/fs/cgroup")
     cgroup_kind = "v2" if (cgroup / "cgroup.controllers").exists() else "v1" if (cgroup / "memory").is_dir() else "none"
@@ -35,7 +38,21 @@ def run_checks(engine_dir: Path) -> list[Check]:
         Check("build tools", not missing, "all present" if not missing else f"missing {', '.join(missing)}: {prereqs.apt_command(missing)}"),
         Check("engine", engine is not None,
               f"code-server {engine.version} at {engine.root}" if engine else f"code-server {install.CODE_SERVER_VERSION} not installed: run `devyard engine install`"),
+        isolation_check(settings),
         Check("root", os.geteuid() == 0, "running as root" if os.geteuid() == 0 else "not root: resource limits (cgroups) unavailable", required=False),
         Check("cgroups", cgroup_kind != "none", f"cgroup {cgroup_kind}", required=False),
         Check("chromium (tests)", CHROMIUM.exists(), str(CHROMIUM) if CHROMIUM.exists() else "not installed: apt-get install -y chromium chromium-driver", required=False),
     ]
+
+
+def isolation_check(settings: Settings) -> Check:
+    """Whether one user's terminal is kept out of other users' workspaces, said plainly when it is not."""
+    try:
+        shared = load_backend(settings).shared_account
+    except DevyardError as exc:
+        return Check("isolation", False, exc.message)
+    if shared is None:
+        return Check("isolation", True, "each user's engines run as a system account of their own (dy-<user>)")
+    why = "os_accounts: off" if os.geteuid() == 0 else "the manager is not root"
+    return Check("isolation", False, f"all users share one OS account ({shared}, {why}): a user's terminal can read and stop "
+                 "other users' workspaces; run the manager as root for per-user accounts", required=False)

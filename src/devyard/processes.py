@@ -34,9 +34,15 @@ def terminate_tree(proc: psutil.Process, timeout: float, signals: tuple[signal.S
             os.killpg(proc.pid, sig)
         except OSError:
             pass
-        for p in alive:
-            try:
-                p.send_signal(sig)
-            except psutil.Error:
-                pass
-        _, alive = psutil.wait_procs(alive, timeout=timeout)
+        alive = signal_and_wait(alive, sig, timeout)
+
+
+def signal_and_wait(procs: list[psutil.Process], sig: signal.Signals, timeout: float) -> list[psutil.Process]:
+    """Send `sig` to each process; the ones still alive `timeout` seconds later."""
+    for p in procs:
+        try:
+            p.send_signal(sig)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    return alive

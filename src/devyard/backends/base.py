@@ -1,7 +1,7 @@
 """The Backend protocol and the value types that cross it (design.md §7).
 
 A backend runs engines somewhere; the manager asks it to start, stop, report on and adopt them
-and never learns more. Implement the five methods; register the class under the
+and never learns more. Implement the five methods and `shared_account`; register the class under the
 `devyard.backends` entry point group (the built-in `local` backend is registered the same way).
 
     backend = LocalBackend(settings)
@@ -93,6 +93,11 @@ class Stats:
 
 class Backend(Protocol):
     """Runs engines. Every method raises only devyard.errors.BackendError (never OSError)."""
+
+    @property
+    def shared_account(self) -> str | None:
+        """The OS account all users' engines share (shown as a warning), or None when each user's are isolated."""
+        ...
 
     async def start(self, ws: WorkspaceSpec) -> Endpoint:
         """Start the engine and return once it answers; an engine already running is returned as is.

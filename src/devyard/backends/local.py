@@ -2,17 +2,24 @@
 
 Engines start in their own session (process group) with stdout/stderr going to a log file, never
 a pipe into the manager, so they outlive a manager crash or restart and are adopted by the next
-one. What the manager must know to find them again is on disk, not in memory: run/engines/<uid>.json holds
-the pid and the process start time (a pid alone can be reused), run/<uid>.sock is the only place
-the engine listens, inside the 0700 run/ folder; run/<uid>/ holds its other sockets (VS Code's
-IPC, code-server's session socket), kept short because a socket path may not pass 107 bytes.
+one. What the manager must know to find them again is on disk, not in memory: run/engines/<uid>.json
+holds the pid and the process start time (a pid alone can be reused). run/<uid>/ is the engine's
+private 0700 runtime folder: its listening socket (engine.sock, the only place it listens), VS
+Code's IPC sockets and code-server's session socket, kept short because a socket path may not pass
+107 bytes.
+
+Run as root (os_accounts: auto), each user's engines run as that user's system account (see
+accounts.py): their files, home, settings, extensions and runtime folder belong to it with mode
+0700, the folders above them let it pass but not look, and the manager's own state stays 0700.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import pwd
 import shutil
 import subprocess
 import time
@@ -21,12 +28,16 @@ from typing import Any
 
 import psutil
 
+from devyard.backends import accounts
+from devyard.backends.accounts import Account
 from devyard.backends.base import Endpoint, RuntimeStatus, Stats, WorkspaceSpec
 from devyard.config import Settings
-from devyard.engine import install
+from devyard.engine import install, publish
 from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env, policy_flags
-from devyard.errors import BackendError, DevyardError
+from devyard.errors import BackendError, DevyardError, Invalid
 from devyard.processes import process_tree, terminate_tree
+
+log = logging.getLogger("devyard")
 
 # sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
@@ -58,13 +69,21 @@ class LocalBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.run_dir = settings.run_dir
+        self.isolated = settings.isolated
+        if self.isolated:
+            check_isolation(settings)
         # Popen objects of engines this manager started, kept to reap them (no zombies).
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def shared_account(self) -> str | None:
+        """The OS account every user's engines share, or None when each user has their own."""
+        return None if self.isolated else pwd_name(os.geteuid())
 
     # -- paths and records ------------------------------------------------------------------
     def socket_path(self, uid: str) -> Path:
         """The engine's listening socket."""
-        return self.run_dir / f"{uid}.sock"
+        return self._runtime_dir(uid) / "engine.sock"
 
     @property
     def records_dir(self) -> Path:
@@ -92,7 +111,8 @@ class LocalBackend:
 
     def _forget(self, uid: str) -> int | None:
         """Remove a stopped engine's socket, record and runtime dir; reap it; return its exit code."""
-        for path in (self.socket_path(uid), self._record_path(uid)):
+        # run/<uid>.sock: where engines started before 0.2 listened.
+        for path in (self.run_dir / f"{uid}.sock", self._record_path(uid)):
             path.unlink(missing_ok=True)
         shutil.rmtree(self._runtime_dir(uid), ignore_errors=True)
         child = self._children.pop(uid, None)
@@ -136,31 +156,59 @@ class LocalBackend:
                 f"socket path {session_sock} is longer than {MAX_SOCKET_PATH} bytes; use a shorter --data-dir",
                 code="socket_path_too_long",
             )
-        self.records_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.run_dir, 0o700)
-        runtime = self._runtime_dir(ws.uid)
-        runtime.mkdir(mode=0o700, exist_ok=True)
-        for d in (ws.files_dir, ws.home_dir, ws.data_dir, ws.extensions_dir, ws.log_file.parent):
-            d.mkdir(parents=True, exist_ok=True)
-        config = ws.data_dir / "code-server.yaml"
+        account = accounts.ensure(ws.owner) if self.isolated else None
+        if account:
+            engine = publish.for_accounts(engine)
+        runtime = self._prepare(ws, account)
+        # Written fresh each start into the runtime folder, which the engine's account owns.
+        config = runtime / "code-server.yaml"
         config.write_text(ENGINE_CONFIG)
+        os.chmod(config, 0o644)
         argv = engine_argv(
             engine, socket=sock, folder=ws.files_dir, user_data=ws.data_dir, extensions=ws.extensions_dir,
             config=config, base_path=ws.base_path, session_socket=session_sock,
             policies=policy_flags(disable_file_downloads=self.settings.disable_file_downloads, disable_file_uploads=self.settings.disable_file_uploads),
         )
         env = engine_env(engine, home=ws.home_dir, runtime_dir=runtime)
+        # What makes the engine that account: no supplementary groups of root's, files private by default.
+        as_account: dict[str, Any] = {}
+        if account:
+            env.update(USER=account.name, LOGNAME=account.name)
+            as_account = {"user": account.uid, "group": account.gid, "extra_groups": [], "umask": 0o077}
         with ws.log_file.open("ab") as log:
             log.write(f"--- devyard: starting code-server {engine.version} at {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
             log.flush()
             proc = subprocess.Popen(
                 argv, cwd=ws.files_dir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, close_fds=True,
+                start_new_session=True, close_fds=True, **as_account,
             )
         self._children[ws.uid] = proc
         create_time = psutil.Process(proc.pid).create_time()
         self._write_record(ws.uid, {"pid": proc.pid, "create_time": create_time, "socket": str(sock), "owner": ws.owner, "name": ws.name})
         return proc
+
+    def _prepare(self, ws: WorkspaceSpec, account: Account | None) -> Path:
+        """Make (or repair) the folders an engine needs, owned and protected as its mode requires; the runtime folder."""
+        self._protect_run_dir()
+        runtime = self._runtime_dir(ws.uid)
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        for d in (ws.files_dir, ws.home_dir, ws.data_dir, ws.extensions_dir, ws.log_file.parent):
+            d.mkdir(parents=True, exist_ok=True)
+        if account is None:
+            return runtime
+        # Others may pass through to their own folders but not list them; the owner's folders only
+        # let the owner's group (its account) through.
+        os.chmod(self.settings.workspaces_dir, 0o711)
+        for d in (ws.root.parent, ws.root):
+            os.chown(d, 0, account.gid, follow_symlinks=False)
+            os.chmod(d, 0o710, follow_symlinks=False)
+        for d in (ws.files_dir, ws.home_dir, ws.data_dir, ws.extensions_dir):
+            accounts.give(d, account)
+        # The log is opened by the manager, never by the engine: it stays the manager's.
+        os.chown(ws.log_file.parent, 0, 0, follow_symlinks=False)
+        os.chmod(ws.log_file.parent, 0o700, follow_symlinks=False)
+        os.chown(runtime, account.uid, account.gid)
+        return runtime
 
     async def _wait_ready(self, ws: WorkspaceSpec, proc: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self.settings.engine_start_timeout_s
@@ -184,10 +232,33 @@ class LocalBackend:
 
     async def stop(self, ws: WorkspaceSpec, timeout: float) -> None:
         """Stop the engine's whole process tree: SIGINT, then SIGTERM, then SIGKILL."""
-        proc = self._process(self._read_record(ws.uid))
+        record = self._read_record(ws.uid)
+        proc = self._process(record)
         if proc is not None:
             await asyncio.to_thread(terminate_tree, proc, timeout)
         self._forget(ws.uid)
+        if self.isolated and record and record.get("owner"):
+            await asyncio.to_thread(self._end_strays, record["owner"])
+
+    def _end_strays(self, owner: str) -> None:
+        """With the owner's last engine stopped, end what its terminals left behind (daemons escape the tree)."""
+        if any(r and r.get("owner") == owner and self._process(r) for r in map(self._read_record, self._record_uids())):
+            return
+        try:
+            account = accounts.lookup(owner)
+        except BackendError:
+            return
+        if account and accounts.kill_processes(account):
+            log.info("ended processes left running by %s after its last workspace stopped", account.name)
+
+    def _protect_run_dir(self) -> None:
+        """run/ lets engines' accounts through to their own folders (never list it); records stay private."""
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.run_dir, 0o711 if self.isolated else 0o700)
+        os.chmod(self.records_dir, 0o700)
+
+    def _record_uids(self) -> list[str]:
+        return [p.stem for p in sorted(self.records_dir.glob("*.json"))] if self.records_dir.exists() else []
 
     async def status(self, ws: WorkspaceSpec) -> RuntimeStatus:
         """running, stopped (no record) or failed (record left by an engine that exited by itself)."""
@@ -212,11 +283,9 @@ class LocalBackend:
 
     async def adopt(self) -> list[RuntimeStatus]:
         """Engines left running by an earlier manager, found from run/*.json; stale records are removed."""
+        self._protect_run_dir()
         found: list[RuntimeStatus] = []
-        if not self.records_dir.exists():
-            return found
-        for path in sorted(self.records_dir.glob("*.json")):
-            uid = path.stem
+        for uid in self._record_uids():
             record = self._read_record(uid)
             proc = self._process(record)
             if proc is None or record is None:
@@ -225,6 +294,28 @@ class LocalBackend:
             found.append(RuntimeStatus(uid=uid, state="running", pid=proc.pid, started_at=record["create_time"],
                                        endpoint=Endpoint(unix_socket=record["socket"])))
         return found
+
+
+def check_isolation(settings: Settings) -> None:
+    """Refuse to run isolated engines where they cannot be: without root, or below a private folder."""
+    if os.geteuid() != 0:
+        raise Invalid("os_accounts: on needs the manager to run as root (engines switch to per-user accounts); "
+                      "run as root or set os_accounts: off", code="os_accounts_need_root")
+    blocker = accounts.traversal_blocker(settings.data_dir)
+    if blocker is not None:
+        raise Invalid(
+            f"engines run as per-user accounts cannot reach {settings.data_dir}: {blocker} is closed to other accounts "
+            f"(mode {blocker.stat().st_mode & 0o777:o}); use a data dir such as /var/lib/devyard, or set os_accounts: off",
+            code="data_dir_not_reachable",
+        )
+
+
+def pwd_name(uid: int) -> str:
+    """The user name of `uid` (the number when it has none)."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 async def _answers(sock: str) -> bool:

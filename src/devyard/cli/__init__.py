@@ -17,7 +17,7 @@ from devyard import __version__
 from devyard.auth.users import ensure_admin
 from devyard.cli.accounts import audit_command, token_app, user_app
 from devyard.cli.ws import ws_app
-from devyard.config import Settings, load_settings
+from devyard.config import DEFAULT_DATA_DIR, Settings, load_settings
 from devyard.doctor import run_checks
 from devyard.engine import install
 from devyard.errors import DevyardError, Invalid
@@ -59,13 +59,18 @@ def up(
     tls: Annotated[str | None, typer.Option("--tls", help="`self-signed`: serve HTTPS with a certificate devyard makes.")] = None,
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="PEM certificate to serve HTTPS with.")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
+    os_accounts: Annotated[str | None, typer.Option(
+        "--os-accounts", help="`on`: each user's engines run as a system account of their own; `auto` (default): when root; `off`.")] = None,
 ) -> None:
     """Run the manager in the foreground (engines keep running when it exits)."""
     from devyard.server import serve  # uvicorn and the app load only for `up`
 
     if tls not in (None, "off", "self-signed"):
         raise Invalid(f"--tls takes `self-signed` or `off`, not '{tls}'", code="invalid_tls")
-    settings = load_settings(config, host=host, port=port, data_dir=data_dir, tls=tls, tls_cert=tls_cert, tls_key=tls_key)
+    if os_accounts not in (None, "auto", "on", "off"):
+        raise Invalid(f"--os-accounts takes `auto`, `on` or `off`, not '{os_accounts}'", code="invalid_os_accounts")
+    settings = load_settings(config, host=host, port=port, data_dir=data_dir, tls=tls, tls_cert=tls_cert, tls_key=tls_key, os_accounts=os_accounts)
+    _warn_moved_data(settings)
     check_pair(settings.tls_cert, settings.tls_key)
     if settings.tls == "self-signed" and settings.tls_cert is None:
         cert, key = self_signed(settings.secrets_dir / "tls", settings.host)
@@ -82,6 +87,14 @@ def up(
         console.print(f"devyard is serving on {url}", highlight=False)
 
     serve(settings, ready)
+
+
+def _warn_moved_data(settings: Settings) -> None:
+    """Root's default data dir moved to /var/lib/devyard (0.2): point at data left in the old one."""
+    old = Path("~/.local/share/devyard").expanduser()
+    if settings.data_dir == DEFAULT_DATA_DIR != old and not (settings.data_dir / "devyard.db").exists() and (old / "devyard.db").exists():
+        err.print(f"[yellow]note:[/] an earlier devyard's data is in {old}; as root devyard now keeps it in {settings.data_dir}. "
+                  f"Stop this manager and `mv {old} {settings.data_dir}` to keep your users and workspaces.", highlight=False)
 
 
 async def _bootstrap(settings: Settings) -> str | None:
@@ -112,7 +125,7 @@ def engine_path() -> None:
 @app.command()
 def doctor() -> None:
     """Report whether this machine is ready to run devyard."""
-    checks = run_checks(load_settings().engine_dir)
+    checks = run_checks(load_settings())
     for c in checks:
         mark = "[green]ok[/]  " if c.ok else ("[red]FAIL[/]" if c.required else "[yellow]warn[/]")
         console.print(f"{mark} {c.name:<17} {c.detail}", highlight=False)

@@ -67,4 +67,5 @@ async def dashboard(request: Request) -> Response:
         return RedirectResponse("/login", status_code=302)
     service = request.app.state.workspaces
     rows = await service.list_for(ident, shared=True)
-    return HTMLResponse(render("dashboard.html", user=ident.name, workspaces=[service.to_model(r) for r in rows]))
+    return HTMLResponse(render("dashboard.html", user=ident.name, workspaces=[service.to_model(r) for r in rows],
+                               shared_account=service.backend.shared_account))

@@ -29,6 +29,7 @@ from devyard.backends.local import tail
 from devyard.config import Settings
 from devyard.errors import Conflict, DevyardError, Invalid, NotFound, WorkspaceExists, WorkspaceNotFound
 from devyard.models import Status, Workspace, WorkspaceCreate
+from devyard.paths import child
 from devyard.store.tables import ShareRow, UserRow, WorkspaceRow, utcnow
 
 log = logging.getLogger("devyard.workspaces")
@@ -127,7 +128,7 @@ class WorkspaceService:
     # -- queries ------------------------------------------------------------------------
     def spec(self, row: WorkspaceRow) -> WorkspaceSpec:
         """The backend's view of a workspace."""
-        return WorkspaceSpec(uid=row.uid, owner=row.owner.name, name=row.name, root=self.settings.workspaces_dir / row.owner.name / row.name)
+        return WorkspaceSpec(uid=row.uid, owner=row.owner.name, name=row.name, root=child(self.settings.workspaces_dir, row.owner.name, row.name))
 
     def to_model(self, row: WorkspaceRow) -> Workspace:
         """The API shape of a workspace row."""

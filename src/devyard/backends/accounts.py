@@ -1,0 +1,135 @@
+"""Per-user system accounts: with a root manager, each devyard user's engines run as `dy-<user>`.
+
+code-server has no notion of users, so isolation has to come from the operating system, the way
+JupyterHub's LocalProcessSpawner runs each notebook server as the user's own Unix account. devyard
+creates the accounts itself (system accounts, no home, no password: nobody logs in as them) and
+marks them with the comment `devyard user <user>` so it never takes over an account it did not make.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import re
+import signal
+import stat
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from devyard.errors import BackendError
+from devyard.processes import signal_and_wait
+
+PREFIX = "dy-"
+MAX_NAME = 32  # useradd's limit on Debian
+COMMENT = "devyard user {user}"  # GECOS: no colons
+_SAFE = re.compile(r"^[a-z0-9_.-]+$")
+_lock = threading.Lock()  # two starts of one user's workspaces must not race to create its account
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A system account engines run as."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def account_name(user: str) -> str:
+    """The account of devyard user `user`: dy-<user>, shortened with a hash when too long."""
+    name = PREFIX + user
+    if len(name) <= MAX_NAME and _SAFE.match(user):
+        return name
+    safe = re.sub(r"[^a-z0-9_-]", "-", user.lower())[:20]
+    return f"{PREFIX}{safe}-{hashlib.sha256(user.encode()).hexdigest()[:8]}"
+
+
+def lookup(user: str) -> Account | None:
+    """The account of `user` when it exists and devyard made it; BackendError when someone else did."""
+    name = account_name(user)
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    if entry.pw_gecos != COMMENT.format(user=user) or entry.pw_uid == 0:
+        raise BackendError(
+            f"the system account {name} exists but was not created by devyard for user {user!r} "
+            f"(comment {entry.pw_gecos!r}); rename or remove it, or set os_accounts: off",
+            code="os_account_conflict",
+        )
+    return Account(name, entry.pw_uid, entry.pw_gid)
+
+
+def ensure(user: str) -> Account:
+    """The account of `user`, created (useradd --system) on first use."""
+    with _lock:
+        found = lookup(user)
+        if found:
+            return found
+        name = account_name(user)
+        argv = ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                "--shell", "/bin/bash", "--comment", COMMENT.format(user=user), name]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BackendError(f"could not create the system account {name}: {exc}", code="os_account_failed") from exc
+        found = lookup(user)
+        if found is None:
+            raise BackendError(f"could not create the system account {name}: {done.stderr.strip() or done.returncode}",
+                               code="os_account_failed")
+        return found
+
+
+def chown_tree(top: Path, account: Account) -> None:
+    """Give `top` and everything under it to `account`, never following a symbolic link.
+
+    Works through directory file descriptors (os.fwalk), so a link swapped in while the walk runs
+    cannot redirect a chown outside the tree.
+    """
+    for _dirpath, dirnames, filenames, dirfd in os.fwalk(top, topdown=False, follow_symlinks=False):
+        for name in (*filenames, *dirnames):
+            try:
+                os.chown(name, account.uid, account.gid, dir_fd=dirfd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+    os.chown(top, account.uid, account.gid, follow_symlinks=False)
+
+
+def give(path: Path, account: Account, mode: int = 0o700) -> None:
+    """Make the folder `path` the account's own (mode `mode`), handing over its contents the first time."""
+    path.mkdir(parents=True, exist_ok=True)
+    if path.lstat().st_uid != account.uid:
+        chown_tree(path, account)
+    os.chmod(path, mode, follow_symlinks=False)
+
+
+def kill_processes(account: Account, timeout: float = 2.0) -> int:
+    """SIGTERM, then SIGKILL, every process running as `account`; how many there were."""
+    procs = []
+    for proc in psutil.process_iter(["uids"]):
+        uids = proc.info["uids"]
+        if uids and account.uid in (uids.real, uids.effective):
+            procs.append(proc)
+    count = len(procs)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        procs = signal_and_wait(procs, sig, timeout)
+        if not procs:
+            break
+    return count
+
+
+def traversal_blocker(path: Path) -> Path | None:
+    """The first folder above `path` (from / down) that other accounts cannot pass through, or None."""
+    for current in reversed(path.resolve().parents):
+        try:
+            mode = current.stat().st_mode
+        except FileNotFoundError:
+            return None  # it will be created by devyard, with the right mode
+        if stat.S_ISDIR(mode) and not mode & stat.S_IXOTH:
+            return current
+    return None

@@ -1,0 +1,19 @@
+"""Paths built from names: each name must be one plain path component, so the result stays inside its base.
+
+Names are validated where they enter (models.py); this is the second lock, for rows written by an
+older version or by hand, so that no name in the database can point a workspace outside the data dir.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devyard.errors import Invalid
+
+
+def child(base: Path, *names: str) -> Path:
+    """base/name/..., refusing a name that is empty, `.`, `..`, or holds `/` or NUL."""
+    for name in names:
+        if not name or name in (".", "..") or "/" in name or "\0" in name:
+            raise Invalid(f"{name!r} cannot be used as a folder name", code="invalid_path")
+    return base.joinpath(*names)

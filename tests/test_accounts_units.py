@@ -1,0 +1,51 @@
+"""Unit tests: account names, folder names from the database, and the traversal check."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from devyard.backends.accounts import MAX_NAME, account_name, traversal_blocker
+from devyard.errors import Invalid
+from devyard.models import USER_NAME
+from devyard.paths import child
+
+
+@pytest.mark.parametrize("user", ["alice", "a.b-c_d", "9lives", "x" * 29, "x" * 39, "long.name.with.dots-and-more-than-32"])
+def test_account_names_are_valid_and_distinct(user: str) -> None:
+    assert USER_NAME.match(user)
+    name = account_name(user)
+    assert name.startswith("dy-") and len(name) <= MAX_NAME
+    assert name[0].isalpha() and all(c.isalnum() or c in "-_." for c in name)
+    assert account_name(user + "y") != name
+
+
+def test_short_names_are_kept_readable() -> None:
+    assert account_name("alice") == "dy-alice"
+    assert account_name("x" * 40).startswith("dy-" + "x" * 20 + "-")
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../etc", "a\0b"])
+def test_names_never_leave_their_base(name: str, tmp_path: Path) -> None:
+    with pytest.raises(Invalid):
+        child(tmp_path, "alice", name)
+    assert child(tmp_path, "alice", "a..b") == tmp_path / "alice" / "a..b"
+
+
+def test_traversal_blocker_names_the_closed_folder() -> None:
+    base = Path(tempfile.mkdtemp(dir="/var/tmp"))  # below folders every account may pass
+    try:
+        os.chmod(base, 0o711)
+        closed = base / "closed"
+        (closed / "inner").mkdir(parents=True)
+        os.chmod(closed, 0o700)
+        assert traversal_blocker(closed / "inner" / "data") == closed
+        os.chmod(closed, 0o711)
+        assert traversal_blocker(closed / "inner" / "data") is None
+        assert traversal_blocker(base / "not" / "made" / "yet") is None
+    finally:
+        shutil.rmtree(base)
