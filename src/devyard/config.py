@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from devyard.errors import Invalid
@@ -31,6 +31,53 @@ class ExtensionGroup(BaseModel):
     description: str = ""
     extensions: list[str] = Field(default_factory=list)
     user_settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class CatalogItem(BaseModel):
+    """One template card (DevBox `packaged_assets.tabs[].items[]`, read unchanged)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    description: str = ""
+    extensions_groups: list[str] = Field(default_factory=list)
+    github_url: str | None = None
+    thumbnail_url: str | None = None
+    icon_links: Any = None
+
+
+class CatalogTab(BaseModel):
+    """A tab of template cards."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = ""
+    items: list[CatalogItem] = Field(default_factory=list)
+
+
+class PackagedAssets(BaseModel):
+    """DevBox `packaged_assets`: the template catalog."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tabs: list[CatalogTab] = Field(default_factory=list)
+
+
+class UiWorkspace(BaseModel):
+    """DevBox `ui.workspace`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    max_upload_size_mb: int = Field(default=1024, gt=0)
+
+
+class Ui(BaseModel):
+    """DevBox `ui`: what the create form offers by default."""
+
+    model_config = ConfigDict(extra="allow")
+
+    default_extension_groups: list[str] = Field(default_factory=list)
+    workspace: UiWorkspace = Field(default_factory=UiWorkspace)
 
 
 class Settings(BaseSettings):
@@ -70,6 +117,12 @@ class Settings(BaseSettings):
     oidc_allowed_domains: list[str] = Field(default_factory=list, description="Email domains (verified email) whose owners may sign in with SSO.")
     oidc_allowed_groups: list[str] = Field(default_factory=list, description="Groups (the `groups` claim) whose members may sign in with SSO.")
     extension_groups: list[ExtensionGroup] = Field(default_factory=list, description="DevBox `extension_groups`: named extension sets offered when creating a workspace.")
+    packaged_assets: PackagedAssets = Field(default_factory=PackagedAssets, description="DevBox `packaged_assets`: the template catalog (tabs of items with github_url and extensions_groups).")
+    ui: Ui = Field(default_factory=Ui, description="DevBox `ui`: `default_extension_groups` and `workspace.max_upload_size_mb` (archive uploads).")
+    git_file_roots: list[Path] = Field(default_factory=list, description="Folders below which file:// git URLs may be cloned (none by default: file:// is refused).")
+    git_clone_timeout_s: float = Field(600.0, gt=0, description="How long a git clone may take before provisioning fails.")
+    archive_max_entries: int = Field(100_000, gt=0, description="Most entries an uploaded archive may hold.")
+    archive_max_expanded_mb: int = Field(10_240, gt=0, description="Most an uploaded archive may expand to, in MB.")
 
     @classmethod
     def settings_customise_sources(
@@ -104,6 +157,11 @@ class Settings(BaseSettings):
         return self.data_dir / "secrets"
 
     @property
+    def uploads_dir(self) -> Path:
+        """Unpacked archives waiting for their workspace's provisioning (mode 0700)."""
+        return self.data_dir / "uploads"
+
+    @property
     def workspaces_dir(self) -> Path:
         """Root of every workspace's files, data, extensions and logs."""
         return self.data_dir / "workspaces"
@@ -123,8 +181,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(own, dict):
         raise Invalid(f"config file {path}: `devyard:` must be a mapping", code="config_invalid")
     values: dict[str, Any] = dict(own)
-    if "extension_groups" in raw:
-        values["extension_groups"] = raw["extension_groups"]
+    for key in ("extension_groups", "packaged_assets", "ui"):  # DevBox's top-level keys
+        if key in raw:
+            values[key] = raw[key]
     return values
 
 

@@ -73,6 +73,11 @@ class UserExists(Conflict):
     code = "user_exists"
 
 
+class TooLarge(DevyardError):
+    status = 413
+    code = "upload_too_large"
+
+
 class Throttled(DevyardError):
     status = 429
     code = "too_many_attempts"

@@ -149,6 +149,26 @@ class WorkspaceCreate(BaseModel):
 
 
 
+class Template(BaseModel):
+    """A template card: a git URL to clone and extension groups to install (or `empty`)."""
+
+    name: str
+    description: str
+    tab: str
+    extension_groups: list[str]
+    git_url: str | None
+    thumbnail_url: str | None
+    icon_links: Any = None
+
+
+class Progress(BaseModel):
+    """Where a workspace's provisioning is: the step, and how far into it (0/0 when it cannot tell)."""
+
+    step: str
+    current: int
+    total: int
+
+
 class Workspace(BaseModel):
     """A workspace as the API shows it (design.md §5)."""
 
@@ -162,6 +182,7 @@ class Workspace(BaseModel):
     started_at: datetime | None
     last_activity_at: datetime | None
     error: str | None
+    progress: Progress | None = None  # while provisioning
 
 
 class Stats(BaseModel):

@@ -1,7 +1,8 @@
-"""What the manager offers: extension groups, and the API's own description (for logged-in users)."""
+"""What the manager offers: templates, extension groups, and the API's own description (for logged-in users)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,6 +11,8 @@ from fastapi.responses import HTMLResponse
 
 from devyard.api.deps import CurrentUser
 from devyard.config import ExtensionGroup
+from devyard.models import Template
+from devyard.provision import templates
 
 router = APIRouter(tags=["meta"])
 
@@ -19,6 +22,12 @@ async def extension_groups(_: CurrentUser, request: Request) -> list[ExtensionGr
     """The groups a workspace may be created with."""
     groups: list[ExtensionGroup] = request.app.state.settings.extension_groups
     return groups
+
+
+@router.get("/templates", response_model=list[Template], summary="The template catalog (packaged_assets) and `empty`")
+async def list_templates(_: CurrentUser, request: Request) -> list[Template]:
+    """Templates a workspace may be created from, in catalog order."""
+    return [Template(**asdict(t)) for t in templates(request.app.state.settings)]
 
 
 @router.get("/openapi.json", include_in_schema=False)

@@ -75,6 +75,12 @@ async def stop_workspace(name: str, ident: CurrentUser, service: Workspaces, req
     return await _control(name, ident, service, request, owner, "stop")
 
 
+@router.post("/{name}/retry-provision", response_model=Workspace, status_code=202, summary="Provision a failed workspace again")
+async def retry_provision(name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner) -> Workspace:
+    """202: provisioning runs again (then the engine starts); 422 when provisioning did not fail."""
+    return await _control(name, ident, service, request, owner, "retry_provision")
+
+
 @router.post("/{name}/restart", response_model=Workspace, status_code=202, summary="Stop then start the engine")
 async def restart_workspace(name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner) -> Workspace:
     """202: the workspace is restarting."""

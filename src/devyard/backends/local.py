@@ -111,7 +111,7 @@ class LocalBackend:
 
     def _forget(self, uid: str) -> int | None:
         """Remove a stopped engine's socket, record and runtime dir; reap it; return its exit code."""
-        # run/<uid>.sock: where engines started before 0.2 listened.
+        # run/<uid>.sock: where engines of earlier versions listened.
         for path in (self.run_dir / f"{uid}.sock", self._record_path(uid)):
             path.unlink(missing_ok=True)
         shutil.rmtree(self._runtime_dir(uid), ignore_errors=True)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import time
 import webbrowser
-from typing import Annotated, Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO
 
 import httpx
 import typer
 from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                           TransferSpeedColumn)
 from rich.table import Table
 
 from devyard.cli.client import Api
-from devyard.errors import BackendError, DevyardError
+from devyard.errors import BackendError, DevyardError, Invalid
 
 ws_app = typer.Typer(help="Manage workspaces (talks to the manager at DEVYARD_URL with DEVYARD_TOKEN).", no_args_is_help=True)
 console = Console()
@@ -33,15 +37,23 @@ def _api() -> Api:
 
 
 def _wait(api: Api, name: str, want: str, owner: str | None = None, timeout_s: float = 180.0) -> dict[str, Any]:
-    """Poll until the workspace settles; BackendError when it fails or does not reach `want` in time."""
+    """Poll until the workspace settles, with a progress bar while it provisions; BackendError when it fails or times out."""
     deadline = time.monotonic() + timeout_s
-    with err.status(f"waiting for {name} to be {want}…"):
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(f"{name}: waiting", total=None)
         while True:
             ws: dict[str, Any] = api.request("GET", f"/workspaces/{name}", params=_owner(owner))
             if ws["status"] == want:
                 return ws
             if ws["status"] == "failed":
                 raise BackendError(f"workspace {name} failed: {ws.get('error') or 'see `devyard ws logs ' + name + '`'}", code="workspace_failed")
+            step = ws.get("progress")
+            if step:
+                bar.update(task, description=f"{name}: {step['step']}", completed=step["current"], total=step["total"] or None)
+                deadline = max(deadline, time.monotonic() + timeout_s)  # provisioning that moves is not stuck
+            else:
+                bar.update(task, description=f"{name}: {ws['status']}", total=None)
             if time.monotonic() > deadline:
                 raise BackendError(f"workspace {name} is still {ws['status']} after {timeout_s:.0f} s", code="timeout")
             time.sleep(0.3)
@@ -65,19 +77,74 @@ def ls(all_users: Annotated[bool, typer.Option("--all", help="Every user's works
 @ws_app.command("create")
 def create(
     name: str,
-    template: Annotated[str | None, typer.Option("--template", help="Template to start from.")] = None,
+    template: Annotated[str | None, typer.Option("--template", help="Template to start from (`devyard ws templates`).")] = None,
     group: Annotated[list[str] | None, typer.Option("--group", help="Extension group (repeatable).")] = None,
-    git: Annotated[str | None, typer.Option("--git", help="Git URL to clone.")] = None,
+    git: Annotated[str | None, typer.Option("--git", help="Git URL to clone (https://, ssh:// or an allowed file://).")] = None,
+    archive: Annotated[Path | None, typer.Option("--archive", help="A .zip, .tar or .tar.gz whose contents become the files.")] = None,
     start: Annotated[bool, typer.Option("--start/--no-start", help="Start it right away.")] = True,
     wait: Wait = True,
 ) -> None:
     """Create a workspace (and start it)."""
     api = _api()
-    body = {"name": name, "template": template, "extension_groups": group or [], "git_url": git, "start": start}
-    ws = api.request("POST", "/workspaces", json=body)
+    if archive is not None:
+        if template or git:
+            raise Invalid("--archive cannot be combined with --template or --git", code="conflicting_sources")
+        ws = _upload(api, name, archive, group or [], start)
+    else:
+        body = {"name": name, "template": template, "extension_groups": group or [], "git_url": git, "start": start}
+        ws = api.request("POST", "/workspaces", json=body)
     if wait:
         ws = _wait(api, name, "running" if start else "stopped")
     _show(api, ws)
+
+
+def _upload(api: Api, name: str, archive: Path, groups: list[str], start: bool) -> dict[str, Any]:
+    """POST the archive as multipart, streamed from disk, with an upload progress bar."""
+    try:
+        size = archive.stat().st_size
+        f = archive.open("rb")
+    except OSError as exc:
+        raise Invalid(f"cannot read {archive}: {exc.strerror}", code="archive_unreadable") from exc
+    columns = (TextColumn("uploading {task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with f, Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(archive.name, total=size)
+        reader = _Counting(f, lambda n: bar.advance(task, n))
+        data = {"name": name, "start": "true" if start else "false", "extension_groups": ",".join(groups)}
+        result: dict[str, Any] = api.request("POST", "/workspaces/upload", data=data,
+                                             files={"archive": (archive.name, reader, "application/octet-stream")})
+        return result
+
+
+class _Counting:
+    """A file object that reports each read's size (httpx reads the multipart file part in chunks)."""
+
+    def __init__(self, f: BinaryIO, on_read: Callable[[int], None]) -> None:
+        self.f, self.on_read = f, on_read
+
+    def read(self, size: int = -1) -> bytes:
+        """Read like the wrapped file, reporting how much."""
+        data = self.f.read(size)
+        self.on_read(len(data))
+        return data
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.f, attr)
+
+
+@ws_app.command("retry-provision")
+def retry_provision(name: str, wait: Wait = True, owner: OwnerOpt = None) -> None:
+    """Provision again a workspace whose provisioning failed."""
+    _action(name, "retry-provision", "running", wait, owner)
+
+
+@ws_app.command("templates")
+def list_templates() -> None:
+    """List the templates a workspace can be created from."""
+    api = _api()
+    table = Table("name", "tab", "extension groups", "git", "description")
+    for t in api.request("GET", "/templates"):
+        table.add_row(t["name"], t["tab"], ", ".join(t["extension_groups"]), t["git_url"] or "", t["description"])
+    console.print(table)
 
 
 def _action(name: str, action: str, want: str, wait: bool, owner: str | None) -> None:

@@ -1,15 +1,25 @@
-"""Making a new workspace's folders and first settings."""
+"""Making a new workspace: its folders, its files (git clone or unpacked archive) and its settings.
+
+Each step reports progress (step, current, total). A step that fails leaves the workspace's
+folders empty again, so provisioning can simply be run again (retry-provision).
+"""
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from devyard.backends.base import WorkspaceSpec
-from devyard.config import ExtensionGroup
-from devyard.errors import Invalid, ProvisionError
+from devyard.config import ExtensionGroup, Settings
+from devyard.errors import DevyardError, Invalid, ProvisionError
+from devyard.provision import git, usersettings
+
+Progress = Callable[[str, int, int], None]
+EMPTY_TEMPLATE = "empty"
 
 # Sensible defaults for a browser-hosted editor; extension groups' user_settings override them.
 BASE_USER_SETTINGS: dict[str, Any] = {
@@ -33,17 +43,80 @@ def resolve_groups(names: list[str], available: list[ExtensionGroup]) -> list[Ex
     return [by_name[n] for n in names]
 
 
-def provision(ws: WorkspaceSpec, groups: list[ExtensionGroup]) -> None:
-    """Create the workspace's folders and write its user settings; ProvisionError on failure."""
+@dataclass(frozen=True)
+class Template:
+    """A catalog item as the API shows it (the built-in `empty` has no git URL)."""
+
+    name: str
+    description: str = ""
+    tab: str = ""
+    extension_groups: list[str] = field(default_factory=list)
+    git_url: str | None = None
+    thumbnail_url: str | None = None
+    icon_links: Any = None
+
+
+def templates(settings: Settings) -> list[Template]:
+    """The built-in `empty` template, then every packaged_assets item in catalog order."""
+    found = [Template(EMPTY_TEMPLATE, "An empty folder.")]
+    for tab in settings.packaged_assets.tabs:
+        for item in tab.items:
+            found.append(Template(item.name, item.description, tab.name, list(item.extensions_groups), item.github_url,
+                                  item.thumbnail_url, item.icon_links))
+    return found
+
+
+def find_template(settings: Settings, name: str) -> Template:
+    """The template called `name`; Invalid listing what there is otherwise."""
+    offered = templates(settings)
+    for t in offered:
+        if t.name == name:
+            return t
+    raise Invalid(f"unknown template '{name}' (available: {', '.join(t.name for t in offered)})", code="unknown_template")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What goes into a new workspace."""
+
+    groups: list[ExtensionGroup]
+    git_url: str | None = None
+    unpacked: Path | None = None  # an archive already unpacked (and checked) into this folder
+
+
+def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progress) -> None:
+    """Create the workspace's folders, fill files/ and write its user settings; ProvisionError on failure."""
+    steps = 2 + (plan.git_url is not None or plan.unpacked is not None)
     try:
+        progress("folders", 1, steps)
         for d in (ws.files_dir, ws.home_dir, ws.data_dir / "User", ws.extensions_dir, ws.log_file.parent):
             d.mkdir(parents=True, exist_ok=True)
-        settings = dict(BASE_USER_SETTINGS)
-        for group in groups:
-            settings.update(group.user_settings)
-        (ws.data_dir / "User" / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+        _empty(ws.files_dir)  # what an earlier, failed attempt left
+        if plan.git_url is not None:
+            progress("clone", 0, 0)
+            git.clone(plan.git_url, ws.files_dir, timeout_s=settings.git_clone_timeout_s, progress=progress,
+                      allow_file=bool(settings.git_file_roots))
+        elif plan.unpacked is not None:
+            progress("unpack", 2, steps)
+            for child in plan.unpacked.iterdir():
+                os.replace(child, ws.files_dir / child.name)
+        progress("settings", steps, steps)
+        defaults = dict(BASE_USER_SETTINGS)
+        for group in plan.groups:
+            defaults.update(group.user_settings)
+        usersettings.merge(ws.data_dir / "User" / "settings.json", defaults)
+    except DevyardError:
+        _empty(ws.files_dir)
+        raise
     except OSError as exc:
-        raise ProvisionError(f"could not create the workspace folders under {ws.root}: {exc}") from exc
+        _empty(ws.files_dir)
+        raise ProvisionError(f"could not prepare the workspace under {ws.root}: {exc}") from exc
+
+
+def _empty(folder: Path) -> None:
+    if folder.is_dir():
+        for child in folder.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
 def remove(root: Path, keep_files: bool) -> None:

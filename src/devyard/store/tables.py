@@ -91,6 +91,7 @@ class WorkspaceRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    provisioned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     owner: Mapped[UserRow] = relationship(lazy="joined")
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -23,12 +26,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devyard import provision
+from devyard.provision import git as provision_git
 from devyard.auth.identity import Identity
 from devyard.backends.base import Backend, Stats, WorkspaceSpec
 from devyard.backends.local import tail
 from devyard.config import Settings
 from devyard.errors import Conflict, DevyardError, Invalid, NotFound, WorkspaceExists, WorkspaceNotFound
-from devyard.models import Status, Workspace, WorkspaceCreate
+from devyard.models import Progress, Status, Workspace, WorkspaceCreate
 from devyard.paths import child
 from devyard.store.tables import ShareRow, UserRow, WorkspaceRow, utcnow
 
@@ -78,6 +82,7 @@ class WorkspaceService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._activity: dict[str, float] = {}
+        self._progress: dict[str, Progress] = {}  # uid → where its provisioning is
         self._shares: dict[str, frozenset[str]] = {}
         self._flusher: asyncio.Task[None] | None = None
 
@@ -136,6 +141,7 @@ class WorkspaceService:
             name=row.name, owner=row.owner.name, status=Status(row.status), url=f"/w/{row.owner.name}/{row.name}/",
             template=row.template, extension_groups=list(row.extension_groups or []), created_at=row.created_at,
             started_at=row.started_at, last_activity_at=row.last_activity_at, error=row.error,
+            progress=self._progress.get(row.uid) if row.status == Status.provisioning else None,
         )
 
     async def list_for(self, who: Identity, all_users: bool = False, shared: bool = False) -> list[WorkspaceRow]:
@@ -223,13 +229,22 @@ class WorkspaceService:
         return await self.backend.stats(self.spec(row))
 
     # -- commands -----------------------------------------------------------------------
-    async def create(self, who: Identity, req: WorkspaceCreate) -> WorkspaceRow:
-        """Record and provision a workspace, then start it in the background when asked."""
-        if req.template is not None or req.git_url is not None:
-            raise Invalid("templates and git sources are not available in this version; create an empty workspace", code="unsupported_source")
-        groups = provision.resolve_groups(req.extension_groups, self.settings.extension_groups)
-        row = WorkspaceRow(uid=secrets.token_hex(6), owner_id=who.user_id, name=req.name, status=Status.creating,
-                           template=req.template, extension_groups=req.extension_groups, git_url=req.git_url)
+    async def create(self, who: Identity, req: WorkspaceCreate, unpacked: Path | None = None) -> WorkspaceRow:
+        """Record a workspace and provision it in the background (then start it, when asked).
+
+        `unpacked`: an uploaded archive already unpacked and checked; it becomes the workspace's files.
+        """
+        template = provision.find_template(self.settings, req.template) if req.template else None
+        if template and template.git_url and req.git_url:
+            raise Invalid(f"template '{template.name}' brings its own git URL; give a template or a git URL, not both",
+                          code="conflicting_sources")
+        git_url = req.git_url if req.git_url is not None else (template.git_url if template else None)
+        if git_url is not None:
+            git_url = provision_git.check_url(git_url, self.settings.git_file_roots)
+        names = list(dict.fromkeys([*(template.extension_groups if template else []), *req.extension_groups]))
+        provision.resolve_groups(names, self.settings.extension_groups)
+        row = WorkspaceRow(uid=secrets.token_hex(6), owner_id=who.user_id, name=req.name, status=Status.provisioning,
+                           template=req.template, extension_groups=names, git_url=git_url)
         async with self.db() as s:
             s.add(row)
             try:
@@ -237,24 +252,59 @@ class WorkspaceService:
             except IntegrityError as exc:
                 raise WorkspaceExists(f"you already have a workspace named '{req.name}'") from exc
             await s.refresh(row, attribute_names=["owner"])
+        if unpacked is not None:
+            await asyncio.to_thread(self._keep_upload, row, unpacked)
         self._remember(row, None)
-        async with self._lock(row.uid):
-            await self._set(row, Status.provisioning)
-            try:
-                await asyncio.to_thread(provision.provision, self.spec(row), groups)
-            except DevyardError as exc:
-                await self._set(row, Status.failed, error=exc.message)
-                return row
-            await self._set(row, Status.stopped)
-        if req.start:
-            return await self.start(row)
+        self._background(row, lambda r: self._do_provision(r, req.start))
         return row
+
+    def _keep_upload(self, row: WorkspaceRow, unpacked: Path) -> None:
+        self.settings.uploads_dir.mkdir(mode=0o700, exist_ok=True)
+        os.replace(unpacked, self.settings.uploads_dir / row.uid)
+
+    async def retry_provision(self, row: WorkspaceRow) -> WorkspaceRow:
+        """Provision again a workspace whose provisioning failed (the files of the failed try are gone)."""
+        if row.provisioned_at is not None or row.status != Status.failed:
+            raise Invalid(f"workspace '{row.name}' is {row.status} and was provisioned; only a failed provisioning is retried",
+                          code="nothing_to_retry")
+        await self._set(row, Status.provisioning, error=None)
+        self._background(row, lambda r: self._do_provision(r, True))
+        return row
+
+    async def _do_provision(self, row: WorkspaceRow, start: bool) -> None:
+        spec = self.spec(row)
+        upload = self.settings.uploads_dir / row.uid
+        plan = provision.Plan(groups=provision.resolve_groups(list(row.extension_groups or []), self.settings.extension_groups),
+                              git_url=row.git_url, unpacked=upload if upload.is_dir() else None)
+        reporter = _ProgressLog(spec.log_file)
+
+        def progress(step: str, current: int, total: int) -> None:
+            self._progress[row.uid] = Progress(step=step, current=current, total=total)
+            reporter.note(step, current, total)
+
+        try:
+            await asyncio.to_thread(provision.provision, spec, plan, self.settings, progress)
+        except DevyardError as exc:
+            reporter.line(f"provisioning failed: {exc.message}")
+            await self._set(row, Status.failed, error=exc.message)
+            return
+        finally:
+            self._progress.pop(row.uid, None)
+        shutil.rmtree(upload, ignore_errors=True)
+        reporter.line("provisioning done")
+        await self._set(row, Status.stopped, provisioned_at=utcnow())
+        if start:
+            await self._set(row, Status.starting)
+            await self._do_start(row)
 
     async def start(self, row: WorkspaceRow) -> WorkspaceRow:
         """Mark the workspace starting and start its engine in the background."""
         if row.status in (Status.running, Status.starting):
             return row
         self._refuse_while(row, Status.deleting, Status.creating, Status.provisioning)
+        if row.provisioned_at is None:
+            raise Invalid(f"workspace '{row.name}' was never provisioned ({row.error or 'provisioning failed'}); "
+                          "retry it with retry-provision, or delete it", code="not_provisioned")
         await self._set(row, Status.starting, error=None)
         self._background(row, self._do_start)
         return row
@@ -289,6 +339,7 @@ class WorkspaceService:
             spec = self.spec(row)
             await self.backend.stop(spec, self.settings.engine_stop_timeout_s)
             await asyncio.to_thread(provision.remove, spec.root, keep_files)
+            shutil.rmtree(self.settings.uploads_dir / row.uid, ignore_errors=True)
             async with self.db() as s:
                 await s.delete(await s.get_one(WorkspaceRow, row.id))
                 await s.commit()
@@ -302,7 +353,7 @@ class WorkspaceService:
         if route.status in (Status.stopped, Status.failed):
             async with self.db() as s:
                 row = await s.scalar(select(WorkspaceRow).where(WorkspaceRow.uid == route.uid))
-            if row is not None:
+            if row is not None and row.provisioned_at is not None:
                 await self.start(row)
 
     def recheck_soon(self, route: Route) -> None:
@@ -404,3 +455,25 @@ class WorkspaceService:
             row.uid, row.owner.name, row.name, status, socket if status == Status.running else None, self._shares.get(row.uid, frozenset())
         )
 
+
+
+class _ProgressLog:
+    """Provisioning progress as lines of the workspace log (what the log stream shows), a few per step."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.last: tuple[str, float] = ("", 0.0)
+
+    def note(self, step: str, current: int, total: int) -> None:
+        """Log a progress report: each new step, then at most one line a second."""
+        now = time.monotonic()
+        if step == self.last[0] and now - self.last[1] < 1.0 and current != total:
+            return
+        self.last = (step, now)
+        self.line(f"provisioning: {step}" + (f" {current}/{total}" if total else ""))
+
+    def line(self, text: str) -> None:
+        """Append one devyard line to the log."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(f"--- devyard: {text} ---\n")
