@@ -13,6 +13,7 @@ from devyard.backends.accounts import MAX_NAME, account_name, traversal_blocker
 from devyard.errors import Invalid
 from devyard.models import USER_NAME
 from devyard.paths import child
+from devyard.provision import keep_owner
 
 
 @pytest.mark.parametrize("user", ["alice", "a.b-c_d", "9lives", "x" * 29, "x" * 39, "long.name.with.dots-and-more-than-32"])
@@ -49,3 +50,21 @@ def test_traversal_blocker_names_the_closed_folder() -> None:
         assert traversal_blocker(base / "not" / "made" / "yet") is None
     finally:
         shutil.rmtree(base)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing owners needs root")
+def test_files_the_manager_adds_go_to_the_folders_owner(tmp_path: Path) -> None:
+    folder = tmp_path / "extensions"
+    (folder / "old").mkdir(parents=True)
+    os.chown(folder, 65534, 65534)
+    (folder / "new-ext").mkdir()
+    (folder / "new-ext" / "package.json").write_text("{}")
+    (folder / "link").symlink_to("/etc/passwd")
+    keep_owner(folder)
+    for p in (folder / "new-ext", folder / "new-ext" / "package.json", folder / "old"):
+        assert (p.lstat().st_uid, p.lstat().st_gid) == (65534, 65534)
+    assert os.stat("/etc/passwd").st_uid == 0  # the link itself changed hands, never its target
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    keep_owner(mine)
+    assert mine.stat().st_uid == 0

@@ -12,7 +12,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from devyard import __version__
 from devyard.api import auth as auth_api
-from devyard.api import meta, uploads, users, workspaces
+from devyard.api import meta, secrets, uploads, users, workspaces
 from devyard.api.errors import install_handlers
 from devyard.auth.identity import Authenticator
 from devyard.auth.oidc import OidcLogin, check_settings
@@ -24,6 +24,7 @@ from devyard.config import Settings
 from devyard.gateway import Gateway, GatewayMiddleware
 from devyard.store.db import migrate, open_engine, sessionmaker
 from devyard.web import sso, views
+from devyard.usersecrets import SecretStore
 from devyard.workspaces.service import WorkspaceService
 
 log = logging.getLogger("devyard")
@@ -44,7 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         audit = AuditLog(db)
         auth = Authenticator(db, throttle, audit, key, settings.session_ttl_s, settings.session_idle_s)
-        service = WorkspaceService(settings, db, backend)
+        service = WorkspaceService(settings, db, backend, SecretStore(db, load_or_create_key(settings.secrets_dir / "secrets.key")))
         app.state.db, app.state.auth, app.state.audit, app.state.workspaces = db, auth, audit, service
         app.state.gateway = Gateway(auth, service)
         await service.startup()
@@ -74,7 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
         """Always {"status": "ok"} while the manager serves."""
         return {"status": "ok"}
 
-    for router in (auth_api.router, users.router, uploads.router, workspaces.router, meta.router):
+    for router in (auth_api.router, users.router, secrets.router, uploads.router, workspaces.router, meta.router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(views.router)
     app.include_router(sso.router)

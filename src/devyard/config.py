@@ -80,6 +80,20 @@ class Ui(BaseModel):
     workspace: UiWorkspace = Field(default_factory=UiWorkspace)
 
 
+OPEN_VSX = "https://open-vsx.org/vscode/gallery"
+
+
+class ExtensionSettings(BaseModel):
+    """Where extensions come from and which may be installed (`devyard.extensions`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gallery: str | None = Field(default=OPEN_VSX)
+    vsix_dir: Path | None = None
+    allow: list[str] = Field(default_factory=list)
+    install_timeout_s: float = Field(default=300.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything the manager can be told; each field is documented in docs/config.md."""
 
@@ -117,6 +131,7 @@ class Settings(BaseSettings):
     oidc_allowed_domains: list[str] = Field(default_factory=list, description="Email domains (verified email) whose owners may sign in with SSO.")
     oidc_allowed_groups: list[str] = Field(default_factory=list, description="Groups (the `groups` claim) whose members may sign in with SSO.")
     extension_groups: list[ExtensionGroup] = Field(default_factory=list, description="DevBox `extension_groups`: named extension sets offered when creating a workspace.")
+    extensions: ExtensionSettings = Field(default_factory=ExtensionSettings, description="`gallery` (Open VSX-compatible service URL; empty: none), `vsix_dir` (a mirror of .vsix files, used first), `allow` (glob patterns of extension ids; empty: any), `install_timeout_s`.")
     packaged_assets: PackagedAssets = Field(default_factory=PackagedAssets, description="DevBox `packaged_assets`: the template catalog (tabs of items with github_url and extensions_groups).")
     ui: Ui = Field(default_factory=Ui, description="DevBox `ui`: `default_extension_groups` and `workspace.max_upload_size_mb` (archive uploads).")
     git_file_roots: list[Path] = Field(default_factory=list, description="Folders below which file:// git URLs may be cloned (none by default: file:// is refused).")

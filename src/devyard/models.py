@@ -161,6 +161,43 @@ class Template(BaseModel):
     icon_links: Any = None
 
 
+class SecretPut(BaseModel):
+    """Body of PUT /api/v1/secrets/{name}."""
+
+    value: str = Field(max_length=65536, repr=False)
+    file: str | None = Field(None, description="Write the value to this path in each workspace's home (mode 0600) instead of a variable.")
+
+
+class SecretInfo(BaseModel):
+    """A secret as listed: never its value."""
+
+    name: str
+    file: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ExtensionGroupsAdd(BaseModel):
+    """Body of POST /api/v1/workspaces/{name}/extension-groups."""
+
+    groups: list[str] = Field(min_length=1)
+
+
+class ExtensionOutcome(BaseModel):
+    """What became of one extension: installed (detail: its version) or not (detail: why)."""
+
+    id: str
+    installed: bool
+    detail: str
+
+
+class ExtensionGroupsAdded(BaseModel):
+    """The workspace after adding groups, and each extension's outcome."""
+
+    workspace: "Workspace"
+    extensions: list[ExtensionOutcome]
+
+
 class Progress(BaseModel):
     """Where a workspace's provisioning is: the step, and how far into it (0/0 when it cannot tell)."""
 
@@ -198,3 +235,6 @@ class LogLines(BaseModel):
     """The tail of a workspace's engine log."""
 
     lines: list[str]
+
+
+ExtensionGroupsAdded.model_rebuild()  # it names Workspace, defined after it

@@ -16,7 +16,8 @@ from fastapi.responses import StreamingResponse
 from devyard.api.deps import CurrentUser, Workspaces, record
 from devyard.auth.users import get_user
 from devyard.errors import Forbidden
-from devyard.models import LogLines, Share, ShareCreate, Stats, Workspace, WorkspaceCreate
+from devyard.models import (ExtensionGroupsAdd, ExtensionGroupsAdded, ExtensionOutcome, LogLines, Share, ShareCreate, Stats, Workspace,
+                            WorkspaceCreate)
 from devyard.workspaces.service import Action
 
 router = APIRouter(prefix="/workspaces", tags=["workspaces"])
@@ -79,6 +80,17 @@ async def stop_workspace(name: str, ident: CurrentUser, service: Workspaces, req
 async def retry_provision(name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner) -> Workspace:
     """202: provisioning runs again (then the engine starts); 422 when provisioning did not fail."""
     return await _control(name, ident, service, request, owner, "retry_provision")
+
+
+@router.post("/{name}/extension-groups", response_model=ExtensionGroupsAdded, summary="Add extension groups to your workspace")
+async def add_extension_groups(name: str, body: ExtensionGroupsAdd, ident: CurrentUser, service: Workspaces, request: Request) -> ExtensionGroupsAdded:
+    """Merge the groups' settings (the user's own win) and install their extensions; 200 with each extension's outcome."""
+    row = await service.find(ident, name, None, Action.configure)
+    outcomes = await service.add_groups(row, body.groups)
+    await record(request, "workspace.extension_groups", f"{ident.name}/{name}",
+                 detail={"groups": body.groups, "failed": [o.id for o in outcomes if not o.installed]})
+    return ExtensionGroupsAdded(workspace=service.to_model(row),
+                                extensions=[ExtensionOutcome(id=o.id, installed=o.installed, detail=o.detail) for o in outcomes])
 
 
 @router.post("/{name}/restart", response_model=Workspace, status_code=202, summary="Stop then start the engine")

@@ -1,7 +1,7 @@
 """The Backend protocol and the value types that cross it (design.md §7).
 
 A backend runs engines somewhere; the manager asks it to start, stop, report on and adopt them
-and never learns more. Implement the five methods and `shared_account`; register the class under the
+and never learns more. Implement the six methods and `shared_account`; register the class under the
 `devyard.backends` entry point group (the built-in `local` backend is registered the same way).
 
     backend = LocalBackend(settings)
@@ -12,7 +12,8 @@ and never learns more. Implement the five methods and `shared_account`; register
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -27,6 +28,8 @@ class WorkspaceSpec:
     owner: str
     name: str
     root: Path  # holds files/, home/, data/, extensions/, logs/
+    env: Mapping[str, str] = field(default_factory=dict)  # the owner's secrets, as variables
+    files: Mapping[str, str] = field(default_factory=dict, repr=False)  # the owner's secret files: path in home → content
 
     @property
     def base_path(self) -> str:
@@ -120,4 +123,8 @@ class Backend(Protocol):
 
     async def adopt(self) -> list[RuntimeStatus]:
         """After a manager restart: the engines still running, found without any manager state."""
+        ...
+
+    async def write_files(self, ws: WorkspaceSpec, remove: list[str]) -> None:
+        """Write `ws.files` into the workspace's home (mode 0600) and delete the `remove` paths, engine running or not."""
         ...

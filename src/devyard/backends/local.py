@@ -28,7 +28,7 @@ from typing import Any
 
 import psutil
 
-from devyard.backends import accounts
+from devyard.backends import accounts, homefiles
 from devyard.backends.accounts import Account
 from devyard.backends.base import Endpoint, RuntimeStatus, Stats, WorkspaceSpec
 from devyard.config import Settings
@@ -170,6 +170,8 @@ class LocalBackend:
             policies=policy_flags(disable_file_downloads=self.settings.disable_file_downloads, disable_file_uploads=self.settings.disable_file_uploads),
         )
         env = engine_env(engine, home=ws.home_dir, runtime_dir=runtime)
+        env.update(ws.env)
+        homefiles.write(ws.home_dir, ws.files, [])
         # What makes the engine that account: no supplementary groups of root's, files private by default.
         as_account: dict[str, Any] = {}
         if account:
@@ -239,6 +241,13 @@ class LocalBackend:
         self._forget(ws.uid)
         if self.isolated and record and record.get("owner"):
             await asyncio.to_thread(self._end_strays, record["owner"])
+
+    async def write_files(self, ws: WorkspaceSpec, remove: list[str]) -> None:
+        """Write the secret files into the home folder as its owner's, and delete the ones no longer wanted."""
+        try:
+            await asyncio.to_thread(homefiles.write, ws.home_dir, ws.files, remove)
+        except OSError as exc:
+            raise BackendError(f"could not write secret files into {ws.home_dir}: {exc.strerror}", code="secret_files_failed") from exc
 
     def _end_strays(self, owner: str) -> None:
         """With the owner's last engine stopped, end what its terminals left behind (daemons escape the tree)."""

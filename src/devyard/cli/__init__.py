@@ -18,7 +18,9 @@ from devyard.auth.users import ensure_admin
 from devyard.cli.accounts import audit_command, token_app, user_app
 from devyard.cli.ws import ws_app
 from devyard.config import DEFAULT_DATA_DIR, Settings, load_settings
+from devyard.cli.secrets import secret_app
 from devyard.doctor import run_checks
+from devyard.provision.check import check_group
 from devyard.engine import install
 from devyard.errors import DevyardError, Invalid
 from devyard.tls import check_pair, self_signed
@@ -26,10 +28,13 @@ from devyard.store.db import migrate, open_engine, sessionmaker
 
 app = typer.Typer(help="devyard: VS Code in the browser for teams.", no_args_is_help=True, pretty_exceptions_enable=False)
 engine_app = typer.Typer(help="Manage the code-server engine.", no_args_is_help=True)
+extensions_app = typer.Typer(help="Check the configured extension groups.", no_args_is_help=True)
 app.add_typer(engine_app, name="engine")
+app.add_typer(extensions_app, name="extensions")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(ws_app, name="ws")
+app.add_typer(secret_app, name="secret")
 app.command("audit")(audit_command)
 console = Console()
 err = Console(stderr=True)
@@ -120,6 +125,23 @@ def engine_install() -> None:
 def engine_path() -> None:
     """Print where the installed engine is."""
     print(install.require(load_settings().engine_dir).root)
+
+
+@extensions_app.command("check")
+def extensions_check(config: ConfigOpt = None, group: Annotated[list[str] | None, typer.Option("--group", help="Only this group (repeatable).")] = None) -> None:
+    """Install every configured group's extensions into a scratch workspace and report which install."""
+    settings = load_settings(config)
+    groups = [g for g in settings.extension_groups if not group or g.name in group]
+    if group and len(groups) != len(set(group)):
+        raise Invalid(f"unknown group(s): {', '.join(set(group) - {g.name for g in groups})}", code="unknown_extension_group")
+    failed = 0
+    for g in groups:
+        for o in check_group(settings, g, _progress):
+            failed += not o.installed
+            mark = "[green]ok[/]  " if o.installed else "[red]FAIL[/]"
+            console.print(f"{mark} {g.name:<16} {o.id:<40} {o.detail}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

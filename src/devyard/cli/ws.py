@@ -137,6 +137,18 @@ def retry_provision(name: str, wait: Wait = True, owner: OwnerOpt = None) -> Non
     _action(name, "retry-provision", "running", wait, owner)
 
 
+@ws_app.command("add-groups")
+def add_groups(name: str, groups: list[str]) -> None:
+    """Add extension groups to your workspace: their settings (yours win) and extensions."""
+    api = _api()
+    with err.status(f"installing the extensions of {', '.join(groups)}…"):
+        result = api.request("POST", f"/workspaces/{name}/extension-groups", json={"groups": groups})
+    for o in result["extensions"]:
+        console.print(("[green]installed[/] " if o["installed"] else "[red]failed[/]    ") + f"{o['id']}  {o['detail']}", highlight=False)
+    if not all(o["installed"] for o in result["extensions"]):
+        raise typer.Exit(1)
+
+
 @ws_app.command("templates")
 def list_templates() -> None:
     """List the templates a workspace can be created from."""

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devyard.backends.accounts import Account, chown_tree
 from devyard.backends.base import WorkspaceSpec
 from devyard.config import ExtensionGroup, Settings
 from devyard.errors import DevyardError, Invalid, ProvisionError
-from devyard.provision import git, usersettings
+from devyard.engine import install
+from devyard.provision import extensions, git, usersettings
+from devyard.provision.extensions import Outcome
+from devyard.provision.progress import Progress
 
-Progress = Callable[[str, int, int], None]
 EMPTY_TEMPLATE = "empty"
 
 # Sensible defaults for a browser-hosted editor; extension groups' user_settings override them.
@@ -84,9 +86,13 @@ class Plan:
     unpacked: Path | None = None  # an archive already unpacked (and checked) into this folder
 
 
-def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progress) -> None:
-    """Create the workspace's folders, fill files/ and write its user settings; ProvisionError on failure."""
-    steps = 2 + (plan.git_url is not None or plan.unpacked is not None)
+def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progress) -> list[Outcome]:
+    """Create the workspace's folders, fill files/, write its user settings and install its groups' extensions.
+
+    ProvisionError when a step fails; an extension that will not install is an Outcome, not a failure.
+    """
+    ids = group_extensions(plan.groups)
+    steps = 2 + (plan.git_url is not None or plan.unpacked is not None) + bool(ids)
     try:
         progress("folders", 1, steps)
         for d in (ws.files_dir, ws.home_dir, ws.data_dir / "User", ws.extensions_dir, ws.log_file.parent):
@@ -100,17 +106,48 @@ def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progr
             progress("unpack", 2, steps)
             for child in plan.unpacked.iterdir():
                 os.replace(child, ws.files_dir / child.name)
-        progress("settings", steps, steps)
+        progress("settings", steps - bool(ids), steps)
         defaults = dict(BASE_USER_SETTINGS)
         for group in plan.groups:
             defaults.update(group.user_settings)
         usersettings.merge(ws.data_dir / "User" / "settings.json", defaults)
+        if not ids:
+            return []
+        return extensions.install(install.require(settings.engine_dir), ws, ids, settings.extensions, progress)
     except DevyardError:
         _empty(ws.files_dir)
         raise
     except OSError as exc:
         _empty(ws.files_dir)
         raise ProvisionError(f"could not prepare the workspace under {ws.root}: {exc}") from exc
+
+
+def add_groups(ws: WorkspaceSpec, groups: list[ExtensionGroup], settings: Settings) -> list[Outcome]:
+    """Give an existing workspace more groups: their settings where the user has none, and their extensions."""
+    defaults: dict[str, Any] = {}
+    for group in groups:
+        defaults.update(group.user_settings)
+    try:
+        usersettings.merge(ws.data_dir / "User" / "settings.json", defaults)
+    except OSError as exc:
+        raise ProvisionError(f"could not update the workspace's settings: {exc}") from exc
+    ids = group_extensions(groups)
+    outcomes = extensions.install(install.require(settings.engine_dir), ws, ids, settings.extensions) if ids else []
+    for folder in (ws.extensions_dir, ws.data_dir, ws.home_dir):
+        keep_owner(folder)
+    return outcomes
+
+
+def keep_owner(folder: Path) -> None:
+    """Give what the manager just wrote under `folder` to the folder's owner (an engine's account must manage it)."""
+    st = folder.stat()
+    if st.st_uid != os.geteuid():
+        chown_tree(folder, Account("", st.st_uid, st.st_gid))
+
+
+def group_extensions(groups: list[ExtensionGroup]) -> list[str]:
+    """The groups' extension ids, each once, in order."""
+    return list(dict.fromkeys(e for g in groups for e in g.extensions))
 
 
 def _empty(folder: Path) -> None:

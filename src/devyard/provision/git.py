@@ -15,18 +15,17 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from devyard.errors import Invalid, ProvisionError
+from devyard.provision.progress import Progress
 
 MAX_URL = 2048
 _TRANSPORT = re.compile(r"^[A-Za-z0-9+.-]+::")
 _SCP = re.compile(r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*|/.*)$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[[0-9A-Fa-f:.]+\]$")
 _PROGRESS = re.compile(r"(Counting|Compressing|Receiving|Resolving) objects:\s+\d+% \((\d+)/(\d+)\)")
-Progress = Callable[[str, int, int], None]
 
 
 def check_url(url: str, file_roots: list[Path]) -> str:

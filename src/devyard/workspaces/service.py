@@ -9,6 +9,7 @@ the API answers 202 at once, delete waits for the engine to be gone.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import secrets
@@ -26,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devyard import provision
+from devyard.provision import extensions as provision_extensions
 from devyard.provision import git as provision_git
 from devyard.auth.identity import Identity
 from devyard.backends.base import Backend, Stats, WorkspaceSpec
@@ -35,6 +37,7 @@ from devyard.errors import Conflict, DevyardError, Invalid, NotFound, WorkspaceE
 from devyard.models import Progress, Status, Workspace, WorkspaceCreate
 from devyard.paths import child
 from devyard.store.tables import ShareRow, UserRow, WorkspaceRow, utcnow
+from devyard.usersecrets import SecretStore
 
 log = logging.getLogger("devyard.workspaces")
 ERROR_TAIL_LINES = 20
@@ -63,6 +66,7 @@ class Action(StrEnum):
     control = "control"  # start, stop, restart
     delete = "delete"
     share = "share"
+    configure = "configure"  # add extension groups: code that will run in the workspace, so its owner only
     open = "open"  # reach the engine through the gateway
 
 
@@ -74,10 +78,11 @@ ADMIN_ACTIONS = frozenset({Action.read, Action.control, Action.delete})
 class WorkspaceService:
     """Owns workspace state; one instance per manager."""
 
-    def __init__(self, settings: Settings, db: async_sessionmaker[AsyncSession], backend: Backend) -> None:
+    def __init__(self, settings: Settings, db: async_sessionmaker[AsyncSession], backend: Backend, secrets: SecretStore) -> None:
         self.settings = settings
         self.db = db
         self.backend = backend
+        self.secrets = secrets
         self._routes: dict[tuple[str, str], Route] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -242,7 +247,8 @@ class WorkspaceService:
         if git_url is not None:
             git_url = provision_git.check_url(git_url, self.settings.git_file_roots)
         names = list(dict.fromkeys([*(template.extension_groups if template else []), *req.extension_groups]))
-        provision.resolve_groups(names, self.settings.extension_groups)
+        groups = provision.resolve_groups(names, self.settings.extension_groups)
+        provision_extensions.check_allowed(provision.group_extensions(groups), self.settings.extensions)
         row = WorkspaceRow(uid=secrets.token_hex(6), owner_id=who.user_id, name=req.name, status=Status.provisioning,
                            template=req.template, extension_groups=names, git_url=git_url)
         async with self.db() as s:
@@ -283,7 +289,7 @@ class WorkspaceService:
             reporter.note(step, current, total)
 
         try:
-            await asyncio.to_thread(provision.provision, spec, plan, self.settings, progress)
+            outcomes = await asyncio.to_thread(provision.provision, spec, plan, self.settings, progress)
         except DevyardError as exc:
             reporter.line(f"provisioning failed: {exc.message}")
             await self._set(row, Status.failed, error=exc.message)
@@ -291,11 +297,26 @@ class WorkspaceService:
         finally:
             self._progress.pop(row.uid, None)
         shutil.rmtree(upload, ignore_errors=True)
+        for o in outcomes:
+            reporter.line(f"extension {o.id}: " + (f"installed {o.detail}" if o.installed else f"NOT installed: {o.detail}"))
         reporter.line("provisioning done")
-        await self._set(row, Status.stopped, provisioned_at=utcnow())
+        # The workspace works without the extensions that failed; `error` says which, until the next start.
+        await self._set(row, Status.stopped, provisioned_at=utcnow(), error=_extension_errors(outcomes))
         if start:
             await self._set(row, Status.starting)
-            await self._do_start(row)
+            await self._do_start(row, keep_error=True)
+
+    async def add_groups(self, row: WorkspaceRow, names: list[str]) -> list[provision_extensions.Outcome]:
+        """Add extension groups to a provisioned workspace: settings the user lacks, and extensions; one Outcome each."""
+        if row.provisioned_at is None:
+            raise Invalid(f"workspace '{row.name}' is not provisioned yet", code="not_provisioned")
+        groups = provision.resolve_groups(names, self.settings.extension_groups)
+        provision_extensions.check_allowed(provision.group_extensions(groups), self.settings.extensions)
+        async with self._lock(row.uid):
+            outcomes = await asyncio.to_thread(provision.add_groups, self.spec(row), groups, self.settings)
+            merged = list(dict.fromkeys([*(row.extension_groups or []), *names]))
+            await self._set(row, row.status, socket=self._socket_of(row), extension_groups=merged)
+        return outcomes
 
     async def start(self, row: WorkspaceRow) -> WorkspaceRow:
         """Mark the workspace starting and start its engine in the background."""
@@ -397,13 +418,24 @@ class WorkspaceService:
             except Exception:  # a failed write must not end the loop
                 log.exception("could not record workspace activity")
 
-    async def _do_start(self, row: WorkspaceRow) -> None:
+    async def _with_secrets(self, row: WorkspaceRow) -> WorkspaceSpec:
+        found = await self.secrets.materials(row.owner_id)
+        return dataclasses.replace(self.spec(row), env=found.env, files=found.files)
+
+    async def secrets_changed(self, user_id: int, removed_file: str | None) -> None:
+        """Rewrite the user's secret files in each of their workspaces (variables reach engines at their next start)."""
+        async with self.db() as s:
+            rows = (await s.scalars(select(WorkspaceRow).where(WorkspaceRow.owner_id == user_id, WorkspaceRow.provisioned_at.is_not(None)))).all()
+        for row in rows:
+            await self.backend.write_files(await self._with_secrets(row), [removed_file] if removed_file else [])
+
+    async def _do_start(self, row: WorkspaceRow, keep_error: bool = False) -> None:
         try:
-            endpoint = await self.backend.start(self.spec(row))
+            endpoint = await self.backend.start(await self._with_secrets(row))
         except DevyardError as exc:
             await self._set(row, Status.failed, error=exc.message)
             return
-        await self._set(row, Status.running, socket=endpoint.unix_socket, started_at=utcnow(), error=None)
+        await self._set(row, Status.running, socket=endpoint.unix_socket, started_at=utcnow(), error=row.error if keep_error else None)
 
     async def _do_stop(self, row: WorkspaceRow) -> None:
         try:
@@ -455,6 +487,11 @@ class WorkspaceService:
             row.uid, row.owner.name, row.name, status, socket if status == Status.running else None, self._shares.get(row.uid, frozenset())
         )
 
+
+
+def _extension_errors(outcomes: list[provision_extensions.Outcome]) -> str | None:
+    failed = [f"{o.id}: {o.detail}" for o in outcomes if not o.installed]
+    return ("extensions not installed: " + "; ".join(failed)) if failed else None
 
 
 class _ProgressLog:

@@ -1,0 +1,38 @@
+"""/api/v1/secrets: a user's own secrets, by name; values go in and never come back out."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from devyard.api.deps import CurrentUser, Workspaces, record
+from devyard.models import SecretInfo, SecretPut
+
+router = APIRouter(prefix="/secrets", tags=["secrets"])
+
+
+@router.get("", response_model=list[SecretInfo], summary="Your secrets (names only)")
+async def list_secrets(ident: CurrentUser, service: Workspaces) -> list[SecretInfo]:
+    """Name, file (when written to one) and times of each secret; never the values."""
+    return [SecretInfo(name=i.name, file=i.file, created_at=i.created_at, updated_at=i.updated_at) for i in await service.secrets.list(ident.user_id)]
+
+
+@router.put("/{name}", response_model=SecretInfo, summary="Set a secret (an environment variable, or a file in each workspace's home)")
+async def put_secret(name: str, body: SecretPut, ident: CurrentUser, service: Workspaces, request: Request, response: Response) -> SecretInfo:
+    """201 when new, 200 when replaced. Files are rewritten at once; variables reach engines when they next start."""
+    before = {i.name: i.file for i in await service.secrets.list(ident.user_id)}
+    created = await service.secrets.put(ident.user_id, name, body.value, body.file)
+    old_file = before.get(name)
+    await service.secrets_changed(ident.user_id, old_file if old_file and old_file != body.file else None)
+    await record(request, "secret.set", f"{ident.name}/{name}", detail={"file": body.file} if body.file else None)
+    response.status_code = 201 if created else 200
+    info = next(i for i in await service.secrets.list(ident.user_id) if i.name == name)
+    return SecretInfo(name=info.name, file=info.file, created_at=info.created_at, updated_at=info.updated_at)
+
+
+@router.delete("/{name}", status_code=204, summary="Delete a secret (and its file in your workspaces)")
+async def delete_secret(name: str, ident: CurrentUser, service: Workspaces, request: Request) -> Response:
+    """204; 404 when there is no such secret."""
+    file = await service.secrets.delete(ident.user_id, name)
+    await service.secrets_changed(ident.user_id, file)
+    await record(request, "secret.delete", f"{ident.name}/{name}")
+    return Response(status_code=204)

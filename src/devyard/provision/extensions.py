@@ -1,0 +1,118 @@
+"""Installing extensions into one workspace's own extensions folder with the engine's CLI.
+
+Each extension is a separate `--install-extension` run, so one that fails (unknown id, no
+network, incompatible) gets its own clear error and the others still install. A `.vsix` in the
+mirror folder (`extensions.vsix_dir`: `<id>.vsix` or `<id>-<version>.vsix`) is used before the
+gallery, for sites without internet access.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from devyard.backends.base import WorkspaceSpec
+from devyard.config import OPEN_VSX, ExtensionSettings
+from devyard.engine.command import engine_env
+from devyard.engine.install import Engine
+from devyard.errors import Invalid
+from devyard.provision.progress import Progress
+
+EXTENSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*\.[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one extension."""
+
+    id: str
+    installed: bool
+    detail: str  # the version installed, or why not
+
+
+def check_allowed(ids: list[str], config: ExtensionSettings) -> None:
+    """Invalid naming every id that is malformed or outside the admin's allow-list."""
+    malformed = [i for i in ids if not EXTENSION_ID.match(i)]
+    if malformed:
+        raise Invalid(f"not extension ids (publisher.name): {', '.join(malformed)}", code="invalid_extension_id")
+    if config.allow:
+        refused = [i for i in ids if not any(fnmatch.fnmatch(i.lower(), p.lower()) for p in config.allow)]
+        if refused:
+            raise Invalid(f"extensions not allowed by the administrator: {', '.join(refused)} (allowed: {', '.join(config.allow)})",
+                          code="extension_not_allowed")
+
+
+def source_of(ext_id: str, config: ExtensionSettings) -> str:
+    """The mirror's .vsix for `ext_id` (newest name first), else the id itself for the gallery."""
+    if config.vsix_dir and config.vsix_dir.is_dir():
+        exact = config.vsix_dir / f"{ext_id}.vsix"
+        if exact.is_file():
+            return str(exact)
+        versions = sorted(p for p in config.vsix_dir.glob(f"{ext_id}-*.vsix") if p.is_file())
+        if versions:
+            return str(versions[-1])
+    return ext_id
+
+
+def install(engine: Engine, ws: WorkspaceSpec, ids: list[str], config: ExtensionSettings,
+            progress: Progress | None = None) -> list[Outcome]:
+    """Install each of `ids` into the workspace; one Outcome per id, in order."""
+    outcomes = []
+    for n, ext_id in enumerate(ids, 1):
+        if progress:
+            progress(f"extensions: {ext_id}", n - 1, len(ids))
+        code, output = _cli(engine, ws, config, "--install-extension", source_of(ext_id, config))
+        if code == 0:
+            outcomes.append(Outcome(ext_id, True, listed(engine, ws, config).get(ext_id.lower(), "installed")))
+        else:
+            outcomes.append(Outcome(ext_id, False, _reason(output)))
+        if progress:
+            progress(f"extensions: {ext_id}", n, len(ids))
+    return outcomes
+
+
+def listed(engine: Engine, ws: WorkspaceSpec, config: ExtensionSettings) -> dict[str, str]:
+    """Extensions the engine lists as installed in the workspace: lower-case id → version."""
+    _, output = _cli(engine, ws, config, "--list-extensions", "--show-versions")
+    found = {}
+    for line in output.splitlines():
+        ext_id, at, version = line.strip().partition("@")
+        if at and EXTENSION_ID.match(ext_id):
+            found[ext_id.lower()] = version
+    return found
+
+
+def _reason(output: str) -> str:
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip() and ln.strip() != "Installing extensions..."]
+    text = lines[-1] if lines else "the engine gave no reason"
+    if "No extension gallery service configured" in text or "ENOTFOUND" in text or "not found" in text.lower():
+        return f"not found in the .vsix mirror or the gallery ({text})"
+    return text
+
+
+def _cli(engine: Engine, ws: WorkspaceSpec, config: ExtensionSettings, *args: str) -> tuple[int, str]:
+    ws.extensions_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dy-ext-") as runtime:
+        env = engine_env(engine, home=ws.home_dir, runtime_dir=Path(runtime))
+        if config.gallery != OPEN_VSX:  # the engine's own default is Open VSX
+            env["EXTENSIONS_GALLERY"] = _gallery_json(config.gallery)
+        argv = [str(engine.node), str(engine.entry), "--user-data-dir", str(ws.data_dir), "--extensions-dir", str(ws.extensions_dir), *args]
+        try:
+            done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=config.install_timeout_s,
+                                  stdin=subprocess.DEVNULL, cwd=runtime)
+        except subprocess.TimeoutExpired:
+            return 1, f"did not finish within {config.install_timeout_s:.0f} s"
+    return done.returncode, done.stdout + done.stderr
+
+
+def _gallery_json(url: str | None) -> str:
+    if not url:
+        return "{}"
+    base = url.rstrip("/")
+    item = base[: -len("/gallery")] + "/item" if base.endswith("/gallery") else base
+    return '{"serviceUrl": "%s", "itemUrl": "%s"}' % (base, item)
+

@@ -1,0 +1,113 @@
+"""Per-user secrets: set by CLI and API, seen by a real integrated terminal, written as 0600 files,
+rewritten when they change, and absent from the API, the logs and the database file."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from devyard.backends import homefiles
+from devyard.errors import Invalid
+from devyard.usersecrets import check_file, check_name
+from tests.browser import chromium
+from tests.support import ADMIN_PASSWORD, Manager, wait_for
+
+VALUE = "s3cr3t-Value-" + os.urandom(6).hex()
+CFG = "[DEFAULT]\nhost = https://example.cloud.databricks.com\ntoken = dapi-" + os.urandom(6).hex() + "\n"
+
+
+@pytest.mark.parametrize("name", ["", "1ABC", "A-B", "PATH", "HOME", "DEVYARD_TOKEN", "x" * 129, "A B"])
+def test_bad_secret_names(name: str) -> None:
+    with pytest.raises(Invalid):
+        check_name(name)
+
+
+@pytest.mark.parametrize("path", ["", "/etc/passwd", "../x", "a/../../x", "a\0b", "a\\b"])
+def test_bad_secret_files(path: str) -> None:
+    with pytest.raises(Invalid):
+        check_file(path)
+
+
+def test_files_are_never_written_through_links(tmp_path: Path) -> None:
+    home, outside = tmp_path / "home", tmp_path / "outside"
+    home.mkdir()
+    outside.mkdir()
+    (home / ".config").symlink_to(outside)
+    with pytest.raises(OSError):
+        homefiles.write(home, {".config/tool.cfg": "x"}, [])
+    (home / ".netrc").symlink_to(outside / "netrc")
+    with pytest.raises(OSError):
+        homefiles.write(home, {".netrc": "x"}, [])
+    assert not list(outside.iterdir())
+    homefiles.write(home, {"a/b/c.cfg": "v"}, [])
+    assert (home / "a" / "b" / "c.cfg").read_text() == "v" and stat.S_IMODE((home / "a" / "b" / "c.cfg").stat().st_mode) == 0o600
+    homefiles.write(home, {}, ["a/b/c.cfg", "not/there"])
+    assert not (home / "a" / "b" / "c.cfg").exists()
+
+
+def test_secrets_reach_the_terminal_and_nowhere_else(fresh_manager: Manager, tmp_path: Path) -> None:
+    m = fresh_manager
+    out = m.cli("secret", "set", "MY_TOKEN", input=VALUE + "\n")
+    assert out.returncode == 0, out.stderr
+    out = m.cli("secret", "set", "DATABRICKS_CFG", "--file", ".databrickscfg", input=CFG)
+    assert out.returncode == 0, out.stderr
+    bad = m.cli("secret", "set", "PATH", input="x")
+    assert bad.returncode == 1 and "used by the engine" in bad.stderr
+    with m.api() as api:
+        listed = api.get("/secrets").json()
+        assert [(s["name"], s["file"]) for s in listed] == [("DATABRICKS_CFG", ".databrickscfg"), ("MY_TOKEN", None)]
+        assert VALUE not in str(listed) and api.get("/secrets/MY_TOKEN").status_code in (404, 405)
+        assert api.post("/workspaces", json={"name": "sec"}).status_code == 201
+    m.wait_status("sec", "running")
+    home = m.data_dir / "workspaces" / "admin" / "sec" / "home"
+    files = m.data_dir / "workspaces" / "admin" / "sec" / "files"
+    cfg = home / ".databrickscfg"
+    assert cfg.read_text() == CFG and stat.S_IMODE(cfg.stat().st_mode) == 0o600
+
+    with chromium(tmp_path / "profile") as browser:
+        page = browser.new_page()
+        page.goto(m.url + "/login")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", ADMIN_PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_selector("form#create")
+        page.goto(m.url + "/w/admin/sec/")
+        page.wait_for_selector(".monaco-workbench", timeout=90_000)
+        page.keyboard.press("Control+Backquote")
+        page.wait_for_selector(".terminal-wrapper .xterm", timeout=90_000)
+        page.locator(".terminal-wrapper .xterm").click()
+        page.wait_for_function("document.activeElement && document.activeElement.classList.contains('xterm-helper-textarea')", timeout=90_000)
+        page.keyboard.type('printf %s "$MY_TOKEN" > seen.txt; cp ~/.databrickscfg cfg-copy.txt')
+        page.keyboard.press("Enter")
+        wait_for(lambda: (files / "cfg-copy.txt").exists() and (files / "seen.txt").exists(), 30, "the terminal to run")
+        page.close()
+    assert (files / "seen.txt").read_text() == VALUE
+    assert (files / "cfg-copy.txt").read_text() == CFG
+
+    # Changing the file secret rewrites it in the workspace at once; deleting removes it.
+    new_cfg = CFG.replace("example", "changed")
+    with m.api() as api:
+        assert api.put("/secrets/DATABRICKS_CFG", json={"value": new_cfg, "file": ".databrickscfg"}).status_code == 200
+        assert cfg.read_text() == new_cfg
+        assert api.put("/secrets/BAD", json={"value": "x", "file": "../../escape"}).status_code == 422
+        assert api.put("/secrets/OTHER", json={"value": "x", "file": ".databrickscfg"}).status_code == 409
+        assert api.delete("/secrets/DATABRICKS_CFG").status_code == 204
+        assert not cfg.exists()
+        assert api.delete("/secrets/DATABRICKS_CFG").status_code == 404
+        audit = api.get("/audit", params={"action": "secret.set"}).json()
+        assert audit and VALUE not in str(audit)
+
+    # Never in a log, never in clear in the database.
+    logs = m.log + (m.data_dir / "workspaces" / "admin" / "sec" / "logs" / "engine.log").read_text(errors="replace")
+    assert VALUE not in logs and "dapi-" not in logs
+    for db_file in m.data_dir.glob("devyard.db*"):
+        raw = db_file.read_bytes()
+        assert VALUE.encode() not in raw and b"dapi-" not in raw
+    # Another user does not get them.
+    with m.api() as api:
+        assert api.post("/users", json={"name": "other", "password": "other-password"}).status_code == 201
+    with m.api("other") as api:
+        assert api.get("/secrets").json() == []
