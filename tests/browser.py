@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
-from playwright.sync_api import BrowserContext, sync_playwright
+from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 from tests.support import kill_tree
 
@@ -43,3 +43,33 @@ def chromium(profile: Path, ignore_https_errors: bool = False) -> Iterator[Brows
             context.close()
             for pid in _pids_using(profile):
                 kill_tree(pid)
+
+
+WORKBENCH_TIMEOUT_MS = 90_000
+
+
+def login(page: Page, base_url: str, user: str, password: str) -> None:
+    """Log in with the password form and wait for the dashboard."""
+    page.goto(base_url + "/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("form#create")
+
+
+def open_terminal(page: Page, workspace_url: str) -> None:
+    """Open the workbench at `workspace_url` and its integrated terminal, focused for typing."""
+    page.goto(workspace_url)
+    page.wait_for_selector(".monaco-workbench", timeout=WORKBENCH_TIMEOUT_MS)
+    page.keyboard.press("Control+Backquote")
+    page.wait_for_selector(".terminal-wrapper .xterm", timeout=WORKBENCH_TIMEOUT_MS)
+    page.locator(".terminal-wrapper .xterm").click()
+    # xterm draws on a canvas; its input is a textarea that has focus once the terminal is up.
+    page.wait_for_function("document.activeElement && document.activeElement.classList.contains('xterm-helper-textarea')",
+                           timeout=WORKBENCH_TIMEOUT_MS)
+
+
+def run_in_terminal(page: Page, command: str) -> None:
+    """Type `command` into the focused terminal and press Enter."""
+    page.keyboard.type(command)
+    page.keyboard.press("Enter")

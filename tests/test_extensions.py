@@ -15,8 +15,8 @@ from devyard.config import ExtensionSettings
 from devyard.engine import install
 from devyard.errors import Invalid
 from devyard.provision import extensions
-from tests.browser import chromium
-from tests.support import Manager, start_manager, wait_for
+from tests.browser import chromium, login
+from tests.support import ADMIN_PASSWORD, Manager, start_manager, wait_for
 
 MANIFEST = """<?xml version="1.0" encoding="utf-8"?>
 <PackageManifest Version="2.0.0" xmlns="http://schemas.microsoft.com/developer/vsx-schema/2011">
@@ -98,11 +98,7 @@ def test_groups_install_from_the_mirror_and_activate(ext_manager: Manager, engin
     # The engine loads it: the workbench's extension host activates it.
     with chromium(tmp_path / "profile") as browser:
         page = browser.new_page()
-        page.goto(m.url + "/login")
-        page.fill("input[name=username]", "admin")
-        page.fill("input[name=password]", "admin-password-for-tests")
-        page.click("button[type=submit]")
-        page.wait_for_selector("form#create")
+        login(page, m.url, "admin", ADMIN_PASSWORD)
         page.goto(m.url + "/w/admin/exts/")
         page.wait_for_selector(".monaco-workbench", timeout=90_000)
         marker = spec(m, "exts").home_dir / "devyardtest.hello-activated"

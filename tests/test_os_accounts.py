@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import pwd
 import secrets
+import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,27 +23,21 @@ import pytest
 
 from devyard.backends import accounts
 from devyard.engine import install
-from tests.browser import chromium
+from tests.browser import chromium, login, open_terminal, run_in_terminal
 from tests.support import ADMIN_PASSWORD, DEVYARD, Manager, start_manager, wait_for
 
-WORKBENCH_TIMEOUT_MS = 90_000
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="per-user OS accounts need the manager to run as root")
 
 
 @pytest.fixture
-def passable(tmp_path: Path) -> Iterator[Path]:
-    """tmp_path with its private ancestors (pytest makes them 0700) opened to passing through, as /var/lib is."""
-    changed = []
-    for d in [*reversed(tmp_path.parents), tmp_path]:
-        mode = stat.S_IMODE(d.stat().st_mode)
-        if not mode & stat.S_IXOTH:
-            os.chmod(d, mode | 0o011)
-            changed.append((d, mode))
+def passable() -> Iterator[Path]:
+    """A folder every account may pass through, as /var/lib is (pytest's own are 0700, and reset by any pytest run)."""
+    base = Path(tempfile.mkdtemp(prefix="devyard-accounts-", dir="/var/tmp"))
+    os.chmod(base, 0o711)
     try:
-        yield tmp_path
+        yield base
     finally:
-        for d, mode in reversed(changed):
-            os.chmod(d, mode)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -121,20 +117,9 @@ def test_terminal_cannot_reach_another_users_workspace(engine: install.Engine, p
                  f"kill -0 {engine_b.pid} > r_kill 2>&1; cat {m.data_dir / 'devyard.db'} > r_db 2>&1; echo done > r_done")
         with chromium(passable / "profile") as browser:
             page = browser.new_page()
-            page.goto(m.url + "/login")
-            page.fill("input[name=username]", a)
-            page.fill("input[name=password]", password)
-            page.click("button[type=submit]")
-            page.wait_for_selector("form#create")
-            page.goto(m.url + f"/w/{a}/wa/")
-            page.wait_for_selector(".monaco-workbench", timeout=WORKBENCH_TIMEOUT_MS)
-            page.keyboard.press("Control+Backquote")
-            page.wait_for_selector(".terminal-wrapper .xterm", timeout=WORKBENCH_TIMEOUT_MS)
-            page.locator(".terminal-wrapper .xterm").click()
-            page.wait_for_function("document.activeElement && document.activeElement.classList.contains('xterm-helper-textarea')",
-                                   timeout=WORKBENCH_TIMEOUT_MS)
-            page.keyboard.type(probe)
-            page.keyboard.press("Enter")
+            login(page, m.url, a, password)
+            open_terminal(page, m.url + f"/w/{a}/wa/")
+            run_in_terminal(page, probe)
             wait_for(lambda: (files_a / "r_done").exists(), 60, "the terminal to run the probe")
             page.close()
         result = {name: (files_a / name).read_text() for name in ("r_id", "r_cat", "r_sock", "r_kill", "r_db")}

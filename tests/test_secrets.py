@@ -12,7 +12,7 @@ import pytest
 from devyard.backends import homefiles
 from devyard.errors import Invalid
 from devyard.usersecrets import check_file, check_name
-from tests.browser import chromium
+from tests.browser import chromium, login, open_terminal, run_in_terminal
 from tests.support import ADMIN_PASSWORD, Manager, wait_for
 
 VALUE = "s3cr3t-Value-" + os.urandom(6).hex()
@@ -69,19 +69,9 @@ def test_secrets_reach_the_terminal_and_nowhere_else(fresh_manager: Manager, tmp
 
     with chromium(tmp_path / "profile") as browser:
         page = browser.new_page()
-        page.goto(m.url + "/login")
-        page.fill("input[name=username]", "admin")
-        page.fill("input[name=password]", ADMIN_PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_selector("form#create")
-        page.goto(m.url + "/w/admin/sec/")
-        page.wait_for_selector(".monaco-workbench", timeout=90_000)
-        page.keyboard.press("Control+Backquote")
-        page.wait_for_selector(".terminal-wrapper .xterm", timeout=90_000)
-        page.locator(".terminal-wrapper .xterm").click()
-        page.wait_for_function("document.activeElement && document.activeElement.classList.contains('xterm-helper-textarea')", timeout=90_000)
-        page.keyboard.type('printf %s "$MY_TOKEN" > seen.txt; cp ~/.databrickscfg cfg-copy.txt')
-        page.keyboard.press("Enter")
+        login(page, m.url, "admin", ADMIN_PASSWORD)
+        open_terminal(page, m.url + "/w/admin/sec/")
+        run_in_terminal(page, 'printf %s "$MY_TOKEN" > seen.txt; cp ~/.databrickscfg cfg-copy.txt')
         wait_for(lambda: (files / "cfg-copy.txt").exists() and (files / "seen.txt").exists(), 30, "the terminal to run")
         page.close()
     assert (files / "seen.txt").read_text() == VALUE

@@ -8,11 +8,12 @@ block of the config file, defaults. Databricks DevBox keys (`extension_groups`, 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from devyard.errors import Invalid
@@ -21,6 +22,10 @@ from devyard.errors import Invalid
 # where those accounts can reach their own folders, which /root (0700) is not.
 DEFAULT_DATA_DIR = Path("/var/lib/devyard") if os.geteuid() == 0 else Path("~/.local/share/devyard").expanduser()
 DEFAULT_ENGINE_DIR = Path("~/.cache/devyard/engine").expanduser()
+# Tools run as every user's account: as root they live where those accounts can read them.
+DEFAULT_TOOLS_DIR = Path("/var/cache/devyard/tools") if os.geteuid() == 0 else Path("~/.cache/devyard/tools").expanduser()
+_NPM_SPEC = re.compile(r"^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*@[0-9][0-9A-Za-z.+-]*$")
+_PYPI_SPEC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[0-9][0-9A-Za-z.+!-]*$")
 DEFAULT_PORT = 8000
 
 
@@ -80,6 +85,26 @@ class Ui(BaseModel):
     workspace: UiWorkspace = Field(default_factory=UiWorkspace)
 
 
+class Tool(BaseModel):
+    """A command-line tool for every workspace's terminal: one pinned npm or PyPI package (`tools:`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    npm: str | None = None  # "@scope/package@1.2.3"
+    pypi: str | None = None  # "package==1.2.3"
+
+    @model_validator(mode="after")
+    def _one_pinned_package(self) -> "Tool":
+        if (self.npm is None) == (self.pypi is None):
+            raise ValueError(f"tool {self.name}: give exactly one of npm or pypi")
+        if self.npm is not None and not _NPM_SPEC.match(self.npm):
+            raise ValueError(f"tool {self.name}: npm must be a pinned package such as @scope/name@1.2.3, not {self.npm!r}")
+        if self.pypi is not None and not _PYPI_SPEC.match(self.pypi):
+            raise ValueError(f"tool {self.name}: pypi must be a pinned package such as name==1.2.3, not {self.pypi!r}")
+        return self
+
+
 OPEN_VSX = "https://open-vsx.org/vscode/gallery"
 
 
@@ -132,6 +157,8 @@ class Settings(BaseSettings):
     oidc_allowed_groups: list[str] = Field(default_factory=list, description="Groups (the `groups` claim) whose members may sign in with SSO.")
     extension_groups: list[ExtensionGroup] = Field(default_factory=list, description="DevBox `extension_groups`: named extension sets offered when creating a workspace.")
     extensions: ExtensionSettings = Field(default_factory=ExtensionSettings, description="`gallery` (Open VSX-compatible service URL; empty: none), `vsix_dir` (a mirror of .vsix files, used first), `allow` (glob patterns of extension ids; empty: any), `install_timeout_s`.")
+    tools: list[Tool] = Field(default_factory=list, description="`tools:` pinned npm or PyPI packages (e.g. AI coding CLIs) installed once per version and put on every workspace terminal's PATH.")
+    tools_dir: Path = Field(DEFAULT_TOOLS_DIR, description="Cache of installed tools, one folder per package and version.")
     packaged_assets: PackagedAssets = Field(default_factory=PackagedAssets, description="DevBox `packaged_assets`: the template catalog (tabs of items with github_url and extensions_groups).")
     ui: Ui = Field(default_factory=Ui, description="DevBox `ui`: `default_extension_groups` and `workspace.max_upload_size_mb` (archive uploads).")
     git_file_roots: list[Path] = Field(default_factory=list, description="Folders below which file:// git URLs may be cloned (none by default: file:// is refused).")
@@ -196,7 +223,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(own, dict):
         raise Invalid(f"config file {path}: `devyard:` must be a mapping", code="config_invalid")
     values: dict[str, Any] = dict(own)
-    for key in ("extension_groups", "packaged_assets", "ui"):  # DevBox's top-level keys
+    for key in ("extension_groups", "packaged_assets", "ui", "tools"):  # DevBox's top-level keys, and tools
         if key in raw:
             values[key] = raw[key]
     return values

@@ -161,6 +161,33 @@ class Template(BaseModel):
     icon_links: Any = None
 
 
+class BulkCreate(BaseModel):
+    """Body of POST /api/v1/workspaces/bulk: one workspace per user (a workshop)."""
+
+    users: list[UserName] = Field(min_length=1, max_length=1000)
+    name: WorkspaceName
+    template: str | None = None
+    git_url: str | None = None
+    extension_groups: list[str] = Field(default_factory=list)
+    start: bool = True
+
+
+class BulkDelete(BaseModel):
+    """Body of POST /api/v1/workspaces/bulk/delete."""
+
+    users: list[UserName] = Field(min_length=1, max_length=1000)
+    name: WorkspaceName
+    keep_files: bool = False
+
+
+class BulkOutcome(BaseModel):
+    """One user's result: their workspace, or why there is none."""
+
+    user: str
+    workspace: "Workspace | None" = None
+    error: str | None = None
+
+
 class SecretPut(BaseModel):
     """Body of PUT /api/v1/secrets/{name}."""
 
@@ -237,4 +264,5 @@ class LogLines(BaseModel):
     lines: list[str]
 
 
-ExtensionGroupsAdded.model_rebuild()  # it names Workspace, defined after it
+ExtensionGroupsAdded.model_rebuild()  # they name Workspace, defined after them
+BulkOutcome.model_rebuild()

@@ -30,6 +30,7 @@ class WorkspaceSpec:
     root: Path  # holds files/, home/, data/, extensions/, logs/
     env: Mapping[str, str] = field(default_factory=dict)  # the owner's secrets, as variables
     files: Mapping[str, str] = field(default_factory=dict, repr=False)  # the owner's secret files: path in home → content
+    path: tuple[str, ...] = ()  # folders of tools' commands, put first on the engine's PATH
 
     @property
     def base_path(self) -> str:

@@ -171,6 +171,8 @@ class LocalBackend:
         )
         env = engine_env(engine, home=ws.home_dir, runtime_dir=runtime)
         env.update(ws.env)
+        if ws.path:
+            env["PATH"] = os.pathsep.join([*ws.path, env["PATH"]])
         homefiles.write(ws.home_dir, ws.files, [])
         # What makes the engine that account: no supplementary groups of root's, files private by default.
         as_account: dict[str, Any] = {}

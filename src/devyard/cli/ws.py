@@ -11,6 +11,7 @@ from typing import Annotated, Any, BinaryIO
 import httpx
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TransferSpeedColumn)
 from rich.table import Table
@@ -23,6 +24,7 @@ console = Console()
 err = Console(stderr=True)
 SETTLED = {"running", "stopped", "failed"}
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the workspace has settled.")]
+ForUsers = Annotated[Path | None, typer.Option("--for-users", help="A file of user names, one per line: one workspace each (admins).")]
 OwnerOpt = Annotated[str | None, typer.Option("--owner", help="Another user's workspace (admins, or shared with you).")]
 
 
@@ -81,11 +83,19 @@ def create(
     group: Annotated[list[str] | None, typer.Option("--group", help="Extension group (repeatable).")] = None,
     git: Annotated[str | None, typer.Option("--git", help="Git URL to clone (https://, ssh:// or an allowed file://).")] = None,
     archive: Annotated[Path | None, typer.Option("--archive", help="A .zip, .tar or .tar.gz whose contents become the files.")] = None,
+    for_users: ForUsers = None,
     start: Annotated[bool, typer.Option("--start/--no-start", help="Start it right away.")] = True,
     wait: Wait = True,
 ) -> None:
-    """Create a workspace (and start it)."""
+    """Create a workspace (and start it); with --for-users, one for each user in the file (admins)."""
     api = _api()
+    if for_users is not None:
+        if archive is not None:
+            raise Invalid("--for-users works with --template, --git and --group, not --archive", code="conflicting_sources")
+        body = {"users": _read_users(for_users), "name": name, "template": template, "git_url": git, "extension_groups": group or [], "start": start}
+        outcomes = api.request("POST", "/workspaces/bulk", json=body)
+        _follow_bulk(api, name, outcomes, "running" if start else "stopped", wait)
+        return
     if archive is not None:
         if template or git:
             raise Invalid("--archive cannot be combined with --template or --git", code="conflicting_sources")
@@ -96,6 +106,51 @@ def create(
     if wait:
         ws = _wait(api, name, "running" if start else "stopped")
     _show(api, ws)
+
+
+def _read_users(path: Path) -> list[str]:
+    """User names from a file: one per line; blank lines and # comments are skipped."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise Invalid(f"cannot read {path}: {exc.strerror}", code="users_file_unreadable") from exc
+    users = [ln.split("#", 1)[0].strip() for ln in lines]
+    users = [u for u in users if u]
+    if not users:
+        raise Invalid(f"{path} names no users (one per line)", code="no_users")
+    return users
+
+
+def _follow_bulk(api: Api, name: str, outcomes: list[dict[str, Any]], want: str, wait: bool, timeout_s: float = 600.0) -> None:
+    """A live table of each user's workspace until all settle; exit 1 when any failed."""
+    errors = {o["user"]: o["error"] for o in outcomes if o["error"]}
+    users = [o["user"] for o in outcomes]
+    deadline = time.monotonic() + timeout_s
+
+    def table() -> tuple[Table, bool]:
+        rows = {w["owner"]: w for w in api.request("GET", "/workspaces", params={"all": "1"}) if w["name"] == name}
+        out, settled = Table("user", "status", "progress", "detail"), True
+        for user in users:
+            w = rows.get(user)
+            if user in errors or w is None:
+                out.add_row(user, "[red]not created[/]", "", errors.get(user, "gone"))
+                continue
+            p = w.get("progress")
+            step = f"{p['step']} {p['current']}/{p['total']}" if p and p["total"] else (p["step"] if p else "")
+            settled &= w["status"] in (want, "failed")
+            out.add_row(user, w["status"], step, w.get("error") or "")
+        return out, settled
+
+    with Live(console=console, auto_refresh=False) as live:
+        while True:
+            current, settled = table()
+            live.update(current, refresh=True)
+            if settled or not wait or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    final = {w["owner"]: w["status"] for w in api.request("GET", "/workspaces", params={"all": "1"}) if w["name"] == name}
+    if errors or any(final.get(u) == "failed" for u in users):
+        raise typer.Exit(1)
 
 
 def _upload(api: Api, name: str, archive: Path, groups: list[str], start: bool) -> dict[str, Any]:
@@ -186,9 +241,17 @@ def restart(name: str, wait: Wait = True, owner: OwnerOpt = None) -> None:
 
 
 @ws_app.command("rm")
-def rm(name: str, keep_files: Annotated[bool, typer.Option("--keep-files", help="Keep the workspace folder.")] = False, owner: OwnerOpt = None) -> None:
-    """Delete a workspace (and its files unless --keep-files)."""
+def rm(name: str, keep_files: Annotated[bool, typer.Option("--keep-files", help="Keep the workspace folder.")] = False, owner: OwnerOpt = None,
+       for_users: ForUsers = None) -> None:
+    """Delete a workspace (and its files unless --keep-files); with --for-users, each listed user's (admins)."""
     api = _api()
+    if for_users is not None:
+        outcomes = api.request("POST", "/workspaces/bulk/delete", json={"users": _read_users(for_users), "name": name, "keep_files": keep_files})
+        for o in outcomes:
+            console.print(f"{o['user']:<24} " + (f"[red]{o['error']}[/]" if o["error"] else "deleted"), highlight=False)
+        if any(o["error"] for o in outcomes):
+            raise typer.Exit(1)
+        return
     api.request("DELETE", f"/workspaces/{name}", params={**({"keep_files": "1"} if keep_files else {}), **(_owner(owner) or {})})
     console.print(f"deleted {name}" + (" (files kept)" if keep_files else ""))
 

@@ -51,4 +51,8 @@ def engine_env(engine: Engine, *, home: Path, runtime_dir: Path, base: dict[str,
     env["XDG_RUNTIME_DIR"] = str(runtime_dir)
     env["HOME"] = str(home)
     env.pop("VSCODE_IPC_HOOK_CLI", None)
+    # Otherwise the server replaces this environment with a login shell's (`bash -ilc env`), whose
+    # /etc/profile resets PATH: terminals would lose Node 24 and the tools. The server skips that
+    # resolution exactly when VSCODE_CLI=1 (its only use there).
+    env["VSCODE_CLI"] = "1"
     return env

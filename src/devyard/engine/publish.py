@@ -27,7 +27,7 @@ def for_accounts(engine: Engine, shared_dir: Path = SHARED_ENGINE_DIR) -> Engine
         return engine
     target = shared_dir / engine.version
     if not _current(engine.root, target):
-        _mkdir_public(shared_dir)
+        mkdir_public(shared_dir)
         with FileLock(str(shared_dir / f"{engine.version}.lock")):
             if not _current(engine.root, target):
                 _publish(engine.root, target)
@@ -42,7 +42,8 @@ def _current(source: Path, target: Path) -> bool:
         return False
 
 
-def _mkdir_public(path: Path) -> None:
+def mkdir_public(path: Path) -> None:
+    """Make `path` and its missing parents with mode 0755, whatever the umask (every account passes through)."""
     for d in reversed([path, *path.parents]):
         if not d.exists():
             d.mkdir()

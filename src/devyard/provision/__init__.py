@@ -17,7 +17,7 @@ from devyard.backends.base import WorkspaceSpec
 from devyard.config import ExtensionGroup, Settings
 from devyard.errors import DevyardError, Invalid, ProvisionError
 from devyard.engine import install
-from devyard.provision import extensions, git, usersettings
+from devyard.provision import extensions, git, tools, usersettings
 from devyard.provision.extensions import Outcome
 from devyard.provision.progress import Progress
 
@@ -92,7 +92,7 @@ def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progr
     ProvisionError when a step fails; an extension that will not install is an Outcome, not a failure.
     """
     ids = group_extensions(plan.groups)
-    steps = 2 + (plan.git_url is not None or plan.unpacked is not None) + bool(ids)
+    steps = 2 + (plan.git_url is not None or plan.unpacked is not None) + bool(settings.tools) + bool(ids)
     try:
         progress("folders", 1, steps)
         for d in (ws.files_dir, ws.home_dir, ws.data_dir / "User", ws.extensions_dir, ws.log_file.parent):
@@ -106,20 +106,35 @@ def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progr
             progress("unpack", 2, steps)
             for child in plan.unpacked.iterdir():
                 os.replace(child, ws.files_dir / child.name)
-        progress("settings", steps - bool(ids), steps)
+        progress("settings", steps - bool(settings.tools) - bool(ids), steps)
         defaults = dict(BASE_USER_SETTINGS)
         for group in plan.groups:
             defaults.update(group.user_settings)
         usersettings.merge(ws.data_dir / "User" / "settings.json", defaults)
-        if not ids:
-            return []
-        return extensions.install(install.require(settings.engine_dir), ws, ids, settings.extensions, progress)
+        outcomes = install_tools(settings, progress)
+        if ids:
+            outcomes += extensions.install(install.require(settings.engine_dir), ws, ids, settings.extensions, progress)
+        return outcomes
     except DevyardError:
         _empty(ws.files_dir)
         raise
     except OSError as exc:
         _empty(ws.files_dir)
         raise ProvisionError(f"could not prepare the workspace under {ws.root}: {exc}") from exc
+
+
+def install_tools(settings: Settings, progress: Progress) -> list[Outcome]:
+    """Make sure every configured tool is in the shared cache (installed once per version); a failure is an Outcome."""
+    outcomes = []
+    engine = install.require(settings.engine_dir) if settings.tools else None
+    for n, tool in enumerate(settings.tools, 1):
+        progress(f"tools: {tool.name}", n - 1, len(settings.tools))
+        assert engine is not None
+        try:
+            tools.ensure(settings.tools_dir, tool, engine)
+        except ProvisionError as exc:
+            outcomes.append(Outcome(f"tool {tool.name}", False, exc.message))
+    return outcomes
 
 
 def add_groups(ws: WorkspaceSpec, groups: list[ExtensionGroup], settings: Settings) -> list[Outcome]:

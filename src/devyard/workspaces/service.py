@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from devyard import provision
 from devyard.provision import extensions as provision_extensions
 from devyard.provision import git as provision_git
+from devyard.provision import tools as provision_tools
 from devyard.auth.identity import Identity
 from devyard.backends.base import Backend, Stats, WorkspaceSpec
 from devyard.backends.local import tail
@@ -298,7 +299,8 @@ class WorkspaceService:
             self._progress.pop(row.uid, None)
         shutil.rmtree(upload, ignore_errors=True)
         for o in outcomes:
-            reporter.line(f"extension {o.id}: " + (f"installed {o.detail}" if o.installed else f"NOT installed: {o.detail}"))
+            label = o.id if o.id.startswith("tool ") else f"extension {o.id}"  # tools' outcomes are named "tool <name>"
+            reporter.line(f"{label}: " + (f"installed {o.detail}" if o.installed else f"NOT installed: {o.detail}"))
         reporter.line("provisioning done")
         # The workspace works without the extensions that failed; `error` says which, until the next start.
         await self._set(row, Status.stopped, provisioned_at=utcnow(), error=_extension_errors(outcomes))
@@ -420,7 +422,8 @@ class WorkspaceService:
 
     async def _with_secrets(self, row: WorkspaceRow) -> WorkspaceSpec:
         found = await self.secrets.materials(row.owner_id)
-        return dataclasses.replace(self.spec(row), env=found.env, files=found.files)
+        path = tuple(provision_tools.bin_dirs(self.settings.tools_dir, self.settings.tools))
+        return dataclasses.replace(self.spec(row), env=found.env, files=found.files, path=path)
 
     async def secrets_changed(self, user_id: int, removed_file: str | None) -> None:
         """Rewrite the user's secret files in each of their workspaces (variables reach engines at their next start)."""
@@ -491,7 +494,7 @@ class WorkspaceService:
 
 def _extension_errors(outcomes: list[provision_extensions.Outcome]) -> str | None:
     failed = [f"{o.id}: {o.detail}" for o in outcomes if not o.installed]
-    return ("extensions not installed: " + "; ".join(failed)) if failed else None
+    return ("not installed: " + "; ".join(failed)) if failed else None
 
 
 class _ProgressLog:
