@@ -277,20 +277,29 @@ def test_failed_clone_can_be_retried(prov: Manager, repos: Path) -> None:
 
 
 def test_clone_over_https_from_git_http_backend(prov: Manager, repos: Path, tmp_path: Path) -> None:
-    server = subprocess.Popen([sys.executable, "-m", "tests.peers.git_https", str(repos), str(tmp_path / "cert")],
+    token = "tok-" + os.urandom(8).hex()
+    server = subprocess.Popen([sys.executable, "-m", "tests.peers.git_https", str(repos), str(tmp_path / "cert"), token],
                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline().split()[1])
+        url = f"https://127.0.0.1:{port}/starter.git"
         cert = tmp_path / "cert" / CERT_NAME
         manager = start_manager(tmp_path / "data", extra_env={"GIT_SSL_CAINFO": str(cert)})
         try:
             with manager.api() as api:
-                r = api.post("/workspaces", json={"name": "https-clone", "git_url": f"https://127.0.0.1:{port}/starter.git"})
-                assert r.status_code == 201, r.text
+                # Without the owner's GIT_TOKEN secret the server refuses, and the workspace says so.
+                assert api.post("/workspaces", json={"name": "no-token", "git_url": url}).status_code == 201
+                failed = manager.wait_status("no-token", "failed")
+                assert "git clone of" in failed["error"]
+                assert api.put("/secrets/GIT_TOKEN", json={"value": token}).status_code == 201
+                assert api.post("/workspaces", json={"name": "https-clone", "git_url": url}).status_code == 201
             manager.wait_status("https-clone", "running")
             assert (files_of(manager, "https-clone") / "README.md").read_text() == "# starter\n"
             assert (files_of(manager, "https-clone") / ".git" / "shallow").exists()  # --depth 1
+            git_config = (files_of(manager, "https-clone") / ".git" / "config").read_text()
+            logs = manager.log + (manager.data_dir / "workspaces" / "admin" / "https-clone" / "logs" / "engine.log").read_text()
+            assert token not in git_config and token not in logs
         finally:
             manager.stop()
     finally:

@@ -1,9 +1,11 @@
 """A git server over HTTPS: Debian's `git http-backend` (smart HTTP, shallow clones work) behind a
-small CGI bridge with a self-signed certificate. Usage: python git_https.py PROJECT_ROOT CERT_DIR
+small CGI bridge with a self-signed certificate. Usage: python git_https.py PROJECT_ROOT CERT_DIR [TOKEN]
+With TOKEN, every request must carry HTTP Basic credentials whose password is TOKEN (401 otherwise).
 Prints `ready PORT` once listening on 127.0.0.1."""
 
 from __future__ import annotations
 
+import base64
 import http.server
 import ssl
 import subprocess
@@ -15,6 +17,7 @@ from devyard.tls import self_signed
 
 class Handler(http.server.BaseHTTPRequestHandler):
     root = ""
+    token = ""
 
     def do_GET(self) -> None:
         self._cgi()
@@ -23,6 +26,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._cgi()
 
     def _cgi(self) -> None:
+        if self.token and not self._authorized():
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
         path, _, query = self.path.partition("?")
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -49,12 +58,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def _authorized(self) -> bool:
+        scheme, _, value = self.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        _, _, password = base64.b64decode(value).decode(errors="replace").partition(":")
+        return password == self.token
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
 
-def main(root: str, cert_dir: str) -> None:
-    Handler.root = root
+def main(root: str, cert_dir: str, token: str = "") -> None:
+    Handler.root, Handler.token = root, token
     cert, key = self_signed(Path(cert_dir), "127.0.0.1")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -65,4 +81,4 @@ def main(root: str, cert_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])

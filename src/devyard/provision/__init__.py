@@ -84,6 +84,7 @@ class Plan:
     groups: list[ExtensionGroup]
     git_url: str | None = None
     unpacked: Path | None = None  # an archive already unpacked (and checked) into this folder
+    git_credentials: tuple[str, str] | None = field(default=None, repr=False)  # (user, token) for https clones
 
 
 def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progress) -> list[Outcome]:
@@ -101,7 +102,7 @@ def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progr
         if plan.git_url is not None:
             progress("clone", 0, 0)
             git.clone(plan.git_url, ws.files_dir, timeout_s=settings.git_clone_timeout_s, progress=progress,
-                      allow_file=bool(settings.git_file_roots))
+                      allow_file=bool(settings.git_file_roots), credentials=plan.git_credentials)
         elif plan.unpacked is not None:
             progress("unpack", 2, steps)
             for child in plan.unpacked.iterdir():

@@ -9,6 +9,7 @@ cannot reach another transport. User text is always an argument after `--`, neve
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import select
@@ -84,8 +85,13 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def clone(url: str, dest: Path, *, timeout_s: float, progress: Progress, allow_file: bool, env: dict[str, str] | None = None) -> None:
-    """Shallow-clone `url` into the empty folder `dest`, reporting git's object counts; ProvisionError on failure."""
+def clone(url: str, dest: Path, *, timeout_s: float, progress: Progress, allow_file: bool, env: dict[str, str] | None = None,
+          credentials: tuple[str, str] | None = None) -> None:
+    """Shallow-clone `url` into the empty folder `dest`, reporting git's object counts; ProvisionError on failure.
+
+    `credentials` (user, token) go to an https remote as a Basic authorization header through git's
+    environment-borne config, never on the command line (where `ps` shows it) nor in the URL.
+    """
     protocols = ["-c", "protocol.allow=never", "-c", "protocol.https.allow=always", "-c", "protocol.ssh.allow=always"]
     if allow_file:
         protocols += ["-c", "protocol.file.allow=always"]
@@ -94,6 +100,11 @@ def clone(url: str, dest: Path, *, timeout_s: float, progress: Progress, allow_f
     run_env = {**(env if env is not None else os.environ),
                "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "SSH_ASKPASS": "/bin/false",
                "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new", "LC_ALL": "C"}
+    if credentials and url.lower().startswith("https://"):
+        parts = urlsplit(url)
+        origin = f"https://{parts.hostname}" + (f":{parts.port}" if parts.port else "") + "/"
+        basic = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+        run_env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0=f"http.{origin}.extraHeader", GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}")
     deadline = time.monotonic() + timeout_s
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=run_env,
                             start_new_session=True)

@@ -42,6 +42,8 @@ from devyard.usersecrets import SecretStore
 
 log = logging.getLogger("devyard.workspaces")
 ERROR_TAIL_LINES = 20
+# The owner's secrets an https clone authenticates with (GitHub, GitLab and Gitea take a token this way).
+GIT_TOKEN_SECRET, GIT_USER_SECRET = "GIT_TOKEN", "GIT_USERNAME"
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,8 +283,11 @@ class WorkspaceService:
     async def _do_provision(self, row: WorkspaceRow, start: bool) -> None:
         spec = self.spec(row)
         upload = self.settings.uploads_dir / row.uid
+        owned = await self.secrets.materials(row.owner_id) if row.git_url else None
+        token = owned.env.get(GIT_TOKEN_SECRET) if owned else None
         plan = provision.Plan(groups=provision.resolve_groups(list(row.extension_groups or []), self.settings.extension_groups),
-                              git_url=row.git_url, unpacked=upload if upload.is_dir() else None)
+                              git_url=row.git_url, unpacked=upload if upload.is_dir() else None,
+                              git_credentials=(owned.env.get(GIT_USER_SECRET, "x-access-token"), token) if owned and token else None)
         reporter = _ProgressLog(spec.log_file)
 
         def progress(step: str, current: int, total: int) -> None:
@@ -303,9 +308,9 @@ class WorkspaceService:
             reporter.line(f"{label}: " + (f"installed {o.detail}" if o.installed else f"NOT installed: {o.detail}"))
         reporter.line("provisioning done")
         # The workspace works without the extensions that failed; `error` says which, until the next start.
-        await self._set(row, Status.stopped, provisioned_at=utcnow(), error=_extension_errors(outcomes))
+        # Straight on to starting: a watcher must never see a settled `stopped` between the two.
+        await self._set(row, Status.starting if start else Status.stopped, provisioned_at=utcnow(), error=_extension_errors(outcomes))
         if start:
-            await self._set(row, Status.starting)
             await self._do_start(row, keep_error=True)
 
     async def add_groups(self, row: WorkspaceRow, names: list[str]) -> list[provision_extensions.Outcome]:
