@@ -9,6 +9,8 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,22 @@ def kill_tree(pid: int, timeout: float = 10.0) -> None:
         terminate_tree(psutil.Process(pid), timeout, (signal.SIGTERM, signal.SIGKILL))
     except psutil.NoSuchProcess:
         pass
+
+
+@contextmanager
+def peer(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[str]:
+    """Run a test peer server that prints one line when ready; yield that line; stop it (and its children) after."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=cwd, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("ready"), f"{argv[1] if len(argv) > 1 else argv[0]} did not start: {line!r}"
+        yield line
+    finally:
+        kill_tree(proc.pid)
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
 
 
 @dataclass
@@ -163,3 +181,18 @@ def start_manager(data_dir: Path, extra_env: dict[str, str] | None = None, args:
         manager.stop()
         raise
     return manager
+
+
+def make_repo(path: Path, files: dict[str, str]) -> Path:
+    """A bare repository at `path` holding one commit with `files`."""
+    work = path.with_name(path.name + "-work")
+    work.mkdir(parents=True)
+    for name, text in files.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(text)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", str(work)], check=True)
+    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", "first"], check=True)
+    subprocess.run([*git, "clone", "-q", "--bare", str(work), str(path)], check=True)
+    return path

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from devyard.engine import install
-from tests.support import Manager, start_manager, wait_for
+from tests.support import Manager, make_repo, start_manager, wait_for
 
 STUDENTS = ["ana", "ben", "chloe"]
 
@@ -18,15 +17,7 @@ STUDENTS = ["ana", "ben", "chloe"]
 @pytest.fixture(scope="module")
 def workshop(engine: install.Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
     base = tmp_path_factory.mktemp("workshop")
-    repo = base / "repos" / "course.git"
-    work = base / "course"
-    work.mkdir()
-    (work / "lesson1.md").write_text("# Lesson 1\n")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
-    subprocess.run([*git, "init", "-q", str(work)], check=True)
-    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
-    subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", "course"], check=True)
-    subprocess.run([*git, "clone", "-q", "--bare", str(work), str(repo)], check=True)
+    repo = make_repo(base / "repos" / "course.git", {"lesson1.md": "# Lesson 1\n"})
     config = base / "devyard.yaml"
     config.write_text(json.dumps({
         "devyard": {"git_file_roots": [str(base / "repos")]},

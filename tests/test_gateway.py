@@ -18,7 +18,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.support import ADMIN_PASSWORD, Manager, kill_tree, start_manager, wait_for
+from tests.support import ADMIN_PASSWORD, Manager, peer, start_manager, wait_for
 
 ECHO = Path(__file__).parent / "peers" / "echo_server.py"
 
@@ -38,15 +38,8 @@ def echo_port() -> Iterator[int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(ECHO), str(port)], stdout=subprocess.PIPE, start_new_session=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    with peer([sys.executable, str(ECHO), str(port)]):
         yield port
-    finally:
-        kill_tree(proc.pid)
-        proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from devyard.config import load_settings
 from devyard.engine.install import Engine
 from devyard.errors import Invalid
 from tests.browser import chromium
-from tests.support import Manager, kill_tree, start_manager
+from tests.support import Manager, peer, start_manager
 
 PROVIDER_VERSION = "9.13.3"
 PEERS = Path(os.environ.get("DEVYARD_TEST_PEERS", Path.home() / ".cache" / "devyard" / "test-peers"))
@@ -51,17 +51,11 @@ def sso(engine: Engine, oidc_provider_dir: Path, tmp_path: Path) -> Iterator[Man
         "DEVYARD_OIDC_ISSUER": f"http://127.0.0.1:{port}", "DEVYARD_OIDC_CLIENT_ID": "devyard",
         "DEVYARD_OIDC_CLIENT_SECRET": "devyard-test-secret", "DEVYARD_OIDC_ALLOWED_DOMAINS": '["example.org"]',
     })
-    provider = subprocess.Popen([str(engine.node), str(SCRIPT), str(port), manager.url + "/auth/oidc/callback"],
-                                env={**os.environ, "OIDC_PROVIDER_DIR": str(oidc_provider_dir)},
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        assert provider.stdout is not None and provider.stdout.readline().strip() == b"ready"
-        yield manager
+        with peer([str(engine.node), str(SCRIPT), str(port), manager.url + "/auth/oidc/callback"],
+                  env={**os.environ, "OIDC_PROVIDER_DIR": str(oidc_provider_dir)}):
+            yield manager
     finally:
-        kill_tree(provider.pid)
-        provider.wait()
-        if provider.stdout:
-            provider.stdout.close()
         manager.stop()
 
 

@@ -28,7 +28,7 @@ from devyard.errors import Invalid
 from devyard.provision import archive, usersettings
 from devyard.provision.git import check_url, redact
 from devyard.tls import CERT_NAME
-from tests.support import Manager, kill_tree, start_manager, wait_for
+from tests.support import Manager, make_repo, peer, start_manager, wait_for
 
 ATTACK_URLS = [
     "ext::sh -c touch% /tmp/pwned", "ext::sh", "fd::17", "fd::0/x", "-uupload-pack=touch /tmp/pwned", "--upload-pack=touch",
@@ -177,21 +177,6 @@ def test_archives_unpack_with_folders_links_and_modes(tmp_path: Path) -> None:
 
 
 # -- against a real manager -------------------------------------------------------------------
-def make_repo(path: Path, files: dict[str, str]) -> Path:
-    """A bare repository at `path` holding one commit with `files`."""
-    work = path.with_name(path.name + "-work")
-    work.mkdir(parents=True)
-    for name, text in files.items():
-        (work / name).parent.mkdir(parents=True, exist_ok=True)
-        (work / name).write_text(text)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
-    subprocess.run([*git, "init", "-q", str(work)], check=True)
-    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
-    subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", "first"], check=True)
-    subprocess.run([*git, "clone", "-q", "--bare", str(work), str(path)], check=True)
-    return path
-
-
 @pytest.fixture(scope="module")
 def repos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("repos")
@@ -278,11 +263,9 @@ def test_failed_clone_can_be_retried(prov: Manager, repos: Path) -> None:
 
 def test_clone_over_https_from_git_http_backend(prov: Manager, repos: Path, tmp_path: Path) -> None:
     token = "tok-" + os.urandom(8).hex()
-    server = subprocess.Popen([sys.executable, "-m", "tests.peers.git_https", str(repos), str(tmp_path / "cert"), token],
-                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline().split()[1])
+    with peer([sys.executable, "-m", "tests.peers.git_https", str(repos), str(tmp_path / "cert"), token],
+              cwd=Path(__file__).parent.parent) as ready:
+        port = int(ready.split()[1])
         url = f"https://127.0.0.1:{port}/starter.git"
         cert = tmp_path / "cert" / CERT_NAME
         manager = start_manager(tmp_path / "data", extra_env={"GIT_SSL_CAINFO": str(cert)})
@@ -302,11 +285,6 @@ def test_clone_over_https_from_git_http_backend(prov: Manager, repos: Path, tmp_
             assert token not in git_config and token not in logs
         finally:
             manager.stop()
-    finally:
-        kill_tree(server.pid)
-        server.wait()
-        if server.stdout:
-            server.stdout.close()
 
 
 def upload(m: Manager, name: str, content: bytes, filename: str = "a.tar.gz", **fields: str) -> Any:
