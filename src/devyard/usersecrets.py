@@ -80,8 +80,8 @@ class SecretStore:
     def _open(self, row: SecretRow) -> str:
         return self._aead.decrypt(row.ciphertext[:12], row.ciphertext[12:], f"{row.user_id}/{row.name}".encode()).decode()
 
-    async def put(self, user_id: int, name: str, value: str, file: str | None) -> bool:
-        """Set (or replace) a secret; True when it is new."""
+    async def put(self, user_id: int, name: str, value: str, file: str | None) -> tuple[SecretInfo, bool, str | None]:
+        """Set (or replace) a secret: (the secret as listed, whether it is new, the file it was written to before)."""
         check_name(name)
         file = check_file(file) if file is not None else None
         if len(value.encode()) > MAX_VALUE:
@@ -93,15 +93,16 @@ class SecretStore:
                     raise Conflict(f"secret {clash} is already written to {file}", code="secret_file_taken")
             row = await s.scalar(select(SecretRow).where(SecretRow.user_id == user_id, SecretRow.name == name))
             created = row is None
+            previous = row.file if row else None
             if row is None:
-                row = SecretRow(user_id=user_id, name=name)
+                row = SecretRow(user_id=user_id, name=name, created_at=utcnow())
                 s.add(row)
             row.ciphertext, row.file, row.updated_at = self._seal(user_id, name, value), file, utcnow()
             try:
                 await s.commit()
             except IntegrityError as exc:
                 raise Conflict(f"secret {name} was set at the same moment; try again", code="secret_conflict") from exc
-        return created
+            return SecretInfo(row.name, row.file, row.created_at, row.updated_at), created, previous
 
     async def list(self, user_id: int) -> list[SecretInfo]:
         """The user's secrets by name (never values)."""

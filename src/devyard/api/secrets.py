@@ -19,13 +19,11 @@ async def list_secrets(ident: CurrentUser, service: Workspaces) -> list[SecretIn
 @router.put("/{name}", response_model=SecretInfo, summary="Set a secret (an environment variable, or a file in each workspace's home)")
 async def put_secret(name: str, body: SecretPut, ident: CurrentUser, service: Workspaces, request: Request, response: Response) -> SecretInfo:
     """201 when new, 200 when replaced. Files are rewritten at once; variables reach engines when they next start."""
-    before = {i.name: i.file for i in await service.secrets.list(ident.user_id)}
-    created = await service.secrets.put(ident.user_id, name, body.value, body.file)
-    old_file = before.get(name)
-    await service.secrets_changed(ident.user_id, old_file if old_file and old_file != body.file else None)
+    info, created, old_file = await service.secrets.put(ident.user_id, name, body.value, body.file)
+    if body.file or old_file:  # variables reach engines at their next start; only files are written now
+        await service.secrets_changed(ident.user_id, old_file if old_file != body.file else None)
     await record(request, "secret.set", f"{ident.name}/{name}", detail={"file": body.file} if body.file else None)
     response.status_code = 201 if created else 200
-    info = next(i for i in await service.secrets.list(ident.user_id) if i.name == name)
     return SecretInfo(name=info.name, file=info.file, created_at=info.created_at, updated_at=info.updated_at)
 
 

@@ -18,7 +18,7 @@ from devyard.auth.users import get_user
 from devyard.errors import Forbidden
 from devyard.models import (ExtensionGroupsAdd, ExtensionGroupsAdded, ExtensionOutcome, LogLines, Share, ShareCreate, Stats, Workspace,
                             WorkspaceCreate)
-from devyard.workspaces.service import Action
+from devyard.workspaces.access import Action
 
 router = APIRouter(prefix="/workspaces", tags=["workspaces"])
 LOG_POLL_S = 0.25

@@ -15,7 +15,8 @@ from starlette.types import Scope
 
 from devyard.api.deps import bearer_token
 from devyard.auth.identity import SESSION_COOKIE, Authenticator, Identity
-from devyard.workspaces.service import Route, WorkspaceService
+from devyard.workspaces.access import Route
+from devyard.workspaces.service import WorkspaceService
 
 
 @dataclass(frozen=True, slots=True)

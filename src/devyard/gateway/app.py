@@ -18,7 +18,8 @@ from devyard.gateway.http import EngineUnreachable, HttpProxy
 from devyard.gateway.websocket import relay
 from devyard.models import Status
 from devyard.web.render import render
-from devyard.workspaces.service import Route, WorkspaceService
+from devyard.workspaces.access import Route
+from devyard.workspaces.service import WorkspaceService
 
 log = logging.getLogger("devyard.gateway")
 

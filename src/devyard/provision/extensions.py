@@ -61,18 +61,17 @@ def source_of(ext_id: str, config: ExtensionSettings) -> str:
 def install(engine: Engine, ws: WorkspaceSpec, ids: list[str], config: ExtensionSettings,
             progress: Progress | None = None) -> list[Outcome]:
     """Install each of `ids` into the workspace; one Outcome per id, in order."""
-    outcomes = []
+    failed: dict[str, str] = {}
     for n, ext_id in enumerate(ids, 1):
         if progress:
             progress(f"extensions: {ext_id}", n - 1, len(ids))
         code, output = _cli(engine, ws, config, "--install-extension", source_of(ext_id, config))
-        if code == 0:
-            outcomes.append(Outcome(ext_id, True, listed(engine, ws, config).get(ext_id.lower(), "installed")))
-        else:
-            outcomes.append(Outcome(ext_id, False, _reason(output)))
+        if code != 0:
+            failed[ext_id] = _reason(output)
         if progress:
             progress(f"extensions: {ext_id}", n, len(ids))
-    return outcomes
+    versions = listed(engine, ws, config) if len(failed) < len(ids) else {}  # one listing for all of them
+    return [Outcome(i, False, failed[i]) if i in failed else Outcome(i, True, versions.get(i.lower(), "installed")) for i in ids]
 
 
 def listed(engine: Engine, ws: WorkspaceSpec, config: ExtensionSettings) -> dict[str, str]:

@@ -17,7 +17,8 @@ from devyard.auth.users import get_user
 from devyard.errors import DevyardError, Invalid
 from devyard.models import WorkspaceCreate
 from devyard.store.tables import WorkspaceRow
-from devyard.workspaces.service import Action, WorkspaceService
+from devyard.workspaces.access import Action
+from devyard.workspaces.service import WorkspaceService
 
 PARALLEL = 8  # engines stopping at once during a teardown
 

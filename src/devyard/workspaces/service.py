@@ -16,9 +16,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +25,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devyard import provision
-from devyard.provision import extensions as provision_extensions
-from devyard.provision import git as provision_git
-from devyard.provision import tools as provision_tools
 from devyard.auth.identity import Identity
 from devyard.backends.base import Backend, Stats, WorkspaceSpec
 from devyard.backends.local import tail
@@ -37,45 +32,18 @@ from devyard.config import Settings
 from devyard.errors import Conflict, DevyardError, Invalid, NotFound, WorkspaceExists, WorkspaceNotFound
 from devyard.models import Progress, Status, Workspace, WorkspaceCreate
 from devyard.paths import child
+from devyard.provision import extensions as provision_extensions
+from devyard.provision import git as provision_git
+from devyard.provision import tools as provision_tools
+from devyard.provision.report import ProgressLog, failures
 from devyard.store.tables import ShareRow, UserRow, WorkspaceRow, utcnow
 from devyard.usersecrets import SecretStore
+from devyard.workspaces.access import ADMIN_ACTIONS, SHARED_USER_ACTIONS, Action, Route
 
 log = logging.getLogger("devyard.workspaces")
 ERROR_TAIL_LINES = 20
 # The owner's secrets an https clone authenticates with (GitHub, GitLab and Gitea take a token this way).
 GIT_TOKEN_SECRET, GIT_USER_SECRET = "GIT_TOKEN", "GIT_USERNAME"
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """What the gateway needs to reach one workspace."""
-
-    uid: str
-    owner: str
-    name: str
-    status: Status
-    socket: str | None = None
-    shared_with: frozenset[str] = frozenset()
-
-    def may_open(self, user: str) -> bool:
-        """Whether `user` may reach the engine: the owner, or someone it is shared with."""
-        return user == self.owner or user in self.shared_with
-
-
-class Action(StrEnum):
-    """What a caller wants to do with a workspace."""
-
-    read = "read"  # see it, its logs and stats
-    control = "control"  # start, stop, restart
-    delete = "delete"
-    share = "share"
-    configure = "configure"  # add extension groups: code that will run in the workspace, so its owner only
-    open = "open"  # reach the engine through the gateway
-
-
-SHARED_USER_ACTIONS = frozenset({Action.read, Action.open})
-# Admins run the place but do not get into workspaces nobody shared with them.
-ADMIN_ACTIONS = frozenset({Action.read, Action.control, Action.delete})
 
 
 class WorkspaceService:
@@ -288,7 +256,7 @@ class WorkspaceService:
         plan = provision.Plan(groups=provision.resolve_groups(list(row.extension_groups or []), self.settings.extension_groups),
                               git_url=row.git_url, unpacked=upload if upload.is_dir() else None,
                               git_credentials=(owned.env.get(GIT_USER_SECRET, "x-access-token"), token) if owned and token else None)
-        reporter = _ProgressLog(spec.log_file)
+        reporter = ProgressLog(spec.log_file)
 
         def progress(step: str, current: int, total: int) -> None:
             self._progress[row.uid] = Progress(step=step, current=current, total=total)
@@ -303,13 +271,11 @@ class WorkspaceService:
         finally:
             self._progress.pop(row.uid, None)
         shutil.rmtree(upload, ignore_errors=True)
-        for o in outcomes:
-            label = o.id if o.id.startswith("tool ") else f"extension {o.id}"  # tools' outcomes are named "tool <name>"
-            reporter.line(f"{label}: " + (f"installed {o.detail}" if o.installed else f"NOT installed: {o.detail}"))
+        reporter.outcomes(outcomes)
         reporter.line("provisioning done")
         # The workspace works without the extensions that failed; `error` says which, until the next start.
         # Straight on to starting: a watcher must never see a settled `stopped` between the two.
-        await self._set(row, Status.starting if start else Status.stopped, provisioned_at=utcnow(), error=_extension_errors(outcomes))
+        await self._set(row, Status.starting if start else Status.stopped, provisioned_at=utcnow(), error=failures(outcomes))
         if start:
             await self._do_start(row, keep_error=True)
 
@@ -494,31 +460,3 @@ class WorkspaceService:
         self._routes[(row.owner.name, row.name)] = Route(
             row.uid, row.owner.name, row.name, status, socket if status == Status.running else None, self._shares.get(row.uid, frozenset())
         )
-
-
-
-def _extension_errors(outcomes: list[provision_extensions.Outcome]) -> str | None:
-    failed = [f"{o.id}: {o.detail}" for o in outcomes if not o.installed]
-    return ("not installed: " + "; ".join(failed)) if failed else None
-
-
-class _ProgressLog:
-    """Provisioning progress as lines of the workspace log (what the log stream shows), a few per step."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.last: tuple[str, float] = ("", 0.0)
-
-    def note(self, step: str, current: int, total: int) -> None:
-        """Log a progress report: each new step, then at most one line a second."""
-        now = time.monotonic()
-        if step == self.last[0] and now - self.last[1] < 1.0 and current != total:
-            return
-        self.last = (step, now)
-        self.line(f"provisioning: {step}" + (f" {current}/{total}" if total else ""))
-
-    def line(self, text: str) -> None:
-        """Append one devyard line to the log."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(f"--- devyard: {text} ---\n")

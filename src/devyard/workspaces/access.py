@@ -1,0 +1,40 @@
+"""Who may do what with a workspace, and the route the gateway reads on every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from devyard.models import Status
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What the gateway needs to reach one workspace."""
+
+    uid: str
+    owner: str
+    name: str
+    status: Status
+    socket: str | None = None
+    shared_with: frozenset[str] = frozenset()
+
+    def may_open(self, user: str) -> bool:
+        """Whether `user` may reach the engine: the owner, or someone it is shared with."""
+        return user == self.owner or user in self.shared_with
+
+
+class Action(StrEnum):
+    """What a caller wants to do with a workspace."""
+
+    read = "read"  # see it, its logs and stats
+    control = "control"  # start, stop, restart
+    delete = "delete"
+    share = "share"
+    configure = "configure"  # add extension groups: code that will run in the workspace, so its owner only
+    open = "open"  # reach the engine through the gateway
+
+
+SHARED_USER_ACTIONS = frozenset({Action.read, Action.open})
+# Admins run the place but do not get into workspaces nobody shared with them.
+ADMIN_ACTIONS = frozenset({Action.read, Action.control, Action.delete})
