@@ -59,7 +59,9 @@ def test_manager_over_tls(engine: object, tmp_path: Path) -> None:
         # The engine's own WebSocket, over wss through the gateway.
         ctx = ssl.create_default_context(cafile=m.ca)
         url = m.url.replace("https://", "wss://") + "/w/admin/sec/stable-x?reconnectionToken=t&reconnection=false&skipWebSocketFrames=false"
-        with connect(url, ssl=ctx, origin=m.url, additional_headers={"cookie": cookie}) as conn:  # type: ignore[arg-type]
+        # A generous open_timeout: when the handshake times out over TLS, websockets' sync client can
+        # hang for good joining its reader thread (seen once on a loaded CI machine).
+        with connect(url, ssl=ctx, origin=m.url, additional_headers={"cookie": cookie}, open_timeout=60) as conn:  # type: ignore[arg-type]
             assert conn.protocol.state.name == "OPEN"
         out = m.cli("ws", "ls")
         assert out.returncode == 0 and "sec" in out.stdout
