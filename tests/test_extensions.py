@@ -31,12 +31,12 @@ CONTENT_TYPES = ('<?xml version="1.0" encoding="utf-8"?><Types xmlns="http://sch
                  '<Default Extension=".vsixmanifest" ContentType="text/xml"/></Types>')
 
 
-def make_vsix(folder: Path, publisher: str, name: str, version: str) -> Path:
-    """A real, minimal VS Code extension that writes $HOME/<publisher>.<name>-activated when it activates."""
+def make_vsix(folder: Path, publisher: str, name: str, version: str, event: str = "onStartupFinished", activate: str | None = None) -> Path:
+    """A real, minimal VS Code extension that writes $HOME/<publisher>.<name>-activated when it activates on `event`."""
     package = {"name": name, "publisher": publisher, "version": version, "engines": {"vscode": "^1.80.0"},
-               "main": "./extension.js", "activationEvents": ["onStartupFinished"], "displayName": name}
-    code = (f"exports.activate = () => require('fs').writeFileSync(require('path').join(process.env.HOME, "
-            f"'{publisher}.{name}-activated'), '{version}');\nexports.deactivate = () => {{}};\n")
+               "main": "./extension.js", "activationEvents": [event], "displayName": name}
+    body = activate or f"require('fs').writeFileSync(require('path').join(process.env.HOME, '{publisher}.{name}-activated'), '{version}')"
+    code = f"exports.activate = () => {{ {body}; }};\nexports.deactivate = () => {{}};\n"
     path = folder / f"{publisher}.{name}-{version}.vsix"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("extension.vsixmanifest", MANIFEST.format(name=name, version=version, publisher=publisher))
@@ -52,6 +52,8 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_vsix(folder, "devyardtest", "hello", "0.0.1")
     make_vsix(folder, "devyardtest", "hello", "0.0.2")  # the newest in the mirror wins
     make_vsix(folder, "devyardtest", "second", "1.2.3")
+    make_vsix(folder, "devyardtest", "broken", "0.1.0", activate="throw new Error('broken on purpose')")
+    make_vsix(folder, "devyardtest", "lazy", "0.1.0", event="onLanguage:rust")
     return folder
 
 
@@ -64,6 +66,7 @@ def config(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             {"name": "tools", "extensions": ["devyardtest.hello", "nosuch.thing"], "user_settings": {"editor.tabSize": 3}},
             {"name": "extra", "extensions": ["devyardtest.second"], "user_settings": {"editor.fontSize": 20, "files.autoSave": "afterDelay"}},
             {"name": "forbidden", "extensions": ["evil.miner"]},
+            {"name": "activation", "extensions": ["devyardtest.broken", "devyardtest.lazy"]},
         ],
     }))
     return path
@@ -145,7 +148,11 @@ def test_extensions_check_reports_each_extension(ext_manager: Manager, config: P
         return next(ln for ln in lines if ext_id in ln)
 
     assert line_of("devyardtest.hello").startswith("ok") and "0.0.2" in line_of("devyardtest.hello")
+    assert "activated (onStartupFinished)" in line_of("devyardtest.hello"), out.stdout
     assert line_of("devyardtest.second").startswith("ok")
+    # Installed fine, but throws when the workbench activates it: the check says so, with the error.
+    assert line_of("devyardtest.broken").startswith("FAIL") and "broken on purpose" in line_of("devyardtest.broken"), out.stdout
+    assert line_of("devyardtest.lazy").startswith("ok") and "activates on: onLanguage:rust" in line_of("devyardtest.lazy")
     assert line_of("nosuch.thing").startswith("FAIL") and "not found" in line_of("nosuch.thing")
     assert line_of("evil.miner").startswith("FAIL") and "not allowed" in line_of("evil.miner")
     only = ext_manager.cli("extensions", "check", "--config", str(config), "--group", "extra", token=None)

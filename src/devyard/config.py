@@ -117,6 +117,8 @@ class ExtensionSettings(BaseModel):
     vsix_dir: Path | None = None
     allow: list[str] = Field(default_factory=list)
     install_timeout_s: float = Field(default=300.0, gt=0)
+    # `devyard extensions check` opens a real workbench in this browser to see extensions activate.
+    browser: Path = Path("/usr/bin/chromium")
 
 
 class Settings(BaseSettings):

@@ -129,7 +129,7 @@ def engine_path() -> None:
 
 @extensions_app.command("check")
 def extensions_check(config: ConfigOpt = None, group: Annotated[list[str] | None, typer.Option("--group", help="Only this group (repeatable).")] = None) -> None:
-    """Install every configured group's extensions into a scratch workspace and report which install."""
+    """Install every configured group into a scratch workspace, open it, and report which extensions install and activate."""
     settings = load_settings(config)
     groups = [g for g in settings.extension_groups if not group or g.name in group]
     if group and len(groups) != len(set(group)):
@@ -137,9 +137,9 @@ def extensions_check(config: ConfigOpt = None, group: Annotated[list[str] | None
     failed = 0
     for g in groups:
         for o in check_group(settings, g, _progress):
-            failed += not o.installed
-            mark = "[green]ok[/]  " if o.installed else "[red]FAIL[/]"
-            console.print(f"{mark} {g.name:<16} {o.id:<40} {o.detail}", highlight=False)
+            failed += not o.ok
+            mark = "[green]ok[/]  " if o.ok else "[red]FAIL[/]"
+            console.print(f"{mark} {g.name:<16} {o.id:<40} {o.detail}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 

@@ -32,6 +32,12 @@ class Outcome:
     id: str
     installed: bool
     detail: str  # the version installed, or why not
+    activated: bool = True  # False only when activation was checked and failed
+
+    @property
+    def ok(self) -> bool:
+        """Installed, and did not fail to activate."""
+        return self.installed and self.activated
 
 
 def check_allowed(ids: list[str], config: ExtensionSettings) -> None:
