@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psutil
 from playwright.sync_api import BrowserContext, Page, sync_playwright
@@ -29,13 +31,25 @@ def _pids_using(profile: Path) -> list[int]:
     return found
 
 
+# Screenshots of every dashboard page land here (the CI run's artifacts directory when it names one).
+ARTIFACTS = Path(os.environ.get("DEVYARD_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts")) / "screenshots"
+
+
+def shot(page: Page, name: str) -> Path:
+    """Save a full-page screenshot of `page` as ARTIFACTS/<name>.png."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
 @contextmanager
-def chromium(profile: Path, ignore_https_errors: bool = False) -> Iterator[BrowserContext]:
+def chromium(profile: Path, ignore_https_errors: bool = False, viewport: dict[str, int] | None = None, **options: Any) -> Iterator[BrowserContext]:
     """A browser context on a fresh profile in `profile`; every Chromium process is gone afterwards."""
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS, viewport={"width": 1400, "height": 900},
-            ignore_https_errors=ignore_https_errors,
+            str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS, viewport=viewport or {"width": 1400, "height": 900},
+            ignore_https_errors=ignore_https_errors, **options,
         )
         try:
             yield context
@@ -54,7 +68,7 @@ def login(page: Page, base_url: str, user: str, password: str) -> None:
     page.fill("input[name=username]", user)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
-    page.wait_for_selector("form#create")
+    page.wait_for_selector("#workspaces", state="attached")
 
 
 def open_terminal(page: Page, workspace_url: str) -> None:

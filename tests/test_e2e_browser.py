@@ -24,13 +24,14 @@ def test_login_create_edit_terminal_stop_start_delete(fresh_manager: Manager, tm
         page.fill("input[name=username]", "admin")
         page.fill("input[name=password]", ADMIN_PASSWORD)
         page.click("button[type=submit]")
-        page.wait_for_selector("form#create")
+        page.wait_for_selector("#workspaces", state="attached")
 
         # Create a workspace from the dashboard.
+        page.goto(m.url + "/new")
         page.fill("form#create input[name=name]", "demo")
         page.click("form#create button[type=submit]")
-        # The dashboard follows the workspace until it runs.
-        page.wait_for_selector("tr[data-name=demo] .status-running", timeout=WORKBENCH_TIMEOUT_MS)
+        # The page follows the workspace until it runs.
+        page.wait_for_selector("#open:not([hidden])", timeout=WORKBENCH_TIMEOUT_MS)
         (files / "notes.txt").write_text("first line\n")
 
         # Open it through the gateway: the workbench loads and the explorer shows the folder.

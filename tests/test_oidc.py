@@ -82,13 +82,13 @@ def test_sso_sign_in(sso: Manager, tmp_path: Path) -> None:
     assert out.returncode == 0
     with chromium(tmp_path / "profile") as browser:
         page = sign_in(browser, sso, "olivia")
-        page.wait_for_selector("form#create", timeout=30_000)  # the dashboard: signed in
+        page.wait_for_selector("#workspaces", state="attached", timeout=30_000)  # the dashboard: signed in
         me = page.evaluate("fetch('/api/v1/me').then(r => r.json())")
         assert me["name"] == "olivia-2" and me["is_admin"] is False
         page.close()
         # Signing in again finds the same account (linked by subject, not name).
         page = sign_in(browser, sso, "olivia")
-        page.wait_for_selector("form#create", timeout=30_000)
+        page.wait_for_selector("#workspaces", state="attached", timeout=30_000)
         assert page.evaluate("fetch('/api/v1/me').then(r => r.json())")["name"] == "olivia-2"
         page.close()
     with chromium(tmp_path / "profile2") as browser:

@@ -12,7 +12,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from devyard import __version__
 from devyard.api import auth as auth_api
-from devyard.api import bulk, meta, secrets, uploads, users, workspaces
+from devyard.api import bulk, events, meta, secrets, uploads, users, workspaces
 from devyard.api.errors import install_handlers
 from devyard.auth.identity import Authenticator
 from devyard.auth.oidc import OidcLogin, check_settings
@@ -23,7 +23,7 @@ from devyard.backends import load_backend
 from devyard.config import Settings
 from devyard.gateway import Gateway, GatewayMiddleware
 from devyard.store.db import migrate, open_engine, sessionmaker
-from devyard.web import sso, views
+from devyard.web import admin, pages, sso, views
 from devyard.usersecrets import SecretStore
 from devyard.workspaces.service import WorkspaceService
 
@@ -75,9 +75,11 @@ def create_app(settings: Settings) -> FastAPI:
         """Always {"status": "ok"} while the manager serves."""
         return {"status": "ok"}
 
-    for router in (auth_api.router, users.router, secrets.router, bulk.router, uploads.router, workspaces.router, meta.router):
+    for router in (auth_api.router, users.router, secrets.router, bulk.router, uploads.router, workspaces.router, events.router, meta.router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(views.router)
+    app.include_router(pages.router)
+    app.include_router(admin.router)
     app.include_router(sso.router)
     app.mount("/static", views.static, name="static")
     return app

@@ -30,13 +30,15 @@ class AuditLog:
             await s.commit()
         log.info("audit: %s %s %s%s", actor or "-", action, target or "", "" if success else " (failed)")
 
-    async def entries(self, limit: int = 100, action: str | None = None, actor: str | None = None) -> list[AuditEntry]:
-        """The newest entries first, optionally only one action (prefix, e.g. 'workspace.') or actor."""
+    async def entries(self, limit: int = 100, action: str | None = None, actor: str | None = None, success: bool | None = None) -> list[AuditEntry]:
+        """The newest entries first, optionally only one action (prefix, e.g. 'workspace.'), actor or outcome."""
         query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
         if action:
             query = query.where(AuditRow.action.startswith(action))
         if actor:
             query = query.where(AuditRow.actor == actor)
+        if success is not None:
+            query = query.where(AuditRow.success == success)
         async with self.db() as s:
             rows = (await s.scalars(query)).all()
         return [AuditEntry(at=r.at, actor=r.actor, action=r.action, target=r.target, success=r.success, address=r.address,

@@ -1,13 +1,20 @@
-"""One place that turns errors into JSON: {"error": {"code": "...", "message": "..."}}."""
+"""One place that turns errors into responses: JSON ({"error": {"code", "message"}}) for the API, a page for the browser.
+
+A page request (anything outside /api/ that accepts HTML) never gets a raw JSON body: without a
+session it goes to the login page, and any other error is shown as a readable page.
+"""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
 from devyard.errors import DevyardError
+from devyard.web.render import render
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
 
@@ -26,21 +33,39 @@ def _describe(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+_TITLES = {401: "Please log in", 403: "Not allowed", 404: "Not found", 409: "Conflict", 422: "That did not work"}
+
+
+def _is_page(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+
+
+def _respond(request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    if not _is_page(request):
+        return error_response(status, code, message, headers)
+    if status == 401:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+    page = render("error.html", me=getattr(request.state, "identity", None), title=_TITLES.get(status, "Something went wrong"),
+                  message=message[:1].upper() + message[1:] + ("" if message.endswith(".") else "."))
+    return HTMLResponse(page, status_code=status, headers=headers)
+
+
 def install_handlers(app: FastAPI) -> None:
     """Register the handlers on `app`."""
 
     @app.exception_handler(DevyardError)
-    async def _devyard(_: Request, exc: DevyardError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    async def _devyard(request: Request, exc: DevyardError) -> Response:
+        return _respond(request, exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid", _describe(exc))
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        return _respond(request, 422, "invalid", _describe(exc))
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
-            message = "no such endpoint"
-        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+            message = "no such page" if _is_page(request) else "no such endpoint"
+        return _respond(request, exc.status_code, code, message, getattr(exc, "headers", None))

@@ -67,6 +67,7 @@ async def revoke_token(token_id: int, ident: CurrentUser, request: Request) -> R
 
 
 @router.get("/audit", response_model=list[AuditEntry], summary="The audit log, newest first (admins only)")
-async def audit(_: AdminUser, request: Request, limit: int = Query(100, ge=1, le=10_000), action: str | None = None, actor: str | None = None) -> list[AuditEntry]:
-    """Logins, account and token changes, workspace actions and shares."""
-    return await audit_log(request).entries(limit, action, actor)
+async def audit(_: AdminUser, request: Request, limit: int = Query(100, ge=1, le=10_000), action: str | None = None, actor: str | None = None,
+                success: bool | None = None) -> list[AuditEntry]:
+    """Logins, account and token changes, workspace actions and shares (?action= a prefix, ?actor=, ?success=true|false)."""
+    return await audit_log(request).entries(limit, action, actor, success)

@@ -1,4 +1,4 @@
-"""The pages: login, logout and the dashboard."""
+"""Logging in and out with the password form; the static files."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from devyard.api.auth import set_session_cookie
-from devyard.api.deps import authenticator, bearer_token, client_address
-from devyard.auth.identity import SESSION_COOKIE, Identity
+from devyard.api.deps import authenticator, client_address
+from devyard.auth.identity import SESSION_COOKIE
 from devyard.errors import DevyardError
 from devyard.web.render import render
 
@@ -23,10 +23,6 @@ def safe_next(target: str | None) -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
-
-
-async def _identity(request: Request) -> Identity | None:
-    return await authenticator(request).resolve(request.cookies.get(SESSION_COOKIE), bearer_token(request.headers.get("authorization")))
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -57,15 +53,3 @@ async def logout_form(request: Request) -> Response:
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
-
-
-@router.get("/", response_model=None)
-async def dashboard(request: Request) -> Response:
-    """The caller's workspaces, or the login page."""
-    ident = await _identity(request)
-    if ident is None:
-        return RedirectResponse("/login", status_code=302)
-    service = request.app.state.workspaces
-    rows = await service.list_for(ident, shared=True)
-    return HTMLResponse(render("dashboard.html", user=ident.name, workspaces=[service.to_model(r) for r in rows],
-                               shared_account=service.backend.shared_account))

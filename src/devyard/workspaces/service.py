@@ -39,6 +39,7 @@ from devyard.provision.report import ProgressLog, failures
 from devyard.store.tables import ShareRow, UserRow, WorkspaceRow, utcnow
 from devyard.usersecrets import SecretStore
 from devyard.workspaces.access import ADMIN_ACTIONS, SHARED_USER_ACTIONS, Action, Route
+from devyard.workspaces.events import Event, EventHub, StatsSampler
 
 log = logging.getLogger("devyard.workspaces")
 ERROR_TAIL_LINES = 20
@@ -61,6 +62,8 @@ class WorkspaceService:
         self._progress: dict[str, Progress] = {}  # uid → where its provisioning is
         self._shares: dict[str, frozenset[str]] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self.events = EventHub()
+        self.sampler = StatsSampler(self.events, self._sample)
 
     # -- startup and shutdown -----------------------------------------------------------
     async def startup(self) -> None:
@@ -84,6 +87,7 @@ class WorkspaceService:
             log.warning("stopping engine %s: it belongs to no workspace", uid)
             await self.backend.stop(WorkspaceSpec(uid, "?", "?", self.settings.workspaces_dir / "_orphan"), self.settings.engine_stop_timeout_s)
         self._flusher = asyncio.create_task(self._flush_activity_forever())
+        self.sampler.start()
 
     @staticmethod
     def _reconcile(row: WorkspaceRow, running: bool) -> tuple[str, dict[str, Any]]:
@@ -98,6 +102,7 @@ class WorkspaceService:
 
     async def shutdown(self) -> None:
         """Stop background work; engines keep running for the next manager to adopt."""
+        await self.sampler.stop()
         if self._flusher:
             self._flusher.cancel()
         for task in list(self._tasks):
@@ -258,9 +263,12 @@ class WorkspaceService:
                               git_credentials=(owned.env.get(GIT_USER_SECRET, "x-access-token"), token) if owned and token else None)
         reporter = ProgressLog(spec.log_file)
 
-        def progress(step: str, current: int, total: int) -> None:
+        loop = asyncio.get_running_loop()
+
+        def progress(step: str, current: int, total: int) -> None:  # called from the provisioning thread
             self._progress[row.uid] = Progress(step=step, current=current, total=total)
             reporter.note(step, current, total)
+            loop.call_soon_threadsafe(self._publish, row)
 
         try:
             outcomes = await asyncio.to_thread(provision.provision, spec, plan, self.settings, progress)
@@ -338,6 +346,7 @@ class WorkspaceService:
                 await s.delete(await s.get_one(WorkspaceRow, row.id))
                 await s.commit()
         self._routes.pop((row.owner.name, row.name), None)
+        self.events.publish(Event("deleted", row.owner.name, self._shares.get(row.uid, frozenset()), {"owner": row.owner.name, "name": row.name}))
         self._shares.pop(row.uid, None)
         self._activity.pop(row.uid, None)
         self._locks.pop(row.uid, None)
@@ -460,3 +469,26 @@ class WorkspaceService:
         self._routes[(row.owner.name, row.name)] = Route(
             row.uid, row.owner.name, row.name, status, socket if status == Status.running else None, self._shares.get(row.uid, frozenset())
         )
+        self._publish(row)
+
+    def _publish(self, row: WorkspaceRow) -> None:
+        """Tell live viewers (the dashboard) about the row as it is now."""
+        if self.events.watched:
+            shares = self._shares.get(row.uid, frozenset())
+            self.events.publish(Event("workspace", row.owner.name, shares, self.to_model(row).model_dump(mode="json")))
+
+    async def _sample(self) -> list[Event]:
+        """Resource use of every running workspace, sampled together, as `stats` events."""
+        uids = [r.uid for r in self._routes.values() if r.status == Status.running]
+        if not uids:
+            return []
+        async with self.db() as s:
+            rows = list((await s.scalars(select(WorkspaceRow).where(WorkspaceRow.uid.in_(uids)))).all())
+        sampled = await asyncio.gather(*(self.stats(r) for r in rows), return_exceptions=True)
+        events = []
+        for row, stats in zip(rows, sampled):
+            if isinstance(stats, BaseException):
+                continue  # stopped meanwhile
+            data = {**dataclasses.asdict(stats), "last_activity_at": row.last_activity_at.isoformat() if row.last_activity_at else None}
+            events.append(Event("stats", row.owner.name, self._shares.get(row.uid, frozenset()), {"owner": row.owner.name, "name": row.name, "stats": data}))
+        return events

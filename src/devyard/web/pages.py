@@ -1,0 +1,91 @@
+"""The signed-in pages: workspaces, create, one workspace, account. Server-rendered; their scripts use /api/v1."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+
+from devyard.api.deps import authenticator, bearer_token, workspaces
+from devyard.auth.identity import SESSION_COOKIE, Identity
+from devyard.errors import Unauthorized
+from devyard.models import TokenInfo
+from devyard.provision import EMPTY_TEMPLATE, templates
+from devyard.web.render import render
+from devyard.workspaces.access import Action
+
+router = APIRouter(include_in_schema=False)
+
+
+class LoginRequired(Unauthorized):
+    """A page was asked for without a session: the error handler sends the browser to /login."""
+
+    code = "login_required"
+
+
+async def viewer(request: Request) -> Identity:
+    """The signed-in user of a page request; LoginRequired otherwise."""
+    ident = await authenticator(request).resolve(request.cookies.get(SESSION_COOKIE), bearer_token(request.headers.get("authorization")))
+    if ident is None:
+        raise LoginRequired("log in to see this page")
+    request.state.identity = ident
+    return ident
+
+
+Viewer = Annotated[Identity, Depends(viewer)]
+
+
+def page(request: Request, template: str, me: Identity, name: str, **context: Any) -> HTMLResponse:
+    """A page rendered for `me`; `name` marks the navigation link of the current page."""
+    return HTMLResponse(render(template, me=me, page=name, **context), headers={"Cache-Control": "no-store"})
+
+
+BLANK = {"name": "", "owner": "", "status": "creating", "url": "#", "template": None, "created_at": None, "error": None}
+
+
+async def workspace_list(request: Request, me: Identity, everyone: bool) -> HTMLResponse:
+    """The workspace cards: the viewer's own and shared ones, or (admins) everyone's."""
+    service = workspaces(request)
+    rows = await service.list_for(me, all_users=everyone, shared=True)
+    return page(request, "workspaces.html", me, "admin" if everyone else "workspaces", tab="workspaces",
+                title="All workspaces" if everyone else "Workspaces", everyone=everyone, blank=BLANK,
+                workspaces=[service.to_model(r).model_dump(mode="json") for r in rows], shared_account=service.backend.shared_account)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, me: Viewer) -> HTMLResponse:
+    """The viewer's workspaces, live."""
+    return await workspace_list(request, me, everyone=False)
+
+
+@router.get("/new", response_class=HTMLResponse)
+async def new_workspace(request: Request, me: Viewer) -> HTMLResponse:
+    """The create form: name, source, extension groups."""
+    service = workspaces(request)
+    settings = service.settings
+    taken = [r.name for r in await service.list_for(me)]
+    return page(request, "create.html", me, "new", taken=taken, templates=[t for t in templates(settings) if t.name != EMPTY_TEMPLATE],
+                groups=settings.extension_groups, default_groups=set(settings.ui.default_extension_groups),
+                max_upload_mb=settings.ui.workspace.max_upload_size_mb)
+
+
+@router.get("/workspaces/{name}", response_class=HTMLResponse)
+async def workspace_page(request: Request, name: str, me: Viewer, owner: str | None = None) -> HTMLResponse:
+    """One workspace: status, stats, log, shares, extension groups, delete."""
+    service = workspaces(request)
+    row = await service.find(me, name, owner, Action.read)
+    ws = service.to_model(row)
+    owner_view = row.owner_id == me.user_id
+    can_delete = owner_view or me.acts_as_admin
+    addable = [g for g in service.settings.extension_groups if g.name not in ws.extension_groups] if owner_view else []
+    return page(request, "detail.html", me, "workspaces", ws=ws.model_dump(mode="json"), owner_view=owner_view, can_delete=can_delete,
+                shares=await service.shares(row) if owner_view else [], addable=addable)
+
+
+@router.get("/account", response_class=HTMLResponse)
+async def account(request: Request, me: Viewer) -> HTMLResponse:
+    """Password, API tokens and secrets of the viewer."""
+    service = workspaces(request)
+    tokens = [TokenInfo.model_validate(t) for t in await authenticator(request).list_tokens(me.user_id)]
+    return page(request, "account.html", me, "account", tokens=tokens, secrets=await service.secrets.list(me.user_id))

@@ -1,0 +1,144 @@
+// A workspace's page: live status and stats, the log (follow, pause, copy), shares, extension groups, delete.
+"use strict";
+
+(() => {
+  const root = document.getElementById("detail");
+  const {owner, name} = root.dataset;
+  const path = `/workspaces/${encodeURIComponent(name)}`;
+  const q = `?owner=${encodeURIComponent(owner)}`;
+  const message = document.getElementById("message");
+  const say = (text, kind) => dy.say(message, text, kind);
+  const mine = (w) => w.owner === owner && w.name === name;
+
+  root.addEventListener("click", (ev) => {
+    const button = ev.target.closest("button[data-action]");
+    if (button) { say(""); cards.act(root, button, say); }
+  });
+  dy.live({
+    snapshot: (items) => { const w = items.find(mine); if (w) cards.fill(root, w); },
+    workspace: (w) => { if (mine(w)) cards.fill(root, w); },
+    stats: (s) => { if (mine(s)) cards.fillStats(root, s.stats); },
+    deleted: (d) => { if (mine(d)) { say(`${name} was deleted.`); setTimeout(() => { location.href = "/"; }, 1500); } },
+  });
+
+  // The log: follows the server's stream; paused, new lines wait in memory and the view stays still.
+  const log = document.getElementById("log");
+  const pause = document.getElementById("log-pause");
+  const logState = document.getElementById("log-state");
+  const MAX_LINES = 5000;
+  let paused = false;
+  let waiting = [];
+  function append(lines) {
+    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    log.append(lines.join("\n") + "\n");
+    while (log.childNodes.length > MAX_LINES) log.firstChild.remove();
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  }
+  const stream = new EventSource(`/api/v1${path}/logs/stream${q}&lines=200`);
+  stream.onmessage = (ev) => { if (paused) { waiting.push(ev.data); logState.textContent = `Paused: ${waiting.length} new line(s) waiting.`; } else append([ev.data]); };
+  stream.onerror = () => { logState.textContent = "Reconnecting to the log…"; };
+  stream.onopen = () => { logState.textContent = paused ? "Paused." : "Following the engine's log."; };
+  pause.addEventListener("click", () => {
+    paused = !paused;
+    pause.setAttribute("aria-pressed", String(paused));
+    pause.textContent = paused ? "Resume" : "Pause";
+    if (!paused && waiting.length) { append(waiting); waiting = []; }
+    logState.textContent = paused ? "Paused." : "Following the engine's log.";
+  });
+  document.getElementById("log-copy").addEventListener("click", async (ev) => {
+    try {
+      await navigator.clipboard.writeText(log.textContent);
+      logState.textContent = "Log copied to the clipboard.";
+    } catch (e) {
+      // No clipboard (plain http): select the text so the keyboard can copy it.
+      const range = document.createRange();
+      range.selectNodeContents(log);
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      logState.textContent = "Log selected: press Ctrl+C (⌘C) to copy.";
+    }
+  });
+
+  // Shares.
+  const shareForm = document.getElementById("share");
+  if (shareForm) {
+    const list = document.getElementById("shares");
+    const none = document.getElementById("no-shares");
+    const shareMessage = document.getElementById("share-message");
+    const addItem = (user) => {
+      const li = document.createElement("li");
+      li.dataset.user = user;
+      li.append(user + " ");
+      const b = document.createElement("button");
+      b.type = "button"; b.className = "secondary"; b.dataset.unshare = user; b.textContent = "Remove";
+      b.setAttribute("aria-label", `Stop sharing with ${user}`);
+      li.append(b);
+      list.append(li);
+      none.hidden = true;
+    };
+    shareForm.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const user = shareForm.elements.user.value.trim();
+      dy.say(shareMessage, "");
+      try {
+        await dy.busy(shareForm.querySelector("button"), () => dy.api("POST", `${path}/shares`, {user}));
+        addItem(user);
+        shareForm.reset();
+        dy.say(shareMessage, `${user} can now open ${name}.`, "ok");
+      } catch (e) { dy.say(shareMessage, e.message); }
+    });
+    list.addEventListener("click", async (ev) => {
+      const user = ev.target.dataset.unshare;
+      if (!user) return;
+      try {
+        await dy.busy(ev.target, () => dy.api("DELETE", `${path}/shares/${encodeURIComponent(user)}`));
+        ev.target.closest("li").remove();
+        none.hidden = list.children.length > 0;
+        dy.say(shareMessage, `${user} can no longer open ${name}.`, "ok");
+      } catch (e) { dy.say(shareMessage, e.message); }
+    });
+  }
+
+  // Extension groups.
+  const groupsForm = document.getElementById("add-groups");
+  if (groupsForm) {
+    const groupsMessage = document.getElementById("groups-message");
+    groupsForm.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const groups = [...groupsForm.querySelectorAll("input:checked")].map((b) => b.value);
+      if (!groups.length) { dy.say(groupsMessage, "Choose at least one group."); return; }
+      dy.say(groupsMessage, "Installing… this can take a minute.", "ok");
+      try {
+        const result = await dy.busy(groupsForm.querySelector("button"), () => dy.api("POST", `${path}/extension-groups`, {groups}));
+        const out = document.getElementById("outcomes");
+        out.replaceChildren(...result.extensions.map((o) => {
+          const li = document.createElement("li");
+          li.textContent = `${o.installed ? "✓" : "✗"} ${o.id}: ${o.detail}`;
+          li.className = o.installed ? "" : "error";
+          return li;
+        }));
+        document.getElementById("groups-now").textContent = result.workspace.extension_groups.join(", ") || "none";
+        for (const g of groups) groupsForm.querySelector(`input[value="${CSS.escape(g)}"]`).closest("label").remove();
+        if (!groupsForm.querySelector("input")) groupsForm.replaceWith(Object.assign(document.createElement("p"), {className: "muted", textContent: "Every configured group is in this workspace."}));
+        const failed = result.extensions.filter((o) => !o.installed).length;
+        dy.say(groupsMessage, failed ? `${failed} extension(s) could not be installed.` : "Added. Reload the editor to use them.", failed ? "bad" : "ok");
+      } catch (e) { dy.say(groupsMessage, e.message); }
+    });
+  }
+
+  // Danger zone.
+  const del = document.getElementById("delete");
+  if (del) {
+    del.addEventListener("click", async () => {
+      const keep = document.getElementById("keep-files").checked;
+      const what = keep ? "Its files stay on the server." : "Its files are deleted too.";
+      if (!await dy.confirmDialog(`Delete workspace ${name}?`, `This stops ${name} and removes it. ${what} It cannot be undone.`, `Delete ${name}`)) return;
+      const before = root.dataset.status;
+      cards.setStatus(root, "deleting");
+      try {
+        await dy.busy(del, () => dy.api("DELETE", path + q + (keep ? "&keep_files=1" : "")));
+        location.href = "/";
+      } catch (e) { say(e.message); cards.setStatus(root, before); }
+    });
+  }
+})();
