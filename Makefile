@@ -38,6 +38,7 @@ test: setup engine test-deps  ## the whole suite: unit, API, CLI, gateway, real 
 
 bench: setup engine  ## benchmarks (tables on stdout, JSON under bench/results/)
 	$(BIN)/python bench/start.py
+	$(BIN)/python bench/lifecycle.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="dybench-"))
+    root.chmod(0o711)  # passable, so engines run as per-user accounts (as root) can reach their folders
     try:
         rows = bench_manager(args.runs, root)
         rows["bare code-server boot"] = bench_bare(args.runs, root)

@@ -371,6 +371,13 @@ def test_admin_pages(m: Manager, browser: BrowserContext) -> None:
     expect(admin.locator("#message")).to_contain_text("password was reset")
     with m.api(None) as anon:
         assert anon.post("/auth/login", json={"username": "carol", "password": "carol-password-2"}).status_code == 200
+    # Quota: her own limit on running workspaces; the others keep the default.
+    row.locator("button[data-do=quota]").click()
+    admin.fill("dialog[open] input[name=max_running]", "1")
+    admin.locator("dialog[open] button.danger").click()
+    expect(row.locator("[data-field=quota]")).to_contain_text("1 running")
+    with m.api() as api:
+        assert api.get("/users/carol/quota").json()["own"] == {"max_workspaces": None, "max_running": 1, "max_disk_mb": None}
     shot(admin, "admin-users")
 
     # Every workspace, with its owner.

@@ -167,6 +167,16 @@ class Settings(BaseSettings):
     git_clone_timeout_s: float = Field(600.0, gt=0, description="How long a git clone may take before provisioning fails.")
     archive_max_entries: int = Field(100_000, gt=0, description="Most entries an uploaded archive may hold.")
     archive_max_expanded_mb: int = Field(10_240, gt=0, description="Most an uploaded archive may expand to, in MB.")
+    idle_timeout_s: int = Field(0, ge=0, description="Stop a running workspace nobody used (no request, no WebSocket message) for this long, in seconds; 0: never. A workspace's own `idle_timeout_s` overrides it.")
+    reconnection_grace_s: int = Field(300, ge=1, description="How long an engine keeps the extension host of a closed browser tab, in seconds (code-server's own default is 3 hours).")
+    supervise_interval_s: float = Field(1.0, gt=0, description="How often running engines are checked for having exited, in seconds.")
+    crash_restarts: int = Field(3, ge=0, description="Restarts of an engine that crashed, within crash_window_s, before the workspace is failed.")
+    crash_window_s: float = Field(300.0, gt=0, description="The window, in seconds, in which crashes count towards crash_restarts.")
+    crash_backoff_s: float = Field(1.0, gt=0, description="Wait before restarting after the first crash, doubled for each further one (up to crash_backoff_max_s).")
+    crash_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait before restarting a crashed engine, in seconds.")
+    max_workspaces_per_user: int | None = Field(None, ge=0, description="Quota: workspaces a user may have (none: no limit); admins can set it per user.")
+    max_running_per_user: int | None = Field(None, ge=0, description="Quota: workspaces a user may have running at once (none: no limit); admins can set it per user.")
+    max_disk_mb_per_user: int | None = Field(None, ge=0, description="Quota: disk all of a user's workspaces may use, in MB, checked at create and start (none: no limit); admins can set it per user.")
 
     @classmethod
     def settings_customise_sources(

@@ -146,8 +146,31 @@ class WorkspaceCreate(BaseModel):
     extension_groups: list[str] = Field(default_factory=list)
     git_url: str | None = None
     start: bool = True
+    idle_timeout_s: int | None = Field(default=None, ge=0, description="Stop it after this many seconds without use (0: never; none: the manager's default).")
 
 
+class WorkspaceUpdate(BaseModel):
+    """Body of PATCH /api/v1/workspaces/{name}: only the fields given change."""
+
+    idle_timeout_s: int | None = Field(default=None, ge=0, description="Seconds without use before it is stopped; 0: never; null: the manager's default.")
+
+
+class QuotaUpdate(BaseModel):
+    """Body of PUT /api/v1/users/{name}/quota: the user's own limits; null: the manager's default."""
+
+    max_workspaces: int | None = Field(None, ge=0)
+    max_running: int | None = Field(None, ge=0)
+    max_disk_mb: int | None = Field(None, ge=0)
+
+
+class QuotaInfo(BaseModel):
+    """A user's limits: their own (null where the default applies), those in force, and what they use."""
+
+    own: QuotaUpdate
+    effective: QuotaUpdate
+    workspaces: int
+    running: int
+    disk_mb: float
 
 class Template(BaseModel):
     """A template card: a git URL to clone and extension groups to install (or `empty`)."""
@@ -247,6 +270,7 @@ class Workspace(BaseModel):
     last_activity_at: datetime | None
     error: str | None
     progress: Progress | None = None  # while provisioning
+    idle_timeout_s: int | None = None  # its own idle timeout; None: the manager's default
 
 
 class Stats(BaseModel):

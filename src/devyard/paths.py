@@ -6,6 +6,7 @@ older version or by hand, so that no name in the database can point a workspace 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from devyard.errors import Invalid
@@ -17,3 +18,15 @@ def child(base: Path, *names: str) -> Path:
         if not name or name in (".", "..") or "/" in name or "\0" in name:
             raise Invalid(f"{name!r} cannot be used as a folder name", code="invalid_path")
     return base.joinpath(*names)
+
+
+def disk_usage(root: Path) -> int:
+    """Bytes in the files below `root` (links counted as themselves, never followed)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total

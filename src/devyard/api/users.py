@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from fastapi import APIRouter, Query, Request, Response
 
 from devyard.api.deps import AdminUser, CurrentUser, audit_log, authenticator, record, workspaces
 from devyard.auth import users
 from devyard.auth.secrets import parse_duration
-from devyard.models import AuditEntry, TokenCreate, TokenCreated, TokenInfo, User, UserCreate, UserUpdate
-from devyard.store.tables import utcnow
+from devyard.models import AuditEntry, QuotaInfo, QuotaUpdate, TokenCreate, TokenCreated, TokenInfo, User, UserCreate, UserUpdate
+from devyard.store.tables import UserRow, utcnow
+from devyard.workspaces import quotas
 
 router = APIRouter(tags=["users"])
 
@@ -41,6 +44,34 @@ async def update_user(name: str, body: UserUpdate, _: AdminUser, request: Reques
     changes = {k: v for k, v in body.model_dump(exclude_none=True).items() if k != "password"}
     await record(request, "user.update", name, detail={**changes, **({"password": "changed"} if body.password else {})})
     return User.model_validate(row)
+
+
+async def _quota_info(request: Request, user: UserRow) -> QuotaInfo:
+    settings = workspaces(request).settings
+    count, running, disk = await quotas.usage(request.app.state.db, settings, user)
+    effective = quotas.quota_of(user, settings)
+    return QuotaInfo(own=QuotaUpdate(max_workspaces=user.max_workspaces, max_running=user.max_running, max_disk_mb=user.max_disk_mb),
+                     effective=QuotaUpdate(**dataclasses.asdict(effective)), workspaces=count, running=running, disk_mb=round(disk / (1 << 20), 1))
+
+
+@router.get("/users/{name}/quota", response_model=QuotaInfo, summary="A user's quota and use (admins only)")
+async def get_quota(name: str, _: AdminUser, request: Request) -> QuotaInfo:
+    """The user's own limits (null: the default applies), the limits in force, and what they use now."""
+    return await _quota_info(request, await users.get_user(request.app.state.db, name))
+
+
+@router.put("/users/{name}/quota", response_model=QuotaInfo, summary="Set a user's quota (admins only; null: the default)")
+async def put_quota(name: str, body: QuotaUpdate, _: AdminUser, request: Request) -> QuotaInfo:
+    """Replace the user's own limits; each null means the manager's default applies."""
+    row = await users.set_quota(request.app.state.db, name, body.max_workspaces, body.max_running, body.max_disk_mb)
+    await record(request, "user.quota", name, detail=body.model_dump())
+    return await _quota_info(request, row)
+
+
+@router.get("/me/quota", response_model=QuotaInfo, summary="Your quota and use")
+async def my_quota(ident: CurrentUser, request: Request) -> QuotaInfo:
+    """Your limits in force and what you use."""
+    return await _quota_info(request, await users.get_user(request.app.state.db, ident.name))
 
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201, summary="Create an API token for yourself")

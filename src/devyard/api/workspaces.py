@@ -17,7 +17,7 @@ from devyard.api.deps import CurrentUser, Workspaces, record
 from devyard.auth.users import get_user
 from devyard.errors import Forbidden
 from devyard.models import (ExtensionGroupsAdd, ExtensionGroupsAdded, ExtensionOutcome, LogLines, Share, ShareCreate, Stats, Workspace,
-                            WorkspaceCreate)
+                            WorkspaceCreate, WorkspaceUpdate)
 from devyard.workspaces.access import Action
 
 router = APIRouter(prefix="/workspaces", tags=["workspaces"])
@@ -46,6 +46,15 @@ async def create_workspace(body: WorkspaceCreate, ident: CurrentUser, service: W
 async def get_workspace(name: str, ident: CurrentUser, service: Workspaces, owner: str | None = Owner) -> Workspace:
     """The workspace, or 404."""
     return service.to_model(await service.find(ident, name, owner, Action.read))
+
+
+@router.patch("/{name}", response_model=Workspace, summary="Change a workspace's own settings (idle_timeout_s)")
+async def update_workspace(name: str, body: WorkspaceUpdate, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner) -> Workspace:
+    """The workspace as changed; a field sent as null goes back to the manager's default."""
+    row = await service.find(ident, name, owner, Action.control)
+    row = await service.update(row, body.model_dump(include=body.model_fields_set))
+    await record(request, "workspace.update", f"{row.owner.name}/{name}", detail=body.model_dump(include=body.model_fields_set))
+    return service.to_model(row)
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a workspace (?keep_files=1 keeps its folder)")

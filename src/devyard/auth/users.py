@@ -74,3 +74,14 @@ async def update_user(db: async_sessionmaker[AsyncSession], name: str, *, disabl
             await s.execute(update(UserRow).where(UserRow.id == user.id).values(**values))
             await s.commit()
     return await get_user(db, name)
+
+
+async def set_quota(db: async_sessionmaker[AsyncSession], name: str, max_workspaces: int | None, max_running: int | None,
+                    max_disk_mb: int | None) -> UserRow:
+    """Set a user's own limits (None: the manager's default applies)."""
+    user = await get_user(db, name)
+    async with db() as s:
+        await s.execute(update(UserRow).where(UserRow.id == user.id)
+                        .values(max_workspaces=max_workspaces, max_running=max_running, max_disk_mb=max_disk_mb))
+        await s.commit()
+    return await get_user(db, name)

@@ -35,6 +35,7 @@ from devyard.config import Settings
 from devyard.engine import install, publish
 from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env, policy_flags
 from devyard.errors import BackendError, DevyardError, Invalid
+from devyard.paths import disk_usage
 from devyard.processes import process_tree, terminate_tree
 
 log = logging.getLogger("devyard")
@@ -167,7 +168,8 @@ class LocalBackend:
         argv = engine_argv(
             engine, socket=sock, folder=ws.files_dir, user_data=ws.data_dir, extensions=ws.extensions_dir,
             config=config, base_path=ws.base_path, session_socket=session_sock,
-            policies=policy_flags(disable_file_downloads=self.settings.disable_file_downloads, disable_file_uploads=self.settings.disable_file_uploads),
+            policies=policy_flags(disable_file_downloads=self.settings.disable_file_downloads, disable_file_uploads=self.settings.disable_file_uploads,
+                                  reconnection_grace_s=self.settings.reconnection_grace_s),
         )
         env = engine_env(engine, home=ws.home_dir, runtime_dir=runtime)
         env.update(ws.env)
@@ -289,7 +291,7 @@ class LocalBackend:
         """CPU over a short sample, RSS and uptime of the engine tree; disk use of the workspace."""
         proc = self._process(self._read_record(ws.uid))
         cpu, rss, uptime = await asyncio.to_thread(_sample_tree, proc)
-        disk = await asyncio.to_thread(_disk_usage, ws.root)
+        disk = await asyncio.to_thread(disk_usage, ws.root)
         return Stats(cpu_percent=cpu, memory_bytes=rss, uptime_s=uptime, disk_bytes=disk)
 
     async def adopt(self) -> list[RuntimeStatus]:
@@ -375,14 +377,3 @@ def _sample_tree(proc: psutil.Process | None) -> tuple[float, int, float]:
     except psutil.Error:
         uptime = 0.0
     return round(cpu, 1), rss, round(uptime, 1)
-
-
-def _disk_usage(root: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
-    return total

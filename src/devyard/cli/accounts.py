@@ -156,6 +156,37 @@ def user_passwd(name: str, password_stdin: PasswordStdin = False, data_dir: Data
     console.print(f"password of {name} changed" + (f": [bold]{password}[/] (shown once)" if generated else ""))
 
 
+def _limit(value: str | None, flag: str) -> int | None:
+    if value is None or value == "default":
+        return None
+    if not value.isdigit():
+        raise typer.BadParameter(f"{flag} takes a whole number or 'default', not {value!r}")
+    return int(value)
+
+
+@user_app.command("quota")
+def user_quota(
+    name: str,
+    max_workspaces: Annotated[str | None, typer.Option(help="Workspaces the user may have (a number, or 'default').")] = None,
+    max_running: Annotated[str | None, typer.Option(help="Workspaces the user may run at once.")] = None,
+    max_disk_mb: Annotated[str | None, typer.Option(help="Disk all of the user's workspaces may use, in MB.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Set a user's own quota (options left out, or 'default', follow the manager's max_*_per_user)."""
+    limits = {"max_workspaces": _limit(max_workspaces, "--max-workspaces"), "max_running": _limit(max_running, "--max-running"),
+              "max_disk_mb": _limit(max_disk_mb, "--max-disk-mb")}
+    if remote():
+        Api().request("PUT", f"/users/{name}/quota", json=limits)
+    else:
+        async def put(db: DB, audit: AuditLog) -> None:
+            await user_store.set_quota(db, name, **limits)
+            await _audited("user.quota", name, limits)(audit)
+
+        local(data_dir, put)
+    shown = ", ".join(f"{k} {'default' if v is None else v}" for k, v in limits.items())
+    console.print(f"quota of {name}: {shown}")
+
+
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option("--name", help="A label for the token.")] = "cli",

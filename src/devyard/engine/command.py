@@ -36,9 +36,14 @@ def engine_argv(
     ]
 
 
-def policy_flags(*, disable_file_downloads: bool, disable_file_uploads: bool) -> tuple[str, ...]:
-    """code-server flags for the admin policies in force."""
-    return (("--disable-file-downloads",) if disable_file_downloads else ()) + (("--disable-file-uploads",) if disable_file_uploads else ())
+def policy_flags(*, disable_file_downloads: bool, disable_file_uploads: bool, reconnection_grace_s: int) -> tuple[str, ...]:
+    """code-server flags for the admin policies in force.
+
+    A short reconnection grace ends the extension host of a tab that went away after minutes, not
+    the engine's default 3 hours, so closed tabs stop holding its memory.
+    """
+    return ((("--disable-file-downloads",) if disable_file_downloads else ()) + (("--disable-file-uploads",) if disable_file_uploads else ())
+            + ("--reconnection-grace-time", str(reconnection_grace_s)))
 
 
 def engine_env(engine: Engine, *, home: Path, runtime_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -17,6 +17,7 @@ from devyard.gateway.headers import WEBSOCKET_HANDSHAKE, upstream_headers
 from devyard.gateway.http import EngineUnreachable, HttpProxy
 from devyard.gateway.websocket import relay
 from devyard.models import Status
+from devyard.errors import DevyardError
 from devyard.web.render import render
 from devyard.workspaces.access import Route
 from devyard.workspaces.service import WorkspaceService
@@ -94,7 +95,15 @@ class Gateway:
 
     async def _not_running(self, scope: Scope, send: Send, route: Route) -> None:
         """Start a stopped workspace for its owner; show a page that follows on when it is ready."""
-        await self.service.ensure_started(route)
+        try:
+            await self.service.ensure_started(route)
+        except DevyardError as exc:  # over a quota: say so instead of a starting page that never ends
+            if scope["type"] == "http" and access.wants_html(scope):
+                page = render("error.html", me=None, title="Cannot start this workspace", message=exc.message)
+                await _send(send, exc.status, page.encode(), b"text/html; charset=utf-8", extra=[(b"cache-control", b"no-store")])
+            else:
+                await _respond(scope, send, exc.status, exc.code, exc.message)
+            return
         if scope["type"] == "http" and access.wants_html(scope):
             page = render("starting.html", owner=route.owner, name=route.name)
             await _send(send, 503, page.encode(), b"text/html; charset=utf-8", extra=[(b"retry-after", b"2"), (b"cache-control", b"no-store")])

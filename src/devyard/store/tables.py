@@ -44,6 +44,10 @@ class UserRow(Base):
     # "<issuer> <sub>" of a user who signs in with OIDC: the link is by subject, never by name.
     oidc_subject: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Quotas set for this user by an admin; None: the manager's default (max_*_per_user).
+    max_workspaces: Mapped[int | None] = mapped_column(Integer)
+    max_running: Mapped[int | None] = mapped_column(Integer)
+    max_disk_mb: Mapped[int | None] = mapped_column(Integer)
 
 
 class SessionRow(Base):
@@ -92,6 +96,7 @@ class WorkspaceRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     provisioned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    idle_timeout_s: Mapped[int | None] = mapped_column(Integer)  # None: the manager's idle_timeout_s; 0: never
 
     owner: Mapped[UserRow] = relationship(lazy="joined")
 

@@ -14,6 +14,7 @@ from devyard.auth.identity import Identity
 from devyard.errors import Forbidden
 from devyard.models import Status
 from devyard.web.pages import page, viewer, workspace_list
+from devyard.workspaces.quotas import quota_of
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 AUDIT_ACTIONS = ("login", "logout", "user.", "token.", "secret.", "workspace.", "workspace.create", "workspace.delete", "sso")
@@ -42,8 +43,12 @@ async def admin_users(request: Request, me: Admin) -> HTMLResponse:
     total = Counter(r.owner.name for r in rows)
     running = Counter(r.owner.name for r in rows if r.status == Status.running)
     usage = {name: {"total": n, "running": running[name]} for name, n in total.items()}
-    return page(request, "admin_users.html", me, "admin", tab="users", users=await user_store.list_users(request.app.state.db),
-                usage=usage, quotas=[])
+    settings = workspaces(request).settings
+    users = await user_store.list_users(request.app.state.db)
+    defaults = [("Workspaces per user", settings.max_workspaces_per_user), ("Running at once", settings.max_running_per_user),
+                ("Disk per user (MB)", settings.max_disk_mb_per_user)]
+    return page(request, "admin_users.html", me, "admin", tab="users", users=users, usage=usage,
+                limits={u.name: quota_of(u, settings) for u in users}, defaults=defaults)
 
 
 @router.get("/workspaces", response_class=HTMLResponse)

@@ -18,6 +18,7 @@ class Route:
     status: Status
     socket: str | None = None
     shared_with: frozenset[str] = frozenset()
+    idle_timeout_s: int | None = None  # its own idle timeout; None: the manager's
 
     def may_open(self, user: str) -> bool:
         """Whether `user` may reach the engine: the owner, or someone it is shared with."""

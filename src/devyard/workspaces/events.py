@@ -8,14 +8,21 @@ by one loop per manager, only while someone watches, whatever the number of open
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-log = logging.getLogger("devyard.events")
+from sqlalchemy import select
+
+from devyard.loops import Loop
+from devyard.models import Status
+from devyard.store.tables import WorkspaceRow
+
+if TYPE_CHECKING:
+    from devyard.workspaces.service import WorkspaceService
+
 QUEUE_SIZE = 512
 STATS_EVERY_S = 3.0
 
@@ -72,32 +79,34 @@ class EventHub:
             self._subs.discard(sub)
 
 
-class StatsSampler:
+class StatsSampler(Loop):
     """Samples running workspaces every few seconds while the hub has subscribers, publishing `stats` events."""
 
     def __init__(self, hub: EventHub, sample: Callable[[], Awaitable[list[Event]]], every_s: float = STATS_EVERY_S) -> None:
-        self._hub, self._sample, self._every = hub, sample, every_s
-        self._task: asyncio.Task[None] | None = None
+        super().__init__()
+        self._hub, self._sample, self.every_s = hub, sample, every_s
         self.latest: dict[tuple[str, str], dict[str, Any]] = {}  # (owner, name) → last stats, for snapshots
 
-    def start(self) -> None:
-        """Run the loop in the background."""
-        self._task = asyncio.get_running_loop().create_task(self._run())
+    async def tick(self) -> None:
+        """Sample and publish, when someone watches."""
+        if self._hub.watched:
+            for event in await self._sample():
+                self.latest[(event.owner, event.data["name"])] = event.data["stats"]
+                self._hub.publish(event)
 
-    async def stop(self) -> None:
-        """End the loop."""
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
-    async def _run(self) -> None:
-        while True:
-            began = time.monotonic()
-            if self._hub.watched:
-                try:
-                    for event in await self._sample():
-                        self.latest[(event.owner, event.data["name"])] = event.data["stats"]
-                        self._hub.publish(event)
-                except Exception:  # a failed sample must not end live updates for everyone
-                    log.exception("sampling workspace stats failed")
-            await asyncio.sleep(max(0.2, self._every - (time.monotonic() - began)))
+async def sample_running(service: WorkspaceService) -> list[Event]:
+    """Resource use of every running workspace, sampled together, as `stats` events."""
+    uids = [r.uid for r in service.routes_in(Status.running)]
+    if not uids:
+        return []
+    async with service.db() as s:
+        rows = list((await s.scalars(select(WorkspaceRow).where(WorkspaceRow.uid.in_(uids)))).all())
+    sampled = await asyncio.gather(*(service.stats(r) for r in rows), return_exceptions=True)
+    events = []
+    for row, stats in zip(rows, sampled):
+        if isinstance(stats, BaseException):
+            continue  # stopped meanwhile
+        data = {**dataclasses.asdict(stats), "last_activity_at": row.last_activity_at.isoformat() if row.last_activity_at else None}
+        events.append(Event("stats", row.owner.name, service.shares_of(row.uid), {"owner": row.owner.name, "name": row.name, "stats": data}))
+    return events

@@ -38,11 +38,13 @@ from devyard.provision import tools as provision_tools
 from devyard.provision.report import ProgressLog, failures
 from devyard.store.tables import ShareRow, UserRow, WorkspaceRow, utcnow
 from devyard.usersecrets import SecretStore
+from devyard.workspaces import quotas
+from devyard.workspaces.activity import Activity
 from devyard.workspaces.access import ADMIN_ACTIONS, SHARED_USER_ACTIONS, Action, Route
-from devyard.workspaces.events import Event, EventHub, StatsSampler
+from devyard.workspaces.events import Event, EventHub, StatsSampler, sample_running
+from devyard.workspaces.supervisor import Supervisor
 
 log = logging.getLogger("devyard.workspaces")
-ERROR_TAIL_LINES = 20
 # The owner's secrets an https clone authenticates with (GitHub, GitLab and Gitea take a token this way).
 GIT_TOKEN_SECRET, GIT_USER_SECRET = "GIT_TOKEN", "GIT_USERNAME"
 
@@ -57,13 +59,14 @@ class WorkspaceService:
         self.secrets = secrets
         self._routes: dict[tuple[str, str], Route] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._user_locks: dict[int, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._activity: dict[str, float] = {}
+        self.activity = Activity(db, settings.activity_flush_s)
         self._progress: dict[str, Progress] = {}  # uid → where its provisioning is
         self._shares: dict[str, frozenset[str]] = {}
-        self._flusher: asyncio.Task[None] | None = None
         self.events = EventHub()
-        self.sampler = StatsSampler(self.events, self._sample)
+        self.sampler = StatsSampler(self.events, lambda: sample_running(self))
+        self.supervisor = Supervisor(self)
 
     # -- startup and shutdown -----------------------------------------------------------
     async def startup(self) -> None:
@@ -79,15 +82,18 @@ class WorkspaceService:
             found = adopted.get(row.uid)
             socket = found.endpoint.unix_socket if found and found.endpoint else None
             status, fields = self._reconcile(row, found is not None)
+            if found is not None:  # idle time counts from the last use before the restart
+                self.activity.seen(row.uid, row.last_activity_at.timestamp() if row.last_activity_at else time.time())
             if status != row.status or fields:
-                await self._set(row, status, socket=socket, **fields)
+                await self.set_status(row, status, socket=socket, **fields)
             else:
                 self._remember(row, socket)
         for uid in adopted.keys() - {row.uid for row in rows}:
             log.warning("stopping engine %s: it belongs to no workspace", uid)
             await self.backend.stop(WorkspaceSpec(uid, "?", "?", self.settings.workspaces_dir / "_orphan"), self.settings.engine_stop_timeout_s)
-        self._flusher = asyncio.create_task(self._flush_activity_forever())
+        self.activity.start()
         self.sampler.start()
+        self.supervisor.start()
 
     @staticmethod
     def _reconcile(row: WorkspaceRow, running: bool) -> tuple[str, dict[str, Any]]:
@@ -103,18 +109,32 @@ class WorkspaceService:
     async def shutdown(self) -> None:
         """Stop background work; engines keep running for the next manager to adopt."""
         await self.sampler.stop()
-        if self._flusher:
-            self._flusher.cancel()
+        await self.supervisor.stop()
         for task in list(self._tasks):
             task.cancel()
-        pending = [*self._tasks, *([self._flusher] if self._flusher else [])]
-        await asyncio.gather(*pending, return_exceptions=True)
-        await self.flush_activity()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.activity.stop()
 
     # -- queries ------------------------------------------------------------------------
     def spec(self, row: WorkspaceRow) -> WorkspaceSpec:
         """The backend's view of a workspace."""
-        return WorkspaceSpec(uid=row.uid, owner=row.owner.name, name=row.name, root=child(self.settings.workspaces_dir, row.owner.name, row.name))
+        return self.spec_of(row.uid, row.owner.name, row.name)
+
+    def spec_of(self, uid: str, owner: str, name: str) -> WorkspaceSpec:
+        """The backend's view of a workspace, from its route (no database query)."""
+        return WorkspaceSpec(uid=uid, owner=owner, name=name, root=child(self.settings.workspaces_dir, owner, name))
+
+    def shares_of(self, uid: str) -> frozenset[str]:
+        """Who a workspace is shared with, from memory."""
+        return self._shares.get(uid, frozenset())
+
+    def routes_in(self, status: Status) -> list[Route]:
+        """Every workspace in `status`, from memory."""
+        return [r for r in self._routes.values() if r.status == status]
+
+    def last_seen(self, uid: str) -> float | None:
+        """When the workspace was last used through the gateway (or started), as a Unix time."""
+        return self.activity.last_seen(uid)
 
     def to_model(self, row: WorkspaceRow) -> Workspace:
         """The API shape of a workspace row."""
@@ -122,7 +142,7 @@ class WorkspaceService:
             name=row.name, owner=row.owner.name, status=Status(row.status), url=f"/w/{row.owner.name}/{row.name}/",
             template=row.template, extension_groups=list(row.extension_groups or []), created_at=row.created_at,
             started_at=row.started_at, last_activity_at=row.last_activity_at, error=row.error,
-            progress=self._progress.get(row.uid) if row.status == Status.provisioning else None,
+            progress=self._progress.get(row.uid) if row.status == Status.provisioning else None, idle_timeout_s=row.idle_timeout_s,
         )
 
     async def list_for(self, who: Identity, all_users: bool = False, shared: bool = False) -> list[WorkspaceRow]:
@@ -226,8 +246,9 @@ class WorkspaceService:
         groups = provision.resolve_groups(names, self.settings.extension_groups)
         provision_extensions.check_allowed(provision.group_extensions(groups), self.settings.extensions)
         row = WorkspaceRow(uid=secrets.token_hex(6), owner_id=who.user_id, name=req.name, status=Status.provisioning,
-                           template=req.template, extension_groups=names, git_url=git_url)
-        async with self.db() as s:
+                           template=req.template, extension_groups=names, git_url=git_url, idle_timeout_s=req.idle_timeout_s)
+        async with self._user_lock(who.user_id), self.db() as s:
+            await quotas.check(self.db, self.settings, await s.get_one(UserRow, who.user_id), new=True, running=req.start)
             s.add(row)
             try:
                 await s.commit()
@@ -249,7 +270,7 @@ class WorkspaceService:
         if row.provisioned_at is not None or row.status != Status.failed:
             raise Invalid(f"workspace '{row.name}' is {row.status} and was provisioned; only a failed provisioning is retried",
                           code="nothing_to_retry")
-        await self._set(row, Status.provisioning, error=None)
+        await self.set_status(row, Status.provisioning, error=None)
         self._background(row, lambda r: self._do_provision(r, True))
         return row
 
@@ -274,7 +295,7 @@ class WorkspaceService:
             outcomes = await asyncio.to_thread(provision.provision, spec, plan, self.settings, progress)
         except DevyardError as exc:
             reporter.line(f"provisioning failed: {exc.message}")
-            await self._set(row, Status.failed, error=exc.message)
+            await self.set_status(row, Status.failed, error=exc.message)
             return
         finally:
             self._progress.pop(row.uid, None)
@@ -283,7 +304,7 @@ class WorkspaceService:
         reporter.line("provisioning done")
         # The workspace works without the extensions that failed; `error` says which, until the next start.
         # Straight on to starting: a watcher must never see a settled `stopped` between the two.
-        await self._set(row, Status.starting if start else Status.stopped, provisioned_at=utcnow(), error=failures(outcomes))
+        await self.set_status(row, Status.starting if start else Status.stopped, provisioned_at=utcnow(), error=failures(outcomes))
         if start:
             await self._do_start(row, keep_error=True)
 
@@ -293,10 +314,10 @@ class WorkspaceService:
             raise Invalid(f"workspace '{row.name}' is not provisioned yet", code="not_provisioned")
         groups = provision.resolve_groups(names, self.settings.extension_groups)
         provision_extensions.check_allowed(provision.group_extensions(groups), self.settings.extensions)
-        async with self._lock(row.uid):
+        async with self.lock(row.uid):
             outcomes = await asyncio.to_thread(provision.add_groups, self.spec(row), groups, self.settings)
             merged = list(dict.fromkeys([*(row.extension_groups or []), *names]))
-            await self._set(row, row.status, socket=self._socket_of(row), extension_groups=merged)
+            await self.set_status(row, row.status, socket=self._socket_of(row), extension_groups=merged)
         return outcomes
 
     async def start(self, row: WorkspaceRow) -> WorkspaceRow:
@@ -307,8 +328,15 @@ class WorkspaceService:
         if row.provisioned_at is None:
             raise Invalid(f"workspace '{row.name}' was never provisioned ({row.error or 'provisioning failed'}); "
                           "retry it with retry-provision, or delete it", code="not_provisioned")
-        await self._set(row, Status.starting, error=None)
+        async with self._user_lock(row.owner_id):
+            await quotas.check(self.db, self.settings, row.owner, new=False, running=True, exclude=row.id)
+            await self.set_status(row, Status.starting, error=None)
         self._background(row, self._do_start)
+        return row
+
+    async def update(self, row: WorkspaceRow, changes: dict[str, Any]) -> WorkspaceRow:
+        """Change the workspace's own settings (only `idle_timeout_s` for now)."""
+        await self.set_status(row, row.status, socket=self._socket_of(row), **changes)
         return row
 
     async def stop(self, row: WorkspaceRow) -> WorkspaceRow:
@@ -316,18 +344,18 @@ class WorkspaceService:
         if row.status in (Status.stopped, Status.stopping):
             return row
         self._refuse_while(row, Status.deleting, Status.creating, Status.provisioning)
-        await self._set(row, Status.stopping)
+        await self.set_status(row, Status.stopping)
         self._background(row, self._do_stop)
         return row
 
     async def restart(self, row: WorkspaceRow) -> WorkspaceRow:
         """Stop, then start, in the background."""
         self._refuse_while(row, Status.deleting, Status.creating, Status.provisioning)
-        await self._set(row, Status.stopping)
+        await self.set_status(row, Status.stopping)
 
         async def both(r: WorkspaceRow) -> None:
             await self._do_stop(r)
-            await self._set(r, Status.starting)
+            await self.set_status(r, Status.starting)
             await self._do_start(r)
 
         self._background(row, both)
@@ -336,8 +364,8 @@ class WorkspaceService:
     async def delete(self, row: WorkspaceRow, keep_files: bool) -> None:
         """Stop the engine, remove the folders (files/ stays with keep_files) and the record."""
         self._refuse_while(row, Status.deleting)
-        await self._set(row, Status.deleting)
-        async with self._lock(row.uid):
+        await self.set_status(row, Status.deleting)
+        async with self.lock(row.uid):
             spec = self.spec(row)
             await self.backend.stop(spec, self.settings.engine_stop_timeout_s)
             await asyncio.to_thread(provision.remove, spec.root, keep_files)
@@ -348,7 +376,7 @@ class WorkspaceService:
         self._routes.pop((row.owner.name, row.name), None)
         self.events.publish(Event("deleted", row.owner.name, self._shares.get(row.uid, frozenset()), {"owner": row.owner.name, "name": row.name}))
         self._shares.pop(row.uid, None)
-        self._activity.pop(row.uid, None)
+        self.activity.forget(row.uid)
         self._locks.pop(row.uid, None)
 
     async def ensure_started(self, route: Route) -> None:
@@ -364,41 +392,23 @@ class WorkspaceService:
         self._keep(asyncio.create_task(self.recheck(route)))
 
     async def recheck(self, route: Route) -> None:
-        """Ask the backend about a workspace the gateway could not reach; record what it says."""
+        """Ask the backend about a workspace the gateway could not reach; a gone engine is handled like a crash."""
+        status = await self.backend.status(self.spec_of(route.uid, route.owner, route.name))
+        if status.state != "running":
+            await self.supervisor.exited(route.uid, status)
+
+    async def row_by_uid(self, uid: str) -> WorkspaceRow | None:
+        """The workspace with this uid, fresh from the database."""
         async with self.db() as s:
-            row = await s.scalar(select(WorkspaceRow).where(WorkspaceRow.uid == route.uid))
-        if row is None or row.status != Status.running:
-            return
-        async with self._lock(row.uid):
-            status = await self.backend.status(self.spec(row))
-            if status.state == "failed":
-                lines = await self.logs(row, ERROR_TAIL_LINES)
-                await self._set(row, Status.failed, error=f"{status.detail} (exit code {status.exit_code}): " + " | ".join(lines[-5:]))
-            elif status.state == "stopped":
-                await self._set(row, Status.stopped)
+            return await s.scalar(select(WorkspaceRow).where(WorkspaceRow.uid == uid))
+
+    def start_in_background(self, row: WorkspaceRow) -> None:
+        """Start the engine of a workspace already marked starting."""
+        self._background(row, self._do_start)
 
     def touch(self, uid: str) -> None:
-        """Note activity on a workspace (written to the database by the flusher)."""
-        self._activity[uid] = time.time()
-
-    async def flush_activity(self) -> None:
-        """Write noted activity to the database."""
-        pending, self._activity = self._activity, {}
-        if not pending:
-            return
-        async with self.db() as s:
-            for uid, ts in pending.items():
-                await s.execute(update(WorkspaceRow).where(WorkspaceRow.uid == uid).values(last_activity_at=datetime.fromtimestamp(ts, UTC)))
-            await s.commit()
-
-    # -- internals ----------------------------------------------------------------------
-    async def _flush_activity_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.activity_flush_s)
-            try:
-                await self.flush_activity()
-            except Exception:  # a failed write must not end the loop
-                log.exception("could not record workspace activity")
+        """Note activity on a workspace (the gateway's hot path: memory only)."""
+        self.activity.touch(uid)
 
     async def _with_secrets(self, row: WorkspaceRow) -> WorkspaceSpec:
         found = await self.secrets.materials(row.owner_id)
@@ -416,26 +426,30 @@ class WorkspaceService:
         try:
             endpoint = await self.backend.start(await self._with_secrets(row))
         except DevyardError as exc:
-            await self._set(row, Status.failed, error=exc.message)
+            await self.set_status(row, Status.failed, error=exc.message)
             return
-        await self._set(row, Status.running, socket=endpoint.unix_socket, started_at=utcnow(), error=row.error if keep_error else None)
+        self.activity.seen(row.uid, time.time())
+        await self.set_status(row, Status.running, socket=endpoint.unix_socket, started_at=utcnow(), error=row.error if keep_error else None)
 
     async def _do_stop(self, row: WorkspaceRow) -> None:
         try:
             await self.backend.stop(self.spec(row), self.settings.engine_stop_timeout_s)
         except DevyardError as exc:
-            await self._set(row, Status.failed, error=exc.message)
+            await self.set_status(row, Status.failed, error=exc.message)
             return
-        await self._set(row, Status.stopped)
+        await self.set_status(row, Status.stopped)
 
     def _background(self, row: WorkspaceRow, op: Callable[[WorkspaceRow], Awaitable[None]]) -> None:
         async def run() -> None:
-            async with self._lock(row.uid):
+            async with self.lock(row.uid):
+                fresh = await self.row_by_uid(row.uid)
+                if fresh is None or fresh.status == Status.deleting:
+                    return  # deleted while this waited its turn: starting it now would leave an orphan engine
                 try:
                     await op(row)
                 except Exception as exc:
                     log.exception("workspace %s/%s: %s failed", row.owner.name, row.name, op.__name__)
-                    await self._set(row, Status.failed, error=f"internal error: {exc}")
+                    await self.set_status(row, Status.failed, error=f"internal error: {exc}")
 
         self._keep(asyncio.create_task(run()))
 
@@ -444,15 +458,20 @@ class WorkspaceService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _lock(self, uid: str) -> asyncio.Lock:
+    def lock(self, uid: str) -> asyncio.Lock:
+        """The lock that orders operations on one workspace."""
         return self._locks.setdefault(uid, asyncio.Lock())
+
+    def _user_lock(self, user_id: int) -> asyncio.Lock:
+        # Quota checks and the change they allow happen together: parallel requests cannot both fit.
+        return self._user_locks.setdefault(user_id, asyncio.Lock())
 
     @staticmethod
     def _refuse_while(row: WorkspaceRow, *states: Status) -> None:
         if row.status in states:
             raise Invalid(f"workspace '{row.name}' is {row.status}; try again when that is done", code="workspace_busy")
 
-    async def _set(self, row: WorkspaceRow, status: str, socket: str | None = None, **fields: Any) -> None:
+    async def set_status(self, row: WorkspaceRow, status: str, socket: str | None = None, **fields: Any) -> None:
         """Write a status change to the database, the row object and the route table."""
         values = {"status": status, **fields}
         async with self.db() as s:
@@ -467,7 +486,8 @@ class WorkspaceService:
         """Put the row's state in the gateway's route table (a socket only while running)."""
         status = Status(row.status)
         self._routes[(row.owner.name, row.name)] = Route(
-            row.uid, row.owner.name, row.name, status, socket if status == Status.running else None, self._shares.get(row.uid, frozenset())
+            row.uid, row.owner.name, row.name, status, socket if status == Status.running else None, self._shares.get(row.uid, frozenset()),
+            row.idle_timeout_s,
         )
         self._publish(row)
 
@@ -476,19 +496,3 @@ class WorkspaceService:
         if self.events.watched:
             shares = self._shares.get(row.uid, frozenset())
             self.events.publish(Event("workspace", row.owner.name, shares, self.to_model(row).model_dump(mode="json")))
-
-    async def _sample(self) -> list[Event]:
-        """Resource use of every running workspace, sampled together, as `stats` events."""
-        uids = [r.uid for r in self._routes.values() if r.status == Status.running]
-        if not uids:
-            return []
-        async with self.db() as s:
-            rows = list((await s.scalars(select(WorkspaceRow).where(WorkspaceRow.uid.in_(uids)))).all())
-        sampled = await asyncio.gather(*(self.stats(r) for r in rows), return_exceptions=True)
-        events = []
-        for row, stats in zip(rows, sampled):
-            if isinstance(stats, BaseException):
-                continue  # stopped meanwhile
-            data = {**dataclasses.asdict(stats), "last_activity_at": row.last_activity_at.isoformat() if row.last_activity_at else None}
-            events.append(Event("stats", row.owner.name, self._shares.get(row.uid, frozenset()), {"owner": row.owner.name, "name": row.name, "stats": data}))
-        return events

@@ -38,6 +38,29 @@
         if (password.length < 8) throw new Error("The new password needs at least 8 characters.");
         await dy.busy(button, () => dy.api("PATCH", path, {password}));
         dy.say(message, `${name}'s password was reset.`, "ok");
+      } else if (button.dataset.do === "quota") {
+        const own = JSON.parse(row.dataset.quota);
+        const fields = document.createElement("div");
+        fields.style.display = "grid";
+        fields.style.gap = ".5rem";
+        const labels = {max_workspaces: "Workspaces", max_running: "Running at once", max_disk_mb: "Disk (MB)"};
+        for (const [key, label] of Object.entries(labels)) {
+          const l = document.createElement("label");
+          l.textContent = label + " ";
+          const input = Object.assign(document.createElement("input"), {type: "number", min: "0", name: key, placeholder: "default"});
+          if (own[key] !== null) input.value = own[key];
+          l.append(input);
+          fields.append(l);
+        }
+        if (!await dy.confirmDialog(`Quota of ${name}`, "Leave a field empty for the default.", "Save quota", fields)) return;
+        const body = {};
+        for (const input of fields.querySelectorAll("input")) body[input.name] = input.value === "" ? null : Number(input.value);
+        const q = await dy.busy(button, () => dy.api("PUT", `${path}/quota`, body));
+        row.dataset.quota = JSON.stringify(q.own);
+        const e = q.effective;
+        row.querySelector("[data-field=quota]").textContent =
+          `${e.max_workspaces ?? "∞"} · ${e.max_running ?? "∞"} running · ${e.max_disk_mb !== null ? e.max_disk_mb + " MB" : "∞ disk"}`;
+        dy.say(message, `${name}'s quota was saved.`, "ok");
       }
     } catch (e) { dy.say(message, e.message); }
   });

@@ -1,0 +1,103 @@
+"""Lifecycle benchmark: how fast a crashed engine is noticed and back, and what a short reconnection grace saves.
+
+    crash→noticed        kill -9 of a running engine until the API no longer says `running`
+    crash→running again  the same kill until the restarted engine answers through the gateway
+    engine RSS after tab closed   the engine's process tree (extension host included) once a browser
+                                  tab that opened the workbench is closed and the grace time passed,
+                                  with devyard's reconnection grace (5 s here) and code-server's 3 h default
+
+Usage: .venv/bin/python bench/lifecycle.py [--runs 10] [--settle 20]. Prints tables, writes
+bench/results/lifecycle.json and bench/results/grace.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.start import POLL_S, gateway_ready  # noqa: E402
+from bench.stats import report  # noqa: E402
+from devyard.processes import process_tree  # noqa: E402
+from tests.browser import WORKBENCH_TIMEOUT_MS, chromium, login  # noqa: E402
+from tests.support import ADMIN_PASSWORD, start_manager, wait_for  # noqa: E402
+
+
+def bench_crash(runs: int, root: Path) -> dict[str, list[float]]:
+    m = start_manager(root / "crash", extra_env={"DEVYARD_CRASH_RESTARTS": str(runs + 5), "DEVYARD_CRASH_BACKOFF_S": "0.1",
+                                                  "DEVYARD_CRASH_BACKOFF_MAX_S": "0.1"})
+    noticed, back = [], []
+    try:
+        with httpx.Client(base_url=m.url, headers={"authorization": f"Bearer {m.token()}"}, timeout=60) as c:
+            assert c.post("/api/v1/workspaces", json={"name": "crashy"}).status_code == 201
+            wait_for(lambda: gateway_ready(c, "crashy"), 120, "crashy ready")
+            for _ in range(runs):
+                pid = m.engine_pids()[0]
+                t0 = time.perf_counter()
+                os.kill(pid, signal.SIGKILL)
+                wait_for(lambda: c.get("/api/v1/workspaces/crashy").json()["status"] != "running", 30, "the crash noticed", interval=POLL_S)
+                noticed.append(time.perf_counter() - t0)
+                wait_for(lambda: m.engine_pids() not in ([], [pid]) and gateway_ready(c, "crashy"), 120, "back", interval=POLL_S)
+                back.append(time.perf_counter() - t0)
+    finally:
+        m.stop()
+    return {"crash→noticed": noticed, "crash→running again": back}
+
+
+def engine_rss_after_tab_closed(root: Path, grace_s: int, wait_s: float) -> float:
+    """MB of the engine's process tree `wait_s` after the only workbench tab closed, with a reconnection grace of `grace_s`."""
+    m = start_manager(root / f"grace-{grace_s}", extra_env={"DEVYARD_RECONNECTION_GRACE_S": str(grace_s)})
+    try:
+        with chromium(root / f"profile-{grace_s}") as browser:
+            page = browser.new_page()
+            login(page, m.url, "admin", ADMIN_PASSWORD)
+            with httpx.Client(base_url=m.url + "/api/v1", headers={"authorization": f"Bearer {m.token()}"}, timeout=60) as c:
+                assert c.post("/workspaces", json={"name": "tab"}).status_code == 201
+                wait_for(lambda: c.get("/workspaces/tab").json()["status"] == "running", 120, "tab running")
+            page.goto(m.url + "/w/admin/tab/")
+            page.wait_for_selector(".monaco-workbench", timeout=WORKBENCH_TIMEOUT_MS)
+            page.wait_for_timeout(5000)  # the extension host is up and has loaded its extensions
+            page.close()
+        time.sleep(wait_s)
+        rss = 0
+        for p in process_tree(psutil.Process(m.engine_pids()[0])):
+            try:
+                rss += p.memory_info().rss
+            except psutil.Error:
+                pass
+        return rss / (1 << 20)
+    finally:
+        m.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--settle", type=float, default=20.0, help="seconds to wait after the grace time before measuring")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="dybench-life-"))
+    root.chmod(0o711)  # passable, so engines run as per-user accounts (as root) can reach their folders
+    try:
+        report("lifecycle", f"Crash detection and restart, {args.runs} runs (seconds)", bench_crash(args.runs, root), "s")
+        # Both measured the same time after the tab closed: past the short grace, well within the default one.
+        short = engine_rss_after_tab_closed(root, 5, 5 + args.settle)
+        default = engine_rss_after_tab_closed(root, 10800, 5 + args.settle)
+        report("grace", "Engine RSS once its only tab closed (MB)",
+               {"reconnection grace 5 s (devyard)": [short], "reconnection grace 3 h (code-server default)": [default]}, "MB",
+               {"saved_mb": round(default - short, 1)})
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

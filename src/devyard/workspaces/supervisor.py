@@ -1,0 +1,116 @@
+"""Watching running engines: a crash is restarted with backoff (a crash loop ends in `failed`), an idle one stopped.
+
+One loop per manager looks at every running workspace each `supervise_interval_s` (a record
+read and a pid check per engine, no database query), so an engine that exits by itself is
+noticed within about a second, not when a user next opens it. Idle stop runs in the same loop;
+activity is what the gateway notes in memory on each request and WebSocket message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from devyard.backends.base import RuntimeStatus
+from devyard.loops import Loop
+from devyard.models import Status
+from devyard.provision.report import ProgressLog
+
+if TYPE_CHECKING:
+    from devyard.workspaces.service import WorkspaceService
+
+log = logging.getLogger("devyard.supervisor")
+ERROR_TAIL_LINES = 5
+
+
+def backoff_s(crashes: int, base_s: float, max_s: float) -> float:
+    """Wait before restarting after the `crashes`-th crash in the window: base, 2×base, 4×base… up to max."""
+    return float(min(max_s, base_s * 2 ** max(0, crashes - 1)))
+
+
+class Supervisor(Loop):
+    """The loop, and what a crash or idleness leads to; WorkspaceService makes the changes."""
+
+    def __init__(self, service: WorkspaceService) -> None:
+        super().__init__()
+        self.service = service
+        self.settings = service.settings
+        self.every_s = service.settings.supervise_interval_s
+        self._crashes: dict[str, deque[float]] = {}
+        self._later: set[asyncio.Task[None]] = set()  # restarts waiting out their backoff
+
+    async def stop(self) -> None:
+        """End the loop and the restarts still waiting."""
+        for task in self._later:
+            task.cancel()
+        await asyncio.gather(*self._later, return_exceptions=True)
+        await super().stop()
+
+    async def tick(self) -> None:
+        """One round over the running workspaces."""
+        await self.check_once(time.time())
+
+    async def check_once(self, now: float) -> None:
+        """Look at every running workspace once: engines that exited, workspaces idle too long."""
+        service = self.service
+        for route in service.routes_in(Status.running):
+            status = await service.backend.status(service.spec_of(route.uid, route.owner, route.name))
+            if status.state != "running":
+                await self.exited(route.uid, status)
+                continue
+            timeout = route.idle_timeout_s if route.idle_timeout_s is not None else self.settings.idle_timeout_s
+            last = service.last_seen(route.uid)
+            if timeout and last is not None and now - last > timeout:
+                log.info("workspace %s/%s: idle for %.0f s (limit %d s): stopping", route.owner, route.name, now - last, timeout)
+                await self.stop_idle(route.uid, timeout)
+
+    async def exited(self, uid: str, status: RuntimeStatus) -> None:
+        """An engine is gone though its workspace should run: restart it after a backoff, or fail it in a crash loop.
+
+        The supervisor and the gateway may both report one crash: only the first, under the
+        workspace's lock while it still says running, counts.
+        """
+        service = self.service
+        async with service.lock(uid):
+            row = await service.row_by_uid(uid)
+            if row is None or row.status != Status.running:
+                return  # handled already, or stopped on purpose meanwhile
+            now = time.monotonic()
+            times = self._crashes.setdefault(uid, deque())
+            times.append(now)
+            while times and times[0] < now - self.settings.crash_window_s:
+                times.popleft()
+            crashes = len(times)
+            what = f"{status.detail or 'the engine is gone'} (exit code {status.exit_code})"
+            if crashes > self.settings.crash_restarts:
+                self._crashes.pop(uid, None)
+                error = (f"{what}; it crashed {crashes} times within {self.settings.crash_window_s:.0f} s, so it is not restarted again. "
+                         "Last log lines:")
+                ProgressLog(service.spec(row).log_file).line(error)
+                lines = await service.logs(row, ERROR_TAIL_LINES + 1)
+                await service.set_status(row, Status.failed, error=f"{error} " + " | ".join(lines[:-1]))
+                return
+            delay = backoff_s(crashes, self.settings.crash_backoff_s, self.settings.crash_backoff_max_s)
+            error = f"{what}; restarting in {delay:.0f} s (crash {crashes} of at most {self.settings.crash_restarts} within {self.settings.crash_window_s:.0f} s)"
+            ProgressLog(service.spec(row).log_file).line(error)
+            await service.set_status(row, Status.starting, error=error)
+
+        async def restart_later() -> None:
+            await asyncio.sleep(delay)
+            fresh = await service.row_by_uid(uid)
+            if fresh is not None and fresh.status == Status.starting:  # not stopped or deleted meanwhile
+                service.start_in_background(fresh)
+
+        self._later.add(task := asyncio.get_running_loop().create_task(restart_later()))
+        task.add_done_callback(self._later.discard)
+
+    async def stop_idle(self, uid: str, timeout_s: int) -> None:
+        """Stop a workspace nobody used for `timeout_s`; opening it again starts it."""
+        row = await self.service.row_by_uid(uid)
+        if row is not None and row.status == Status.running:
+            ProgressLog(self.service.spec(row).log_file).line(f"stopping: not used for {timeout_s} s (idle timeout)")
+            self.service.activity.forget(uid)
+            await self.service.stop(row)
