@@ -2,6 +2,8 @@
 
     crash→noticed        kill -9 of a running engine until the API no longer says `running`
     crash→running again  the same kill until the restarted engine answers through the gateway
+    healthz→reachable    after kill -9 of the manager and a new `devyard up`: from its first /healthz
+                         answer until the adopted engine answers through the gateway
     engine RSS after tab closed   the engine's process tree (extension host included) once a browser
                                   tab that opened the workbench is closed and the grace time passed,
                                   with devyard's reconnection grace (5 s here) and code-server's 3 h default
@@ -54,6 +56,28 @@ def bench_crash(runs: int, root: Path) -> dict[str, list[float]]:
     return {"crash→noticed": noticed, "crash→running again": back}
 
 
+def bench_adopt(runs: int, root: Path) -> list[float]:
+    m = start_manager(root / "adopt")
+    token = m.token()
+    data_dir = m.data_dir
+    times = []
+    try:
+        with httpx.Client(base_url=m.url, headers={"authorization": f"Bearer {token}"}, timeout=60) as c:
+            assert c.post("/api/v1/workspaces", json={"name": "kept"}).status_code == 201
+            wait_for(lambda: gateway_ready(c, "kept"), 120, "kept ready")
+        for _ in range(runs):
+            m.proc.kill()
+            m.proc.wait()
+            m = start_manager(data_dir)  # returns once /healthz answers
+            t0 = time.perf_counter()
+            with httpx.Client(base_url=m.url, headers={"authorization": f"Bearer {token}"}, timeout=60) as c:
+                wait_for(lambda: gateway_ready(c, "kept"), 60, "kept reachable", interval=POLL_S)
+            times.append(time.perf_counter() - t0)
+    finally:
+        m.stop()
+    return times
+
+
 def engine_rss_after_tab_closed(root: Path, grace_s: int, wait_s: float) -> float:
     """MB of the engine's process tree `wait_s` after the only workbench tab closed, with a reconnection grace of `grace_s`."""
     m = start_manager(root / f"grace-{grace_s}", extra_env={"DEVYARD_RECONNECTION_GRACE_S": str(grace_s)})
@@ -88,7 +112,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="dybench-life-"))
     root.chmod(0o711)  # passable, so engines run as per-user accounts (as root) can reach their folders
     try:
-        report("lifecycle", f"Crash detection and restart, {args.runs} runs (seconds)", bench_crash(args.runs, root), "s")
+        rows = bench_crash(args.runs, root)
+        rows["manager kill -9, healthz→reachable"] = bench_adopt(args.runs, root)
+        report("lifecycle", f"Crash detection, restart and adoption, {args.runs} runs (seconds)", rows, "s")
         # Both measured the same time after the tab closed: past the short grace, well within the default one.
         short = engine_rss_after_tab_closed(root, 5, 5 + args.settle)
         default = engine_rss_after_tab_closed(root, 10800, 5 + args.settle)

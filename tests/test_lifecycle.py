@@ -3,6 +3,7 @@ quotas, and races between parallel requests."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from websockets.sync.client import connect
 
 from devyard.engine import install
 from tests.support import Manager, kill_tree, start_manager, wait_for
@@ -156,3 +158,68 @@ def test_parallel_creates_and_racing_commands(manager: Manager) -> None:
         assert api.delete("/workspaces/same").status_code == 204
     for pid in m.engine_pids():
         kill_tree(pid)
+
+
+EDITOR_WS = "/w/admin/{name}/stable-x?reconnectionToken=t&reconnection=false&skipWebSocketFrames=false"
+
+
+def _editor_socket_opens(m: Manager, name: str, token: str) -> bool:
+    """The engine's own WebSocket (what the workbench opens) upgrades through the gateway."""
+    url = m.url.replace("http://", "ws://") + EDITOR_WS.format(name=name)
+    with connect(url, additional_headers={"authorization": f"Bearer {token}"}, open_timeout=30) as conn:
+        return bool(conn.protocol.state.name == "OPEN")
+
+
+def test_kill_9_of_the_manager_adopts_running_engines(engine: install.Engine, tmp_path: Path) -> None:
+    m = start_manager(tmp_path / "data")
+    again: Manager | None = None
+    try:
+        with m.api() as api:
+            assert api.post("/workspaces", json={"name": "keep"}).status_code == 201
+        m.wait_status("keep", "running")
+        files = m.data_dir / "workspaces" / "admin" / "keep" / "files"
+        (files / "saved.txt").write_text("before the crash")
+        token = m.token()
+        assert _editor_socket_opens(m, "keep", token)
+        pid = _engine_pid(m)
+        m.proc.kill()  # kill -9: no shutdown code runs
+        m.proc.wait()
+        again = start_manager(m.data_dir)
+        with httpx.Client(base_url=again.url, headers={"authorization": f"Bearer {token}"}) as c:
+            assert c.get("/api/v1/workspaces/keep").json()["status"] == "running"
+            r = c.get("/w/admin/keep/")
+            assert r.status_code == 302 and r.headers["location"].startswith("./?folder=")
+        assert _editor_socket_opens(again, "keep", token)
+        assert again.engine_pids() == [pid]  # the same process, adopted, not restarted
+        assert (files / "saved.txt").read_text() == "before the crash"
+    finally:
+        if again is not None:
+            again.stop()
+        m.stop()
+
+
+def test_stop_workspaces_on_exit_metrics_and_json_logs(engine: install.Engine, tmp_path: Path) -> None:
+    m = start_manager(tmp_path / "data", args=("--stop-workspaces-on-exit", "--log-format", "json"))
+    try:
+        with m.api() as api:
+            assert api.post("/workspaces", json={"name": "counted"}).status_code == 201
+            m.wait_status("counted", "running")
+            assert httpx.get(m.url + "/w/admin/counted/", headers=api.headers).status_code == 302
+            pid = _engine_pid(m)
+            metrics = api.get(m.url + "/metrics")
+            assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+            text = metrics.text
+            for expected in ('devyard_workspaces{status="running"} 1.0', "devyard_workspace_starts_total 1.0",
+                             'devyard_gateway_requests_total{code="302"}', "devyard_workspace_start_seconds_count 1.0",
+                             "devyard_gateway_open_websockets 0.0", 'devyard_engine_memory_bytes{owner="admin",workspace="counted"}'):
+                assert expected in text, expected
+            assert api.post("/users", json={"name": "viewer", "password": "viewer-password"}).status_code == 201
+        assert httpx.get(m.url + "/metrics").status_code == 401
+        assert httpx.get(m.url + "/metrics", headers={"authorization": f"Bearer {m.token('viewer')}"}).status_code == 403
+    finally:
+        m.stop(kill_engines=False)
+    # Stopped with the manager, as asked.
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    records = [json.loads(line) for line in m.log.splitlines() if line.startswith("{")]
+    assert any(r["logger"] == "devyard.workspaces" and r["message"] == "workspace admin/counted: running" for r in records)
+    assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)

@@ -177,6 +177,8 @@ class Settings(BaseSettings):
     max_workspaces_per_user: int | None = Field(None, ge=0, description="Quota: workspaces a user may have (none: no limit); admins can set it per user.")
     max_running_per_user: int | None = Field(None, ge=0, description="Quota: workspaces a user may have running at once (none: no limit); admins can set it per user.")
     max_disk_mb_per_user: int | None = Field(None, ge=0, description="Quota: disk all of a user's workspaces may use, in MB, checked at create and start (none: no limit); admins can set it per user.")
+    log_format: Literal["text", "json"] = Field("text", description="`json`: one JSON object per log line (time, level, logger, message), for log collectors.")
+    stop_workspaces_on_exit: bool = Field(False, description="Stop every engine when the manager exits (by default they keep running and the next manager adopts them).")
 
     @classmethod
     def settings_customise_sources(

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from devyard.app import create_app
 from devyard.cli.client import MANAGER_FILE
@@ -55,6 +56,8 @@ def serve(settings: Settings, on_ready: Callable[[str], None]) -> None:
         # X-Forwarded-For/-Proto only from the configured proxies: anyone else could forge them.
         proxy_headers=bool(settings.trusted_proxies), forwarded_allow_ips=",".join(settings.trusted_proxies) or "",
         server_header=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_level="info",
+        # JSON logs: uvicorn's own records go through the root handler (devyard.logs) instead of its text formatters.
+        log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
         access_log=False, ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key,
     )
     _Server(config, settings, on_ready).run()

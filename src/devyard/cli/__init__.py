@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.panel import Panel
 
 from devyard import __version__
@@ -19,6 +17,7 @@ from devyard.cli.accounts import audit_command, token_app, user_app
 from devyard.cli.ws import ws_app
 from devyard.config import DEFAULT_DATA_DIR, Settings, load_settings
 from devyard.cli.secrets import secret_app
+from devyard import logs
 from devyard.doctor import run_checks
 from devyard.provision.check import check_group
 from devyard.engine import install
@@ -66,6 +65,9 @@ def up(
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
     os_accounts: Annotated[str | None, typer.Option(
         "--os-accounts", help="`on`: each user's engines run as a system account of their own; `auto` (default): when root; `off`.")] = None,
+    log_format: Annotated[str | None, typer.Option("--log-format", help="`json`: one JSON object per log line; `text` (default).")] = None,
+    stop_workspaces_on_exit: Annotated[bool | None, typer.Option(
+        "--stop-workspaces-on-exit/--keep-workspaces-on-exit", help="Stop every engine when the manager exits (default: keep them for the next one).")] = None,
 ) -> None:
     """Run the manager in the foreground (engines keep running when it exits)."""
     from devyard.server import serve  # uvicorn and the app load only for `up`
@@ -74,14 +76,17 @@ def up(
         raise Invalid(f"--tls takes `self-signed` or `off`, not '{tls}'", code="invalid_tls")
     if os_accounts not in (None, "auto", "on", "off"):
         raise Invalid(f"--os-accounts takes `auto`, `on` or `off`, not '{os_accounts}'", code="invalid_os_accounts")
-    settings = load_settings(config, host=host, port=port, data_dir=data_dir, tls=tls, tls_cert=tls_cert, tls_key=tls_key, os_accounts=os_accounts)
+    if log_format not in (None, "text", "json"):
+        raise Invalid(f"--log-format takes `text` or `json`, not '{log_format}'", code="invalid_log_format")
+    settings = load_settings(config, host=host, port=port, data_dir=data_dir, tls=tls, tls_cert=tls_cert, tls_key=tls_key, os_accounts=os_accounts,
+                             log_format=log_format, stop_workspaces_on_exit=stop_workspaces_on_exit)
     _warn_moved_data(settings)
     check_pair(settings.tls_cert, settings.tls_key)
     if settings.tls == "self-signed" and settings.tls_cert is None:
         cert, key = self_signed(settings.secrets_dir / "tls", settings.host)
         settings = settings.model_copy(update={"tls_cert": cert, "tls_key": key})
         err.print(f"serving HTTPS with a self-signed certificate: {cert}", highlight=False)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+    logs.configure(settings.log_format, err)
     if install_engine and install.locate(settings.engine_dir) is None:
         install.install(settings.engine_dir, _progress)
     password = asyncio.run(_bootstrap(settings))

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from devyard.auth.csrf import origin_matches
 from devyard.auth.identity import Authenticator
@@ -38,6 +39,23 @@ class Gateway:
         await self.http.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._handle(scope, receive, send)
+            return
+        began, code = time.perf_counter(), 500
+
+        async def sending(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, sending)
+        finally:
+            self.service.metrics.request(code, time.perf_counter() - began)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = access.parse_target(scope["path"])
         if target is None:
             await _respond(scope, send, 404, "not_found", "no such workspace")
@@ -82,7 +100,11 @@ class Gateway:
         if scope["type"] == "websocket":
             headers = upstream_headers(scope["headers"], drop=WEBSOCKET_HANDSHAKE, used_bearer=used_bearer, client=client, scheme=scheme)
             uid, touch = route.uid, self.service.touch
-            await relay(scope, receive, send, route.socket, path, headers, access.header(scope, b"host") or "", lambda: touch(uid))
+            self.service.metrics.websockets.inc()
+            try:
+                await relay(scope, receive, send, route.socket, path, headers, access.header(scope, b"host") or "", lambda: touch(uid))
+            finally:
+                self.service.metrics.websockets.dec()
             return
         headers = upstream_headers(scope["headers"], drop=frozenset(), used_bearer=used_bearer, client=client, scheme=scheme)
         try:

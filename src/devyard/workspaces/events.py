@@ -14,11 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from devyard.loops import Loop
 from devyard.models import Status
-from devyard.store.tables import WorkspaceRow
 
 if TYPE_CHECKING:
     from devyard.workspaces.service import WorkspaceService
@@ -90,9 +87,13 @@ class StatsSampler(Loop):
     async def tick(self) -> None:
         """Sample and publish, when someone watches."""
         if self._hub.watched:
-            for event in await self._sample():
-                self.latest[(event.owner, event.data["name"])] = event.data["stats"]
-                self._hub.publish(event)
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Sample every running workspace now (for a scrape of /metrics, say) and publish the results."""
+        for event in await self._sample():
+            self.latest[(event.owner, event.data["name"])] = event.data["stats"]
+            self._hub.publish(event)
 
 
 async def sample_running(service: WorkspaceService) -> list[Event]:
@@ -100,8 +101,7 @@ async def sample_running(service: WorkspaceService) -> list[Event]:
     uids = [r.uid for r in service.routes_in(Status.running)]
     if not uids:
         return []
-    async with service.db() as s:
-        rows = list((await s.scalars(select(WorkspaceRow).where(WorkspaceRow.uid.in_(uids)))).all())
+    rows = await service.rows_by_uid(uids)
     sampled = await asyncio.gather(*(service.stats(r) for r in rows), return_exceptions=True)
     events = []
     for row, stats in zip(rows, sampled):

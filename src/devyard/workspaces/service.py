@@ -38,11 +38,12 @@ from devyard.provision import tools as provision_tools
 from devyard.provision.report import ProgressLog, failures
 from devyard.store.tables import ShareRow, UserRow, WorkspaceRow, utcnow
 from devyard.usersecrets import SecretStore
+from devyard.metrics import Metrics
 from devyard.workspaces import quotas
 from devyard.workspaces.activity import Activity
 from devyard.workspaces.access import ADMIN_ACTIONS, SHARED_USER_ACTIONS, Action, Route
 from devyard.workspaces.events import Event, EventHub, StatsSampler, sample_running
-from devyard.workspaces.supervisor import Supervisor
+from devyard.workspaces.supervisor import Supervisor, reconcile
 
 log = logging.getLogger("devyard.workspaces")
 # The owner's secrets an https clone authenticates with (GitHub, GitLab and Gitea take a token this way).
@@ -60,13 +61,14 @@ class WorkspaceService:
         self._routes: dict[tuple[str, str], Route] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._user_locks: dict[int, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.activity = Activity(db, settings.activity_flush_s)
         self._progress: dict[str, Progress] = {}  # uid → where its provisioning is
         self._shares: dict[str, frozenset[str]] = {}
         self.events = EventHub()
         self.sampler = StatsSampler(self.events, lambda: sample_running(self))
         self.supervisor = Supervisor(self)
+        self.metrics = Metrics()
 
     # -- startup and shutdown -----------------------------------------------------------
     async def startup(self) -> None:
@@ -81,7 +83,7 @@ class WorkspaceService:
         for row in rows:
             found = adopted.get(row.uid)
             socket = found.endpoint.unix_socket if found and found.endpoint else None
-            status, fields = self._reconcile(row, found is not None)
+            status, fields = reconcile(row, found is not None)
             if found is not None:  # idle time counts from the last use before the restart
                 self.activity.seen(row.uid, row.last_activity_at.timestamp() if row.last_activity_at else time.time())
             if status != row.status or fields:
@@ -95,25 +97,17 @@ class WorkspaceService:
         self.sampler.start()
         self.supervisor.start()
 
-    @staticmethod
-    def _reconcile(row: WorkspaceRow, running: bool) -> tuple[str, dict[str, Any]]:
-        if running:
-            return Status.running, {} if row.status == Status.running else {"error": None}
-        if row.status in (Status.running, Status.starting, Status.stopping):
-            note = "the engine was not running when the manager started" if row.status == Status.running else None
-            return Status.stopped, {"error": note} if note else {}
-        if row.status in (Status.creating, Status.provisioning, Status.deleting):
-            return Status.failed, {"error": f"interrupted while {row.status} by a manager restart"}
-        return row.status, {}
-
     async def shutdown(self) -> None:
-        """Stop background work; engines keep running for the next manager to adopt."""
+        """Stop background work; engines keep running for the next manager to adopt (unless stop_workspaces_on_exit)."""
         await self.sampler.stop()
         await self.supervisor.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.activity.stop()
+        if self.settings.stop_workspaces_on_exit:
+            rows = [r for r in await self.rows_by_uid([r.uid for r in self.routes_in(Status.running)]) if r.status == Status.running]
+            await asyncio.gather(*(self._do_stop(r) for r in rows), return_exceptions=True)
 
     # -- queries ------------------------------------------------------------------------
     def spec(self, row: WorkspaceRow) -> WorkspaceSpec:
@@ -127,6 +121,10 @@ class WorkspaceService:
     def shares_of(self, uid: str) -> frozenset[str]:
         """Who a workspace is shared with, from memory."""
         return self._shares.get(uid, frozenset())
+
+    def all_routes(self) -> list[Route]:
+        """Every workspace's route, from memory."""
+        return list(self._routes.values())
 
     def routes_in(self, status: Status) -> list[Route]:
         """Every workspace in `status`, from memory."""
@@ -382,25 +380,23 @@ class WorkspaceService:
     async def ensure_started(self, route: Route) -> None:
         """Start a stopped or failed workspace (the gateway calls this for someone who may open it)."""
         if route.status in (Status.stopped, Status.failed):
-            async with self.db() as s:
-                row = await s.scalar(select(WorkspaceRow).where(WorkspaceRow.uid == route.uid))
+            row = await self.row_by_uid(route.uid)
             if row is not None and row.provisioned_at is not None:
                 await self.start(row)
 
     def recheck_soon(self, route: Route) -> None:
-        """recheck() in the background (the gateway must answer at once)."""
-        self._keep(asyncio.create_task(self.recheck(route)))
-
-    async def recheck(self, route: Route) -> None:
-        """Ask the backend about a workspace the gateway could not reach; a gone engine is handled like a crash."""
-        status = await self.backend.status(self.spec_of(route.uid, route.owner, route.name))
-        if status.state != "running":
-            await self.supervisor.exited(route.uid, status)
+        """Check at once, in the background, a workspace the gateway could not reach (a gone engine counts as a crash)."""
+        self._keep(asyncio.create_task(self.supervisor.check(route)))
 
     async def row_by_uid(self, uid: str) -> WorkspaceRow | None:
         """The workspace with this uid, fresh from the database."""
+        rows = await self.rows_by_uid([uid])
+        return rows[0] if rows else None
+
+    async def rows_by_uid(self, uids: list[str]) -> list[WorkspaceRow]:
+        """The workspaces with these uids, fresh from the database."""
         async with self.db() as s:
-            return await s.scalar(select(WorkspaceRow).where(WorkspaceRow.uid == uid))
+            return list((await s.scalars(select(WorkspaceRow).where(WorkspaceRow.uid.in_(uids)))).all())
 
     def start_in_background(self, row: WorkspaceRow) -> None:
         """Start the engine of a workspace already marked starting."""
@@ -423,11 +419,15 @@ class WorkspaceService:
             await self.backend.write_files(await self._with_secrets(row), [removed_file] if removed_file else [])
 
     async def _do_start(self, row: WorkspaceRow, keep_error: bool = False) -> None:
+        began = time.perf_counter()
         try:
             endpoint = await self.backend.start(await self._with_secrets(row))
         except DevyardError as exc:
+            self.metrics.start_failures.inc()
             await self.set_status(row, Status.failed, error=exc.message)
             return
+        self.metrics.starts.inc()
+        self.metrics.start_seconds.observe(time.perf_counter() - began)
         self.activity.seen(row.uid, time.time())
         await self.set_status(row, Status.running, socket=endpoint.unix_socket, started_at=utcnow(), error=row.error if keep_error else None)
 
@@ -453,7 +453,7 @@ class WorkspaceService:
 
         self._keep(asyncio.create_task(run()))
 
-    def _keep(self, task: asyncio.Task[None]) -> None:
+    def _keep(self, task: asyncio.Task[Any]) -> None:
         # The event loop holds tasks weakly: keep a reference until each is done.
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

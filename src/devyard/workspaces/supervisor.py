@@ -12,18 +12,32 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from devyard.backends.base import RuntimeStatus
 from devyard.loops import Loop
 from devyard.models import Status
 from devyard.provision.report import ProgressLog
+from devyard.store.tables import WorkspaceRow
+from devyard.workspaces.access import Route
 
 if TYPE_CHECKING:
     from devyard.workspaces.service import WorkspaceService
 
 log = logging.getLogger("devyard.supervisor")
 ERROR_TAIL_LINES = 5
+
+
+def reconcile(row: WorkspaceRow, running: bool) -> tuple[str, dict[str, Any]]:
+    """What a workspace's status becomes when a manager starts and finds its engine `running` or not."""
+    if running:
+        return Status.running, {} if row.status == Status.running else {"error": None}
+    if row.status in (Status.running, Status.starting, Status.stopping):
+        note = "the engine was not running when the manager started" if row.status == Status.running else None
+        return Status.stopped, {"error": note} if note else {}
+    if row.status in (Status.creating, Status.provisioning, Status.deleting):
+        return Status.failed, {"error": f"interrupted while {row.status} by a manager restart"}
+    return row.status, {}
 
 
 def backoff_s(crashes: int, base_s: float, max_s: float) -> float:
@@ -57,15 +71,20 @@ class Supervisor(Loop):
         """Look at every running workspace once: engines that exited, workspaces idle too long."""
         service = self.service
         for route in service.routes_in(Status.running):
-            status = await service.backend.status(service.spec_of(route.uid, route.owner, route.name))
-            if status.state != "running":
-                await self.exited(route.uid, status)
+            if not await self.check(route):
                 continue
             timeout = route.idle_timeout_s if route.idle_timeout_s is not None else self.settings.idle_timeout_s
             last = service.last_seen(route.uid)
             if timeout and last is not None and now - last > timeout:
                 log.info("workspace %s/%s: idle for %.0f s (limit %d s): stopping", route.owner, route.name, now - last, timeout)
                 await self.stop_idle(route.uid, timeout)
+
+    async def check(self, route: Route) -> bool:
+        """Whether the workspace's engine still runs; when not, handle it as a crash."""
+        status = await self.service.backend.status(self.service.spec_of(route.uid, route.owner, route.name))
+        if status.state != "running":
+            await self.exited(route.uid, status)
+        return status.state == "running"
 
     async def exited(self, uid: str, status: RuntimeStatus) -> None:
         """An engine is gone though its workspace should run: restart it after a backoff, or fail it in a crash loop.
@@ -78,6 +97,7 @@ class Supervisor(Loop):
             row = await service.row_by_uid(uid)
             if row is None or row.status != Status.running:
                 return  # handled already, or stopped on purpose meanwhile
+            service.metrics.crashes.inc()
             now = time.monotonic()
             times = self._crashes.setdefault(uid, deque())
             times.append(now)

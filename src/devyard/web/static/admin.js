@@ -59,7 +59,7 @@
         row.dataset.quota = JSON.stringify(q.own);
         const e = q.effective;
         row.querySelector("[data-field=quota]").textContent =
-          `${e.max_workspaces ?? "∞"} · ${e.max_running ?? "∞"} running · ${e.max_disk_mb !== null ? e.max_disk_mb + " MB" : "∞ disk"}`;
+          `${e.max_workspaces ?? "∞"} workspaces · ${e.max_running ?? "∞"} running · ${e.max_disk_mb !== null ? e.max_disk_mb + " MB" : "∞ disk"}`;
         dy.say(message, `${name}'s quota was saved.`, "ok");
       }
     } catch (e) { dy.say(message, e.message); }

@@ -1,0 +1,37 @@
+"""How the manager logs: readable lines for a terminal (rich), or one JSON object per line for collectors.
+
+The JSON form is a dozen lines on the standard library's Formatter, so no extra dependency: each
+record becomes {"time", "level", "logger", "message"} plus "exception" when there is one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a single-line JSON object."""
+        data = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"), "level": record.levelname.lower(),
+                "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+def configure(fmt: str, console: Console) -> None:
+    """Send INFO and above to stderr, as rich text (`text`) or JSON lines (`json`)."""
+    if fmt == "json":
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler = RichHandler(console=console, show_path=False)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler], force=True)
