@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +31,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.start import POLL_S, gateway_ready  # noqa: E402
-from bench.stats import report  # noqa: E402
+from bench.stats import report, scratch  # noqa: E402
 from devyard.processes import process_tree  # noqa: E402
 from playwright.sync_api import Error as PlaywrightError  # noqa: E402
 
@@ -117,9 +115,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--settle", type=float, default=20.0, help="seconds to wait after the grace time before measuring")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="dybench-life-"))
-    root.chmod(0o711)  # passable, so engines run as per-user accounts (as root) can reach their folders
-    try:
+    with scratch("dybench-life-") as root:
         rows = bench_crash(args.runs, root)
         rows["manager kill -9, healthz→reachable"] = bench_adopt(args.runs, root)
         report("lifecycle", f"Crash detection, restart and adoption, {args.runs} runs (seconds)", rows, "s")
@@ -129,8 +125,6 @@ def main() -> None:
         report("grace", "Engine RSS once its only browser dropped (MB)",
                {"reconnection grace 5 s (devyard)": [short], "reconnection grace 3 h (code-server default)": [default]}, "MB",
                {"saved_mb": round(default - short, 1)})
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

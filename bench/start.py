@@ -10,10 +10,8 @@ Usage: .venv/bin/python bench/start.py [--runs 10]. Prints a table, writes bench
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stats import report  # noqa: E402
+from bench.stats import report, scratch  # noqa: E402
 from devyard.config import load_settings  # noqa: E402
 from devyard.engine import install  # noqa: E402
 from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env  # noqa: E402
@@ -94,13 +92,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="dybench-"))
-    root.chmod(0o711)  # passable, so engines run as per-user accounts (as root) can reach their folders
-    try:
+    with scratch("dybench-") as root:
         rows = bench_manager(args.runs, root)
         rows["bare code-server boot"] = bench_bare(args.runs, root)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
     report("start", f"Workspace start-up, {args.runs} runs (seconds)", rows, "s", {"code_server": install.CODE_SERVER_VERSION})
 
 
