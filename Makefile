@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_TEST_PACKAGES := chromium chromium-driver nginx
+DEBIAN_TEST_PACKAGES := chromium chromium-driver nginx openssh-server
 
 .PHONY: up setup engine test-deps test bench clean
 
@@ -25,8 +25,8 @@ engine: setup  ## Node 24 + code-server into ~/.cache/devyard (skipped when cach
 	@echo "==> Engine"
 	$(BIN)/devyard engine install
 
-test-deps:  ## Debian's Chromium (browser tests) and nginx (reverse-proxy tests); root installs them
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/sbin/nginx ]; then :; \
+test-deps:  ## Debian's Chromium (browser tests), nginx (reverse-proxy tests) and sshd (git over ssh); root installs them
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/sbin/nginx ] && [ -x /usr/sbin/sshd ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "==> Debian packages: $(DEBIAN_TEST_PACKAGES)"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \

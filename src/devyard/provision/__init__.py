@@ -84,7 +84,7 @@ class Plan:
     groups: list[ExtensionGroup]
     git_url: str | None = None
     unpacked: Path | None = None  # an archive already unpacked (and checked) into this folder
-    git_credentials: tuple[str, str] | None = field(default=None, repr=False)  # (user, token) for https clones
+    git_credentials: git.Credentials | None = field(default=None, repr=False)
 
 
 def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progress) -> list[Outcome]:

@@ -5,6 +5,11 @@ URL into an option (`-uupload-pack=...`) or hand ssh a host that is an option
 (`ssh://-oProxyCommand=...`). Only https, ssh (URL or scp-like) and file:// below an allowed root
 pass `check_url`; the clone also pins git's protocol allow-list, so a redirect or a submodule
 cannot reach another transport. User text is always an argument after `--`, never shell text.
+
+Credentials come from the owner's secrets (`Credentials.from_secrets`): a token goes to https
+remotes as a header through git's environment-borne config, an SSH private key to ssh remotes as
+a 0600 file in a private temporary folder that is removed when the clone ends. Neither is ever on a
+command line (where `ps` shows it), in the URL, or in a log.
 """
 
 from __future__ import annotations
@@ -13,9 +18,14 @@ import base64
 import os
 import re
 import select
+import shlex
 import subprocess
 import sys
+import tempfile
 import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -26,6 +36,7 @@ MAX_URL = 2048
 _TRANSPORT = re.compile(r"^[A-Za-z0-9+.-]+::")
 _SCP = re.compile(r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*|/.*)$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[[0-9A-Fa-f:.]+\]$")
+GIT_TOKEN, GIT_USERNAME, GIT_SSH_KEY, GIT_KNOWN_HOSTS = "GIT_TOKEN", "GIT_USERNAME", "GIT_SSH_KEY", "GIT_KNOWN_HOSTS"
 _PROGRESS = re.compile(r"(Counting|Compressing|Receiving|Resolving) objects:\s+\d+% \((\d+)/(\d+)\)")
 
 
@@ -85,12 +96,54 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """What the owner's secrets give a clone: a token for https remotes, a private key for ssh ones."""
+
+    user: str = field(default="x-access-token")
+    token: str | None = field(default=None, repr=False)
+    ssh_key: str | None = field(default=None, repr=False)
+    known_hosts: str | None = field(default=None, repr=False)  # pinned host keys; without them the first key seen is trusted
+
+    @classmethod
+    def from_secrets(cls, env: Mapping[str, str]) -> "Credentials | None":
+        """The credentials in secrets GIT_TOKEN (+ GIT_USERNAME), GIT_SSH_KEY (+ GIT_KNOWN_HOSTS); None when there are none."""
+        if not env.get(GIT_TOKEN) and not env.get(GIT_SSH_KEY):
+            return None
+        return cls(user=env.get(GIT_USERNAME) or "x-access-token", token=env.get(GIT_TOKEN) or None,
+                   ssh_key=env.get(GIT_SSH_KEY) or None, known_hosts=env.get(GIT_KNOWN_HOSTS) or None)
+
+
+def is_ssh(url: str) -> bool:
+    """Whether git reaches `url` over ssh (ssh:// or the scp-like user@host:path)."""
+    return url.lower().startswith("ssh://") or ("://" not in url and _SCP.match(url) is not None)
+
+
+def _ssh_command(keys: Path, credentials: Credentials | None) -> str:
+    """GIT_SSH_COMMAND: never prompt, use only the owner's key, keep host keys in the clone's own file."""
+    known = keys / "known_hosts"
+    options = ["-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null"]
+    if credentials and credentials.known_hosts:
+        known.write_text(credentials.known_hosts.strip() + "\n")
+        options += ["-o", "StrictHostKeyChecking=yes"]
+    else:
+        options += ["-o", "StrictHostKeyChecking=accept-new"]
+    if credentials and credentials.ssh_key:
+        key = keys / "id"
+        # ssh refuses a key file others can read, and a key without its final newline.
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(credentials.ssh_key.strip() + "\n")
+        options = ["-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", *options]
+    return shlex.join(["ssh", *options])
+
+
 def clone(url: str, dest: Path, *, timeout_s: float, progress: Progress, allow_file: bool, env: dict[str, str] | None = None,
-          credentials: tuple[str, str] | None = None) -> None:
+          credentials: Credentials | None = None) -> None:
     """Shallow-clone `url` into the empty folder `dest`, reporting git's object counts; ProvisionError on failure.
 
-    `credentials` (user, token) go to an https remote as a Basic authorization header through git's
-    environment-borne config, never on the command line (where `ps` shows it) nor in the URL.
+    An https remote gets `credentials.token` as a Basic authorization header through git's
+    environment-borne config; an ssh remote gets `credentials.ssh_key` as a private key file.
     """
     protocols = ["-c", "protocol.allow=never", "-c", "protocol.https.allow=always", "-c", "protocol.ssh.allow=always"]
     if allow_file:
@@ -98,37 +151,43 @@ def clone(url: str, dest: Path, *, timeout_s: float, progress: Progress, allow_f
     argv = ["git", *protocols, "-c", "transfer.fsckObjects=true", "-c", "core.hooksPath=/dev/null",
             "clone", "--depth", "1", "--single-branch", "--no-recurse-submodules", "--progress", "--", url, str(dest)]
     run_env = {**(env if env is not None else os.environ),
-               "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "SSH_ASKPASS": "/bin/false",
-               "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new", "LC_ALL": "C"}
-    if credentials and url.lower().startswith("https://"):
+               "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "SSH_ASKPASS": "/bin/false", "LC_ALL": "C"}
+    if credentials and credentials.token and url.lower().startswith("https://"):
         parts = urlsplit(url)
         origin = f"https://{parts.hostname}" + (f":{parts.port}" if parts.port else "") + "/"
-        basic = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+        basic = base64.b64encode(f"{credentials.user}:{credentials.token}".encode()).decode()
         run_env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0=f"http.{origin}.extraHeader", GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}")
+    with tempfile.TemporaryDirectory(prefix="devyard-ssh-") as keys:  # 0700, removed with the key in it
+        if is_ssh(url):
+            run_env["GIT_SSH_COMMAND"] = _ssh_command(Path(keys), credentials)
+        _run(argv, run_env, url, timeout_s, progress)
+
+
+def _run(argv: list[str], run_env: dict[str, str], url: str, timeout_s: float, progress: Progress) -> None:
+    """Run the clone, following its progress, within `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=run_env,
                             start_new_session=True)
     assert proc.stderr is not None
+    said: deque[str] = deque(maxlen=6)  # git's and ssh's last messages, the reason of a failure
     try:
-        last_line = ""
         buffer = b""
         os.set_blocking(proc.stderr.fileno(), False)
         while True:
             chunk = _read_some(proc, deadline)
             if chunk is None:
                 raise ProvisionError(f"git clone of {redact(url)} did not finish within {timeout_s:.0f} s", code="git_clone_timeout")
-            if chunk == b"":
-                break
             buffer += chunk
             *lines, buffer = re.split(rb"[\r\n]", buffer)
-            for raw in lines:
+            for raw in [*lines, *([buffer] if chunk == b"" else [])]:
                 line = raw.decode("utf-8", "replace").strip()
-                if not line:
-                    continue
-                last_line = line
                 found = _PROGRESS.search(line)
                 if found:
                     progress(f"clone: {found[1].lower()} objects", int(found[2]), int(found[3]))
+                elif line and not line.startswith(("Cloning into", "Warning: Permanently added")):
+                    said.append(line)
+            if chunk == b"":
+                break
     finally:
         proc.stderr.close()
         if sys.exc_info()[0] is not None:  # a timeout, or the caller's progress callback failed
@@ -136,7 +195,7 @@ def clone(url: str, dest: Path, *, timeout_s: float, progress: Progress, allow_f
             proc.wait()
     code = proc.wait()
     if code != 0:
-        detail = (buffer.decode("utf-8", "replace").strip() or last_line).replace(url, redact(url))
+        detail = (" ".join(said) or f"git exited with status {code}").replace(url, redact(url))
         raise ProvisionError(f"git clone of {redact(url)} failed: {detail}", code="git_clone_failed")
 
 

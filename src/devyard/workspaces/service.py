@@ -47,7 +47,6 @@ from devyard.workspaces.supervisor import Supervisor, reconcile
 
 log = logging.getLogger("devyard.workspaces")
 # The owner's secrets an https clone authenticates with (GitHub, GitLab and Gitea take a token this way).
-GIT_TOKEN_SECRET, GIT_USER_SECRET = "GIT_TOKEN", "GIT_USERNAME"
 
 
 class WorkspaceService:
@@ -276,10 +275,9 @@ class WorkspaceService:
         spec = self.spec(row)
         upload = self.settings.uploads_dir / row.uid
         owned = await self.secrets.materials(row.owner_id) if row.git_url else None
-        token = owned.env.get(GIT_TOKEN_SECRET) if owned else None
         plan = provision.Plan(groups=provision.resolve_groups(list(row.extension_groups or []), self.settings.extension_groups),
                               git_url=row.git_url, unpacked=upload if upload.is_dir() else None,
-                              git_credentials=(owned.env.get(GIT_USER_SECRET, "x-access-token"), token) if owned and token else None)
+                              git_credentials=provision_git.Credentials.from_secrets(owned.env) if owned else None)
         reporter = ProgressLog(spec.log_file)
 
         loop = asyncio.get_running_loop()
