@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_TEST_PACKAGES := chromium chromium-driver nginx openssh-server
 
-.PHONY: up setup engine test-deps test bench clean
+.PHONY: up setup engine test-deps test bench bench-deps soak clean
 
 up: setup engine  ## install everything, then run the manager on http://127.0.0.1:8000
 	$(BIN)/devyard up
@@ -36,9 +36,19 @@ test-deps:  ## Debian's Chromium (browser tests), nginx (reverse-proxy tests) an
 test: setup engine test-deps  ## the whole suite: unit, API, CLI, gateway, real engine, headless Chromium
 	$(BIN)/python -m pytest
 
-bench: setup engine  ## benchmarks (tables on stdout, JSON under bench/results/)
+bench-deps:  ## what the benchmarks compare with and load with: Debian's nginx and wrk; root installs them
+	@if [ -x /usr/sbin/nginx ] && command -v wrk >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "==> Debian packages: nginx wrk"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null; \
+	else echo "the benchmarks need: sudo apt-get install -y nginx wrk"; exit 1; fi
+
+bench: setup engine bench-deps  ## benchmarks (tables on stdout, JSON under bench/results/)
 	$(BIN)/python bench/start.py
 	$(BIN)/python bench/lifecycle.py
+
+soak: setup engine  ## 30 minutes of ten users' creates, opens, WebSocket typing, stops, deletes (MINUTES=5 for less)
+	$(BIN)/python bench/soak.py --minutes $(or $(MINUTES),30)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

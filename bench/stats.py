@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -34,21 +35,27 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def write_results(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Write bench/results/<name>.json: `data` with the benchmark's name, time and machine."""
+    full = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, **data}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(full, indent=2))
+    return full
+
+
 def report(name: str, title: str, rows: dict[str, list[float]], unit: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Print a table of `rows` and write bench/results/<name>.json."""
     table = Table(title=title)
     for col in ("measure", "runs", f"p50 {unit}", f"p95 {unit}", f"mean {unit}", f"min {unit}", f"max {unit}"):
         table.add_column(col, justify="left" if col == "measure" else "right")
-    data: dict[str, Any] = {"benchmark": name, "unit": unit, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                            "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()}, "results": {}, **(extra or {})}
+    results: dict[str, Any] = {}
     for measure, values in rows.items():
         s = summary(values)
-        data["results"][measure] = {**s, "values": values}
+        results[measure] = {**s, "values": values}
         table.add_row(measure, str(s["runs"]), *(f"{s[k]:.3f}" for k in ("p50", "p95", "mean", "min", "max")))
     Console().print(table)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2))
-    return data
+    return write_results(name, {"unit": unit, "results": results, **(extra or {})})
 
 
 @contextmanager

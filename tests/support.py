@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,12 @@ class Manager:
             result: dict[str, Any] = wait_for(check, timeout, f"{name} to be {want}", interval=0.1)
             return result
 
+    def __enter__(self) -> "Manager":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def stop(self, kill_engines: bool = True) -> None:
         """Stop the manager (SIGTERM, like Ctrl-C) and, unless told otherwise, every engine it left."""
         engines = self.engine_pids()
@@ -183,13 +190,24 @@ def start_manager(data_dir: Path, extra_env: dict[str, str] | None = None, args:
     return manager
 
 
-def make_repo(path: Path, files: dict[str, str]) -> Path:
-    """A bare repository at `path` holding one commit with `files`."""
+def free_port() -> int:
+    """A loopback TCP port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def make_repo(path: Path, files: Mapping[str, str | bytes]) -> Path:
+    """A bare repository at `path` holding one commit with `files` (text or bytes)."""
     work = path.with_name(path.name + "-work")
     work.mkdir(parents=True)
     for name, text in files.items():
         (work / name).parent.mkdir(parents=True, exist_ok=True)
-        (work / name).write_text(text)
+        if isinstance(text, bytes):
+            (work / name).write_bytes(text)
+        else:
+            (work / name).write_text(text)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
     subprocess.run([*git, "init", "-q", str(work)], check=True)
     subprocess.run([*git, "-C", str(work), "add", "."], check=True)

@@ -22,7 +22,7 @@ def test_create_runs_engine_and_lists(manager: Manager) -> None:
         body = r.json()
         assert body["name"] == "alpha" and body["owner"] == "admin" and body["url"] == "/w/admin/alpha/"
         assert body["status"] in ("provisioning", "starting", "running", "stopped")
-        assert set(body) == {"name", "owner", "status", "url", "template", "extension_groups", "created_at", "started_at", "last_activity_at", "error", "progress", "idle_timeout_s"}
+        assert set(body) == {"name", "owner", "status", "url", "template", "extension_groups", "created_at", "started_at", "last_activity_at", "error", "progress", "idle_timeout_s", "size", "reason"}
         ws = manager.wait_status("alpha", "running")
         assert ws["started_at"] and ws["error"] is None
         assert [w["name"] for w in api.get("/workspaces").json()].count("alpha") == 1

@@ -20,7 +20,7 @@ import pytest
 
 from devyard.engine import install
 from devyard.provision.git import Credentials
-from tests.support import Manager, kill_tree, make_repo, start_manager, wait_for
+from tests.support import Manager, free_port, kill_tree, make_repo, start_manager, wait_for
 
 SSHD = Path("/usr/sbin/sshd")
 
@@ -32,13 +32,6 @@ class SshServer:
     port: int
     host_key_line: str
     client_key: str
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def keygen(path: Path) -> None:

@@ -51,7 +51,7 @@ def users() -> Iterator[list[str]]:
         except Exception:
             continue
         if account:
-            accounts.kill_processes(account)
+            accounts.kill_processes(account, Path("/"))  # every process of the test's own fresh account
             subprocess.run(["userdel", account.name], check=False, capture_output=True)
 
 
@@ -152,7 +152,8 @@ def test_existing_workspace_moves_to_its_account_and_survives_restart(engine: in
 
     # The same data dir with accounts: the next start hands the workspace's folders to the account.
     m = start_manager(data, extra_env={"DEVYARD_OS_ACCOUNTS": "on"})
-    stray = None
+    stray: subprocess.Popen[bytes] | None = None
+    other: subprocess.Popen[bytes] | None = None
     try:
         m.wait_status("old", "stopped", token=user)
         with m.api(user) as api:
@@ -170,16 +171,24 @@ def test_existing_workspace_moves_to_its_account_and_survives_restart(engine: in
         m.wait_status("old", "running", token=user)
         assert engine_of(m, user, "old").pid == proc.pid
 
-        # A process the user left behind outside the engine's tree ends with their last workspace.
-        stray = subprocess.Popen(["sleep", "600"], user=account.uid, group=account.gid, extra_groups=[], start_new_session=True)
+        # A process the user left behind outside the engine's tree (a daemon started in a terminal,
+        # so with the workspace's HOME) ends with their last workspace; the account's processes that
+        # no workspace of this manager started (another manager's, with the same user name) do not.
+        home = data / "workspaces" / user / "old" / "home"
+        stray = subprocess.Popen(["sleep", "600"], user=account.uid, group=account.gid, extra_groups=[], start_new_session=True,
+                                 env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
+        other = subprocess.Popen(["sleep", "600"], user=account.uid, group=account.gid, extra_groups=[], start_new_session=True,
+                                 env={"HOME": "/elsewhere", "PATH": "/usr/bin:/bin"})
         with m.api(user) as api:
             assert api.post("/workspaces/old/stop").status_code == 202
         m.wait_status("old", "stopped", token=user)
         assert stray.wait(timeout=10) == -signal.SIGTERM
+        assert other.poll() is None
     finally:
-        if stray and stray.poll() is None:
-            stray.kill()
-            stray.wait()
+        for leftover in (stray, other):
+            if leftover and leftover.poll() is None:
+                leftover.kill()
+                leftover.wait()
         m.stop()
 
 

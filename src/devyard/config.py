@@ -106,6 +106,26 @@ class Tool(BaseModel):
 
 
 OPEN_VSX = "https://open-vsx.org/vscode/gallery"
+_SIZE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+
+
+class Size(BaseModel):
+    """A size preset (`devyard.sizes.<name>`): what one workspace may use; a limit left out is none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory_mb: int | None = Field(default=None, gt=0)
+    cpus: float | None = Field(default=None, gt=0)
+    disk_mb: int | None = Field(default=None, gt=0)
+    description: str = ""
+
+
+# Machine types in the spirit of hosted workspaces; a deployment names its own in devyard.yaml.
+DEFAULT_SIZES = {
+    "small": Size(memory_mb=2048, cpus=1, disk_mb=10_240, description="2 GB memory, 1 CPU, 10 GB disk"),
+    "medium": Size(memory_mb=4096, cpus=2, disk_mb=20_480, description="4 GB memory, 2 CPUs, 20 GB disk"),
+    "large": Size(memory_mb=8192, cpus=4, disk_mb=51_200, description="8 GB memory, 4 CPUs, 50 GB disk"),
+}
 
 
 class ExtensionSettings(BaseModel):
@@ -177,8 +197,22 @@ class Settings(BaseSettings):
     max_workspaces_per_user: int | None = Field(None, ge=0, description="Quota: workspaces a user may have (none: no limit); admins can set it per user.")
     max_running_per_user: int | None = Field(None, ge=0, description="Quota: workspaces a user may have running at once (none: no limit); admins can set it per user.")
     max_disk_mb_per_user: int | None = Field(None, ge=0, description="Quota: disk all of a user's workspaces may use, in MB, checked at create and start (none: no limit); admins can set it per user.")
+    sizes: dict[str, Size] = Field(default_factory=lambda: dict(DEFAULT_SIZES), description="Size presets a workspace is created with (`name: {memory_mb, cpus, disk_mb, description}`): memory and CPU limits through cgroups, disk checked at start. Default: small, medium, large.")
+    default_size: str | None = Field(None, description="The size of workspaces created without one (none: no limits unless a size is chosen).")
+    backup_dir: Path | None = Field(None, description="Where scheduled backups are written, one folder per workspace (default <data_dir>/backups).")
+    backup_interval_s: int = Field(0, ge=0, description="Back up every provisioned workspace this often, in seconds (running ones too, consistently); 0: no scheduled backups.")
+    backup_keep: int = Field(7, ge=1, description="Scheduled backups kept per workspace; older ones are removed.")
     log_format: Literal["text", "json"] = Field("text", description="`json`: one JSON object per log line (time, level, logger, message), for log collectors.")
     stop_workspaces_on_exit: bool = Field(False, description="Stop every engine when the manager exits (by default they keep running and the next manager adopts them).")
+
+    @model_validator(mode="after")
+    def _sizes_named_well(self) -> "Settings":
+        for name in self.sizes:
+            if not _SIZE_NAME.match(name):
+                raise ValueError(f"size name {name!r}: use lower-case letters, digits and '-' (at most 31)")
+        if self.default_size is not None and self.default_size not in self.sizes:
+            raise ValueError(f"default_size {self.default_size!r} is not one of the sizes: {', '.join(self.sizes) or 'none'}")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -216,6 +250,11 @@ class Settings(BaseSettings):
     def uploads_dir(self) -> Path:
         """Unpacked archives waiting for their workspace's provisioning (mode 0700)."""
         return self.data_dir / "uploads"
+
+    @property
+    def backups_dir(self) -> Path:
+        """Where scheduled backups go (backup_dir, or <data_dir>/backups)."""
+        return self.backup_dir or self.data_dir / "backups"
 
     @property
     def workspaces_dir(self) -> Path:

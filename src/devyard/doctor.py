@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from devyard.backends import load_backend
+from devyard.backends import cgroups, load_backend
 from devyard.config import Settings
 from devyard.engine import install, prereqs
 from devyard.errors import DevyardError
@@ -30,8 +30,7 @@ def run_checks(settings: Settings) -> list[Check]:
     """Every check, in report order."""
     engine = install.locate(settings.engine_dir)
     missing = prereqs.missing()
-    cgroup = Path("/sys/fs/cgroup")
-    cgroup_kind = "v2" if (cgroup / "cgroup.controllers").exists() else "v1" if (cgroup / "memory").is_dir() else "none"
+    limits = cgroups.detect()
     return [
         Check("python", sys.version_info >= (3, 11), sys.version.split()[0]),
         Check("npm", shutil.which("npm") is not None, shutil.which("npm") or "not on PATH: install Node.js and npm"),
@@ -39,8 +38,9 @@ def run_checks(settings: Settings) -> list[Check]:
         Check("engine", engine is not None,
               f"code-server {engine.version} at {engine.root}" if engine else f"code-server {install.CODE_SERVER_VERSION} not installed: run `devyard engine install`"),
         isolation_check(settings),
-        Check("root", os.geteuid() == 0, "running as root" if os.geteuid() == 0 else "not root: resource limits (cgroups) unavailable", required=False),
-        Check("cgroups", cgroup_kind != "none", f"cgroup {cgroup_kind}", required=False),
+        Check("limits", limits.available,
+              f"memory and CPU limits of sizes enforced through {limits.detail}" if limits.available
+              else f"memory and CPU limits are unavailable, sizes will not be enforced: {limits.detail}", required=False),
         Check("chromium (tests)", CHROMIUM.exists(), str(CHROMIUM) if CHROMIUM.exists() else "not installed: apt-get install -y chromium chromium-driver", required=False),
     ]
 

@@ -9,13 +9,20 @@
     ├── Throttled        429     too many attempts
     ├── BackendError     500     an engine could not be started, stopped or read
     ├── EngineError      500     the engine is not installed or failed to install
-    └── ProvisionError   500     a workspace's files could not be made
+    ├── ProvisionError   500     a workspace's files could not be made
+    ├── StoreError       500     the database could not be migrated
+    └── StorageFull      507     the disk holding the data dir (or the database on it) is full
 
 One handler in api/errors.py renders them as {"error": {"code", "message"}}; the CLI prints
-the message on one line and exits non-zero.
+the message on one line and exits non-zero. `is_storage_full` recognises a full disk in the
+foreign errors it surfaces as (OSError, SQLite's, a tool's output), so the boundary that
+translates them can say so plainly instead of passing on a traceback.
 """
 
 from __future__ import annotations
+
+import errno
+import os
 
 
 class DevyardError(Exception):
@@ -96,3 +103,53 @@ class EngineError(DevyardError):
 class ProvisionError(DevyardError):
     status = 500
     code = "provision_error"
+
+
+class StoreError(DevyardError):
+    status = 500
+    code = "store_error"
+
+
+class StorageFull(DevyardError):
+    """No space left on the disk that holds the data dir: nothing was half-written, freeing space and retrying works."""
+
+    status = 507
+    code = "storage_full"
+
+    @classmethod
+    def during(cls, doing: str, then: str = "try again") -> StorageFull:
+        """The error for a full disk met while `doing`, telling what to do `then` once space is freed."""
+        return cls(f"no space left on device while {doing}: free some space, then {then}")
+
+
+# What a full disk looks like from here: the OS's errno, SQLite's result code, and the text tools print.
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_SQLITE_FULL = 13
+FULL_DISK_TEXTS = (os.strerror(errno.ENOSPC), "database or disk is full")
+
+
+def is_storage_full(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an error it was raised from, means the disk is full.
+
+    Recognised: OSError ENOSPC or EDQUOT, SQLite's SQLITE_FULL (also wrapped by SQLAlchemy, whose
+    `orig` is the driver's error), StorageFull itself, and a ProvisionError quoting a tool (git)
+    that printed "No space left on device".
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, StorageFull):
+            return True
+        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+            return True
+        if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
+            return True
+        # Text only where it is a tool's or the driver's own report, never text a user chose (a name, a path).
+        if isinstance(exc, ProvisionError) or type(exc).__module__ == "sqlite3":
+            if any(text in str(exc) for text in FULL_DISK_TEXTS):
+                return True
+        orig = getattr(exc, "orig", None)
+        if isinstance(orig, BaseException) and orig is not exc and is_storage_full(orig):
+            return True
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return False

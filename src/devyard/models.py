@@ -147,12 +147,25 @@ class WorkspaceCreate(BaseModel):
     git_url: str | None = None
     start: bool = True
     idle_timeout_s: int | None = Field(default=None, ge=0, description="Stop it after this many seconds without use (0: never; none: the manager's default).")
+    size: str | None = Field(default=None, description="A size preset (GET /api/v1/sizes); none: the manager's default_size.")
 
 
 class WorkspaceUpdate(BaseModel):
     """Body of PATCH /api/v1/workspaces/{name}: only the fields given change."""
 
     idle_timeout_s: int | None = Field(default=None, ge=0, description="Seconds without use before it is stopped; 0: never; null: the manager's default.")
+    size: str | None = Field(default=None, description="A size preset; only while the workspace is stopped (or failed); null: the manager's default_size.")
+
+
+class SizeInfo(BaseModel):
+    """A size preset a workspace can have."""
+
+    name: str
+    memory_mb: int | None
+    cpus: float | None
+    disk_mb: int | None
+    description: str
+    default: bool
 
 
 class QuotaUpdate(BaseModel):
@@ -193,6 +206,7 @@ class BulkCreate(BaseModel):
     git_url: str | None = None
     extension_groups: list[str] = Field(default_factory=list)
     start: bool = True
+    size: str | None = None
 
 
 class BulkDelete(BaseModel):
@@ -271,6 +285,8 @@ class Workspace(BaseModel):
     error: str | None
     progress: Progress | None = None  # while provisioning
     idle_timeout_s: int | None = None  # its own idle timeout; None: the manager's default
+    size: str | None = None  # its size preset (the manager's default_size when it chose none); None: no limits
+    reason: str | None = None  # while failed: why, as a code (out_of_memory, crash_loop, engine_start_failed, ...)
 
 
 class Stats(BaseModel):

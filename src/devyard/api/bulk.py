@@ -14,7 +14,8 @@ router = APIRouter(prefix="/workspaces/bulk", tags=["workspaces"])
 @router.post("", response_model=list[BulkOutcome], status_code=201, summary="Create one workspace per user (admins)")
 async def create_bulk(body: BulkCreate, admin: AdminUser, service: Workspaces, request: Request) -> list[BulkOutcome]:
     """Each user's new workspace (provisioning; follow each one's progress) or the reason it was not made."""
-    req = WorkspaceCreate(name=body.name, template=body.template, git_url=body.git_url, extension_groups=body.extension_groups, start=body.start)
+    req = WorkspaceCreate(name=body.name, template=body.template, git_url=body.git_url, extension_groups=body.extension_groups, start=body.start,
+                          size=body.size)
     outcomes = await bulk.create_for(service, request.app.state.db, body.users, req)
     await record(request, "workspace.bulk_create", body.name,
                  detail={"users": len(outcomes), "failed": [o.user for o in outcomes if o.error]})

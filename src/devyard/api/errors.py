@@ -2,20 +2,27 @@
 
 A page request (anything outside /api/ that accepts HTML) never gets a raw JSON body: without a
 session it goes to the login page, and any other error is shown as a readable page.
+
+A full disk is translated here too: an OSError ENOSPC or SQLite's "database or disk is full" from
+any route becomes 507 `storage_full` with a sentence saying so (SQLite has rolled the write back,
+so the database is as it was), not a 500 with a traceback.
 """
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
-from devyard.errors import DevyardError
+from devyard.errors import DevyardError, StorageFull, is_storage_full
 from devyard.web.render import render
 
+log = logging.getLogger("devyard")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
 
 
@@ -33,7 +40,7 @@ def _describe(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-_TITLES = {401: "Please log in", 403: "Not allowed", 404: "Not found", 409: "Conflict", 422: "That did not work"}
+_TITLES = {401: "Please log in", 403: "Not allowed", 404: "Not found", 409: "Conflict", 422: "That did not work", 507: "The disk is full"}
 
 
 def _is_page(request: Request) -> bool:
@@ -69,3 +76,20 @@ def install_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = "no such page" if _is_page(request) else "no such endpoint"
         return _respond(request, exc.status_code, code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(OSError)
+    async def _os(request: Request, exc: OSError) -> Response:
+        return _storage_full(request, exc, "writing devyard's data")
+
+    @app.exception_handler(OperationalError)
+    async def _database(request: Request, exc: OperationalError) -> Response:
+        return _storage_full(request, exc, "writing to the database")
+
+
+def _storage_full(request: Request, exc: Exception, doing: str) -> Response:
+    """507 for a full disk; any other error goes on to the server's 500 handling, unchanged."""
+    if not is_storage_full(exc):
+        raise exc
+    log.warning("%s %s: the disk is full: %s", request.method, request.url.path, exc)
+    full = StorageFull.during(doing)
+    return _respond(request, full.status, full.code, full.message)

@@ -1,4 +1,4 @@
-"""What the manager offers: templates, extension groups, and the API's own description (for logged-in users)."""
+"""What the manager offers: templates, extension groups, sizes, and the API's own description (for logged-in users)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from fastapi.responses import HTMLResponse
 
 from devyard.api.deps import CurrentUser
 from devyard.config import ExtensionGroup
-from devyard.models import Template
+from devyard.models import SizeInfo, Template
 from devyard.provision import templates
+from devyard.workspaces import sizes
 
 router = APIRouter(tags=["meta"])
 
@@ -22,6 +23,12 @@ async def extension_groups(_: CurrentUser, request: Request) -> list[ExtensionGr
     """The groups a workspace may be created with."""
     groups: list[ExtensionGroup] = request.app.state.settings.extension_groups
     return groups
+
+
+@router.get("/sizes", response_model=list[SizeInfo], summary="The size presets a workspace can have (memory, CPUs, disk)")
+async def list_sizes(_: CurrentUser, request: Request) -> list[SizeInfo]:
+    """Every preset, the default one marked."""
+    return sizes.listed(request.app.state.settings)
 
 
 @router.get("/templates", response_model=list[Template], summary="The template catalog (packaged_assets) and `empty`")

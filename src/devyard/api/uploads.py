@@ -101,8 +101,9 @@ class _Form:
         name = self.fields.get("name", [""])[0]
         groups = [g for value in self.fields.get("extension_groups", []) for g in value.split(",") if g.strip()]
         start = self.fields.get("start", ["true"])[0].lower() not in ("0", "false", "no", "off")
+        size = self.fields.get("size", [""])[0].strip() or None
         try:
-            return WorkspaceCreate(name=name, extension_groups=[g.strip() for g in groups], start=start)
+            return WorkspaceCreate(name=name, extension_groups=[g.strip() for g in groups], start=start, size=size)
         except ValidationError as exc:
             problem = exc.errors()[0]
             raise Invalid(f"{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}", code="invalid_field") from exc

@@ -48,7 +48,7 @@ async def get_workspace(name: str, ident: CurrentUser, service: Workspaces, owne
     return service.to_model(await service.find(ident, name, owner, Action.read))
 
 
-@router.patch("/{name}", response_model=Workspace, summary="Change a workspace's own settings (idle_timeout_s)")
+@router.patch("/{name}", response_model=Workspace, summary="Change a workspace's own settings (idle_timeout_s; size while stopped)")
 async def update_workspace(name: str, body: WorkspaceUpdate, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner) -> Workspace:
     """The workspace as changed; a field sent as null goes back to the manager's default."""
     row = await service.find(ident, name, owner, Action.control)
@@ -95,7 +95,7 @@ async def retry_provision(name: str, ident: CurrentUser, service: Workspaces, re
 async def add_extension_groups(name: str, body: ExtensionGroupsAdd, ident: CurrentUser, service: Workspaces, request: Request) -> ExtensionGroupsAdded:
     """Merge the groups' settings (the user's own win) and install their extensions; 200 with each extension's outcome."""
     row = await service.find(ident, name, None, Action.configure)
-    outcomes = await service.add_groups(row, body.groups)
+    outcomes = await service.provisioner.add_groups(row, body.groups)
     await record(request, "workspace.extension_groups", f"{ident.name}/{name}",
                  detail={"groups": body.groups, "failed": [o.id for o in outcomes if not o.installed]})
     return ExtensionGroupsAdded(workspace=service.to_model(row),

@@ -17,14 +17,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Update, delete, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devyard.audit import AuditLog
 from devyard.auth.passwords import verify_password_async
 from devyard.auth.secrets import TOKEN_PREFIX, digest, new_secret
 from devyard.auth.throttle import LoginThrottle
-from devyard.errors import Forbidden, Invalid, NotFound, Unauthorized
+from devyard.errors import Forbidden, Invalid, NotFound, Unauthorized, is_storage_full
 from devyard.store.tables import SessionRow, TokenRow, UserRow, utcnow
 
 SESSION_COOKIE = "devyard_session"
@@ -210,8 +211,7 @@ class Authenticator:
                 await s.commit()
                 return None
             if last_seen < now - _LAST_SEEN_EVERY:  # written at most once a minute, off the hot path
-                await s.execute(update(SessionRow).where(SessionRow.id_hash == id_hash).values(last_seen_at=now))
-                await s.commit()
+                await _note_use(s, update(SessionRow).where(SessionRow.id_hash == id_hash).values(last_seen_at=now))
         return Identity(found[0], found[1], found[2], "session", _user_scope(found[2]))
 
     async def _from_token(self, token_hash: str) -> Identity | None:
@@ -225,10 +225,20 @@ class Authenticator:
             )
             found = row.first()
             if found:
-                await s.execute(update(TokenRow).where(TokenRow.id == found[3]).values(last_used_at=now))
-                await s.commit()
+                await _note_use(s, update(TokenRow).where(TokenRow.id == found[3]).values(last_used_at=now))
         if not found:
             return None
         # A token never carries more than its user has now (an admin may have been demoted).
         scope = found[4] if found[4] != "admin" or found[2] else "write"
         return Identity(found[0], found[1], found[2], "token", scope)
+
+
+async def _note_use(s: AsyncSession, stmt: Update) -> None:
+    """Record when a credential was last used; on a full disk skip it (a nicety must not lock everyone out)."""
+    try:
+        await s.execute(stmt)
+        await s.commit()
+    except OperationalError as exc:
+        if not is_storage_full(exc):
+            raise
+        await s.rollback()

@@ -108,12 +108,16 @@ def give(path: Path, account: Account, mode: int = 0o700) -> None:
     os.chmod(path, mode, follow_symlinks=False)
 
 
-def kill_processes(account: Account, timeout: float = 2.0) -> int:
-    """SIGTERM, then SIGKILL, every process running as `account`; how many there were."""
+def kill_processes(account: Account, under: Path, timeout: float = 2.0) -> int:
+    """SIGTERM, then SIGKILL, every process running as `account` started from a workspace below `under`; how many.
+
+    The HOME an engine gives its terminals tells whose they are: another manager on this host may
+    run engines as the same account (same user name), and those are not this manager's to end.
+    """
     procs = []
     for proc in psutil.process_iter(["uids"]):
         uids = proc.info["uids"]
-        if uids and account.uid in (uids.real, uids.effective):
+        if uids and account.uid in (uids.real, uids.effective) and _home_below(proc, under):
             procs.append(proc)
     count = len(procs)
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -121,6 +125,14 @@ def kill_processes(account: Account, timeout: float = 2.0) -> int:
         if not procs:
             break
     return count
+
+
+def _home_below(proc: psutil.Process, root: Path) -> bool:
+    try:
+        home = proc.environ().get("HOME", "")
+    except psutil.Error:
+        return False
+    return bool(home) and Path(home).is_relative_to(root)
 
 
 def traversal_blocker(path: Path) -> Path | None:

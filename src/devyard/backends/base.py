@@ -21,6 +21,15 @@ State = Literal["running", "stopped", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """What one workspace's engine may use (from its size preset); None: no limit."""
+
+    memory_bytes: int | None = None
+    cpus: float | None = None
+    disk_bytes: int | None = None  # kept to at start (local) or the volume's size (kubernetes)
+
+
+@dataclass(frozen=True, slots=True)
 class WorkspaceSpec:
     """What a backend needs to know about one workspace."""
 
@@ -31,6 +40,7 @@ class WorkspaceSpec:
     env: Mapping[str, str] = field(default_factory=dict)  # the owner's secrets, as variables
     files: Mapping[str, str] = field(default_factory=dict, repr=False)  # the owner's secret files: path in home → content
     path: tuple[str, ...] = ()  # folders of tools' commands, put first on the engine's PATH
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def base_path(self) -> str:
@@ -83,6 +93,7 @@ class RuntimeStatus:
     exit_code: int | None = None
     endpoint: Endpoint | None = None
     detail: str | None = None
+    reason: str | None = None  # why it failed, as a code: out_of_memory
 
 
 @dataclass(frozen=True, slots=True)

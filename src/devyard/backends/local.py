@@ -8,6 +8,9 @@ private 0700 runtime folder: its listening socket (engine.sock, the only place i
 Code's IPC sockets and code-server's session socket, kept short because a socket path may not pass
 107 bytes.
 
+A workspace with limits (its size) runs in control groups of its own (cgroups.py); where the host
+has none to give, the engine runs unlimited and its log and `devyard doctor` say so.
+
 Run as root (os_accounts: auto), each user's engines run as that user's system account (see
 accounts.py): their files, home, settings, extensions and runtime folder belong to it with mode
 0700, the folders above them let it pass but not look, and the manager's own state stays 0700.
@@ -28,7 +31,7 @@ from typing import Any
 
 import psutil
 
-from devyard.backends import accounts, homefiles
+from devyard.backends import accounts, cgroups, homefiles
 from devyard.backends.accounts import Account
 from devyard.backends.base import Endpoint, RuntimeStatus, Stats, WorkspaceSpec
 from devyard.config import Settings
@@ -75,6 +78,7 @@ class LocalBackend:
             check_isolation(settings)
         # Popen objects of engines this manager started, kept to reap them (no zombies).
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self.cgroups = cgroups.detect()
 
     @property
     def shared_account(self) -> str | None:
@@ -111,7 +115,10 @@ class LocalBackend:
         tmp.replace(self._record_path(uid))
 
     def _forget(self, uid: str) -> int | None:
-        """Remove a stopped engine's socket, record and runtime dir; reap it; return its exit code."""
+        """Remove a stopped engine's socket, record, runtime dir and groups; reap it; return its exit code."""
+        record = self._read_record(uid)
+        if record and record.get("cgroups"):
+            cgroups.remove(record["cgroups"])
         # run/<uid>.sock: where engines of earlier versions listened.
         for path in (self.run_dir / f"{uid}.sock", self._record_path(uid)):
             path.unlink(missing_ok=True)
@@ -181,17 +188,44 @@ class LocalBackend:
         if account:
             env.update(USER=account.name, LOGNAME=account.name)
             as_account = {"user": account.uid, "group": account.gid, "extra_groups": [], "umask": 0o077}
+        groups = self._groups(ws)
         with ws.log_file.open("ab") as log:
             log.write(f"--- devyard: starting code-server {engine.version} at {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+            if (ws.limits.memory_bytes or ws.limits.cpus) and not self.cgroups.available:
+                log.write(f"--- devyard: memory and CPU limits are NOT enforced on this host: {self.cgroups.detail} ---\n".encode())
             log.flush()
             proc = subprocess.Popen(
                 argv, cwd=ws.files_dir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True, **as_account,
             )
         self._children[ws.uid] = proc
+        try:
+            # At once, before the engine (still loading node) starts any process of its own.
+            cgroups.enter(groups, proc.pid)
+        except OSError as exc:
+            proc.kill()
+            proc.wait()
+            raise BackendError(f"could not put the engine in its control group: {exc}", code="limits_failed") from exc
         create_time = psutil.Process(proc.pid).create_time()
-        self._write_record(ws.uid, {"pid": proc.pid, "create_time": create_time, "socket": str(sock), "owner": ws.owner, "name": ws.name})
+        self._write_record(ws.uid, {"pid": proc.pid, "create_time": create_time, "socket": str(sock), "owner": ws.owner, "name": ws.name,
+                                    "cgroups": groups, "memory_bytes": ws.limits.memory_bytes})
         return proc
+
+    def _groups(self, ws: WorkspaceSpec) -> list[str]:
+        """The engine's control groups, made with its limits; none without limits or where the host has none."""
+        if not (ws.limits.memory_bytes or ws.limits.cpus) or not self.cgroups.available:
+            return []
+        try:
+            return cgroups.create(self.cgroups, ws.uid, ws.limits)
+        except OSError as exc:
+            raise BackendError(f"could not apply the workspace's limits ({self.cgroups.detail}): {exc}", code="limits_failed") from exc
+
+    def _out_of_memory(self, record: dict[str, Any] | None) -> str | None:
+        """Why the engine must end, when its group saw an OOM kill: the sentence for `detail`."""
+        if not record or not record.get("cgroups") or not cgroups.oom_kills(record["cgroups"]):
+            return None
+        limit = record.get("memory_bytes")
+        return "the engine ran out of memory" + (f" (its limit is {limit // (1 << 20)} MB)" if limit else "") + " and was killed"
 
     def _prepare(self, ws: WorkspaceSpec, account: Account | None) -> Path:
         """Make (or repair) the folders an engine needs, owned and protected as its mode requires; the runtime folder."""
@@ -222,7 +256,10 @@ class LocalBackend:
         while True:
             code = proc.poll()
             if code is not None:
+                oom = self._out_of_memory(self._read_record(ws.uid))
                 self._forget(ws.uid)
+                if oom:
+                    raise BackendError(f"{oom} while starting; choose a larger size", code="out_of_memory")
                 lines = tail(ws.log_file, LOG_TAIL_LINES)
                 raise BackendError(f"engine exited with code {code} while starting: " + " | ".join(lines[-5:]), code="engine_start_failed")
             if await _answers(sock):
@@ -261,7 +298,7 @@ class LocalBackend:
             account = accounts.lookup(owner)
         except BackendError:
             return
-        if account and accounts.kill_processes(account):
+        if account and accounts.kill_processes(account, self.settings.workspaces_dir):
             log.info("ended processes left running by %s after its last workspace stopped", account.name)
 
     def _protect_run_dir(self) -> None:
@@ -279,12 +316,17 @@ class LocalBackend:
         if record is None:
             return RuntimeStatus(uid=ws.uid, state="stopped")
         proc = self._process(record)
-        if proc is not None:
+        oom = self._out_of_memory(record)
+        if proc is not None and oom is None:
             return RuntimeStatus(
                 uid=ws.uid, state="running", pid=proc.pid, started_at=record["create_time"],
                 endpoint=Endpoint(unix_socket=record["socket"]),
             )
+        if proc is not None:  # cgroup v1 killed one process; the workspace ends as a whole, as under v2
+            await asyncio.to_thread(terminate_tree, proc, 2.0)
         code = self._forget(ws.uid)
+        if oom:
+            return RuntimeStatus(uid=ws.uid, state="failed", exit_code=code, detail=oom, reason="out_of_memory")
         return RuntimeStatus(uid=ws.uid, state="failed", exit_code=code, detail="the engine exited by itself")
 
     async def stats(self, ws: WorkspaceSpec) -> Stats:

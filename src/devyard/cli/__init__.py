@@ -14,6 +14,7 @@ from rich.panel import Panel
 from devyard import __version__
 from devyard.auth.users import ensure_admin
 from devyard.cli.accounts import audit_command, token_app, user_app
+from devyard.cli import backups as _backups  # noqa: F401  (adds `ws backup` and `ws restore`)
 from devyard.cli.ws import ws_app
 from devyard.config import DEFAULT_DATA_DIR, Settings, load_settings
 from devyard.cli.secrets import secret_app

@@ -62,7 +62,8 @@ def _wait(api: Api, name: str, want: str, owner: str | None = None, timeout_s: f
 
 
 def _show(api: Api, ws: dict[str, Any]) -> None:
-    console.print(f"{ws['name']}: [bold]{ws['status']}[/]  {api.url}{ws['url']}")
+    size = f"  size {ws['size']}" if ws.get("size") else ""
+    console.print(f"{ws['name']}: [bold]{ws['status']}[/]  {api.url}{ws['url']}{size}")
 
 
 @ws_app.command("ls")
@@ -84,6 +85,7 @@ def create(
     git: Annotated[str | None, typer.Option("--git", help="Git URL to clone (https://, ssh:// or an allowed file://).")] = None,
     archive: Annotated[Path | None, typer.Option("--archive", help="A .zip, .tar or .tar.gz whose contents become the files.")] = None,
     for_users: ForUsers = None,
+    size: Annotated[str | None, typer.Option("--size", help="Size preset: memory, CPUs, disk (`devyard ws sizes`).")] = None,
     start: Annotated[bool, typer.Option("--start/--no-start", help="Start it right away.")] = True,
     wait: Wait = True,
 ) -> None:
@@ -92,16 +94,17 @@ def create(
     if for_users is not None:
         if archive is not None:
             raise Invalid("--for-users works with --template, --git and --group, not --archive", code="conflicting_sources")
-        body = {"users": _read_users(for_users), "name": name, "template": template, "git_url": git, "extension_groups": group or [], "start": start}
+        body = {"users": _read_users(for_users), "name": name, "template": template, "git_url": git, "extension_groups": group or [], "start": start,
+                "size": size}
         outcomes = api.request("POST", "/workspaces/bulk", json=body)
         _follow_bulk(api, name, outcomes, "running" if start else "stopped", wait)
         return
     if archive is not None:
         if template or git:
             raise Invalid("--archive cannot be combined with --template or --git", code="conflicting_sources")
-        ws = _upload(api, name, archive, group or [], start)
+        ws = _upload(api, name, archive, group or [], start, size)
     else:
-        body = {"name": name, "template": template, "extension_groups": group or [], "git_url": git, "start": start}
+        body = {"name": name, "template": template, "extension_groups": group or [], "git_url": git, "start": start, "size": size}
         ws = api.request("POST", "/workspaces", json=body)
     if wait:
         ws = _wait(api, name, "running" if start else "stopped")
@@ -153,7 +156,7 @@ def _follow_bulk(api: Api, name: str, outcomes: list[dict[str, Any]], want: str,
         raise typer.Exit(1)
 
 
-def _upload(api: Api, name: str, archive: Path, groups: list[str], start: bool) -> dict[str, Any]:
+def _upload(api: Api, name: str, archive: Path, groups: list[str], start: bool, preset: str | None = None) -> dict[str, Any]:
     """POST the archive as multipart, streamed from disk, with an upload progress bar."""
     try:
         size = archive.stat().st_size
@@ -164,7 +167,7 @@ def _upload(api: Api, name: str, archive: Path, groups: list[str], start: bool) 
     with f, Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(archive.name, total=size)
         reader = _Counting(f, lambda n: bar.advance(task, n))
-        data = {"name": name, "start": "true" if start else "false", "extension_groups": ",".join(groups)}
+        data = {"name": name, "start": "true" if start else "false", "extension_groups": ",".join(groups), **({"size": preset} if preset else {})}
         result: dict[str, Any] = api.request("POST", "/workspaces/upload", data=data,
                                              files={"archive": (archive.name, reader, "application/octet-stream")})
         return result
@@ -202,6 +205,36 @@ def add_groups(name: str, groups: list[str]) -> None:
         console.print(("[green]installed[/] " if o["installed"] else "[red]failed[/]    ") + f"{o['id']}  {o['detail']}", highlight=False)
     if not all(o["installed"] for o in result["extensions"]):
         raise typer.Exit(1)
+
+
+@ws_app.command("set")
+def set_(
+    name: str,
+    size: Annotated[str | None, typer.Option("--size", help="Size preset (the workspace must be stopped); `default`: the manager's default.")] = None,
+    idle_timeout: Annotated[int | None, typer.Option("--idle-timeout", help="Seconds without use before it is stopped (0: never; -1: the manager's default).")] = None,
+    owner: OwnerOpt = None,
+) -> None:
+    """Change a workspace's size or idle timeout."""
+    body: dict[str, Any] = {}
+    if size is not None:
+        body["size"] = None if size == "default" else size
+    if idle_timeout is not None:
+        body["idle_timeout_s"] = None if idle_timeout < 0 else idle_timeout
+    if not body:
+        raise Invalid("give --size or --idle-timeout", code="nothing_to_change")
+    api = _api()
+    _show(api, api.request("PATCH", f"/workspaces/{name}", json=body, params=_owner(owner)))
+
+
+@ws_app.command("sizes")
+def list_sizes() -> None:
+    """List the size presets (memory, CPUs, disk) a workspace can have."""
+    api = _api()
+    table = Table("name", "memory", "CPUs", "disk", "description")
+    for s in api.request("GET", "/sizes"):
+        table.add_row(s["name"] + (" (default)" if s["default"] else ""), f"{s['memory_mb']} MB" if s["memory_mb"] else "no limit",
+                      f"{s['cpus']:g}" if s["cpus"] else "no limit", f"{s['disk_mb']} MB" if s["disk_mb"] else "no limit", s["description"])
+    console.print(table)
 
 
 @ws_app.command("templates")

@@ -17,6 +17,9 @@ from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 OPEN_TIMEOUT_S = 10.0
+# code-server never answers the close of its editor socket: without a short wait each closed tab
+# held its relay (and the open-WebSockets gauge) for websockets' default 10 s.
+CLOSE_TIMEOUT_S = 1.0
 
 
 def _sendable(code: int | None) -> int:
@@ -43,7 +46,7 @@ async def relay(
         upstream = await unix_connect(
             socket, uri=uri, additional_headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
             subprotocols=scope.get("subprotocols") or None, compression=None, max_size=None, ping_interval=None,
-            open_timeout=OPEN_TIMEOUT_S, user_agent_header=None, proxy=None,
+            open_timeout=OPEN_TIMEOUT_S, close_timeout=CLOSE_TIMEOUT_S, user_agent_header=None, proxy=None,
         )
     except InvalidStatus:
         # The engine refused the upgrade (e.g. its own origin check): refuse the browser's too.

@@ -85,6 +85,8 @@ class Plan:
     git_url: str | None = None
     unpacked: Path | None = None  # an archive already unpacked (and checked) into this folder
     git_credentials: git.Credentials | None = field(default=None, repr=False)
+    user_data: Path | None = None  # from a backup: user-data (settings, state) that replaces the new workspace's
+    extension_ids: list[str] = field(default_factory=list)  # from a backup: installed besides the groups' own
 
 
 def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progress) -> list[Outcome]:
@@ -92,7 +94,7 @@ def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progr
 
     ProvisionError when a step fails; an extension that will not install is an Outcome, not a failure.
     """
-    ids = group_extensions(plan.groups)
+    ids = list(dict.fromkeys([*group_extensions(plan.groups), *plan.extension_ids]))
     steps = 2 + (plan.git_url is not None or plan.unpacked is not None) + bool(settings.tools) + bool(ids)
     try:
         progress("folders", 1, steps)
@@ -107,6 +109,8 @@ def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progr
             progress("unpack", 2, steps)
             for child in plan.unpacked.iterdir():
                 os.replace(child, ws.files_dir / child.name)
+        if plan.user_data is not None:
+            _restore_user_data(plan.user_data, ws.data_dir)
         progress("settings", steps - bool(settings.tools) - bool(ids), steps)
         defaults = dict(BASE_USER_SETTINGS)
         for group in plan.groups:
@@ -122,6 +126,17 @@ def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progr
     except OSError as exc:
         _empty(ws.files_dir)
         raise ProvisionError(f"could not prepare the workspace under {ws.root}: {exc}") from exc
+
+
+def _restore_user_data(source: Path, dest: Path) -> None:
+    """Put a backup's user-data in place of what the new workspace has."""
+    for item in source.iterdir():
+        target = dest / item.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        os.replace(item, target)
 
 
 def install_tools(settings: Settings, progress: Progress) -> list[Outcome]:

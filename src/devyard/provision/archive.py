@@ -3,7 +3,8 @@
 tarfile's `data` filter and zipfile cover part of this; the rest (entry and size limits counted on
 the bytes actually written, links checked against what is already on disk, nothing left behind
 on refusal) needs the walk below. Entries are written one by one through a folder checked to
-be inside the destination, with O_EXCL so an existing link is never followed.
+be inside the destination, with O_EXCL so an existing link is never followed. A disk that fills
+up while unpacking is StorageFull, with what was written already removed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from devyard.errors import Invalid
+from devyard.errors import Invalid, StorageFull, is_storage_full
 
 CHUNK = 1 << 20
 
@@ -52,7 +53,10 @@ def kind(path: Path) -> str:
 
 
 def extract(archive: Path, dest: Path, limits: Limits) -> int:
-    """Unpack `archive` into the new folder `dest`; the number of files. Refused (and no `dest`) on any problem."""
+    """Unpack `archive` into the new folder `dest`; the number of files.
+
+    Refused for an archive devyard will not unpack, StorageFull when the disk fills; no `dest` after either.
+    """
     dest.mkdir(parents=True)
     try:
         unpacker = _Unpacker(dest, limits)
@@ -67,6 +71,11 @@ def extract(archive: Path, dest: Path, limits: Limits) -> int:
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError, ValueError) as exc:
         shutil.rmtree(dest, ignore_errors=True)
         raise Refused(f"the archive is corrupt or truncated: {exc}") from exc
+    except OSError as exc:
+        shutil.rmtree(dest, ignore_errors=True)  # first: it frees the space the error is about
+        if is_storage_full(exc):
+            raise StorageFull.during("unpacking the archive", "upload it again") from exc
+        raise
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise

@@ -1,4 +1,11 @@
-"""Opening the database: engine, sessions, SQLite pragmas, and migrating to the newest schema."""
+"""Opening the database: engine, sessions, SQLite pragmas, and migrating to the newest schema.
+
+On SQLite a migration runs as one transaction with foreign keys off: Alembic's batch mode rebuilds
+a table by copy, DROP and rename, and with foreign keys on that DROP would cascade to every row
+pointing at the table (rebuilding `users` deleted every workspace, token and session). Checking
+the references before commit, as SQLite's ALTER TABLE guide does, keeps the result consistent; an
+upgrade that fails (a full disk) rolls back whole, never leaving a half-migrated schema.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,11 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event
+from sqlalchemy import Connection, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from devyard.errors import StorageFull, StoreError, is_storage_full
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -24,23 +34,58 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
+def _migration_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver opens transactions itself only before INSERT/UPDATE/DELETE, so DDL would run
+    # outside one: leave them to us (_begin), so that the whole upgrade commits or rolls back.
+    dbapi_connection.isolation_level = None
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: set before BEGIN
+    cur.close()
+
+
+def _begin(conn: Connection) -> None:
+    # IMMEDIATE: take the write lock now, so two processes starting at once migrate one after the other.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _broken_references(conn: Connection) -> set[tuple[Any, ...]]:
+    return {tuple(r) for r in conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()}
+
+
 def sync_url(url: str) -> str:
     """The synchronous driver's URL for an async one (Alembic runs synchronously)."""
     return url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg")
 
 
-def migrate(url: str) -> None:
-    """Bring the database at `url` to the newest schema."""
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to the newest schema (or to `revision`), in one transaction.
+
+    StorageFull when the disk fills up, StoreError when the upgrade would break a reference;
+    the database is unchanged after either.
+    """
     logging.getLogger("alembic").setLevel(logging.WARNING)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     engine = create_engine(sync_url(url))
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+    sqlite = engine.dialect.name == "sqlite"
+    if sqlite:
+        event.listen(engine, "connect", _migration_pragmas)
+        event.listen(engine, "begin", _begin)
     try:
         with engine.begin() as conn:
+            before = _broken_references(conn) if sqlite else set()
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
+            broken = _broken_references(conn) - before if sqlite else set()
+            if broken:  # raising rolls the whole upgrade back
+                tables = ", ".join(sorted({str(r[0]) for r in broken}))
+                raise StoreError(f"upgrading the database would leave rows of {tables} pointing at nothing; nothing was changed")
+    except OperationalError as exc:
+        if is_storage_full(exc):
+            raise StorageFull.during("upgrading the database", "start devyard again") from exc
+        raise
     finally:
         engine.dispose()
 

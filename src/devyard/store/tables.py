@@ -97,6 +97,8 @@ class WorkspaceRow(Base):
     last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     provisioned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     idle_timeout_s: Mapped[int | None] = mapped_column(Integer)  # None: the manager's idle_timeout_s; 0: never
+    size: Mapped[str | None] = mapped_column(String(32))  # a preset of `sizes`; None: no limits
+    reason: Mapped[str | None] = mapped_column(String(32))  # why it failed, as a code (out_of_memory, crash_loop, ...)
 
     owner: Mapped[UserRow] = relationship(lazy="joined")
 

@@ -13,6 +13,7 @@ from devyard.errors import Unauthorized
 from devyard.models import TokenInfo
 from devyard.provision import EMPTY_TEMPLATE, templates
 from devyard.web.render import render
+from devyard.workspaces import sizes
 from devyard.workspaces.access import Action
 
 router = APIRouter(include_in_schema=False)
@@ -67,7 +68,7 @@ async def new_workspace(request: Request, me: Viewer) -> HTMLResponse:
     taken = [r.name for r in await service.list_for(me)]
     return page(request, "create.html", me, "new", taken=taken, templates=[t for t in templates(settings) if t.name != EMPTY_TEMPLATE],
                 groups=settings.extension_groups, default_groups=set(settings.ui.default_extension_groups),
-                max_upload_mb=settings.ui.workspace.max_upload_size_mb)
+                max_upload_mb=settings.ui.workspace.max_upload_size_mb, sizes=sizes.listed(settings), default_size=settings.default_size)
 
 
 @router.get("/workspaces/{name}", response_class=HTMLResponse)
@@ -80,7 +81,7 @@ async def workspace_page(request: Request, name: str, me: Viewer, owner: str | N
     can_delete = owner_view or me.acts_as_admin
     addable = [g for g in service.settings.extension_groups if g.name not in ws.extension_groups] if owner_view else []
     return page(request, "detail.html", me, "workspaces", ws=ws.model_dump(mode="json"), owner_view=owner_view, can_delete=can_delete,
-                shares=await service.shares(row) if owner_view else [], addable=addable)
+                shares=await service.shares(row) if owner_view else [], addable=addable, sizes=sizes.listed(service.settings))
 
 
 @router.get("/account", response_class=HTMLResponse)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import secrets
 import shutil
 import time
@@ -30,23 +29,22 @@ from devyard.backends.base import Backend, Stats, WorkspaceSpec
 from devyard.backends.local import tail
 from devyard.config import Settings
 from devyard.errors import Conflict, DevyardError, Invalid, NotFound, WorkspaceExists, WorkspaceNotFound
-from devyard.models import Progress, Status, Workspace, WorkspaceCreate
+from devyard.models import Status, Workspace, WorkspaceCreate
 from devyard.paths import child
 from devyard.provision import extensions as provision_extensions
 from devyard.provision import git as provision_git
 from devyard.provision import tools as provision_tools
-from devyard.provision.report import ProgressLog, failures
 from devyard.store.tables import ShareRow, UserRow, WorkspaceRow, utcnow
 from devyard.usersecrets import SecretStore
 from devyard.metrics import Metrics
-from devyard.workspaces import quotas
+from devyard.workspaces import backups, quotas, sizes
 from devyard.workspaces.activity import Activity
 from devyard.workspaces.access import ADMIN_ACTIONS, SHARED_USER_ACTIONS, Action, Route
 from devyard.workspaces.events import Event, EventHub, StatsSampler, sample_running
+from devyard.workspaces.provisioning import Provisioner
 from devyard.workspaces.supervisor import Supervisor, reconcile
 
 log = logging.getLogger("devyard.workspaces")
-# The owner's secrets an https clone authenticates with (GitHub, GitLab and Gitea take a token this way).
 
 
 class WorkspaceService:
@@ -62,12 +60,13 @@ class WorkspaceService:
         self._user_locks: dict[int, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.activity = Activity(db, settings.activity_flush_s)
-        self._progress: dict[str, Progress] = {}  # uid → where its provisioning is
         self._shares: dict[str, frozenset[str]] = {}
         self.events = EventHub()
         self.sampler = StatsSampler(self.events, lambda: sample_running(self))
         self.supervisor = Supervisor(self)
         self.metrics = Metrics()
+        self.provisioner = Provisioner(self)
+        self.backups = backups.Scheduler(self)
 
     # -- startup and shutdown -----------------------------------------------------------
     async def startup(self) -> None:
@@ -95,11 +94,14 @@ class WorkspaceService:
         self.activity.start()
         self.sampler.start()
         self.supervisor.start()
+        if self.settings.backup_interval_s:
+            self.backups.start()
 
     async def shutdown(self) -> None:
         """Stop background work; engines keep running for the next manager to adopt (unless stop_workspaces_on_exit)."""
         await self.sampler.stop()
         await self.supervisor.stop()
+        await self.backups.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -110,8 +112,8 @@ class WorkspaceService:
 
     # -- queries ------------------------------------------------------------------------
     def spec(self, row: WorkspaceRow) -> WorkspaceSpec:
-        """The backend's view of a workspace."""
-        return self.spec_of(row.uid, row.owner.name, row.name)
+        """The backend's view of a workspace, with the limits of its size."""
+        return dataclasses.replace(self.spec_of(row.uid, row.owner.name, row.name), limits=sizes.limits(self.settings, row.size))
 
     def spec_of(self, uid: str, owner: str, name: str) -> WorkspaceSpec:
         """The backend's view of a workspace, from its route (no database query)."""
@@ -139,7 +141,8 @@ class WorkspaceService:
             name=row.name, owner=row.owner.name, status=Status(row.status), url=f"/w/{row.owner.name}/{row.name}/",
             template=row.template, extension_groups=list(row.extension_groups or []), created_at=row.created_at,
             started_at=row.started_at, last_activity_at=row.last_activity_at, error=row.error,
-            progress=self._progress.get(row.uid) if row.status == Status.provisioning else None, idle_timeout_s=row.idle_timeout_s,
+            progress=self.provisioner.progress.get(row.uid) if row.status == Status.provisioning else None, idle_timeout_s=row.idle_timeout_s,
+            size=sizes.effective(self.settings, row.size), reason=row.reason if row.status == Status.failed else None,
         )
 
     async def list_for(self, who: Identity, all_users: bool = False, shared: bool = False) -> list[WorkspaceRow]:
@@ -191,7 +194,7 @@ class WorkspaceService:
             except IntegrityError as exc:
                 raise Conflict(f"'{row.name}' is already shared with {user.name}", code="already_shared") from exc
         self._shares[row.uid] = self._shares.get(row.uid, frozenset()) | {user.name}
-        self._remember(row, self._socket_of(row))
+        self._remember(row, self.socket_of(row))
 
     async def unshare(self, row: WorkspaceRow, user: UserRow) -> None:
         """Take back a share; the user's open connections are refused from their next request."""
@@ -201,7 +204,7 @@ class WorkspaceService:
         if not result.rowcount:  # type: ignore[attr-defined]
             raise NotFound(f"'{row.name}' is not shared with {user.name}", code="share_not_found")
         self._shares[row.uid] = self._shares.get(row.uid, frozenset()) - {user.name}
-        self._remember(row, self._socket_of(row))
+        self._remember(row, self.socket_of(row))
 
     async def stop_all_of(self, user_id: int) -> None:
         """Stop every running workspace of a user (their account was disabled)."""
@@ -210,7 +213,8 @@ class WorkspaceService:
         for row in rows:
             await self.stop(row)
 
-    def _socket_of(self, row: WorkspaceRow) -> str | None:
+    def socket_of(self, row: WorkspaceRow) -> str | None:
+        """The engine socket the gateway uses for the workspace (None unless running)."""
         route = self._routes.get((row.owner.name, row.name))
         return route.socket if route else None
 
@@ -227,10 +231,11 @@ class WorkspaceService:
         return await self.backend.stats(self.spec(row))
 
     # -- commands -----------------------------------------------------------------------
-    async def create(self, who: Identity, req: WorkspaceCreate, unpacked: Path | None = None) -> WorkspaceRow:
+    async def create(self, who: Identity, req: WorkspaceCreate, unpacked: Path | None = None, restore: Path | None = None) -> WorkspaceRow:
         """Record a workspace and provision it in the background (then start it, when asked).
 
         `unpacked`: an uploaded archive already unpacked and checked; it becomes the workspace's files.
+        `restore`: from a backup, the user-data and extension list to restore (backups.restore_folder).
         """
         template = provision.find_template(self.settings, req.template) if req.template else None
         if template and template.git_url and req.git_url:
@@ -243,7 +248,8 @@ class WorkspaceService:
         groups = provision.resolve_groups(names, self.settings.extension_groups)
         provision_extensions.check_allowed(provision.group_extensions(groups), self.settings.extensions)
         row = WorkspaceRow(uid=secrets.token_hex(6), owner_id=who.user_id, name=req.name, status=Status.provisioning,
-                           template=req.template, extension_groups=names, git_url=git_url, idle_timeout_s=req.idle_timeout_s)
+                           template=req.template, extension_groups=names, git_url=git_url, idle_timeout_s=req.idle_timeout_s,
+                           size=sizes.check(self.settings, req.size))
         async with self._user_lock(who.user_id), self.db() as s:
             await quotas.check(self.db, self.settings, await s.get_one(UserRow, who.user_id), new=True, running=req.start)
             s.add(row)
@@ -253,14 +259,10 @@ class WorkspaceService:
                 raise WorkspaceExists(f"you already have a workspace named '{req.name}'") from exc
             await s.refresh(row, attribute_names=["owner"])
         if unpacked is not None:
-            await asyncio.to_thread(self._keep_upload, row, unpacked)
+            await asyncio.to_thread(self.provisioner.keep_upload, row, unpacked, restore)
         self._remember(row, None)
-        self._background(row, lambda r: self._do_provision(r, req.start))
+        self._background(row, lambda r: self.provisioner.run(r, req.start))
         return row
-
-    def _keep_upload(self, row: WorkspaceRow, unpacked: Path) -> None:
-        self.settings.uploads_dir.mkdir(mode=0o700, exist_ok=True)
-        os.replace(unpacked, self.settings.uploads_dir / row.uid)
 
     async def retry_provision(self, row: WorkspaceRow) -> WorkspaceRow:
         """Provision again a workspace whose provisioning failed (the files of the failed try are gone)."""
@@ -268,53 +270,8 @@ class WorkspaceService:
             raise Invalid(f"workspace '{row.name}' is {row.status} and was provisioned; only a failed provisioning is retried",
                           code="nothing_to_retry")
         await self.set_status(row, Status.provisioning, error=None)
-        self._background(row, lambda r: self._do_provision(r, True))
+        self._background(row, lambda r: self.provisioner.run(r, True))
         return row
-
-    async def _do_provision(self, row: WorkspaceRow, start: bool) -> None:
-        spec = self.spec(row)
-        upload = self.settings.uploads_dir / row.uid
-        owned = await self.secrets.materials(row.owner_id) if row.git_url else None
-        plan = provision.Plan(groups=provision.resolve_groups(list(row.extension_groups or []), self.settings.extension_groups),
-                              git_url=row.git_url, unpacked=upload if upload.is_dir() else None,
-                              git_credentials=provision_git.Credentials.from_secrets(owned.env) if owned else None)
-        reporter = ProgressLog(spec.log_file)
-
-        loop = asyncio.get_running_loop()
-
-        def progress(step: str, current: int, total: int) -> None:  # called from the provisioning thread
-            self._progress[row.uid] = Progress(step=step, current=current, total=total)
-            reporter.note(step, current, total)
-            loop.call_soon_threadsafe(self._publish, row)
-
-        try:
-            outcomes = await asyncio.to_thread(provision.provision, spec, plan, self.settings, progress)
-        except DevyardError as exc:
-            reporter.line(f"provisioning failed: {exc.message}")
-            await self.set_status(row, Status.failed, error=exc.message)
-            return
-        finally:
-            self._progress.pop(row.uid, None)
-        shutil.rmtree(upload, ignore_errors=True)
-        reporter.outcomes(outcomes)
-        reporter.line("provisioning done")
-        # The workspace works without the extensions that failed; `error` says which, until the next start.
-        # Straight on to starting: a watcher must never see a settled `stopped` between the two.
-        await self.set_status(row, Status.starting if start else Status.stopped, provisioned_at=utcnow(), error=failures(outcomes))
-        if start:
-            await self._do_start(row, keep_error=True)
-
-    async def add_groups(self, row: WorkspaceRow, names: list[str]) -> list[provision_extensions.Outcome]:
-        """Add extension groups to a provisioned workspace: settings the user lacks, and extensions; one Outcome each."""
-        if row.provisioned_at is None:
-            raise Invalid(f"workspace '{row.name}' is not provisioned yet", code="not_provisioned")
-        groups = provision.resolve_groups(names, self.settings.extension_groups)
-        provision_extensions.check_allowed(provision.group_extensions(groups), self.settings.extensions)
-        async with self.lock(row.uid):
-            outcomes = await asyncio.to_thread(provision.add_groups, self.spec(row), groups, self.settings)
-            merged = list(dict.fromkeys([*(row.extension_groups or []), *names]))
-            await self.set_status(row, row.status, socket=self._socket_of(row), extension_groups=merged)
-        return outcomes
 
     async def start(self, row: WorkspaceRow) -> WorkspaceRow:
         """Mark the workspace starting and start its engine in the background."""
@@ -324,15 +281,23 @@ class WorkspaceService:
         if row.provisioned_at is None:
             raise Invalid(f"workspace '{row.name}' was never provisioned ({row.error or 'provisioning failed'}); "
                           "retry it with retry-provision, or delete it", code="not_provisioned")
+        await sizes.check_disk(self.settings, row.size, row.name, self.spec(row).root)
         async with self._user_lock(row.owner_id):
             await quotas.check(self.db, self.settings, row.owner, new=False, running=True, exclude=row.id)
             await self.set_status(row, Status.starting, error=None)
-        self._background(row, self._do_start)
+        self._background(row, self.do_start)
         return row
 
     async def update(self, row: WorkspaceRow, changes: dict[str, Any]) -> WorkspaceRow:
-        """Change the workspace's own settings (only `idle_timeout_s` for now)."""
-        await self.set_status(row, row.status, socket=self._socket_of(row), **changes)
+        """Change the workspace's own settings: `idle_timeout_s` any time, `size` while it is stopped or failed."""
+        async with self.lock(row.uid):
+            if "size" in changes:
+                sizes.check(self.settings, changes["size"])
+                fresh = await self.row_by_uid(row.uid)
+                status = fresh.status if fresh else row.status
+                if status not in (Status.stopped, Status.failed):
+                    raise Conflict(f"workspace '{row.name}' is {status}; stop it before changing its size", code="workspace_not_stopped")
+            await self.set_status(row, row.status, socket=self.socket_of(row), **changes)
         return row
 
     async def stop(self, row: WorkspaceRow) -> WorkspaceRow:
@@ -352,7 +317,7 @@ class WorkspaceService:
         async def both(r: WorkspaceRow) -> None:
             await self._do_stop(r)
             await self.set_status(r, Status.starting)
-            await self._do_start(r)
+            await self.do_start(r)
 
         self._background(row, both)
         return row
@@ -391,6 +356,11 @@ class WorkspaceService:
         rows = await self.rows_by_uid([uid])
         return rows[0] if rows else None
 
+    async def all_rows(self) -> list[WorkspaceRow]:
+        """Every workspace, fresh from the database."""
+        async with self.db() as s:
+            return list((await s.scalars(select(WorkspaceRow).order_by(WorkspaceRow.id))).all())
+
     async def rows_by_uid(self, uids: list[str]) -> list[WorkspaceRow]:
         """The workspaces with these uids, fresh from the database."""
         async with self.db() as s:
@@ -398,7 +368,7 @@ class WorkspaceService:
 
     def start_in_background(self, row: WorkspaceRow) -> None:
         """Start the engine of a workspace already marked starting."""
-        self._background(row, self._do_start)
+        self._background(row, self.do_start)
 
     def touch(self, uid: str) -> None:
         """Note activity on a workspace (the gateway's hot path: memory only)."""
@@ -416,13 +386,14 @@ class WorkspaceService:
         for row in rows:
             await self.backend.write_files(await self._with_secrets(row), [removed_file] if removed_file else [])
 
-    async def _do_start(self, row: WorkspaceRow, keep_error: bool = False) -> None:
+    async def do_start(self, row: WorkspaceRow, keep_error: bool = False) -> None:
+        """Start the engine of a workspace marked starting (under its lock), and record how that went."""
         began = time.perf_counter()
         try:
             endpoint = await self.backend.start(await self._with_secrets(row))
         except DevyardError as exc:
             self.metrics.start_failures.inc()
-            await self.set_status(row, Status.failed, error=exc.message)
+            await self.set_status(row, Status.failed, error=exc.message, reason=exc.code)
             return
         self.metrics.starts.inc()
         self.metrics.start_seconds.observe(time.perf_counter() - began)
@@ -433,7 +404,7 @@ class WorkspaceService:
         try:
             await self.backend.stop(self.spec(row), self.settings.engine_stop_timeout_s)
         except DevyardError as exc:
-            await self.set_status(row, Status.failed, error=exc.message)
+            await self.set_status(row, Status.failed, error=exc.message, reason=exc.code)
             return
         await self.set_status(row, Status.stopped)
 
@@ -470,8 +441,10 @@ class WorkspaceService:
             raise Invalid(f"workspace '{row.name}' is {row.status}; try again when that is done", code="workspace_busy")
 
     async def set_status(self, row: WorkspaceRow, status: str, socket: str | None = None, **fields: Any) -> None:
-        """Write a status change to the database, the row object and the route table."""
+        """Write a status change to the database, the row object and the route table (`reason` only stays while failed)."""
         values = {"status": status, **fields}
+        if status != Status.failed:
+            values["reason"] = None
         async with self.db() as s:
             await s.execute(update(WorkspaceRow).where(WorkspaceRow.id == row.id).values(**values))
             await s.commit()
@@ -487,9 +460,9 @@ class WorkspaceService:
             row.uid, row.owner.name, row.name, status, socket if status == Status.running else None, self._shares.get(row.uid, frozenset()),
             row.idle_timeout_s,
         )
-        self._publish(row)
+        self.publish(row)
 
-    def _publish(self, row: WorkspaceRow) -> None:
+    def publish(self, row: WorkspaceRow) -> None:
         """Tell live viewers (the dashboard) about the row as it is now."""
         if self.events.watched:
             shares = self._shares.get(row.uid, frozenset())

@@ -98,6 +98,11 @@ class Supervisor(Loop):
             if row is None or row.status != Status.running:
                 return  # handled already, or stopped on purpose meanwhile
             service.metrics.crashes.inc()
+            if status.reason == "out_of_memory":  # restarting would only run out again: the owner decides
+                error = f"{status.detail}; start it again, or choose a larger size"
+                ProgressLog(service.spec(row).log_file).line(error)
+                await service.set_status(row, Status.failed, error=error, reason=status.reason)
+                return
             now = time.monotonic()
             times = self._crashes.setdefault(uid, deque())
             times.append(now)
@@ -111,7 +116,7 @@ class Supervisor(Loop):
                          "Last log lines:")
                 ProgressLog(service.spec(row).log_file).line(error)
                 lines = await service.logs(row, ERROR_TAIL_LINES + 1)
-                await service.set_status(row, Status.failed, error=f"{error} " + " | ".join(lines[:-1]))
+                await service.set_status(row, Status.failed, error=f"{error} " + " | ".join(lines[:-1]), reason="crash_loop")
                 return
             delay = backoff_s(crashes, self.settings.crash_backoff_s, self.settings.crash_backoff_max_s)
             error = f"{what}; restarting in {delay:.0f} s (crash {crashes} of at most {self.settings.crash_restarts} within {self.settings.crash_window_s:.0f} s)"

@@ -120,6 +120,7 @@
     if (problem) { nameError.textContent = problem; nameInput.setAttribute("aria-invalid", "true"); nameInput.focus(); return; }
     const name = nameInput.value.trim();
     const groups = [...form.querySelectorAll("input[name=extension_groups]:checked")].map((b) => b.value);
+    const size = form.elements.size ? form.elements.size.value : "";
     const submit = document.getElementById("submit");
     let file = null;
     if (source() === "archive") {
@@ -137,10 +138,12 @@
           const data = new FormData();
           data.append("name", name);
           for (const g of groups) data.append("extension_groups", g);
+          if (size) data.append("size", size);
           data.append("archive", file, file.name);
           return upload(data, document.getElementById("upload-bar"));
         }
         const body = {name, extension_groups: groups};
+        if (size) body.size = size;
         if (source() === "template") body.template = form.querySelector("input[name=template]:checked").value;
         if (source() === "git") body.git_url = form.elements.git_url.value.trim();
         return dy.api("POST", "/workspaces", body);

@@ -100,6 +100,20 @@
   }
 
   // Extension groups.
+  const resize = document.getElementById("resize");
+  if (resize) {
+    const resizeMessage = document.getElementById("resize-message");
+    resize.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const size = resize.elements.size.value;
+      dy.say(resizeMessage, "");
+      try {
+        await dy.busy(resize.querySelector("button"), () => dy.api("PATCH", path, {size}));
+        dy.say(resizeMessage, `${name} is now ${size}; it applies from its next start.`, "ok");
+      } catch (e) { dy.say(resizeMessage, e.message); }
+    });
+  }
+
   const groupsForm = document.getElementById("add-groups");
   if (groupsForm) {
     const groupsMessage = document.getElementById("groups-message");

@@ -116,7 +116,7 @@ const dy = (() => {
   document.addEventListener("DOMContentLoaded", () => {
     localTimes();
     // Plain form posts (log in, log out) show they are on their way too.
-    for (const form of document.querySelectorAll("form[method=post]")) {
+    for (const form of document.querySelectorAll("form[method=post]:not([data-download])")) {  // a download leaves the page where it is
       form.addEventListener("submit", () => { const b = form.querySelector("button[type=submit]"); if (b) b.setAttribute("aria-busy", "true"); });
     }
   });

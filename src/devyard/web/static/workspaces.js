@@ -37,6 +37,8 @@ const cards = (() => {
     if (ownerLine) { ownerLine.hidden = ws.owner === document.body.dataset.me; field(root, "owner").textContent = ws.owner; }
     const template = field(root, "template");
     if (template) template.textContent = ws.template || "empty";
+    const size = field(root, "size");
+    if (size) size.textContent = ws.size || "no limits";
     const open = field(root, "open");
     if (open) { open.href = ws.url; open.setAttribute("aria-label", `Open ${name} in a new tab`); }
     for (const b of root.querySelectorAll("button[data-action]")) b.setAttribute("aria-label", `${b.textContent.trim()} ${name}`);

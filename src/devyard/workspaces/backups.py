@@ -1,0 +1,228 @@
+"""Backups of a workspace: one .tar.gz of its files, its user-data and its extension list, consistent while it runs.
+
+The archive is streamed (tarfile's `w|gz`): nothing is staged whole. Consistency without stopping
+the engine comes file by file: each file is read, then its size and modification time are looked
+at again; a file that changed while read (an editor saving it) is read again, so every file in the
+archive is a version that was on disk, whole — never a torn mix. A file saved before the backup
+began and left alone is therefore always in it as saved.
+
+Layout: `devyard-backup.json` (the manifest), `files/...`, `data/...` (VS Code user-data without
+caches and logs). Restoring re-installs the listed extensions from the configured gallery or
+.vsix mirror, the way a new workspace gets them, rather than copying built code between hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+import stat
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from devyard.backends.base import WorkspaceSpec
+from devyard.errors import Invalid
+from devyard.loops import Loop
+from devyard.models import Status
+from devyard.provision.extensions import EXTENSION_ID
+from devyard.store.tables import WorkspaceRow
+
+if TYPE_CHECKING:
+    from devyard.workspaces.service import WorkspaceService
+
+log = logging.getLogger("devyard.backups")
+MANIFEST = "devyard-backup.json"
+FORMAT = 1
+READ_TRIES = 5
+SPOOL_BYTES = 8 << 20  # a file read while it may change is held in memory up to this, then in a temporary file
+# Rebuilt by the engine as needed: not worth a byte of the archive.
+DATA_SKIP = frozenset({"logs", "CachedData", "CachedProfilesData", "CachedExtensionVSIXs", "Cache", "GPUCache", "Code Cache"})
+
+
+@dataclass
+class Manifest:
+    """What a backup says about the workspace it came from."""
+
+    name: str
+    owner: str
+    template: str | None = None
+    extension_groups: list[str] = field(default_factory=list)
+    size: str | None = None
+    idle_timeout_s: int | None = None
+    extensions: list[str] = field(default_factory=list)  # ids, as `publisher.name`
+    created_at: str = ""
+    format: int = FORMAT
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        """The manifest of an unpacked backup; Invalid when it is not a devyard backup this version reads."""
+        try:
+            raw = json.loads((path / MANIFEST).read_text())
+        except (OSError, ValueError) as exc:
+            raise Invalid(f"this is not a devyard backup: it has no readable {MANIFEST}", code="not_a_backup") from exc
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT or not isinstance(raw.get("name"), str):
+            raise Invalid(f"this backup's format ({raw.get('format') if isinstance(raw, dict) else '?'}) is not one this devyard reads "
+                          f"({FORMAT})", code="backup_format")
+        known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
+        manifest = cls(**known)
+        manifest.extensions = [e for e in manifest.extensions if isinstance(e, str) and EXTENSION_ID.match(e)]
+        return manifest
+
+
+def installed_extensions(extensions_dir: Path) -> list[str]:
+    """Ids of the extensions in a workspace's extensions folder (VS Code's extensions.json, else its folder names)."""
+    try:
+        listed = json.loads((extensions_dir / "extensions.json").read_text())
+        ids = [e["identifier"]["id"] for e in listed if isinstance(e, dict)]
+    except (OSError, ValueError, KeyError, TypeError):
+        ids = []
+        if extensions_dir.is_dir():
+            for child in extensions_dir.iterdir():
+                ext_id, dash, version = child.name.rpartition("-")
+                if child.is_dir() and dash and version[:1].isdigit():
+                    ids.append(ext_id)
+    return sorted({i for i in ids if EXTENSION_ID.match(i)}, key=str.lower)
+
+
+def write(ws: WorkspaceSpec, manifest: Manifest, out: IO[bytes]) -> int:
+    """Stream the backup of `ws` as .tar.gz into `out`; the number of files in it."""
+    manifest.extensions = installed_extensions(ws.extensions_dir)
+    manifest.created_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    count = 0
+    with tarfile.open(fileobj=out, mode="w|gz", format=tarfile.PAX_FORMAT) as tar:
+        body = json.dumps(asdict(manifest), indent=2).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mtime, info.mode = len(body), int(time.time()), 0o600
+        tar.addfile(info, io.BytesIO(body))
+        for top, folder, skip in (("files", ws.files_dir, frozenset[str]()), ("data", ws.data_dir, DATA_SKIP)):
+            for path, rel in _walk(folder, skip):
+                count += _add(tar, path, f"{top}/{rel}")
+    return count
+
+
+def _walk(root: Path, skip: frozenset[str]) -> Iterator[tuple[Path, str]]:
+    """Every folder, file and link below `root` (not following links), as (path, path relative to root)."""
+    if not root.is_dir():
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        if here == root:
+            dirnames[:] = [d for d in dirnames if d not in skip]
+        dirnames.sort()
+        for name in [*dirnames, *sorted(filenames)]:
+            path = here / name
+            yield path, path.relative_to(root).as_posix()
+
+
+def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> int:
+    """Add one entry; a regular file as a version read whole. 1 for a file added, else 0."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return 0  # deleted meanwhile: it was not there when the backup reached it
+    if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
+        info = tar.gettarinfo(str(path), arcname)
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        tar.addfile(info)
+        return 0
+    if not stat.S_ISREG(st.st_mode):
+        return 0  # sockets, pipes: nothing to keep
+    for _ in range(READ_TRIES):
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as copy:
+            try:
+                with path.open("rb") as f:
+                    before = os.fstat(f.fileno())
+                    size = _copy(f, copy)
+                after = path.stat()
+            except FileNotFoundError:
+                return 0
+            if (before.st_mtime_ns, before.st_size, before.st_ino) == (after.st_mtime_ns, after.st_size, after.st_ino) and size == after.st_size:
+                info = tarfile.TarInfo(arcname)
+                info.size, info.mtime, info.mode = size, int(after.st_mtime), after.st_mode & 0o777
+                copy.seek(0)
+                tar.addfile(info, copy)
+                return 1
+        time.sleep(0.05)  # it is being written: let the write finish
+    raise Invalid(f"{arcname} kept changing while it was read ({READ_TRIES} tries); try the backup again", code="backup_busy")
+
+
+def _copy(src: IO[bytes], dst: IO[bytes]) -> int:
+    size = 0
+    while chunk := src.read(1 << 20):
+        dst.write(chunk)
+        size += len(chunk)
+    return size
+
+
+def restore_folder(unpacked: Path, manifest: Manifest) -> Path:
+    """Gather what provisioning restores besides the files, in <unpacked>/.restore: data/ and extensions.json."""
+    folder = unpacked / ".restore"
+    try:
+        folder.mkdir()
+    except FileExistsError as exc:
+        raise Invalid("this backup holds an unexpected .restore folder", code="not_a_backup") from exc
+    if (unpacked / "data").is_dir():
+        os.replace(unpacked / "data", folder / "data")
+    (folder / "extensions.json").write_text(json.dumps(manifest.extensions))
+    return folder
+
+
+def manifest_of(row: WorkspaceRow) -> Manifest:
+    """The manifest of a workspace row (extensions are listed when the archive is written)."""
+    return Manifest(name=row.name, owner=row.owner.name, template=row.template, extension_groups=list(row.extension_groups or []),
+                    size=row.size, idle_timeout_s=row.idle_timeout_s)
+
+
+def file_name(name: str) -> str:
+    """The file name a backup of workspace `name` gets: name and UTC time."""
+    return f"{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.tar.gz"
+
+
+class Scheduler(Loop):
+    """Backs up every provisioned workspace each `backup_interval_s` into <backups_dir>/<owner>/<name>/, keeping `backup_keep`."""
+
+    def __init__(self, service: WorkspaceService) -> None:
+        super().__init__()
+        self.service = service
+        self.settings = service.settings
+        self.every_s = float(service.settings.backup_interval_s)
+
+    async def tick(self) -> None:
+        """One round: a backup of each workspace that is running or stopped."""
+        for row in await self.service.all_rows():
+            if row.provisioned_at is None or row.status not in (Status.running, Status.stopped):
+                continue
+            folder = self.settings.backups_dir / row.owner.name / row.name
+            try:
+                await asyncio.to_thread(self.keep_one, folder, self.service.spec(row), manifest_of(row))
+            except Exception:  # one workspace's failure must not stop the others' backups
+                log.exception("scheduled backup of %s/%s failed", row.owner.name, row.name)
+
+    def keep_one(self, folder: Path, ws: WorkspaceSpec, manifest: Manifest) -> Path:
+        """Write one backup into `folder` (under a temporary name until complete) and remove the oldest beyond the limit."""
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for stale in folder.glob(".*.partial"):  # a manager stopped while writing one
+            stale.unlink(missing_ok=True)
+        final = folder / file_name(ws.name)
+        partial = folder / f".{final.name}.partial"
+        try:
+            with partial.open("wb") as out:
+                write(ws, manifest, out)
+                out.flush()
+                os.fsync(out.fileno())
+            partial.replace(final)
+        finally:
+            partial.unlink(missing_ok=True)
+        kept = sorted(folder.glob(f"{ws.name}-*.tar.gz"))
+        for old in kept[: max(0, len(kept) - self.settings.backup_keep)]:
+            old.unlink(missing_ok=True)
+        log.info("backed up %s/%s to %s", manifest.owner, manifest.name, final)
+        return final
