@@ -35,3 +35,7 @@ def configure(fmt: str, console: Console) -> None:
     else:
         handler = RichHandler(console=console, show_path=False)
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler], force=True)
+    # httpx logs every request at INFO: on the gateway's path to the engines that is a log line per
+    # asset and keystroke, and rendering it was a fifth of the proxy's time.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
