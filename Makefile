@@ -44,6 +44,7 @@ bench-deps:  ## what the benchmarks compare with and load with: Debian's nginx a
 	else echo "the benchmarks need: sudo apt-get install -y nginx wrk"; exit 1; fi
 
 bench: setup engine bench-deps  ## benchmarks (tables on stdout, JSON under bench/results/)
+	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/start.py
 	$(BIN)/python bench/lifecycle.py
 

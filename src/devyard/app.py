@@ -21,7 +21,7 @@ from devyard.auth.secrets import load_or_create_key
 from devyard.auth.throttle import LoginThrottle, Rate
 from devyard.backends import load_backend
 from devyard.config import Settings
-from devyard.gateway import Gateway, GatewayMiddleware
+from devyard.gateway import Gateway, GatewayMiddleware, tunnel
 from devyard.store.db import migrate, open_engine, sessionmaker
 from devyard.web import admin, pages, sso, views
 from devyard.usersecrets import SecretStore
@@ -48,10 +48,12 @@ def create_app(settings: Settings) -> FastAPI:
         service = WorkspaceService(settings, db, backend, SecretStore(db, load_or_create_key(settings.secrets_dir / "secrets.key")))
         app.state.db, app.state.auth, app.state.audit, app.state.workspaces = db, auth, audit, service
         app.state.gateway = Gateway(auth, service)
+        tunnel.attach(app.state.gateway)
         await service.startup()
         try:
             yield
         finally:
+            tunnel.attach(None)
             await service.shutdown()
             await app.state.gateway.close()
             await engine.dispose()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from devyard.gateway.tunnel import TunnelProtocol
 from devyard.app import create_app
 from devyard.cli.client import MANAGER_FILE
 from devyard.config import Settings
@@ -52,7 +53,8 @@ def serve(settings: Settings, on_ready: Callable[[str], None]) -> None:
     """Serve the manager in the foreground until SIGINT or SIGTERM."""
     config = uvicorn.Config(
         create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-        ws="websockets-sansio", ws_max_size=WS_MAX_MESSAGE_BYTES, lifespan="on",
+        # /w/ upgrades become byte tunnels to engines; the rest goes on to websockets-sansio (tunnel.py).
+        ws=TunnelProtocol, ws_max_size=WS_MAX_MESSAGE_BYTES, lifespan="on",
         # X-Forwarded-For/-Proto only from the configured proxies: anyone else could forge them.
         proxy_headers=bool(settings.trusted_proxies), forwarded_allow_ips=",".join(settings.trusted_proxies) or "",
         server_header=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_level="info",

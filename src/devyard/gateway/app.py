@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,6 +25,28 @@ from devyard.workspaces.access import Route
 from devyard.workspaces.service import WorkspaceService
 
 log = logging.getLogger("devyard.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A request that may reach its workspace's engine."""
+
+    route: Route
+    target: access.Target
+    used_bearer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why a request does not reach an engine, and how to say so."""
+
+    status: int
+    code: str
+    message: str
+    location: str | None = None  # a redirect
+    login: bool = False  # a browser goes to the login page
+    starting: Route | None = None  # the workspace is starting: a browser gets the starting page
+    title: str | None = None  # a browser gets an error page with this title
 
 
 class Gateway:
@@ -55,34 +78,54 @@ class Gateway:
         finally:
             self.service.metrics.request(code, time.perf_counter() - began)
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def admit(self, scope: Scope) -> Admitted | Refused:
+        """Who is asking for which workspace, and whether the request may go on to its engine.
+
+        A stopped workspace is started here for someone who may open it (the refusal says so).
+        """
         target = access.parse_target(scope["path"])
         if target is None:
-            await _respond(scope, send, 404, "not_found", "no such workspace")
-            return
+            return Refused(404, "not_found", "no such workspace")
         decision = await access.check(scope, target, self.auth, self.service)
         if decision.identity is None:
-            if scope["type"] == "http" and access.wants_html(scope):
-                await _redirect(send, access.login_location(scope))
-            else:
-                await _respond(scope, send, 401, "not_authenticated", "log in or send an API token")
-            return
+            return Refused(401, "not_authenticated", "log in or send an API token", login=True)
         route = decision.route
         if route is None:
-            await _respond(scope, send, 404, "workspace_not_found", f"no workspace '{target.owner}/{target.name}'")
-            return
+            return Refused(404, "workspace_not_found", f"no workspace '{target.owner}/{target.name}'")
         if scope["type"] == "websocket" and not self._origin_ok(scope, decision):
-            await _respond(scope, send, 403, "origin_refused", "WebSocket from another origin refused")
-            return
+            return Refused(403, "origin_refused", "WebSocket from another origin refused")
         if not target.rest:
             query = scope.get("query_string", b"").decode("latin-1")
-            await _redirect(send, target.prefix + "/" + (f"?{query}" if query else ""))
-            return
+            return Refused(302, "redirect", "", location=target.prefix + "/" + (f"?{query}" if query else ""))
         if route.status != Status.running or not route.socket:
-            await self._not_running(scope, send, route)
-            return
+            try:
+                await self.service.ensure_started(route)
+            except DevyardError as exc:  # over a quota: say so instead of a starting page that never ends
+                return Refused(exc.status, exc.code, exc.message, title="Cannot start this workspace")
+            return Refused(503, "workspace_starting", f"workspace '{route.name}' is starting; retry shortly", starting=route)
         self.service.touch(route.uid)
-        await self._proxy(scope, receive, send, route, target, decision.used_bearer)
+        return Admitted(route, target, decision.used_bearer)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        admitted = await self.admit(scope)
+        if isinstance(admitted, Admitted):
+            await self._proxy(scope, receive, send, admitted.route, admitted.target, admitted.used_bearer)
+            return
+        refused = admitted
+        page = scope["type"] == "http" and access.wants_html(scope)
+        if refused.location:
+            await _redirect(send, refused.location)
+        elif refused.login and page:
+            await _redirect(send, access.login_location(scope))
+        elif refused.starting and page:
+            html = render("starting.html", owner=refused.starting.owner, name=refused.starting.name)
+            await _send(send, 503, html.encode(), b"text/html; charset=utf-8", extra=[(b"retry-after", b"2"), (b"cache-control", b"no-store")])
+        elif refused.title and page:
+            html = render("error.html", me=None, title=refused.title, message=refused.message)
+            await _send(send, refused.status, html.encode(), b"text/html; charset=utf-8", extra=[(b"cache-control", b"no-store")])
+        else:
+            await _respond(scope, send, refused.status, refused.code, refused.message,
+                           extra=[(b"retry-after", b"2")] if refused.starting else None)
 
     @staticmethod
     def _origin_ok(scope: Scope, decision: access.Decision) -> bool:
@@ -114,23 +157,6 @@ class Gateway:
             await self.http.forget(route.socket)
             self.service.recheck_soon(route)
             await _respond(scope, send, 502, "engine_unreachable", "the workspace engine is not answering; it is being checked, try again shortly")
-
-    async def _not_running(self, scope: Scope, send: Send, route: Route) -> None:
-        """Start a stopped workspace for its owner; show a page that follows on when it is ready."""
-        try:
-            await self.service.ensure_started(route)
-        except DevyardError as exc:  # over a quota: say so instead of a starting page that never ends
-            if scope["type"] == "http" and access.wants_html(scope):
-                page = render("error.html", me=None, title="Cannot start this workspace", message=exc.message)
-                await _send(send, exc.status, page.encode(), b"text/html; charset=utf-8", extra=[(b"cache-control", b"no-store")])
-            else:
-                await _respond(scope, send, exc.status, exc.code, exc.message)
-            return
-        if scope["type"] == "http" and access.wants_html(scope):
-            page = render("starting.html", owner=route.owner, name=route.name)
-            await _send(send, 503, page.encode(), b"text/html; charset=utf-8", extra=[(b"retry-after", b"2"), (b"cache-control", b"no-store")])
-        else:
-            await _respond(scope, send, 503, "workspace_starting", f"workspace '{route.name}' is starting; retry shortly", extra=[(b"retry-after", b"2")])
 
 
 class GatewayMiddleware:

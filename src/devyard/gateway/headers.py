@@ -13,6 +13,8 @@ WEBSOCKET_HANDSHAKE = frozenset({
     b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions", b"sec-websocket-protocol", b"host",
     b"content-length",
 })
+# A tunnelled upgrade keeps the browser's Sec-WebSocket-* (the engine answers the browser itself).
+WEBSOCKET_TUNNEL_DROP = frozenset({b"content-length"})
 _SESSION_PREFIX = SESSION_COOKIE.encode() + b"="
 
 
