@@ -124,6 +124,9 @@ def test_port_forwarding_hides_devyard_credentials(manager: Manager, ws: str, ec
         seen = r.json()
         assert seen["path"] == "/hello?q=1"
         assert seen["headers"]["x-custom"] == "yes"
+        # Encoded paths reach the engine as sent: a space, a non-ASCII name, an encoded slash.
+        odd = c.get(f"/w/admin/gw/proxy/{echo_port}/my%20file/%C3%A9t%C3%A9%2Fx.txt?q=%2F")
+        assert odd.status_code == 200 and odd.json()["path"] == "/my%20file/%C3%A9t%C3%A9%2Fx.txt?q=%2F", odd.text
         assert "mine=kept" in seen["headers"]["cookie"] and "devyard_session" not in seen["headers"]["cookie"]
     with manager.api() as api:
         r = httpx.get(manager.url + f"/w/admin/gw/proxy/{echo_port}/", headers=api.headers)

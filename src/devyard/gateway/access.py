@@ -29,6 +29,15 @@ class Target:
     rest: str  # what the engine sees, "" when the trailing slash is missing
 
 
+def raw_rest(scope: Scope, target: Target) -> str:
+    """What follows the workspace's prefix in the request's path as the client sent it (percent-encoded)."""
+    raw = scope.get("raw_path")
+    prefix = target.prefix.encode("latin-1")
+    if isinstance(raw, bytes) and raw.startswith(prefix):
+        return raw[len(prefix):].decode("latin-1")
+    return quote(target.rest, safe="/:@!$&'()*+,;=-._~")
+
+
 def parse_target(path: str) -> Target | None:
     """Split a gateway path; None when it names no workspace."""
     parts = path.split("/", 4)  # ["", "w", owner, name, rest...]

@@ -139,7 +139,7 @@ class Gateway:
         assert route.socket is not None
         client = scope["client"][0] if scope.get("client") else ""
         scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
-        path = target.rest
+        path = access.raw_rest(scope, target)  # the engine gets the path byte for byte as the browser sent it
         if scope["type"] == "websocket":
             headers = upstream_headers(scope["headers"], drop=WEBSOCKET_HANDSHAKE, used_bearer=used_bearer, client=client, scheme=scheme)
             uid, touch = route.uid, self.service.touch

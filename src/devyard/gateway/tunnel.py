@@ -25,6 +25,7 @@ from urllib.parse import unquote
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from devyard.gateway import access
 from devyard.gateway.headers import WEBSOCKET_TUNNEL_DROP, upstream_headers
 
 log = logging.getLogger("devyard.gateway")
@@ -131,7 +132,8 @@ class TunnelProtocol(asyncio.Protocol):
         headers = upstream_headers(scope["headers"], drop=WEBSOCKET_TUNNEL_DROP, used_bearer=admitted.used_bearer, client=client,
                                    scheme=scope["scheme"])
         query = scope["query_string"]
-        request = b"".join([b"GET ", admitted.target.rest.encode("latin-1"), b"?" + query if query else b"", b" HTTP/1.1\r\n",
+        path = access.raw_rest(scope, admitted.target).encode("latin-1")
+        request = b"".join([b"GET ", path, b"?" + query if query else b"", b" HTTP/1.1\r\n",
                             b"connection: Upgrade\r\nupgrade: websocket\r\n",
                             *(n + b": " + v + b"\r\n" for n, v in headers), b"\r\n"])
         loop = asyncio.get_running_loop()
