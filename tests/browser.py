@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, Page, ViewportSize, sync_playwright
 
 from tests.support import kill_tree
 
@@ -44,7 +44,7 @@ def shot(page: Page, name: str) -> Path:
 
 
 @contextmanager
-def chromium(profile: Path, ignore_https_errors: bool = False, viewport: dict[str, int] | None = None, **options: Any) -> Iterator[BrowserContext]:
+def chromium(profile: Path, ignore_https_errors: bool = False, viewport: ViewportSize | None = None, **options: Any) -> Iterator[BrowserContext]:
     """A browser context on a fresh profile in `profile`; every Chromium process is gone afterwards."""
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(

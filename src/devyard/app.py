@@ -47,7 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
         auth = Authenticator(db, throttle, audit, key, settings.session_ttl_s, settings.session_idle_s)
         service = WorkspaceService(settings, db, backend, SecretStore(db, load_or_create_key(settings.secrets_dir / "secrets.key")))
         app.state.db, app.state.auth, app.state.audit, app.state.workspaces = db, auth, audit, service
-        app.state.gateway = Gateway(auth, service)
+        app.state.gateway = Gateway(auth, service, settings.asset_cache_mb << 20)
         tunnel.attach(app.state.gateway)
         await service.startup()
         try:

@@ -170,6 +170,7 @@ class Settings(BaseSettings):
     disable_file_uploads: bool = Field(False, description="Policy for every engine: no uploading files into the editor.")
     os_accounts: Literal["auto", "on", "off"] = Field(
         "auto", description="Run each user's engines as a system account of their own (`dy-<user>`); `auto`: when the manager runs as root.")
+    asset_cache_mb: int = Field(128, ge=0, description="Memory for the gateway's cache of the engine's compressed immutable assets, shared by all workspaces, in MB; 0 turns it off.")
     activity_flush_s: float = Field(15.0, gt=0, description="How often gateway activity is written to the database, in seconds.")
     oidc_issuer: str | None = Field(None, description="OpenID Connect issuer URL: enables single sign-on (`Sign in with SSO`).")
     oidc_client_id: str | None = Field(None, description="Client id devyard is registered with at the OIDC issuer.")

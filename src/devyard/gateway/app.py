@@ -16,6 +16,8 @@ from devyard.auth.csrf import origin_matches
 from devyard.auth.identity import Authenticator
 from devyard.gateway import access
 from devyard.gateway.headers import WEBSOCKET_HANDSHAKE, upstream_headers
+from devyard.engine.install import CODE_SERVER_VERSION as ENGINE_VERSION
+from devyard.gateway.assets import AssetCache, Uncached
 from devyard.gateway.http import EngineUnreachable, HttpProxy
 from devyard.gateway.websocket import relay
 from devyard.models import Status
@@ -52,10 +54,11 @@ class Refused:
 class Gateway:
     """Authenticates, authorizes and proxies requests under /w/."""
 
-    def __init__(self, auth: Authenticator, service: WorkspaceService) -> None:
+    def __init__(self, auth: Authenticator, service: WorkspaceService, asset_cache_bytes: int = 0) -> None:
         self.auth = auth
         self.service = service
         self.http = HttpProxy()
+        self.assets = AssetCache(asset_cache_bytes, service.metrics.registry)
 
     async def close(self) -> None:
         """Close engine connection pools."""
@@ -151,7 +154,18 @@ class Gateway:
             return
         headers = upstream_headers(scope["headers"], drop=frozenset(), used_bearer=used_bearer, client=client, scheme=scheme)
         try:
-            await self.http.forward(scope, receive, send, route.socket, path, headers)
+            key = self.assets.key(scope, ENGINE_VERSION, path)
+            if key is None:
+                await self.http.forward(scope, receive, send, route.socket, path, headers)
+                return
+            socket = route.socket
+            found = await self.assets.get(key, lambda: self.http.open(scope, receive, socket, path, self.assets.engine_headers(headers, key)))
+            if isinstance(found, Uncached):
+                await self.http.relay(found.response, send, found.head)
+                return
+            asset, hit = found
+            await send({"type": "http.response.start", "status": 200, "headers": asset.response_headers(b"hit" if hit else b"miss")})
+            await send({"type": "http.response.body", "body": asset.body})
         except EngineUnreachable as exc:
             log.warning("workspace %s/%s: engine unreachable: %s", route.owner, route.name, exc)
             await self.http.forget(route.socket)

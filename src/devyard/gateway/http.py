@@ -81,19 +81,29 @@ class HttpProxy:
 
     async def forward(self, scope: Scope, receive: Receive, send: Send, socket: str, path: str, headers: list[tuple[bytes, bytes]]) -> None:
         """Send the request to the engine at `socket` and stream its answer back."""
+        await self.relay(await self.open(scope, receive, socket, path, headers), send)
+
+    async def open(self, scope: Scope, receive: Receive, socket: str, path: str, headers: list[tuple[bytes, bytes]]) -> aiohttp.ClientResponse:
+        """Send the request to the engine at `socket`; its answer, with the body still to read."""
         query = scope.get("query_string", b"")
         # encoded=True: the path and query go to the engine byte for byte, as the browser sent them.
         url = URL("http://engine" + path + ("?" + query.decode("latin-1") if query else ""), encoded=True)
         has_body = any(n in (b"content-length", b"transfer-encoding") for n, _ in scope["headers"])
         outgoing = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers)
         try:
-            response = await self._session(socket).request(
+            return await self._session(socket).request(
                 scope["method"], url, headers=outgoing, data=_body(receive) if has_body else None, allow_redirects=False,
                 compress=None, auto_decompress=False)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
             raise EngineUnreachable(f"{type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    async def relay(response: aiohttp.ClientResponse, send: Send, head: bytes = b"") -> None:
+        """Stream an engine's answer to the browser: headers, `head` (body bytes already read), the rest as it comes."""
         try:
             await send({"type": "http.response.start", "status": response.status, "headers": downstream_headers(list(response.raw_headers))})
+            if head:
+                await send({"type": "http.response.body", "body": head, "more_body": True})
             async for chunk in response.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
