@@ -21,7 +21,7 @@ from devyard.auth.secrets import load_or_create_key
 from devyard.auth.throttle import LoginThrottle, Rate
 from devyard.backends import load_backend
 from devyard.config import Settings
-from devyard.gateway import Gateway, GatewayMiddleware, tunnel
+from devyard.gateway import Gateway, tunnel
 from devyard.store.db import migrate, open_engine, sessionmaker
 from devyard.web import admin, pages, sso, views
 from devyard.usersecrets import SecretStore
@@ -70,7 +70,6 @@ def create_app(settings: Settings) -> FastAPI:
     # Holds the OIDC state for the few minutes of a sign-in; inside the gateway, which never needs it.
     app.add_middleware(SessionMiddleware, secret_key=key.hex(), session_cookie="devyard_sso", max_age=600, same_site="lax",
                        https_only=settings.secure_cookies or settings.tls_cert is not None)
-    app.add_middleware(GatewayMiddleware)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: no authentication")
     async def healthz() -> dict[str, str]:

@@ -16,6 +16,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from devyard.gateway.tunnel import TunnelProtocol
 from devyard.app import create_app
+from devyard.gateway import GatewayMiddleware
 from devyard.cli.client import MANAGER_FILE
 from devyard.config import Settings
 
@@ -52,7 +53,7 @@ class _Server(uvicorn.Server):
 def serve(settings: Settings, on_ready: Callable[[str], None]) -> None:
     """Serve the manager in the foreground until SIGINT or SIGTERM."""
     config = uvicorn.Config(
-        create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        GatewayMiddleware(create_app(settings)), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
         # /w/ upgrades become byte tunnels to engines; the rest goes on to websockets-sansio (tunnel.py).
         ws=TunnelProtocol, ws_max_size=WS_MAX_MESSAGE_BYTES, lifespan="on",
         # X-Forwarded-For/-Proto only from the configured proxies: anyone else could forge them.

@@ -83,6 +83,8 @@ class Authenticator:
         self.session_ttl = timedelta(seconds=session_ttl_s)
         self.session_idle = timedelta(seconds=session_idle_s)
         self._cache: dict[str, tuple[float, Identity | None]] = {}
+        # Credential as sent -> its cache key: a request with a known cookie or token costs no HMAC or hash.
+        self._keys: dict[str, str] = {}
 
     # -- cookies ------------------------------------------------------------------------
     def _sign(self, session_id: str) -> str:
@@ -177,11 +179,25 @@ class Authenticator:
     async def resolve(self, cookie: str | None, bearer: str | None) -> Identity | None:
         """The identity behind a bearer token or session cookie (token first), or None."""
         if bearer:
-            return await self._cached("t:" + digest(bearer), self._from_token)
+            key = self._keys.get("b" + bearer)
+            if key is None:
+                key = self._remember("b" + bearer, "t:" + digest(bearer))
+            return await self._cached(key, self._from_token)
         if cookie:
-            session_id = self._verify(cookie)
-            return await self._cached("s:" + digest(session_id), self._from_session) if session_id else None
+            key = self._keys.get("c" + cookie)
+            if key is None:
+                session_id = self._verify(cookie)
+                if not session_id:
+                    return None
+                key = self._remember("c" + cookie, "s:" + digest(session_id))
+            return await self._cached(key, self._from_session)
         return None
+
+    def _remember(self, credential: str, key: str) -> str:
+        if len(self._keys) > 10_000:
+            self._keys.clear()
+        self._keys[credential] = key
+        return key
 
     async def _cached(self, key: str, load: Callable[[str], Awaitable[Identity | None]]) -> Identity | None:
         now = time.monotonic()

@@ -10,7 +10,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import FastAPI
+from starlette.types import Message, Receive, Scope, Send
 
 from devyard.auth.csrf import origin_matches
 from devyard.auth.identity import Authenticator
@@ -174,14 +175,18 @@ class Gateway:
 
 
 class GatewayMiddleware:
-    """Sends /w/... to the app's Gateway (scope["app"].state.gateway), everything else on."""
+    """In front of the whole app: /w/... goes straight to its Gateway, everything else on to FastAPI.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Outside FastAPI's own middleware (error pages, telemetry, body limits, sessions) on purpose:
+    none of it applies to proxied requests, and each layer costs every keystroke some time.
+    """
+
+    def __init__(self, app: FastAPI) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and scope["path"].startswith("/w/"):
-            await scope["app"].state.gateway(scope, receive, send)
+            await self.app.state.gateway(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

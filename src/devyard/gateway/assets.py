@@ -20,13 +20,12 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import aiohttp
 from cachetools import LRUCache
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.types import Scope
 
 from devyard.gateway.headers import downstream_headers
-from devyard.gateway.http import EngineUnreachable
+from devyard.gateway.http import Answer, EngineUnreachable, StreamCut
 
 # VS Code's versioned static tree: the commit in the path changes whenever its content can.
 _IMMUTABLE = re.compile(r"^/stable-[0-9a-f]{7,64}/static/[^?]*$")
@@ -52,7 +51,7 @@ class Asset:
 class Uncached:
     """An engine answer that is not stored: send `head` first, then the rest of `response`."""
 
-    response: aiohttp.ClientResponse
+    response: Answer
     head: bytes = b""
 
 
@@ -108,7 +107,7 @@ class AssetCache:
         """The request headers for the engine, asking for exactly the key's coding."""
         return [*((n, v) for n, v in headers if n != b"accept-encoding"), (b"accept-encoding", key[2].encode())]
 
-    async def get(self, key: Key, fetch: Callable[[], Awaitable[aiohttp.ClientResponse]]) -> tuple[Asset, bool] | Uncached:
+    async def get(self, key: Key, fetch: Callable[[], Awaitable[Answer]]) -> tuple[Asset, bool] | Uncached:
         """The stored asset and whether it was a hit, else the engine's answer (stored when it may be)."""
         while True:
             asset = self._entries.get(key)
@@ -132,8 +131,8 @@ class AssetCache:
                 future.set_result(None)
             del self._filling[key]
 
-    async def _fill(self, key: Key, response: aiohttp.ClientResponse) -> Asset | Uncached:
-        raw = list(response.raw_headers)
+    async def _fill(self, key: Key, response: Answer) -> Asset | Uncached:
+        raw = response.headers
         if response.status != 200 or not _immutable(raw):
             return Uncached(response)
         length = response.content_length
@@ -141,11 +140,11 @@ class AssetCache:
             return Uncached(response)
         body = bytearray()
         try:
-            async for chunk in response.content.iter_any():
+            async for chunk in response.chunks():
                 body += chunk
                 if len(body) > self.max_entry:
                     return Uncached(response, bytes(body))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except StreamCut as exc:
             raise EngineUnreachable(f"{type(exc).__name__}: {exc}") from exc
         finally:
             if len(body) <= self.max_entry:
