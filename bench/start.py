@@ -1,6 +1,8 @@
 """Start-up benchmark: how long until a workspace answers through the gateway.
 
     create→ready       POST /api/v1/workspaces until GET /w/admin/<name>/ gets the engine's answer
+    … warm pool        the same with `pool.size: 2` (engines of one shared account: os_accounts off),
+                       each create once the pool has refilled
     stop→start→ready   POST .../start on a stopped workspace until the same
     bare code-server   the same engine binary and flags started by hand until it answers on its socket
 
@@ -19,11 +21,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stats import report, scratch  # noqa: E402
+from bench.stats import percentile, report, scratch  # noqa: E402
 from devyard.config import load_settings  # noqa: E402
 from devyard.engine import install  # noqa: E402
 from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env  # noqa: E402
-from tests.support import kill_tree, start_manager, wait_for  # noqa: E402
+from tests.support import Manager, kill_tree, start_manager, wait_for  # noqa: E402
 
 POLL_S = 0.01
 
@@ -32,6 +34,29 @@ def gateway_ready(client: httpx.Client, name: str) -> bool:
     """The engine itself answered through the gateway (its redirect to ./?folder=)."""
     r = client.get(f"/w/admin/{name}/")
     return r.status_code == 302 and r.headers["location"].startswith("./?folder=")
+
+
+def pool_ready(manager: Manager, count: int) -> bool:
+    """The manager has logged `count` pool engines ready, all told."""
+    return manager.log.count("warm pool: an engine is ready") >= count
+
+
+def bench_pool(runs: int, root: Path, size: int = 2) -> list[float]:
+    """create→ready with a warm pool of `size`, waiting for it to refill between creates."""
+    # The pool serves engines of one shared account (as root, devyard otherwise gives each user their own).
+    manager = start_manager(root / "pool", extra_env={"DEVYARD_POOL__SIZE": str(size), "DEVYARD_OS_ACCOUNTS": "off"})
+    times = []
+    try:
+        with httpx.Client(base_url=manager.url, headers={"authorization": f"Bearer {manager.token()}"}, timeout=60) as c:
+            for i in range(runs):
+                wait_for(lambda: pool_ready(manager, size + i), 120, "the pool refilled")
+                t0 = time.perf_counter()
+                assert c.post("/api/v1/workspaces", json={"name": f"pooled-{i}"}).status_code == 201
+                wait_for(lambda: gateway_ready(c, f"pooled-{i}"), 120, f"pooled-{i} ready", interval=POLL_S)
+                times.append(time.perf_counter() - t0)
+    finally:
+        manager.stop()
+    return times
 
 
 def bench_manager(runs: int, root: Path) -> dict[str, list[float]]:
@@ -94,8 +119,17 @@ def main() -> None:
     args = parser.parse_args()
     with scratch("dybench-") as root:
         rows = bench_manager(args.runs, root)
+        rows["create→ready (devyard, warm pool)"] = bench_pool(args.runs, root)
         rows["bare code-server boot"] = bench_bare(args.runs, root)
-    report("start", f"Workspace start-up, {args.runs} runs (seconds)", rows, "s", {"code_server": install.CODE_SERVER_VERSION})
+    p50 = {name: percentile(values, 50) for name, values in rows.items()}
+    bare = p50["bare code-server boot"]
+    targets = {"create→ready p50 ≤ 1.2× bare boot": p50["create→ready (devyard)"] <= 1.2 * bare,
+               "create→ready with a warm pool p50 ≤ 150 ms": p50["create→ready (devyard, warm pool)"] <= 0.150}
+    report("start", f"Workspace start-up, {args.runs} runs (seconds)", rows, "s",
+           {"code_server": install.CODE_SERVER_VERSION, "create_over_bare": round(p50["create→ready (devyard)"] / bare, 3), "targets": targets})
+    print(f"create→ready / bare boot: {p50['create→ready (devyard)'] / bare:.2f}×")
+    for target, ok in targets.items():
+        print(f"{'MET    ' if ok else 'NOT MET'}  {target}")
 
 
 if __name__ == "__main__":

@@ -120,6 +120,14 @@ class Size(BaseModel):
     description: str = ""
 
 
+class Pool(BaseModel):
+    """The warm pool (`devyard.pool`): engines booted ahead, handed to new workspaces as they are created."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(default=0, ge=0, le=64, description="Engines kept booted and waiting; 0: no pool.")
+
+
 # Machine types in the spirit of hosted workspaces; a deployment names its own in devyard.yaml.
 DEFAULT_SIZES = {
     "small": Size(memory_mb=2048, cpus=1, disk_mb=10_240, description="2 GB memory, 1 CPU, 10 GB disk"),
@@ -144,7 +152,7 @@ class ExtensionSettings(BaseModel):
 class Settings(BaseSettings):
     """Everything the manager can be told; each field is documented in docs/config.md."""
 
-    model_config = SettingsConfigDict(env_prefix="DEVYARD_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="DEVYARD_", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where devyard keeps its database, workspaces, sockets and secrets.")
     host: str = Field("127.0.0.1", description="Address the manager listens on.")
@@ -198,6 +206,7 @@ class Settings(BaseSettings):
     max_workspaces_per_user: int | None = Field(None, ge=0, description="Quota: workspaces a user may have (none: no limit); admins can set it per user.")
     max_running_per_user: int | None = Field(None, ge=0, description="Quota: workspaces a user may have running at once (none: no limit); admins can set it per user.")
     max_disk_mb_per_user: int | None = Field(None, ge=0, description="Quota: disk all of a user's workspaces may use, in MB, checked at create and start (none: no limit); admins can set it per user.")
+    pool: Pool = Field(default_factory=Pool, description="The warm pool: `size` engines kept booted and handed to new workspaces, so create→ready skips the engine's boot.")
     sizes: dict[str, Size] = Field(default_factory=lambda: dict(DEFAULT_SIZES), description="Size presets a workspace is created with (`name: {memory_mb, cpus, disk_mb, description}`): memory and CPU limits through cgroups, disk checked at start. Default: small, medium, large.")
     default_size: str | None = Field(None, description="The size of workspaces created without one (none: no limits unless a size is chosen).")
     backup_dir: Path | None = Field(None, description="Where scheduled backups are written, one folder per workspace (default <data_dir>/backups).")

@@ -1,7 +1,7 @@
 """The Backend protocol and the value types that cross it (design.md §7).
 
 A backend runs engines somewhere; the manager asks it to start, stop, report on and adopt them
-and never learns more. Implement the six methods and `shared_account`; register the class under the
+and never learns more. Implement the seven methods and `shared_account`; register the class under the
 `devyard.backends` entry point group (the built-in `local` backend is registered the same way).
 
     backend = LocalBackend(settings)
@@ -41,6 +41,7 @@ class WorkspaceSpec:
     files: Mapping[str, str] = field(default_factory=dict, repr=False)  # the owner's secret files: path in home → content
     path: tuple[str, ...] = ()  # folders of tools' commands, put first on the engine's PATH
     limits: Limits = field(default_factory=Limits)
+    first_start: bool = False  # never started before: no editor state yet (a warm pool engine may serve it)
 
     @property
     def base_path(self) -> str:
@@ -135,6 +136,10 @@ class Backend(Protocol):
 
     async def adopt(self) -> list[RuntimeStatus]:
         """After a manager restart: the engines still running, found without any manager state."""
+        ...
+
+    async def close(self) -> None:
+        """The manager is stopping: end the backend's background work (engines keep running)."""
         ...
 
     async def write_files(self, ws: WorkspaceSpec, remove: list[str]) -> None:

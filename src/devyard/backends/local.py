@@ -28,18 +28,21 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psutil
 
 from devyard.backends import accounts, cgroups, homefiles
 from devyard.backends.accounts import Account
 from devyard.backends.base import Endpoint, RuntimeStatus, Stats, WorkspaceSpec
+from devyard.backends.pool import WarmPool, give_back_paths, move_in
 from devyard.config import Settings
 from devyard.engine import install, publish
 from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env, policy_flags
 from devyard.errors import BackendError, DevyardError, Invalid
 from devyard.paths import disk_usage
 from devyard.processes import process_tree, terminate_tree
+from devyard.provision import tools as provision_tools
 
 log = logging.getLogger("devyard")
 
@@ -79,6 +82,12 @@ class LocalBackend:
         # Popen objects of engines this manager started, kept to reap them (no zombies).
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self.cgroups = cgroups.detect()
+        size = settings.pool.size
+        if size and self.isolated:
+            log.warning("the warm pool is off: engines run as each user's own account here (os_accounts), unknown before a workspace exists")
+            size = 0
+        self.pool = WarmPool(size, settings.data_dir / "pool", tuple(provision_tools.bin_dirs(settings.tools_dir, settings.tools)),
+                             boot=self._boot_warm, alive=lambda uid: self._process(self._read_record(uid)) is not None, discard=self._discard_warm)
 
     @property
     def shared_account(self) -> str | None:
@@ -116,13 +125,16 @@ class LocalBackend:
 
     def _forget(self, uid: str) -> int | None:
         """Remove a stopped engine's socket, record, runtime dir and groups; reap it; return its exit code."""
-        record = self._read_record(uid)
-        if record and record.get("cgroups"):
+        record = self._read_record(uid) or {}
+        if record.get("cgroups"):
             cgroups.remove(record["cgroups"])
         # run/<uid>.sock: where engines of earlier versions listened.
         for path in (self.run_dir / f"{uid}.sock", self._record_path(uid)):
             path.unlink(missing_ok=True)
-        shutil.rmtree(self._runtime_dir(uid), ignore_errors=True)
+        for link in map(Path, record.get("links", [])):  # the paths a pool engine booted with
+            if link.is_symlink():
+                give_back_paths(link)
+        shutil.rmtree(record.get("runtime") or self._runtime_dir(uid), ignore_errors=True)
         child = self._children.pop(uid, None)
         return child.poll() if child else None
 
@@ -146,6 +158,13 @@ class LocalBackend:
         if current.state == "running" and current.endpoint:
             return current.endpoint
         self._forget(ws.uid)
+        warm = self.pool.take(ws)
+        if warm is not None:
+            try:
+                return self._hand_over(warm.spec, ws)
+            except OSError as exc:
+                log.warning("workspace %s/%s: could not take an engine from the warm pool (%s); starting one", ws.owner, ws.name, exc)
+                self._discard_warm(warm.spec)
         try:
             proc = self._spawn(ws)
         except DevyardError:
@@ -155,7 +174,42 @@ class LocalBackend:
         await self._wait_ready(ws, proc)
         return Endpoint(unix_socket=str(self.socket_path(ws.uid)))
 
-    def _spawn(self, ws: WorkspaceSpec) -> subprocess.Popen[bytes]:
+    # -- the warm pool (pool.py) -------------------------------------------------------------
+    async def _boot_warm(self, spec: WorkspaceSpec) -> None:
+        proc = self._spawn(spec, {"pool": True, "root": str(spec.root)})
+        await self._wait_ready(spec, proc)
+        # The workbench page's first answer is slow too; the user's is not (coder.json names the pool path, see pool.py).
+        await _answers(str(self.socket_path(spec.uid)), "/?folder=" + quote(str(spec.files_dir)))
+
+    def _discard_warm(self, spec: WorkspaceSpec) -> None:
+        proc = self._process(self._read_record(spec.uid))
+        if proc is not None:
+            terminate_tree(proc, 2.0)
+        self._forget(spec.uid)
+        if not spec.root.is_symlink():
+            shutil.rmtree(spec.root, ignore_errors=True)
+
+    def _hand_over(self, warm: WorkspaceSpec, ws: WorkspaceSpec) -> Endpoint:
+        """The warm engine becomes `ws`'s: its folder, its home files, its runtime record."""
+        record = self._read_record(warm.uid)
+        if record is None:
+            raise OSError(f"the pool engine {warm.uid} has no record")
+        move_in(warm, ws)
+        homefiles.write(ws.home_dir, ws.files, [])
+        record = {k: v for k, v in record.items() if k not in ("pool", "root")}
+        self._write_record(ws.uid, {**record, "owner": ws.owner, "name": ws.name, "runtime": str(self._runtime_dir(warm.uid)),
+                                    "links": [str(warm.root)]})
+        self._record_path(warm.uid).unlink(missing_ok=True)
+        child = self._children.pop(warm.uid, None)
+        if child is not None:
+            self._children[ws.uid] = child
+        return Endpoint(unix_socket=record["socket"])
+
+    async def close(self) -> None:
+        """Stop booting pool engines (every engine keeps running for the next manager)."""
+        await self.pool.close()
+
+    def _spawn(self, ws: WorkspaceSpec, extra: dict[str, Any] | None = None) -> subprocess.Popen[bytes]:
         engine = install.require(self.settings.engine_dir)
         sock = self.socket_path(ws.uid)
         session_sock = self._runtime_dir(ws.uid) / "session.sock"
@@ -174,7 +228,7 @@ class LocalBackend:
         os.chmod(config, 0o644)
         argv = engine_argv(
             engine, socket=sock, folder=ws.files_dir, user_data=ws.data_dir, extensions=ws.extensions_dir,
-            config=config, base_path=ws.base_path, session_socket=session_sock,
+            config=config, base_path=ws.base_path if ws.owner else "/", session_socket=session_sock,
             policies=policy_flags(disable_file_downloads=self.settings.disable_file_downloads, disable_file_uploads=self.settings.disable_file_uploads,
                                   reconnection_grace_s=self.settings.reconnection_grace_s),
         )
@@ -208,7 +262,7 @@ class LocalBackend:
             raise BackendError(f"could not put the engine in its control group: {exc}", code="limits_failed") from exc
         create_time = psutil.Process(proc.pid).create_time()
         self._write_record(ws.uid, {"pid": proc.pid, "create_time": create_time, "socket": str(sock), "owner": ws.owner, "name": ws.name,
-                                    "cgroups": groups, "memory_bytes": ws.limits.memory_bytes})
+                                    "cgroups": groups, "memory_bytes": ws.limits.memory_bytes, **(extra or {})})
         return proc
 
     def _groups(self, ws: WorkspaceSpec) -> list[str]:
@@ -262,7 +316,9 @@ class LocalBackend:
                     raise BackendError(f"{oom} while starting; choose a larger size", code="out_of_memory")
                 lines = tail(ws.log_file, LOG_TAIL_LINES)
                 raise BackendError(f"engine exited with code {code} while starting: " + " | ".join(lines[-5:]), code="engine_start_failed")
-            if await _answers(sock):
+            # Ready means its workbench redirect answers, not just /healthz: a fresh engine's first such
+            # answer takes a few hundred ms (cold code paths), paid here while starting, not by the user.
+            if await _answers(sock, "/", b"302"):
                 return
             if time.monotonic() > deadline:
                 await self.stop(ws, timeout=2)
@@ -343,11 +399,18 @@ class LocalBackend:
         for uid in self._record_uids():
             record = self._read_record(uid)
             proc = self._process(record)
+            if record and record.get("pool"):
+                if proc is None or not self.pool.size:
+                    self._discard_warm(WorkspaceSpec(uid=uid, owner="", name="", root=Path(record["root"])))
+                else:
+                    self.pool.adopt(uid, record)
+                continue
             if proc is None or record is None:
                 self._forget(uid)
                 continue
             found.append(RuntimeStatus(uid=uid, state="running", pid=proc.pid, started_at=record["create_time"],
                                        endpoint=Endpoint(unix_socket=record["socket"])))
+        self.pool.fill()
         return found
 
 
@@ -373,17 +436,17 @@ def pwd_name(uid: int) -> str:
         return str(uid)
 
 
-async def _answers(sock: str) -> bool:
-    """Whether an HTTP server answers GET /healthz on the unix socket `sock`."""
+async def _answers(sock: str, path: str = "/healthz", status: bytes = b"200") -> bool:
+    """Whether an HTTP server answers GET `path` on the unix socket `sock` with `status`."""
     try:
         reader, writer = await asyncio.open_unix_connection(sock)
     except OSError:
         return False
     try:
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        writer.write(b"GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % path.encode())
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), timeout=5)
-        return line.startswith(b"HTTP/1.1 200")
+        return line.startswith(b"HTTP/1.1 " + status)
     except (OSError, asyncio.TimeoutError):
         return False
     finally:

@@ -30,7 +30,7 @@ def engine_argv(
         "--user-data-dir", str(user_data),
         "--extensions-dir", str(extensions),
         "--session-socket", str(session_socket),
-        "--abs-proxy-base-path", base_path.rstrip("/"),
+        *(("--abs-proxy-base-path", base_path.rstrip("/")) if base_path.rstrip("/") else ()),  # a pool engine has none yet
         *policies,
         str(folder),
     ]

@@ -106,6 +106,7 @@ class WorkspaceService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.activity.stop()
+        await self.backend.close()
         if self.settings.stop_workspaces_on_exit:
             rows = [r for r in await self.rows_by_uid([r.uid for r in self.routes_in(Status.running)]) if r.status == Status.running]
             await asyncio.gather(*(self._do_stop(r) for r in rows), return_exceptions=True)
@@ -377,7 +378,7 @@ class WorkspaceService:
     async def _with_secrets(self, row: WorkspaceRow) -> WorkspaceSpec:
         found = await self.secrets.materials(row.owner_id)
         path = tuple(provision_tools.bin_dirs(self.settings.tools_dir, self.settings.tools))
-        return dataclasses.replace(self.spec(row), env=found.env, files=found.files, path=path)
+        return dataclasses.replace(self.spec(row), env=found.env, files=found.files, path=path, first_start=row.started_at is None)
 
     async def secrets_changed(self, user_id: int, removed_file: str | None) -> None:
         """Rewrite the user's secret files in each of their workspaces (variables reach engines at their next start)."""
