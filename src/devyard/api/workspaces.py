@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import TypeAdapter
 
 from devyard.api.deps import CurrentUser, Workspaces, record
 from devyard.auth.users import get_user
@@ -23,15 +24,18 @@ from devyard.workspaces.access import Action
 router = APIRouter(prefix="/workspaces", tags=["workspaces"])
 LOG_POLL_S = 0.25
 KEEPALIVE_S = 15.0
+_LIST = TypeAdapter(list[Workspace])
 Owner = Query(None, description="Owner of the workspace (default: you); for admins and shared users.")
 
 
 @router.get("", response_model=list[Workspace], summary="Your workspaces (?shared=1: and those shared with you; admins: ?all=1)")
-async def list_workspaces(ident: CurrentUser, service: Workspaces, all: bool = False, shared: bool = False) -> list[Workspace]:
+async def list_workspaces(ident: CurrentUser, service: Workspaces, all: bool = False, shared: bool = False) -> Response:
     """Workspaces of the caller, oldest first."""
     if all and not ident.acts_as_admin:
         raise Forbidden("only admins may list every user's workspaces", code="admin_required")
-    return [service.to_model(r) for r in await service.list_for(ident, all_users=all, shared=shared)]
+    models = await service.list_models(ident, all_users=all, shared=shared)
+    # Serialized once here: returned as models, FastAPI would validate all of them again against response_model.
+    return Response(_LIST.dump_json(models), media_type="application/json")
 
 
 @router.post("", response_model=Workspace, status_code=201, summary="Create a workspace (and start it unless start=false)")

@@ -14,14 +14,6 @@ from typing import Any
 
 import httpx
 
-with warnings.catch_warnings():
-    # authlib announces a future move of its httpx integration on import; nothing for users to do.
-    # Its own module sets an "always" filter when imported, so import it first and filter after.
-    import authlib.deprecate  # noqa: F401
-
-    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
-    from authlib.integrations.base_client.errors import OAuthError
-    from authlib.integrations.starlette_client import OAuth
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -62,6 +54,19 @@ def is_allowed(claims: dict[str, Any], domains: list[str], groups: list[str]) ->
     return bool(groups) and isinstance(member_of, list) and bool(set(groups) & {str(g) for g in member_of})
 
 
+def _authlib() -> tuple[Any, type[Exception]]:
+    """authlib's OAuth registry and error, imported only where single sign-on is configured (11 MB resident)."""
+    with warnings.catch_warnings():
+        # authlib announces a future move of its httpx integration on import; nothing for users to do.
+        # Its own module sets an "always" filter when imported, so import it first and filter after.
+        import authlib.deprecate  # noqa: F401
+
+        warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+        from authlib.integrations.base_client.errors import OAuthError
+        from authlib.integrations.starlette_client import OAuth
+    return OAuth, OAuthError
+
+
 class OidcLogin:
     """The configured issuer: start a sign-in, finish it, find or create the user."""
 
@@ -69,6 +74,7 @@ class OidcLogin:
         assert settings.oidc_issuer and settings.oidc_client_secret
         self.settings = settings
         self.issuer = settings.oidc_issuer.rstrip("/")
+        OAuth, self.OAuthError = _authlib()
         self.oauth = OAuth()
         self.client = self.oauth.register(
             "sso", client_id=settings.oidc_client_id, client_secret=settings.oidc_client_secret.get_secret_value(),
@@ -85,8 +91,8 @@ class OidcLogin:
         """Exchange the code and check the ID token (signature, issuer, audience, nonce); its claims."""
         try:
             token = await self.client.authorize_access_token(request)
-        except OAuthError as exc:
-            raise Unauthorized(f"single sign-on failed: {exc.description or exc.error}", code="oidc_failed") from exc
+        except self.OAuthError as exc:
+            raise Unauthorized(f"single sign-on failed: {getattr(exc, 'description', None) or getattr(exc, 'error', exc)}", code="oidc_failed") from exc
         claims: dict[str, Any] = dict(token.get("userinfo") or {})
         if not claims.get("sub"):
             raise Unauthorized("single sign-on failed: the issuer sent no subject", code="oidc_failed")
@@ -94,7 +100,7 @@ class OidcLogin:
         if "email" not in claims or "groups" not in claims:
             try:
                 extra = dict(await self.client.userinfo(token=token))
-            except (OAuthError, httpx.HTTPError) as exc:
+            except (self.OAuthError, httpx.HTTPError) as exc:
                 raise Unauthorized(f"single sign-on failed: userinfo: {exc}", code="oidc_failed") from exc
             if extra.get("sub") != claims["sub"]:
                 raise Unauthorized("single sign-on failed: userinfo is about someone else", code="oidc_failed")

@@ -23,8 +23,7 @@ from devyard.doctor import run_checks
 from devyard.provision.check import check_group
 from devyard.engine import install
 from devyard.errors import DevyardError, Invalid
-from devyard.tls import check_pair, self_signed
-from devyard.store.db import migrate, open_engine, sessionmaker
+from devyard.store.db import migrate_apart, open_engine, sessionmaker
 
 app = typer.Typer(help="devyard: VS Code in the browser for teams.", no_args_is_help=True, pretty_exceptions_enable=False)
 engine_app = typer.Typer(help="Manage the code-server engine.", no_args_is_help=True)
@@ -82,11 +81,15 @@ def up(
     settings = load_settings(config, host=host, port=port, data_dir=data_dir, tls=tls, tls_cert=tls_cert, tls_key=tls_key, os_accounts=os_accounts,
                              log_format=log_format, stop_workspaces_on_exit=stop_workspaces_on_exit)
     _warn_moved_data(settings)
-    check_pair(settings.tls_cert, settings.tls_key)
-    if settings.tls == "self-signed" and settings.tls_cert is None:
-        cert, key = self_signed(settings.secrets_dir / "tls", settings.host)
-        settings = settings.model_copy(update={"tls_cert": cert, "tls_key": key})
-        err.print(f"serving HTTPS with a self-signed certificate: {cert}", highlight=False)
+    if settings.tls_cert or settings.tls_key or settings.tls == "self-signed":
+        # cryptography's X.509 half (8 MB resident) only where TLS is asked for: the manager runs for weeks.
+        from devyard.tls import check_pair, self_signed
+
+        check_pair(settings.tls_cert, settings.tls_key)
+        if settings.tls == "self-signed" and settings.tls_cert is None:
+            cert, key = self_signed(settings.secrets_dir / "tls", settings.host)
+            settings = settings.model_copy(update={"tls_cert": cert, "tls_key": key})
+            err.print(f"serving HTTPS with a self-signed certificate: {cert}", highlight=False)
     logs.configure(settings.log_format, err)
     if install_engine and install.locate(settings.engine_dir) is None:
         install.install(settings.engine_dir, _progress)
@@ -110,7 +113,7 @@ def _warn_moved_data(settings: Settings) -> None:
 
 async def _bootstrap(settings: Settings) -> str | None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    migrate(settings.db_url)
+    migrate_apart(settings.db_url)
     engine = open_engine(settings.db_url)
     try:
         given = settings.admin_password.get_secret_value() if settings.admin_password else None

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -138,22 +138,40 @@ class WorkspaceService:
 
     def to_model(self, row: WorkspaceRow) -> Workspace:
         """The API shape of a workspace row."""
+        return self._shape(row, row.owner.name)
+
+    def _shape(self, row: Any, owner: str) -> Workspace:
+        """The API shape of anything with a workspace row's attributes (an ORM row or a plain result row)."""
         return Workspace(
-            name=row.name, owner=row.owner.name, status=Status(row.status), url=f"/w/{row.owner.name}/{row.name}/",
+            name=row.name, owner=owner, status=Status(row.status), url=f"/w/{owner}/{row.name}/",
             template=row.template, extension_groups=list(row.extension_groups or []), created_at=row.created_at,
             started_at=row.started_at, last_activity_at=row.last_activity_at, error=row.error,
             progress=self.provisioner.progress.get(row.uid) if row.status == Status.provisioning else None, idle_timeout_s=row.idle_timeout_s,
             size=sizes.effective(self.settings, row.size), reason=row.reason if row.status == Status.failed else None,
         )
 
+    async def list_models(self, who: Identity, all_users: bool = False, shared: bool = False) -> list[Workspace]:
+        """What list_for finds, in the API's shape, read as plain rows: a thousand workspaces in milliseconds, not ORM objects."""
+        w = WorkspaceRow
+        query = (select(w.uid, w.name, w.status, w.template, w.extension_groups, w.created_at, w.started_at, w.last_activity_at, w.error,
+                        w.idle_timeout_s, w.size, w.reason, UserRow.name.label("owner_name"))
+                 .join(UserRow, UserRow.id == w.owner_id).where(self._visible(who, all_users, shared)).order_by(w.created_at))
+        async with self.db() as s:
+            rows = (await s.execute(query)).all()
+        return [self._shape(r, r.owner_name) for r in rows]
+
+    @staticmethod
+    def _visible(who: Identity, all_users: bool, shared: bool) -> ColumnElement[bool]:
+        if all_users:
+            return true()
+        mine = WorkspaceRow.owner_id == who.user_id
+        if shared:
+            mine = mine | WorkspaceRow.id.in_(select(ShareRow.workspace_id).where(ShareRow.user_id == who.user_id))
+        return mine
+
     async def list_for(self, who: Identity, all_users: bool = False, shared: bool = False) -> list[WorkspaceRow]:
         """Workspaces of `who`, plus those shared with them when `shared`; everyone's when `all_users` (admins)."""
-        query = select(WorkspaceRow).order_by(WorkspaceRow.created_at)
-        if not all_users:
-            mine = WorkspaceRow.owner_id == who.user_id
-            if shared:
-                mine = mine | WorkspaceRow.id.in_(select(ShareRow.workspace_id).where(ShareRow.user_id == who.user_id))
-            query = query.where(mine)
+        query = select(WorkspaceRow).where(self._visible(who, all_users, shared)).order_by(WorkspaceRow.created_at)
         async with self.db() as s:
             return list((await s.scalars(query)).all())
 
