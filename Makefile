@@ -5,9 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_TEST_PACKAGES := chromium chromium-driver nginx openssh-server
+DEBIAN_TEST_PACKAGES := chromium chromium-driver nginx openssh-server strace
 
-.PHONY: up setup engine test-deps test bench bench-deps soak clean
+.PHONY: up setup engine test-deps test bench bench-lifecycle bench-deps soak clean
 
 up: setup engine  ## install everything, then run the manager on http://127.0.0.1:8000
 	$(BIN)/devyard up
@@ -25,8 +25,8 @@ engine: setup  ## Node 24 + code-server into ~/.cache/devyard (skipped when cach
 	@echo "==> Engine"
 	$(BIN)/devyard engine install
 
-test-deps:  ## Debian's Chromium (browser tests), nginx (reverse-proxy tests) and sshd (git over ssh); root installs them
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/sbin/nginx ] && [ -x /usr/sbin/sshd ]; then :; \
+test-deps:  ## Debian's Chromium (browser tests), nginx (reverse-proxy tests), sshd (git over ssh), strace (hot-path test); root installs them
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/sbin/nginx ] && [ -x /usr/sbin/sshd ] && [ -x /usr/bin/strace ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "==> Debian packages: $(DEBIAN_TEST_PACKAGES)"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
@@ -43,9 +43,10 @@ bench-deps:  ## what the benchmarks compare with and load with: Debian's nginx a
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null; \
 	else echo "the benchmarks need: sudo apt-get install -y nginx wrk"; exit 1; fi
 
-bench: setup engine bench-deps  ## benchmarks (tables on stdout, JSON under bench/results/)
-	$(BIN)/python bench/gateway.py
-	$(BIN)/python bench/start.py
+bench: setup engine bench-deps  ## the benchmark suite: gateway, workbench, start, density; one table of targets (bench/results/)
+	$(BIN)/python bench/all.py
+
+bench-lifecycle: setup engine  ## crash detection, restart, adoption, reconnection grace
 	$(BIN)/python bench/lifecycle.py
 
 soak: setup engine  ## 30 minutes of ten users' creates, opens, WebSocket typing, stops, deletes (MINUTES=5 for less)

@@ -380,6 +380,8 @@ class LocalBackend:
             )
         if proc is not None:  # cgroup v1 killed one process; the workspace ends as a whole, as under v2
             await asyncio.to_thread(terminate_tree, proc, 2.0)
+            if self._read_record(ws.uid) != record:  # started again meanwhile: the new engine's record is not ours to remove
+                return await self.status(ws)
         code = self._forget(ws.uid)
         if oom:
             return RuntimeStatus(uid=ws.uid, state="failed", exit_code=code, detail=oom, reason="out_of_memory")

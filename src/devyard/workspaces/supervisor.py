@@ -97,6 +97,8 @@ class Supervisor(Loop):
             row = await service.row_by_uid(uid)
             if row is None or row.status != Status.running:
                 return  # handled already, or stopped on purpose meanwhile
+            if (await service.backend.status(service.spec(row))).state == "running":
+                return  # started again while this waited for the lock: the engine that ended is not this one
             service.metrics.crashes.inc()
             if status.reason == "out_of_memory":  # restarting would only run out again: the owner decides
                 error = f"{status.detail}; start it again, or choose a larger size"
