@@ -13,7 +13,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from devyard import __version__
 from devyard.api import auth as auth_api
-from devyard.api import backups, bulk, events, meta, metrics, secrets, uploads, users, workspaces
+from devyard.api import backups, bulk, events, meta, metrics, secrets, seed, uploads, users, workspaces
 from devyard.api.errors import install_handlers
 from devyard.auth.identity import Authenticator
 from devyard.auth.oidc import OidcLogin, check_settings
@@ -81,7 +81,8 @@ def create_app(settings: Settings) -> FastAPI:
         """Always {"status": "ok"} while the manager serves."""
         return {"status": "ok"}
 
-    for router in (auth_api.router, users.router, secrets.router, bulk.router, uploads.router, backups.router, workspaces.router, events.router, meta.router):
+    for router in (auth_api.router, users.router, secrets.router, bulk.router, uploads.router, backups.router, workspaces.router, events.router,
+                   meta.router, seed.router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(metrics.router)
     app.include_router(views.router)

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from devyard.engine.install import CODE_SERVER_VERSION
 from devyard.errors import Invalid
 
 # Run as root, devyard is a system service whose engines run as other accounts: its data must sit
@@ -128,6 +129,34 @@ class Pool(BaseModel):
     size: int = Field(default=0, ge=0, le=64, description="Engines kept booted and waiting; 0: no pool.")
 
 
+class KubernetesSettings(BaseModel):
+    """Where and how the `kubernetes` backend runs engines (`devyard.kubernetes`); see docs/backends.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str = Field(default="devyard", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+                           description="The one namespace the manager creates workspaces' objects in.")
+    image: str = Field(default=f"docker.io/codercom/code-server:{CODE_SERVER_VERSION}",
+                       description="The engine image: code-server, run as a non-root user (default: the local engine's pinned version).")
+    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
+    image_pull_secrets: list[str] = Field(default_factory=list, description="Secrets in the namespace for pulling a private engine image.")
+    storage_class: str | None = Field(default=None, description="StorageClass of the workspaces' volumes (none: the cluster's default).")
+    storage: str = Field(default="10Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+                         description="Volume size of a workspace whose size preset names no disk_mb.")
+    engine_command: list[str] = Field(default_factory=lambda: ["dumb-init", "/usr/bin/code-server"], min_length=1,
+                                      description="The engine container's command; code-server's arguments follow (dumb-init reaps the terminals' orphans).")
+    engine_port: int = Field(default=8080, ge=1, le=65535, description="The port engines listen on inside their pod (and their Service).")
+    run_as_user: int = Field(default=1000, ge=1, description="The non-root uid engines run as (the code-server image's `coder`).")
+    fs_group: int = Field(default=1000, ge=1, description="Group that owns the workspace volume, so the engine can write it.")
+    manager_labels: dict[str, str] = Field(default_factory=lambda: {"app.kubernetes.io/name": "devyard", "app.kubernetes.io/component": "manager"},
+                                           description="Labels of the manager's pods: the only pods the NetworkPolicy lets reach an engine.")
+    seed_url: str | None = Field(default=None, description="Base URL at which a new workspace's pod fetches what provisioning made, from "
+                                 "this manager replica (default: http://$DEVYARD_POD_IP:<port>, the pod IP the Deployment passes in).")
+    start_timeout_s: float = Field(default=600.0, gt=0, description="How long a pod may take to be scheduled, pull its image and become ready.")
+    kubeconfig: Path | None = Field(default=None, description="A kubeconfig file to use (default: in-cluster config, else $KUBECONFIG, else ~/.kube/config).")
+    context: str | None = Field(default=None, description="The kubeconfig context to use (default: its current one).")
+
+
 # Machine types in the spirit of hosted workspaces; a deployment names its own in devyard.yaml.
 DEFAULT_SIZES = {
     "small": Size(memory_mb=2048, cpus=1, disk_mb=10_240, description="2 GB memory, 1 CPU, 10 GB disk"),
@@ -158,7 +187,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the manager listens on.")
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port the manager listens on (0 picks a free one).")
     engine_dir: Path = Field(DEFAULT_ENGINE_DIR, description="Cache of installed code-server engines, one folder per version.")
-    backend: str = Field("local", description="Where engines run: `local` (child processes on this machine); other backends register under the `devyard.backends` entry points.")
+    backend: str = Field("local", description="Where engines run: `local` (child processes on this machine) or `kubernetes` (a pod, volume and service per workspace); other backends register under the `devyard.backends` entry points.")
     database_url: str | None = Field(None, description="SQLAlchemy URL of the state database; default SQLite at <data_dir>/devyard.db.")
     admin_password: SecretStr | None = Field(None, description="Password of the `admin` user created on first start; generated and printed once when unset.")
     session_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="Absolute lifetime of a browser login, in seconds.")
@@ -213,6 +242,7 @@ class Settings(BaseSettings):
     backup_interval_s: int = Field(0, ge=0, description="Back up every provisioned workspace this often, in seconds (running ones too, consistently); 0: no scheduled backups.")
     backup_keep: int = Field(7, ge=1, description="Scheduled backups kept per workspace; older ones are removed.")
     log_format: Literal["text", "json"] = Field("text", description="`json`: one JSON object per log line (time, level, logger, message), for log collectors.")
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings, description="The `kubernetes` backend: `namespace`, `image`, `image_pull_policy`, `image_pull_secrets`, `storage_class`, `storage`, `engine_command`, `engine_port`, `run_as_user`, `fs_group`, `manager_labels`, `seed_url`, `start_timeout_s`, `kubeconfig`, `context`.")
     stop_workspaces_on_exit: bool = Field(False, description="Stop every engine when the manager exits (by default they keep running and the next manager adopts them).")
 
     @model_validator(mode="after")

@@ -5,7 +5,7 @@
     ├── Unauthorized     401     no or bad credentials
     ├── Forbidden        403     authenticated but not allowed
     ├── NotFound         404     e.g. WorkspaceNotFound, UserNotFound
-    ├── Conflict         409     e.g. WorkspaceExists, UserExists
+    ├── Conflict         409     e.g. WorkspaceExists, UserExists, NotOnThisBackend
     ├── Throttled        429     too many attempts
     ├── BackendError     500     an engine could not be started, stopped or read
     ├── EngineError      500     the engine is not installed or failed to install
@@ -78,6 +78,12 @@ class WorkspaceExists(Conflict):
 
 class UserExists(Conflict):
     code = "user_exists"
+
+
+class NotOnThisBackend(Conflict):
+    """What the configured backend cannot do (a backup of a workspace whose files are in a cluster volume)."""
+
+    code = "not_on_this_backend"
 
 
 class TooLarge(DevyardError):

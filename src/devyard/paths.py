@@ -7,6 +7,7 @@ older version or by hand, so that no name in the database can point a workspace 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from devyard.errors import Invalid
@@ -30,3 +31,15 @@ def disk_usage(root: Path) -> int:
             except OSError:
                 pass
     return total
+
+
+def remove_workspace(root: Path, keep_files: bool) -> None:
+    """Delete a workspace's folders; with keep_files only files/ stays."""
+    if not root.exists():
+        return
+    if not keep_files:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for item in root.iterdir():
+        if item.name != "files":
+            shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)

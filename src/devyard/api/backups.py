@@ -1,29 +1,22 @@
 """Backup and restore over the API: POST /workspaces/{name}/backup streams a .tar.gz; POST /workspaces/restore takes one.
 
-The backup is written by a thread (tarfile is synchronous) into a bounded queue the response
-reads from, so a slow client slows the writer instead of filling memory, and a client that goes
-away stops it. The restore body is streamed to disk with a size limit, then unpacked by the same
+The backup is written by a thread into the response (streaming.py), so a slow client slows the
+writer instead of filling memory, and a client that goes away stops it. The restore body is streamed to disk with a size limit, then unpacked by the same
 checked extraction as uploaded archives (no `..`, no escaping links, entry and size limits).
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
-import queue
 import secrets
 import shutil
-import threading
-from typing import IO, cast
-from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
-from typing_extensions import Buffer
 
 from devyard.api.deps import CurrentUser, Workspaces, record
-from devyard.backends.base import WorkspaceSpec
+from devyard.api.streaming import written
 from devyard.errors import Invalid, TooLarge
 from devyard.models import Workspace, WorkspaceCreate
 from devyard.provision import archive
@@ -32,72 +25,7 @@ from devyard.workspaces import backups
 from devyard.workspaces.access import Action
 
 router = APIRouter(prefix="/workspaces", tags=["workspaces"])
-CHUNK = 256 << 10
-QUEUE_CHUNKS = 16
 Owner = Query(None, description="Owner of the workspace (default: you).")
-
-
-class _Pipe(io.RawIOBase):
-    """A write-only file whose bytes go, in chunks, into a bounded queue; writing fails once the reader is gone."""
-
-    def __init__(self, q: queue.Queue[bytes | BaseException | None], gone: threading.Event) -> None:
-        self.q, self.gone, self.buffer = q, gone, bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Buffer) -> int:
-        view = memoryview(data)
-        self.buffer.extend(view)
-        if len(self.buffer) >= CHUNK:
-            self.send()
-        return view.nbytes
-
-    def send(self) -> None:
-        """Hand what is buffered to the reader, waiting while the queue is full."""
-        chunk, self.buffer = bytes(self.buffer), bytearray()
-        while True:
-            if self.gone.is_set():
-                raise BrokenPipeError("the client went away")
-            try:
-                self.q.put(chunk, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-
-
-async def _stream(ws: WorkspaceSpec, manifest: backups.Manifest) -> AsyncIterator[bytes]:
-    """The backup's bytes as the writer thread produces them."""
-    q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
-    gone = threading.Event()
-
-    def work() -> None:
-        pipe = _Pipe(q, gone)
-        try:
-            backups.write(ws, manifest, cast(IO[bytes], pipe))  # tarfile only calls write()
-            pipe.send()
-            q.put(None)
-        except BaseException as exc:  # handed to the reader, which ends the response
-            if not gone.is_set():
-                q.put(exc)
-
-    thread = threading.Thread(target=work, name=f"backup-{ws.uid}", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = await asyncio.to_thread(q.get)
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item  # the response is cut short: the client sees an incomplete archive, never a "complete" bad one
-            yield item
-    finally:
-        gone.set()
-        while thread.is_alive():  # unblock a writer waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                await asyncio.sleep(0.05)
 
 
 @router.post("/{name}/backup", summary="Download a backup (.tar.gz of files, user-data and extension list), even while it runs",
@@ -105,11 +33,13 @@ async def _stream(ws: WorkspaceSpec, manifest: backups.Manifest) -> AsyncIterato
 async def backup_workspace(name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner) -> StreamingResponse:
     """200 with the archive streamed; the owner's only (a backup holds every file)."""
     row = await service.find(ident, name, owner, Action.configure)
+    service.need_local_files("backups")
     if row.provisioned_at is None:
         raise Invalid(f"workspace '{name}' was never provisioned: there is nothing to back up", code="not_provisioned")
     await record(request, "workspace.backup", f"{row.owner.name}/{name}")
     filename = backups.file_name(name)
-    return StreamingResponse(_stream(service.spec(row), backups.manifest_of(row)), media_type="application/gzip",
+    spec, manifest = service.spec(row), backups.manifest_of(row)
+    return StreamingResponse(written(lambda out: backups.write(spec, manifest, out), f"backup-{row.uid}"), media_type="application/gzip",
                              headers={"content-disposition": f'attachment; filename="{filename}"'})
 
 

@@ -1,7 +1,7 @@
 """The Backend protocol and the value types that cross it (design.md §7).
 
 A backend runs engines somewhere; the manager asks it to start, stop, report on and adopt them
-and never learns more. Implement the seven methods and `shared_account`; register the class under the
+and never learns more. Implement the nine methods, `shared_account` and `local_files`; register the class under the
 `devyard.backends` entry point group (the built-in `local` backend is registered the same way).
 
     backend = LocalBackend(settings)
@@ -82,6 +82,13 @@ class Endpoint:
     host: str | None = None
     port: int | None = None
 
+    @property
+    def address(self) -> str:
+        """One string for the gateway: the socket path (it starts with /), else host:port."""
+        if self.unix_socket:
+            return self.unix_socket
+        return f"[{self.host}]:{self.port}" if self.host and ":" in self.host else f"{self.host}:{self.port}"
+
 
 @dataclass(frozen=True, slots=True)
 class RuntimeStatus:
@@ -109,6 +116,10 @@ class Stats:
 
 class Backend(Protocol):
     """Runs engines. Every method raises only devyard.errors.BackendError (never OSError)."""
+
+    # Whether a workspace's files are the ones under its folder on the manager's machine (local), or
+    # live elsewhere (a volume in a cluster): backups and adding extension groups need them here.
+    local_files: bool
 
     @property
     def shared_account(self) -> str | None:
@@ -144,4 +155,12 @@ class Backend(Protocol):
 
     async def write_files(self, ws: WorkspaceSpec, remove: list[str]) -> None:
         """Write `ws.files` into the workspace's home (mode 0600) and delete the `remove` paths, engine running or not."""
+        ...
+
+    async def remove(self, ws: WorkspaceSpec, keep_files: bool) -> None:
+        """Delete everything of a stopped workspace (its files too, unless `keep_files`)."""
+        ...
+
+    async def logs(self, ws: WorkspaceSpec, lines: int) -> list[str]:
+        """The last `lines` lines of what the engine (and devyard about it) wrote."""
         ...

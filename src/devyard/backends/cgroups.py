@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from devyard.backends.base import Limits
 
 CPU_PERIOD_US = 100_000
+REMOVE_WAIT_S = 1.0
 GROUP = "devyard"
 
 
@@ -191,7 +194,24 @@ def oom_kills(groups: list[str]) -> int:
 
 
 def remove(groups: list[str]) -> None:
-    """Remove the groups of an engine that has exited (a group still holding a process stays)."""
+    """Remove the groups of an engine that has exited, killing what is still in them first.
+
+    A group holding a process cannot be removed: one still exiting after its tree was ended, or one
+    that left the tree (a daemon a terminal started) but not the group. Everything in an engine's
+    group is the engine's, so it ends with it; a group still busy after REMOVE_WAIT_S stays.
+    """
+    deadline = time.monotonic() + REMOVE_WAIT_S
     for group in groups:
-        with contextlib.suppress(OSError):
-            os.rmdir(group)
+        while True:
+            try:
+                os.rmdir(group)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                for pid in _read(Path(group) / "cgroup.procs").split():
+                    with contextlib.suppress(OSError, ValueError):
+                        os.kill(int(pid), signal.SIGKILL)
+                time.sleep(0.02)

@@ -40,7 +40,7 @@ from devyard.config import Settings
 from devyard.engine import install, publish
 from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env, policy_flags
 from devyard.errors import BackendError, DevyardError, Invalid
-from devyard.paths import disk_usage
+from devyard.paths import disk_usage, remove_workspace
 from devyard.processes import process_tree, terminate_tree
 from devyard.provision import tools as provision_tools
 
@@ -72,6 +72,8 @@ def tail(path: Path, lines: int) -> list[str]:
 
 class LocalBackend:
     """Engines as detached child processes listening on unix sockets under <data_dir>/run."""
+
+    local_files = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -126,6 +128,8 @@ class LocalBackend:
     def _forget(self, uid: str) -> int | None:
         """Remove a stopped engine's socket, record, runtime dir and groups; reap it; return its exit code."""
         record = self._read_record(uid) or {}
+        child = self._children.pop(uid, None)
+        code = child.poll() if child else None  # reaped first: a zombie still counts as the group's
         if record.get("cgroups"):
             cgroups.remove(record["cgroups"])
         # run/<uid>.sock: where engines of earlier versions listened.
@@ -135,8 +139,7 @@ class LocalBackend:
             if link.is_symlink():
                 give_back_paths(link)
         shutil.rmtree(record.get("runtime") or self._runtime_dir(uid), ignore_errors=True)
-        child = self._children.pop(uid, None)
-        return child.poll() if child else None
+        return code
 
     @staticmethod
     def _process(record: dict[str, Any] | None) -> psutil.Process | None:
@@ -345,6 +348,14 @@ class LocalBackend:
             await asyncio.to_thread(homefiles.write, ws.home_dir, ws.files, remove)
         except OSError as exc:
             raise BackendError(f"could not write secret files into {ws.home_dir}: {exc.strerror}", code="secret_files_failed") from exc
+
+    async def remove(self, ws: WorkspaceSpec, keep_files: bool) -> None:
+        """Delete the workspace's folders; with keep_files its files/ stays."""
+        await asyncio.to_thread(remove_workspace, ws.root, keep_files)
+
+    async def logs(self, ws: WorkspaceSpec, lines: int) -> list[str]:
+        """The tail of the engine's log file (devyard's own notes are in it too)."""
+        return await asyncio.to_thread(tail, ws.log_file, lines)
 
     def _end_strays(self, owner: str) -> None:
         """With the owner's last engine stopped, end what its terminals left behind (daemons escape the tree)."""

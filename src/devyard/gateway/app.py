@@ -101,7 +101,7 @@ class Gateway:
         if not target.rest:
             query = scope.get("query_string", b"").decode("latin-1")
             return Refused(302, "redirect", "", location=target.prefix + "/" + (f"?{query}" if query else ""))
-        if route.status != Status.running or not route.socket:
+        if route.status != Status.running or not route.address:
             try:
                 await self.service.ensure_started(route)
             except DevyardError as exc:  # over a quota: say so instead of a starting page that never ends
@@ -140,7 +140,7 @@ class Gateway:
         return origin_matches(origin, access.header(scope, b"host"))
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, route: Route, target: access.Target, used_bearer: bool) -> None:
-        assert route.socket is not None
+        assert route.address is not None
         client = scope["client"][0] if scope.get("client") else ""
         scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
         path = access.raw_rest(scope, target)  # the engine gets the path byte for byte as the browser sent it
@@ -149,7 +149,7 @@ class Gateway:
             uid, touch = route.uid, self.service.touch
             self.service.metrics.websockets.inc()
             try:
-                await relay(scope, receive, send, route.socket, path, headers, access.header(scope, b"host") or "", lambda: touch(uid))
+                await relay(scope, receive, send, route.address, path, headers, access.header(scope, b"host") or "", lambda: touch(uid))
             finally:
                 self.service.metrics.websockets.dec()
             return
@@ -157,10 +157,10 @@ class Gateway:
         try:
             key = self.assets.key(scope, ENGINE_VERSION, path)
             if key is None:
-                await self.http.forward(scope, receive, send, route.socket, path, headers)
+                await self.http.forward(scope, receive, send, route.address, path, headers)
                 return
-            socket = route.socket
-            found = await self.assets.get(key, lambda: self.http.open(scope, receive, socket, path, self.assets.engine_headers(headers, key)))
+            address = route.address
+            found = await self.assets.get(key, lambda: self.http.open(scope, receive, address, path, self.assets.engine_headers(headers, key)))
             if isinstance(found, Uncached):
                 await self.http.relay(found.response, send, found.head)
                 return
@@ -169,7 +169,7 @@ class Gateway:
             await send({"type": "http.response.body", "body": asset.body})
         except EngineUnreachable as exc:
             log.warning("workspace %s/%s: engine unreachable: %s", route.owner, route.name, exc)
-            await self.http.forget(route.socket)
+            await self.http.forget(route.address)
             self.service.recheck_soon(route)
             await _respond(scope, send, 502, "engine_unreachable", "the workspace engine is not answering; it is being checked, try again shortly")
 

@@ -1,4 +1,4 @@
-"""HTTP/1.1 to engines over their unix sockets: pooled keep-alive connections, bodies streamed both ways.
+"""HTTP/1.1 to engines (a unix socket, or host:port in a cluster): pooled keep-alive connections, bodies streamed both ways.
 
 Written by hand, with httptools (uvicorn's C parser, llhttp) reading the engine's answers, because
 this runs for every request through the gateway and the general clients spent most of the
@@ -24,7 +24,8 @@ import collections
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import httptools
 from starlette.types import Receive, Scope, Send
@@ -36,6 +37,15 @@ IDLE_REUSE_S = 3.0  # under Node's 5 s keep-alive timeout, so a pooled connectio
 HIGH_WATER, LOW_WATER = 256 * 1024, 64 * 1024
 PRUNE_EVERY = 16  # new sockets between two looks for engines that are gone
 log = logging.getLogger("devyard.gateway")
+
+
+def open_connection(factory: Callable[[], asyncio.Protocol], address: str) -> Coroutine[Any, Any, tuple[asyncio.Transport, Any]]:
+    """Connect `factory`'s protocol to an engine address: a unix socket path (starts with /), else host:port."""
+    loop = asyncio.get_running_loop()
+    if address.startswith("/"):
+        return loop.create_unix_connection(factory, address)
+    host, _, port = address.rpartition(":")
+    return loop.create_connection(factory, host.strip("[]"), int(port))
 
 
 class EngineUnreachable(Exception):
@@ -242,16 +252,15 @@ class HttpProxy:
             if not conn.lost and now - conn.idle_since < IDLE_REUSE_S:
                 return conn
             conn.close()
-        loop = asyncio.get_running_loop()
         try:
-            _, conn = await asyncio.wait_for(loop.create_unix_connection(lambda: _Connection(self, socket), socket), CONNECT_TIMEOUT_S)
+            _, conn = await asyncio.wait_for(open_connection(lambda: _Connection(self, socket), socket), CONNECT_TIMEOUT_S)
         except (OSError, asyncio.TimeoutError) as exc:
             raise EngineUnreachable(f"{type(exc).__name__}: {exc}") from exc
         return conn
 
     def _prune(self) -> None:
         """Close the idle connections of engines whose socket is gone (the engine stopped)."""
-        for socket in [s for s in self._idle if not os.path.exists(s)]:
+        for socket in [s for s in self._idle if s.startswith("/") and not os.path.exists(s)]:
             for conn in self._idle.pop(socket):
                 conn.close()
 

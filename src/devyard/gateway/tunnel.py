@@ -27,6 +27,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from devyard.gateway import access
 from devyard.gateway.headers import WEBSOCKET_TUNNEL_DROP, upstream_headers
+from devyard.gateway.http import open_connection
 
 log = logging.getLogger("devyard.gateway")
 MAX_HEAD = 64 * 1024  # an engine's 101 answer is a few hundred bytes
@@ -128,6 +129,7 @@ class TunnelProtocol(asyncio.Protocol):
             self._refuse(admitted.status, admitted.code, admitted.message, extra)
             return
         route = admitted.route
+        assert route.address is not None  # admitted: running, with an engine address
         client = scope["client"][0] if scope.get("client") else ""
         headers = upstream_headers(scope["headers"], drop=WEBSOCKET_TUNNEL_DROP, used_bearer=admitted.used_bearer, client=client,
                                    scheme=scope["scheme"])
@@ -136,10 +138,9 @@ class TunnelProtocol(asyncio.Protocol):
         request = b"".join([b"GET ", path, b"?" + query if query else b"", b" HTTP/1.1\r\n",
                             b"connection: Upgrade\r\nupgrade: websocket\r\n",
                             *(n + b": " + v + b"\r\n" for n, v in headers), b"\r\n"])
-        loop = asyncio.get_running_loop()
         engine_side = _EngineSide(self)
         try:
-            transport, _ = await asyncio.wait_for(loop.create_unix_connection(lambda: engine_side, route.socket), 10)
+            transport, _ = await asyncio.wait_for(open_connection(lambda: engine_side, route.address), 10)
         except (OSError, asyncio.TimeoutError) as exc:
             log.warning("workspace %s/%s: engine unreachable for a WebSocket: %s", route.owner, route.name, exc)
             gateway.service.recheck_soon(route)

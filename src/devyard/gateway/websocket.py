@@ -1,4 +1,4 @@
-"""WebSocket relay between a browser (ASGI side) and an engine (unix socket, `websockets` client).
+"""WebSocket relay between a browser (ASGI side) and an engine (unix socket or host:port, `websockets` client).
 
 Each direction is one task that awaits the other side's send before reading the next message,
 so a slow reader holds back the writer (backpressure) instead of queueing without bound. The
@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from starlette.types import Receive, Scope, Send
-from websockets.asyncio.client import ClientConnection, unix_connect
+from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 OPEN_TIMEOUT_S = 10.0
@@ -30,7 +31,7 @@ def _sendable(code: int | None) -> int:
 
 
 async def relay(
-    scope: Scope, receive: Receive, send: Send, socket: str, path: str, headers: list[tuple[bytes, bytes]], host: str,
+    scope: Scope, receive: Receive, send: Send, address: str, path: str, headers: list[tuple[bytes, bytes]], host: str,
     on_message: Callable[[], None],
 ) -> None:
     """Open the engine's WebSocket for this request and relay messages both ways until one side closes.
@@ -43,11 +44,16 @@ async def relay(
     if message["type"] != "websocket.connect":
         return
     try:
-        upstream = await unix_connect(
-            socket, uri=uri, additional_headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
+        options: dict[str, Any] = dict(
+            additional_headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
             subprotocols=scope.get("subprotocols") or None, compression=None, max_size=None, ping_interval=None,
             open_timeout=OPEN_TIMEOUT_S, close_timeout=CLOSE_TIMEOUT_S, user_agent_header=None, proxy=None,
         )
+        if address.startswith("/"):
+            upstream = await unix_connect(address, uri=uri, **options)
+        else:  # host:port; the URI keeps the browser's host for the engine's Origin check
+            host, _, port = address.rpartition(":")
+            upstream = await connect(uri, host=host.strip("[]"), port=int(port), **options)
     except InvalidStatus:
         # The engine refused the upgrade (e.g. its own origin check): refuse the browser's too.
         await send({"type": "websocket.close", "code": 1008})

@@ -186,14 +186,3 @@ def _empty(folder: Path) -> None:
         for child in folder.iterdir():
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
-
-def remove(root: Path, keep_files: bool) -> None:
-    """Delete a workspace's folders; with keep_files only files/ stays."""
-    if not root.exists():
-        return
-    if not keep_files:
-        shutil.rmtree(root, ignore_errors=True)
-        return
-    for child in root.iterdir():
-        if child.name != "files":
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)

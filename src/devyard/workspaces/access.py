@@ -16,7 +16,7 @@ class Route:
     owner: str
     name: str
     status: Status
-    socket: str | None = None
+    address: str | None = None  # the engine's: a unix socket path, or host:port
     shared_with: frozenset[str] = frozenset()
     idle_timeout_s: int | None = None  # its own idle timeout; None: the manager's
 

@@ -195,6 +195,13 @@ class Scheduler(Loop):
         self.settings = service.settings
         self.every_s = float(service.settings.backup_interval_s)
 
+    def start(self) -> None:
+        """Begin the rounds, where the backend keeps workspaces' files on this machine (a warning otherwise)."""
+        if not self.service.backend.local_files:
+            log.warning("scheduled backups are off: the %s backend keeps workspaces' files in their volumes", self.settings.backend)
+            return
+        super().start()
+
     async def tick(self) -> None:
         """One round: a backup of each workspace that is running or stopped."""
         for row in await self.service.all_rows():

@@ -84,6 +84,7 @@ class Provisioner:
 
     async def add_groups(self, row: WorkspaceRow, names: list[str]) -> list[provision_extensions.Outcome]:
         """Add extension groups to a provisioned workspace: settings the user lacks, and extensions; one Outcome each."""
+        self.service.need_local_files("adding extension groups to a workspace")
         if row.provisioned_at is None:
             raise Invalid(f"workspace '{row.name}' is not provisioned yet", code="not_provisioned")
         groups = provision.resolve_groups(names, self.settings.extension_groups)
@@ -92,5 +93,5 @@ class Provisioner:
         async with service.lock(row.uid):
             outcomes = await asyncio.to_thread(provision.add_groups, service.spec(row), groups, self.settings)
             merged = list(dict.fromkeys([*(row.extension_groups or []), *names]))
-            await service.set_status(row, row.status, socket=service.socket_of(row), extension_groups=merged)
+            await service.set_status(row, row.status, address=service.address_of(row), extension_groups=merged)
         return outcomes

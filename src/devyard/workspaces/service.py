@@ -26,9 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from devyard import provision
 from devyard.auth.identity import Identity
 from devyard.backends.base import Backend, Stats, WorkspaceSpec
-from devyard.backends.local import tail
 from devyard.config import Settings
-from devyard.errors import Conflict, DevyardError, Invalid, NotFound, WorkspaceExists, WorkspaceNotFound
+from devyard.errors import Conflict, DevyardError, Invalid, NotFound, NotOnThisBackend, WorkspaceExists, WorkspaceNotFound
 from devyard.models import Status, Workspace, WorkspaceCreate
 from devyard.paths import child
 from devyard.provision import extensions as provision_extensions
@@ -80,14 +79,14 @@ class WorkspaceService:
             self._shares[uid] = self._shares.get(uid, frozenset()) | {user}
         for row in rows:
             found = adopted.get(row.uid)
-            socket = found.endpoint.unix_socket if found and found.endpoint else None
+            address = found.endpoint.address if found and found.endpoint else None
             status, fields = reconcile(row, found is not None)
             if found is not None:  # idle time counts from the last use before the restart
                 self.activity.seen(row.uid, row.last_activity_at.timestamp() if row.last_activity_at else time.time())
             if status != row.status or fields:
-                await self.set_status(row, status, socket=socket, **fields)
+                await self.set_status(row, status, address=address, **fields)
             else:
-                self._remember(row, socket)
+                self._remember(row, address)
         for uid in adopted.keys() - {row.uid for row in rows}:
             log.warning("stopping engine %s: it belongs to no workspace", uid)
             await self.backend.stop(WorkspaceSpec(uid, "?", "?", self.settings.workspaces_dir / "_orphan"), self.settings.engine_stop_timeout_s)
@@ -119,6 +118,12 @@ class WorkspaceService:
     def spec_of(self, uid: str, owner: str, name: str) -> WorkspaceSpec:
         """The backend's view of a workspace, from its route (no database query)."""
         return WorkspaceSpec(uid=uid, owner=owner, name=name, root=child(self.settings.workspaces_dir, owner, name))
+
+    def need_local_files(self, what: str) -> None:
+        """NotOnThisBackend when the backend keeps workspaces' files away from this machine (what `what` needs)."""
+        if not self.backend.local_files:
+            raise NotOnThisBackend(f"{what} need the workspace's files on the manager's machine, and the {self.settings.backend} backend keeps "
+                                   "them in the workspace's volume (use the cluster's volume snapshots)", code="not_on_this_backend")
 
     def shares_of(self, uid: str) -> frozenset[str]:
         """Who a workspace is shared with, from memory."""
@@ -213,7 +218,7 @@ class WorkspaceService:
             except IntegrityError as exc:
                 raise Conflict(f"'{row.name}' is already shared with {user.name}", code="already_shared") from exc
         self._shares[row.uid] = self._shares.get(row.uid, frozenset()) | {user.name}
-        self._remember(row, self.socket_of(row))
+        self._remember(row, self.address_of(row))
 
     async def unshare(self, row: WorkspaceRow, user: UserRow) -> None:
         """Take back a share; the user's open connections are refused from their next request."""
@@ -223,7 +228,7 @@ class WorkspaceService:
         if not result.rowcount:  # type: ignore[attr-defined]
             raise NotFound(f"'{row.name}' is not shared with {user.name}", code="share_not_found")
         self._shares[row.uid] = self._shares.get(row.uid, frozenset()) - {user.name}
-        self._remember(row, self.socket_of(row))
+        self._remember(row, self.address_of(row))
 
     async def stop_all_of(self, user_id: int) -> None:
         """Stop every running workspace of a user (their account was disabled)."""
@@ -232,10 +237,10 @@ class WorkspaceService:
         for row in rows:
             await self.stop(row)
 
-    def socket_of(self, row: WorkspaceRow) -> str | None:
-        """The engine socket the gateway uses for the workspace (None unless running)."""
+    def address_of(self, row: WorkspaceRow) -> str | None:
+        """The engine address the gateway uses for the workspace (None unless running)."""
         route = self._routes.get((row.owner.name, row.name))
-        return route.socket if route else None
+        return route.address if route else None
 
     def route(self, owner: str, name: str) -> Route | None:
         """The gateway's view of a workspace, from memory."""
@@ -243,7 +248,7 @@ class WorkspaceService:
 
     async def logs(self, row: WorkspaceRow, lines: int) -> list[str]:
         """The last `lines` lines of the engine log."""
-        return await asyncio.to_thread(tail, self.spec(row).log_file, lines)
+        return await self.backend.logs(self.spec(row), lines)
 
     async def stats(self, row: WorkspaceRow) -> Stats:
         """Resource use of the workspace."""
@@ -316,7 +321,7 @@ class WorkspaceService:
                 status = fresh.status if fresh else row.status
                 if status not in (Status.stopped, Status.failed):
                     raise Conflict(f"workspace '{row.name}' is {status}; stop it before changing its size", code="workspace_not_stopped")
-            await self.set_status(row, row.status, socket=self.socket_of(row), **changes)
+            await self.set_status(row, row.status, address=self.address_of(row), **changes)
         return row
 
     async def stop(self, row: WorkspaceRow) -> WorkspaceRow:
@@ -348,7 +353,7 @@ class WorkspaceService:
         async with self.lock(row.uid):
             spec = self.spec(row)
             await self.backend.stop(spec, self.settings.engine_stop_timeout_s)
-            await asyncio.to_thread(provision.remove, spec.root, keep_files)
+            await self.backend.remove(spec, keep_files)
             shutil.rmtree(self.settings.uploads_dir / row.uid, ignore_errors=True)
             async with self.db() as s:
                 await s.delete(await s.get_one(WorkspaceRow, row.id))
@@ -417,7 +422,7 @@ class WorkspaceService:
         self.metrics.starts.inc()
         self.metrics.start_seconds.observe(time.perf_counter() - began)
         self.activity.seen(row.uid, time.time())
-        await self.set_status(row, Status.running, socket=endpoint.unix_socket, started_at=utcnow(), error=row.error if keep_error else None)
+        await self.set_status(row, Status.running, address=endpoint.address, started_at=utcnow(), error=row.error if keep_error else None)
 
     async def _do_stop(self, row: WorkspaceRow) -> None:
         try:
@@ -459,7 +464,7 @@ class WorkspaceService:
         if row.status in states:
             raise Invalid(f"workspace '{row.name}' is {row.status}; try again when that is done", code="workspace_busy")
 
-    async def set_status(self, row: WorkspaceRow, status: str, socket: str | None = None, **fields: Any) -> None:
+    async def set_status(self, row: WorkspaceRow, status: str, address: str | None = None, **fields: Any) -> None:
         """Write a status change to the database, the row object and the route table (`reason` only stays while failed)."""
         values = {"status": status, **fields}
         if status != Status.failed:
@@ -469,14 +474,14 @@ class WorkspaceService:
             await s.commit()
         for field, value in values.items():
             setattr(row, field, value)
-        self._remember(row, socket)
+        self._remember(row, address)
         log.info("workspace %s/%s: %s", row.owner.name, row.name, status)
 
-    def _remember(self, row: WorkspaceRow, socket: str | None) -> None:
-        """Put the row's state in the gateway's route table (a socket only while running)."""
+    def _remember(self, row: WorkspaceRow, address: str | None) -> None:
+        """Put the row's state in the gateway's route table (an engine address only while running)."""
         status = Status(row.status)
         self._routes[(row.owner.name, row.name)] = Route(
-            row.uid, row.owner.name, row.name, status, socket if status == Status.running else None, self._shares.get(row.uid, frozenset()),
+            row.uid, row.owner.name, row.name, status, address if status == Status.running else None, self._shares.get(row.uid, frozenset()),
             row.idle_timeout_s,
         )
         self.publish(row)

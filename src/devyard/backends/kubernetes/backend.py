@@ -1,0 +1,337 @@
+"""The kubernetes backend: each workspace a Pod, a PersistentVolumeClaim, a ClusterIP Service and a NetworkPolicy.
+
+Start makes what is missing (the volume on the first start, sized by the workspace's size preset)
+and a new Pod, then waits, on the pod watch (watcher.py), until the engine is ready or the pod
+fails; a failed start deletes the pod and says why in Kubernetes' words (pods.py). Stop deletes
+the Pod and keeps everything else; remove deletes everything, the volume only without keep_files.
+Status is read from the watch's memory, never by asking the API server. After a manager restart
+the running pods are adopted by their labels.
+
+The manager keeps, per workspace, only a folder of its own notes (provisioning's progress, crash
+notes) and, until the first start, what provisioning made (seed.py). The engine's own output is
+the pod's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from kubernetes_asyncio import client
+
+from devyard.backends.base import Endpoint, RuntimeStatus, Stats, WorkspaceSpec
+from devyard.backends.kubernetes import manifests, pods, seed
+from devyard.backends.kubernetes.client import Source, open_client, source, status_of, translate
+from devyard.backends.kubernetes.watcher import PodWatcher
+from devyard.backends.local import tail
+from devyard.cli.client import MANAGER_FILE
+from devyard.config import Settings
+from devyard.engine.command import policy_flags
+from devyard.errors import BackendError
+from devyard.paths import remove_workspace
+
+log = logging.getLogger("devyard.kubernetes")
+SYNC_TIMEOUT_S = 15.0
+STOP_SLACK_S = 30.0  # beyond the grace period, for the kubelet to report the pod gone
+
+
+class KubernetesBackend:
+    """Engines as pods in one namespace (devyard.kubernetes)."""
+
+    local_files = False  # a workspace's files live in its volume, not under its folder on this machine
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.k8s = settings.kubernetes
+        self.where: Source = source(self.k8s)  # no cluster configured: said now, before serving
+        self.seeds = seed.Seeds()
+        self.policies = policy_flags(disable_file_downloads=settings.disable_file_downloads, disable_file_uploads=settings.disable_file_uploads,
+                                     reconnection_grace_s=settings.reconnection_grace_s)
+        self._api: client.ApiClient | None = None
+        self._watcher: PodWatcher | None = None
+        self._opening = asyncio.Lock()
+        self._addresses: dict[str, str] = {}  # uid → its Service's cluster IP
+
+    @property
+    def shared_account(self) -> str | None:
+        """None: every engine runs in a pod of its own."""
+        return None
+
+    # -- plumbing ------------------------------------------------------------------------------
+    async def _ready(self) -> PodWatcher:
+        """The API client and the pod watch, opened on first use; BackendError when the API does not answer."""
+        if self._watcher is None:
+            async with self._opening:
+                if self._watcher is None:
+                    self._api = await open_client(self.where)
+                    watcher = PodWatcher(self._api, self.k8s.namespace)
+                    watcher.start()
+                    self._watcher = watcher
+        try:
+            await asyncio.wait_for(self._watcher.synced.wait(), SYNC_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise BackendError(f"the Kubernetes API ({self.where.describe()}) did not list the pods of namespace {self.k8s.namespace} "
+                               f"within {SYNC_TIMEOUT_S:.0f} s; see the manager's log", code="kubernetes_unreachable") from exc
+        return self._watcher
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        """The core API (pods, volumes, services, secrets, logs)."""
+        assert self._api is not None
+        return client.CoreV1Api(self._api)
+
+    async def _call(self, doing: str, call: Callable[[], Awaitable[Any]], ok: tuple[int, ...] = ()) -> Any:
+        """Run one API call; an error with a status in `ok` returns None, any other becomes a BackendError."""
+        try:
+            return await call()
+        except Exception as exc:
+            if status_of(exc) in ok:
+                return None
+            raise translate(exc, doing) from exc
+
+    async def _ensure(self, manifest: manifests.Manifest, create: Callable[..., Awaitable[Any]]) -> Any:
+        """Create an object unless it exists (a volume or service kept from an earlier start)."""
+        what = f"creating {manifest['kind']} {manifest['metadata']['name']}"
+        return await self._call(what, lambda: create(self.k8s.namespace, manifest), ok=(409,))
+
+    async def _put_secret(self, manifest: manifests.Manifest) -> None:
+        """Make a Secret hold exactly `manifest`'s keys (a key removed is gone, which a merge would not do)."""
+        name = manifest["metadata"]["name"]
+        await self._call(f"replacing Secret {name}", lambda: self.core.delete_namespaced_secret(name, self.k8s.namespace), ok=(404,))
+        await self._call(f"creating Secret {name}", lambda: self.core.create_namespaced_secret(self.k8s.namespace, cast(Any, manifest)))
+
+    def _endpoint(self, uid: str) -> Endpoint:
+        """The engine's address: its Service's cluster IP (no DNS lookup per connection), else the Service's DNS name."""
+        host = self._addresses.get(uid) or f"{manifests.name_of(uid)}.{self.k8s.namespace}.svc"
+        return Endpoint(host=host, port=self.k8s.engine_port)
+
+    def _remember_address(self, svc: Any) -> None:
+        spec = getattr(svc, "spec", None)
+        meta = getattr(svc, "metadata", None)
+        uid = (meta.labels or {}).get(manifests.UID) if meta is not None else None
+        ip = getattr(spec, "cluster_ip", None)
+        if uid and ip and ip != "None":
+            self._addresses[uid] = ip
+
+    # -- Backend protocol ----------------------------------------------------------------------
+    async def start(self, ws: WorkspaceSpec) -> Endpoint:
+        """Make the workspace's objects and a new pod; return when its engine is ready (BackendError saying why it is not)."""
+        watcher = await self._ready()
+        found = watcher.pods.get(ws.uid)
+        if found is not None:
+            if pods.read(found).phase in ("ready", "pending"):  # started before (an earlier manager, another replica): wait for it
+                await self._learn_address(ws.uid)
+                await self._until_ready(ws)
+                return self._endpoint(ws.uid)
+            await self._delete_pod(ws.uid, grace_s=0)
+            await self._until_gone(ws.uid, STOP_SLACK_S)
+        namespace = self.k8s.namespace
+        net = client.NetworkingV1Api(self._api)
+        await self._ensure(manifests.volume_claim(ws, self.k8s), self.core.create_namespaced_persistent_volume_claim)
+        await self._ensure(manifests.network_policy(ws, self.k8s), net.create_namespaced_network_policy)
+        self._remember_address(await self._ensure(manifests.service(ws, self.k8s), self.core.create_namespaced_service))
+        await self._learn_address(ws.uid)
+        seeding = await asyncio.to_thread(seed.pending, ws)
+        token = self.seeds.issue(ws, self.k8s.start_timeout_s) if seeding else None
+        try:
+            await self._put_secret(manifests.env_secret(ws, self.k8s))
+            await self._put_secret(manifests.init_secret(ws, self.k8s, token, []))
+            body = manifests.pod(ws, self.k8s, self.policies, seed.url(self._seed_base(), ws.uid) if token else None)
+            await self._call("creating the workspace's pod", lambda: self.core.create_namespaced_pod(namespace, cast(Any, body)))
+            log.info("workspace %s/%s: pod %s created", ws.owner, ws.name, manifests.name_of(ws.uid))
+            await self._until_ready(ws)
+        finally:
+            self.seeds.revoke(ws.uid)
+        if token:
+            await asyncio.to_thread(seed.clear, ws)
+        return self._endpoint(ws.uid)
+
+    def _seed_base(self) -> str:
+        """Where pods reach this replica: kubernetes.seed_url, else its address (with --port 0, the port it was given)."""
+        if self.k8s.seed_url:
+            return self.k8s.seed_url
+        if self.settings.port == 0:
+            try:
+                return str(json.loads((self.settings.run_dir / MANAGER_FILE).read_text())["url"])
+            except (OSError, ValueError, KeyError) as exc:
+                raise BackendError("the manager's address is not known yet; set devyard.kubernetes.seed_url", code="seed_url_unknown") from exc
+        return seed.default_base(self.settings.host, self.settings.port)
+
+    async def _learn_address(self, uid: str) -> None:
+        """Read the Service's cluster IP once (the API server gives it when the Service is made)."""
+        if uid not in self._addresses:
+            self._remember_address(await self._call("reading the workspace's Service", lambda: self.core.read_namespaced_service(
+                manifests.name_of(uid), self.k8s.namespace), ok=(404,)))
+
+    async def _until_ready(self, ws: WorkspaceSpec) -> None:
+        """Wait on the watch until the pod is ready; delete it and raise when it fails, vanishes or takes too long."""
+        watcher = await self._ready()
+        deadline = time.monotonic() + self.k8s.start_timeout_s
+        seen = False
+        while True:
+            found = watcher.pods.get(ws.uid)
+            if found is None and seen:
+                raise BackendError("the workspace's pod was deleted while it started", code="engine_start_failed")
+            if found is not None:
+                seen = True
+                state = pods.read(found)
+                if state.phase == "ready":
+                    return
+                if state.phase == "failed":
+                    await self._delete_pod(ws.uid, grace_s=0)
+                    hint = "; choose a larger size" if state.reason == "out_of_memory" else ""
+                    raise BackendError(f"{state.detail}{hint}", code=state.reason or "engine_start_failed")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                await self._delete_pod(ws.uid, grace_s=0)
+                raise BackendError(f"the workspace's pod was not ready within {self.k8s.start_timeout_s:.0f} s"
+                                   f"{': ' + _progress(found) if found else ''}", code="engine_start_timeout")
+            await watcher.changed(min(left, 5.0))
+
+    async def _delete_pod(self, uid: str, grace_s: int) -> None:
+        name = manifests.name_of(uid)
+        await self._call(f"deleting pod {name}", lambda: self.core.delete_namespaced_pod(name, self.k8s.namespace, grace_period_seconds=grace_s),
+                         ok=(404,))
+
+    async def _until_gone(self, uid: str, timeout_s: float) -> bool:
+        watcher = await self._ready()
+        deadline = time.monotonic() + timeout_s
+        while uid in watcher.pods:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await watcher.changed(min(left, 5.0))
+        return True
+
+    async def stop(self, ws: WorkspaceSpec, timeout: float) -> None:
+        """Delete the pod (the engine gets `timeout` seconds to end), keep the volume; wait until it is gone."""
+        watcher = await self._ready()
+        if ws.uid not in watcher.pods:
+            return
+        await self._delete_pod(ws.uid, grace_s=max(1, math.ceil(timeout)))
+        if await self._until_gone(ws.uid, timeout + STOP_SLACK_S):
+            return
+        log.warning("pod %s is still there %.0f s after its deletion: deleting it without grace", manifests.name_of(ws.uid), timeout + STOP_SLACK_S)
+        await self._delete_pod(ws.uid, grace_s=0)
+        if not await self._until_gone(ws.uid, STOP_SLACK_S):
+            raise BackendError(f"pod {manifests.name_of(ws.uid)} did not end; its node may be unreachable", code="engine_stop_timeout")
+
+    async def status(self, ws: WorkspaceSpec) -> RuntimeStatus:
+        """From the watch: running (pod ready or coming up), stopped (no pod, or ending), failed (with Kubernetes' reason)."""
+        watcher = await self._ready()
+        return self._status(ws.uid, watcher.pods.get(ws.uid))
+
+    def _status(self, uid: str, pod: dict[str, Any] | None) -> RuntimeStatus:
+        if pod is None:
+            return RuntimeStatus(uid=uid, state="stopped")
+        state = pods.read(pod)
+        name = manifests.name_of(uid)
+        if state.phase in ("ready", "pending"):
+            return RuntimeStatus(uid=uid, state="running", started_at=state.started_at, endpoint=self._endpoint(uid), detail=f"pod {name}")
+        if state.phase == "terminating":
+            return RuntimeStatus(uid=uid, state="stopped", detail=f"pod {name} is ending")
+        return RuntimeStatus(uid=uid, state="failed", exit_code=state.exit_code, detail=state.detail, reason=state.reason)
+
+    async def stats(self, ws: WorkspaceSpec) -> Stats:
+        """CPU and memory from the cluster's metrics API (zeros where it has none), uptime from the pod; disk is the volume's, not measured."""
+        watcher = await self._ready()
+        pod = watcher.pods.get(ws.uid)
+        if pod is None:
+            return Stats(cpu_percent=0.0, memory_bytes=0, uptime_s=0.0, disk_bytes=0)
+        started = pods.read(pod).started_at
+        cpu, memory = 0.0, 0
+        metrics = client.CustomObjectsApi(self._api)
+        try:
+            usage = await metrics.get_namespaced_custom_object("metrics.k8s.io", "v1beta1", self.k8s.namespace, "pods", manifests.name_of(ws.uid))
+            for container in usage.get("containers") or []:
+                cpu += quantity(container.get("usage", {}).get("cpu", "0")) * 100.0
+                memory += int(quantity(container.get("usage", {}).get("memory", "0")))
+        except Exception as exc:  # no metrics-server, or not yet sampled: the figures are unknown, not an error
+            log.debug("no metrics for %s: %s", manifests.name_of(ws.uid), exc)
+        return Stats(cpu_percent=round(cpu, 1), memory_bytes=memory, uptime_s=round(time.time() - started, 1) if started else 0.0, disk_bytes=0)
+
+    async def adopt(self) -> list[RuntimeStatus]:
+        """The pods still there after a manager restart, found by their labels; ready or coming up counts as running."""
+        watcher = await self._ready()
+        services = await self._call("listing the workspaces' Services",
+                                    lambda: self.core.list_namespaced_service(self.k8s.namespace, label_selector=manifests.SELECTOR))
+        for svc in services.items or []:
+            self._remember_address(svc)
+        found = [self._status(uid, pod) for uid, pod in watcher.pods.items()]
+        return [s for s in found if s.state == "running"]
+
+    async def close(self) -> None:
+        """End the watch and the API client (the pods keep running)."""
+        if self._watcher is not None:
+            await self._watcher.close()
+            self._watcher = None
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+
+    async def write_files(self, ws: WorkspaceSpec, remove: list[str]) -> None:
+        """Put the secret files (and the paths to remove) in the init Secret: the workspace's home gets them at its next start."""
+        await self._ready()
+        await self._put_secret(manifests.init_secret(ws, self.k8s, self.seeds.token(ws.uid), remove))
+
+    async def remove(self, ws: WorkspaceSpec, keep_files: bool) -> None:
+        """Delete the workspace's pod, Service, NetworkPolicy and Secrets, and its volume unless `keep_files`; then its folder here."""
+        await self._ready()
+        name, namespace = manifests.name_of(ws.uid), self.k8s.namespace
+        net = client.NetworkingV1Api(self._api)
+        await self._delete_pod(ws.uid, grace_s=0)
+        deletions: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+            ("Service", lambda: self.core.delete_namespaced_service(name, namespace)),
+            ("NetworkPolicy", lambda: net.delete_namespaced_network_policy(name, namespace)),
+            ("Secret", lambda: self.core.delete_namespaced_secret(name + "-env", namespace)),
+            ("Secret", lambda: self.core.delete_namespaced_secret(name + "-init", namespace)),
+        ]
+        if not keep_files:
+            deletions.append(("PersistentVolumeClaim", lambda: self.core.delete_namespaced_persistent_volume_claim(name, namespace)))
+        for kind, call in deletions:
+            await self._call(f"deleting {kind} of {ws.owner}/{ws.name}", call, ok=(404,))
+        self._addresses.pop(ws.uid, None)
+        await asyncio.to_thread(remove_workspace, ws.root, False)
+
+    async def logs(self, ws: WorkspaceSpec, lines: int) -> list[str]:
+        """devyard's notes on the workspace (provisioning, crashes), then the last `lines` of the engine pod's log."""
+        notes = await asyncio.to_thread(tail, ws.log_file, lines)
+        watcher = await self._ready()
+        if ws.uid not in watcher.pods:
+            return notes[-lines:]
+        said = await self._call("reading the engine's log", lambda: self.core.read_namespaced_pod_log(
+            manifests.name_of(ws.uid), self.k8s.namespace, container=manifests.ENGINE, tail_lines=lines), ok=(400, 404))
+        return [*notes, *(str(said or "").splitlines())][-lines:]
+
+
+_QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
+_SUFFIX = {"": 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+           "Ki": 1024.0, "Mi": 1024.0 ** 2, "Gi": 1024.0 ** 3, "Ti": 1024.0 ** 4}
+
+
+def quantity(text: str) -> float:
+    """A Kubernetes quantity (`250m`, `12345678n`, `512Mi`) as a plain number (CPUs, bytes); 0 when unreadable."""
+    match = _QUANTITY.match(str(text).strip())
+    if not match or match.group(2) not in _SUFFIX:
+        return 0.0
+    return float(match.group(1)) * _SUFFIX[match.group(2)]
+
+
+def _progress(pod: dict[str, Any]) -> str:
+    """Where a pod that is not ready yet is, in Kubernetes' words."""
+    status = pod.get("status") or {}
+    for cs in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        waiting = (cs.get("state") or {}).get("waiting")
+        if waiting:
+            return f"container {cs.get('name')} is waiting ({waiting.get('reason')}{': ' + waiting['message'] if waiting.get('message') else ''})"
+    unready = [c for c in status.get("conditions") or [] if c.get("status") != "True"]
+    if unready:
+        c = unready[0]
+        return f"{c.get('type')} is {c.get('status')}{' (' + c['message'] + ')' if c.get('message') else ''}"
+    return f"the pod is {status.get('phase') or 'not scheduled yet'}"

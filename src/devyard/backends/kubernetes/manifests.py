@@ -1,0 +1,209 @@
+"""The Kubernetes objects of one workspace, as plain manifests (dicts): pure functions, no API calls.
+
+Per workspace `dy-<uid>`: a PersistentVolumeClaim (files, home, user-data, extensions), a Pod
+running the engine image, a ClusterIP Service in front of it, a NetworkPolicy that lets only the
+manager's pods reach the engine port, and two Secrets: `-env` (the owner's secret variables, the
+engine's environment) and `-init` (secret files and the one-time seed token, read by the init
+container only, so neither reaches the user's terminals as a variable).
+
+Every object carries `metadata.namespace` (an API server fills it from the URL, but watches filter
+on the object's own) and the labels the backend finds its objects by after a manager restart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from devyard.backends.base import Limits, WorkspaceSpec
+from devyard.config import KubernetesSettings
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+OWNER = "devyard.io/owner"
+WORKSPACE = "devyard.io/workspace"
+UID = "devyard.io/uid"
+SELECTOR = f"{MANAGED_BY}=devyard,{UID}"  # every engine pod devyard made, whoever's
+MOUNT = "/workspace"  # where the volume is mounted: files/, home/, data/, extensions/
+INIT_MOUNT = "/var/run/devyard/init"
+ENGINE = "engine"  # the engine container's name
+PREPARE = "prepare"  # the init container's name
+FILES_LIST = "files.list"  # in the -init Secret: "<key> <path in home>" per secret file
+REMOVED_LIST = "removed.list"  # in the -init Secret: paths in home to delete
+SEED_TOKEN = "seed-token"
+Manifest = dict[str, Any]
+
+# Runs in the engine image before the engine: the volume's folders, the engine's own config file
+# (without it code-server makes one with a password in $HOME), what provisioning made (fetched
+# from the manager once, on the first start), and the owner's secret files, mode 0600.
+PREPARE_SCRIPT = r"""set -eu
+cd /workspace
+mkdir -p files home data/User extensions home/.config/code-server
+printf 'auth: none\n' > home/.config/code-server/config.yaml
+if [ -n "${DEVYARD_SEED_URL:-}" ]; then
+  echo "devyard: fetching what provisioning made from the manager"
+  curl -fsS --retry 5 --retry-connrefused -H "Authorization: Bearer $(cat /var/run/devyard/init/seed-token)" "$DEVYARD_SEED_URL" \
+    | tar -xzf - -C /workspace --no-same-owner
+fi
+if [ -f /var/run/devyard/init/removed.list ]; then
+  while IFS= read -r path; do rm -f "home/$path"; done < /var/run/devyard/init/removed.list
+fi
+if [ -f /var/run/devyard/init/files.list ]; then
+  while IFS=' ' read -r key path; do
+    mkdir -p "$(dirname "home/$path")"
+    rm -f "home/$path"
+    (umask 077; cat "/var/run/devyard/init/$key" > "home/$path")
+  done < /var/run/devyard/init/files.list
+fi
+"""
+
+
+def name_of(uid: str) -> str:
+    """The name shared by a workspace's objects."""
+    return f"dy-{uid}"
+
+
+def labels(ws: WorkspaceSpec) -> dict[str, str]:
+    """What every object of the workspace is labelled with."""
+    return {MANAGED_BY: "devyard", OWNER: ws.owner, WORKSPACE: ws.name, UID: ws.uid}
+
+
+def _meta(ws: WorkspaceSpec, k8s: KubernetesSettings, suffix: str = "") -> Manifest:
+    return {"name": name_of(ws.uid) + suffix, "namespace": k8s.namespace, "labels": labels(ws)}
+
+
+def volume_size(limits: Limits, k8s: KubernetesSettings) -> str:
+    """The volume's size: the size preset's disk, else the configured default."""
+    return f"{math.ceil(limits.disk_bytes / (1 << 20))}Mi" if limits.disk_bytes else k8s.storage
+
+
+def volume_claim(ws: WorkspaceSpec, k8s: KubernetesSettings) -> Manifest:
+    """The workspace's volume; it outlives stops and, with keep_files, the workspace."""
+    spec: Manifest = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": volume_size(ws.limits, k8s)}}}
+    if k8s.storage_class:
+        spec["storageClassName"] = k8s.storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _meta(ws, k8s), "spec": spec}
+
+
+def service(ws: WorkspaceSpec, k8s: KubernetesSettings) -> Manifest:
+    """The engine's stable in-cluster address."""
+    return {
+        "apiVersion": "v1", "kind": "Service", "metadata": _meta(ws, k8s),
+        "spec": {"type": "ClusterIP", "selector": {UID: ws.uid},
+                 "ports": [{"name": "http", "port": k8s.engine_port, "targetPort": "http", "protocol": "TCP"}]},
+    }
+
+
+def network_policy(ws: WorkspaceSpec, k8s: KubernetesSettings) -> Manifest:
+    """Only the manager's pods may reach the engine; the engine itself may reach out (git, package registries)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(ws, k8s),
+        "spec": {
+            "podSelector": {"matchLabels": {UID: ws.uid}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": dict(k8s.manager_labels)}}],
+                         "ports": [{"protocol": "TCP", "port": k8s.engine_port}]}],
+        },
+    }
+
+
+def env_secret(ws: WorkspaceSpec, k8s: KubernetesSettings) -> Manifest:
+    """The owner's secret variables, the engine's environment."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": _meta(ws, k8s, "-env"), "stringData": dict(ws.env)}
+
+
+def init_secret(ws: WorkspaceSpec, k8s: KubernetesSettings, seed_token: str | None, remove: list[str]) -> Manifest:
+    """What only the init container reads: secret files (keys f0, f1, … listed in files.list), paths to remove, the seed token."""
+    data: dict[str, str] = {}
+    listed = []
+    for n, (path, content) in enumerate(sorted(ws.files.items())):
+        data[f"f{n}"] = content
+        listed.append(f"f{n} {path}")
+    if listed:
+        data[FILES_LIST] = "\n".join(listed) + "\n"
+    if remove:
+        data[REMOVED_LIST] = "\n".join(remove) + "\n"
+    if seed_token:
+        data[SEED_TOKEN] = seed_token
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": _meta(ws, k8s, "-init"), "stringData": data}
+
+
+def resources(limits: Limits) -> Manifest:
+    """Requests and limits from the size preset: memory requested as limited (no eviction below it), a quarter of the CPUs requested."""
+    if not (limits.memory_bytes or limits.cpus):
+        return {"requests": {"cpu": "100m", "memory": "512Mi"}}
+    requests: dict[str, str] = {}
+    caps: dict[str, str] = {}
+    if limits.memory_bytes:
+        requests["memory"] = caps["memory"] = f"{math.ceil(limits.memory_bytes / (1 << 20))}Mi"
+    if limits.cpus:
+        caps["cpu"] = f"{math.ceil(limits.cpus * 1000)}m"
+        requests["cpu"] = f"{max(100, math.ceil(limits.cpus * 250))}m"
+    return {"requests": requests, "limits": caps}
+
+
+def engine_args(ws: WorkspaceSpec, k8s: KubernetesSettings, policies: tuple[str, ...]) -> list[str]:
+    """code-server's arguments in the pod: every interface on the engine port, behind the gateway's base path."""
+    return [
+        "--bind-addr", f"0.0.0.0:{k8s.engine_port}",
+        "--auth", "none",
+        "--disable-telemetry",
+        "--disable-update-check",
+        "--disable-workspace-trust",
+        "--config", f"{MOUNT}/home/.config/code-server/config.yaml",
+        "--user-data-dir", f"{MOUNT}/data",
+        "--extensions-dir", f"{MOUNT}/extensions",
+        "--abs-proxy-base-path", ws.base_path.rstrip("/"),
+        *policies,
+        f"{MOUNT}/files",
+    ]
+
+
+def _container_security() -> Manifest:
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
+
+
+def pod(ws: WorkspaceSpec, k8s: KubernetesSettings, policies: tuple[str, ...], seed_url: str | None) -> Manifest:
+    """The engine's pod. restartPolicy Never: a crash or OOM kill is the manager's to handle (backoff, crash loop, out_of_memory), as on a host."""
+    volumes: list[Manifest] = [
+        {"name": "workspace", "persistentVolumeClaim": {"claimName": name_of(ws.uid)}},
+        {"name": "init", "secret": {"secretName": name_of(ws.uid) + "-init", "defaultMode": 0o400}},
+    ]
+    init_env = [{"name": "DEVYARD_SEED_URL", "value": seed_url}] if seed_url else []
+    image = {"image": k8s.image, "imagePullPolicy": k8s.image_pull_policy}
+    spec: Manifest = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 10,
+        "securityContext": {"runAsUser": k8s.run_as_user, "runAsGroup": k8s.fs_group, "runAsNonRoot": True, "fsGroup": k8s.fs_group,
+                            "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}},
+        "initContainers": [{
+            "name": PREPARE, **image, "command": ["sh", "-c", PREPARE_SCRIPT], "env": init_env,
+            "volumeMounts": [{"name": "workspace", "mountPath": MOUNT}, {"name": "init", "mountPath": INIT_MOUNT, "readOnly": True}],
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+            "securityContext": _container_security(),
+        }],
+        "containers": [{
+            "name": ENGINE, **image,
+            "command": list(k8s.engine_command), "args": engine_args(ws, k8s, policies),
+            "workingDir": f"{MOUNT}/files",
+            "env": [{"name": "HOME", "value": f"{MOUNT}/home"}, {"name": "VSCODE_CLI", "value": "1"}],
+            "envFrom": [{"secretRef": {"name": name_of(ws.uid) + "-env"}}],
+            "ports": [{"name": "http", "containerPort": k8s.engine_port, "protocol": "TCP"}],
+            "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 2, "failureThreshold": 3},
+            "resources": resources(ws.limits),
+            "securityContext": _container_security(),
+            "volumeMounts": [{"name": "workspace", "mountPath": MOUNT}],
+        }],
+        "volumes": volumes,
+    }
+    if k8s.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": n} for n in k8s.image_pull_secrets]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(ws, k8s), "spec": spec}
+
+
+def owned_by(obj: Mapping[str, Any]) -> str | None:
+    """The workspace uid an object's labels name, when devyard made it; None otherwise."""
+    found = (obj.get("metadata") or {}).get("labels") or {}
+    return found.get(UID) if found.get(MANAGED_BY) == "devyard" else None

@@ -1,0 +1,126 @@
+"""A real manager on the kubernetes backend: kmock's API emulator, and a node (tests/kube.py) running each pod's real engine.
+
+Everything above the backend works unchanged: provisioning (a git clone) reaches the pod's volume
+through the init container's fetch, the owner's secrets reach its environment and home, the
+gateway reaches the engine over TCP (HTTP and WebSocket), stop keeps the volume, a restarted
+manager adopts the running pod, OOMKilled fails the workspace with out_of_memory, delete removes
+what it should.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+from websockets.sync.client import connect
+
+from devyard.engine.install import Engine
+from tests.kube import KubeApi, Node, ended
+from tests.support import ADMIN_PASSWORD, Manager, free_port, make_repo, peer, start_manager, wait_for
+
+ECHO = Path(__file__).parent / "peers" / "echo_server.py"
+
+
+@pytest.fixture(scope="module")
+def cluster(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KubeApi, Node, Path]]:
+    folder = tmp_path_factory.mktemp("k8s")
+    with KubeApi(folder) as api, Node(api, engine, folder / "node") as node:
+        logs = re.compile(r"/api/v1/namespaces/devyard/pods/[^/]+/log")
+        api.emulator["get", logs] << (lambda request: node.log(request.name).encode())
+        yield api, node, folder
+
+
+def manager_env(api: KubeApi, folder: Path, port: int) -> dict[str, str]:
+    return {"DEVYARD_BACKEND": "kubernetes", "DEVYARD_KUBERNETES__KUBECONFIG": str(api.kubeconfig),
+            "DEVYARD_KUBERNETES__ENGINE_PORT": str(port), "DEVYARD_KUBERNETES__START_TIMEOUT_S": "120",
+            "DEVYARD_GIT_FILE_ROOTS": f'["{folder}"]', "DEVYARD_SUPERVISE_INTERVAL_S": "0.2"}
+
+
+def find_pod(api: KubeApi, workspace: str) -> dict[str, Any]:
+    found = [p for p in api.list("pods") if p["metadata"]["labels"].get("devyard.io/workspace") == workspace]
+    assert len(found) == 1, [p["metadata"]["name"] for p in found]
+    return found[0]
+
+
+def test_workspace_lifecycle_on_kubernetes(cluster: tuple[KubeApi, Node, Path], tmp_path: Path) -> None:
+    api, node, folder = cluster
+    repo = make_repo(folder / "repos" / "app.git", {"README.md": "hello from git\n"})
+    env = manager_env(api, folder, free_port())
+    m = start_manager(tmp_path / "data", env)
+    try:
+        assert m.cli("secret", "set", "API_TOKEN", input="s3cret\n").returncode == 0
+        assert m.cli("secret", "set", "CFG", "--file", ".tool.cfg", input="[tool]\nkey = 1\n").returncode == 0
+        with m.api() as client:
+            r = client.post("/workspaces", json={"name": "app", "git_url": f"file://{repo}"})
+            assert r.status_code == 201, r.text
+        m.wait_status("app", "running", timeout=180)
+        pod = find_pod(api, "app")
+        name = pod["metadata"]["name"]
+        volume = node.root / "volumes" / name
+        # Provisioning's output reached the volume through the init container's fetch, then left the manager.
+        assert (volume / "files" / "README.md").read_text() == "hello from git\n"
+        assert '"telemetry.telemetryLevel": "off"' in (volume / "data" / "User" / "settings.json").read_text()
+        assert not (m.data_dir / "workspaces" / "admin" / "app" / "files").exists()
+        cfg = volume / "home" / ".tool.cfg"
+        assert cfg.read_text() == "[tool]\nkey = 1\n" and cfg.stat().st_mode & 0o777 == 0o600
+        engine = psutil.Process(node.running[name].pid)
+        assert engine.environ()["API_TOKEN"] == "s3cret"
+        assert (volume / "home" / ".config" / "code-server" / "config.yaml").read_text() == "auth: none\n"
+
+        # The gateway reaches the engine over TCP: the workbench, and a WebSocket through its port forwarding.
+        with httpx.Client(base_url=m.url, timeout=60) as browser, peer([sys.executable, str(ECHO), str(port := free_port())]):
+            assert browser.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code == 200
+            r = browser.get("/w/admin/app/")
+            assert r.status_code == 302 and r.headers["location"].startswith("./?folder=")
+            page = browser.get("/w/admin/app/" + r.headers["location"][2:])
+            assert page.status_code == 200 and "vscode" in page.text.lower()
+            cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+            url = m.url.replace("http://", "ws://") + f"/w/admin/app/proxy/{port}/ws"
+            with connect(url, origin=m.url, additional_headers={"cookie": cookie}) as ws:
+                ws.send("over the cluster network")
+                assert ws.recv(timeout=10) == "over the cluster network"
+
+        with m.api() as client:
+            lines = client.get("/workspaces/app/logs", params={"lines": 200}).json()["lines"]
+            assert any("provisioning done" in line for line in lines) and any("HTTP server listening" in line for line in lines)
+            assert client.post("/workspaces/app/backup").json()["error"]["code"] == "not_on_this_backend"
+
+        # Stop deletes the pod and keeps the volume; start makes a new pod on the same volume.
+        assert m.cli("ws", "stop", "app").returncode == 0
+        m.wait_status("app", "stopped")
+        assert name not in api.names("pods") and name in api.names("persistentvolumeclaims")
+        wait_for(lambda: not engine.is_running(), 30, "the stopped pod's engine to end")
+        assert m.cli("ws", "start", "app").returncode == 0
+        m.wait_status("app", "running", timeout=120)
+        assert (volume / "files" / "README.md").exists()
+        runs = node.runs
+
+        # A restarted manager adopts the running pod: same engine, still reachable.
+        m.stop()
+        m = start_manager(tmp_path / "data", env)
+        assert m.wait_status("app", "running")["error"] is None
+        assert node.runs == runs
+        with httpx.Client(base_url=m.url, timeout=60) as browser:
+            browser.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+            assert browser.get("/w/admin/app/").status_code == 302
+
+        # The kernel kills the engine for its memory limit: the workspace fails with out_of_memory, and is not restarted.
+        api.set_status(name, ended(137, "OOMKilled"))
+        failed = m.wait_status("app", "failed", timeout=30)
+        assert failed["reason"] == "out_of_memory" and "ran out of memory" in failed["error"]
+        assert m.cli("ws", "start", "app").returncode == 0
+        m.wait_status("app", "running", timeout=120)
+
+        # Delete keeping the files: the volume stays, everything else goes.
+        assert m.cli("ws", "rm", "app", "--keep-files").returncode == 0
+        assert name in api.names("persistentvolumeclaims")
+        assert not {name, name + "-env", name + "-init"} & (api.names("pods") | api.names("services") | api.names("secrets"))
+        assert name not in api.names("networkpolicies", "networking.k8s.io/v1")
+    finally:
+        m.stop()
