@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_TEST_PACKAGES := chromium chromium-driver nginx openssh-server strace
+DEBIAN_TEST_PACKAGES := chromium chromium-driver nginx openssh-server strace postgresql
 
 .PHONY: up setup engine test-deps test bench bench-lifecycle bench-deps soak clean
 
@@ -25,8 +25,8 @@ engine: setup  ## Node 24 + code-server into ~/.cache/devyard (skipped when cach
 	@echo "==> Engine"
 	$(BIN)/devyard engine install
 
-test-deps:  ## Debian's Chromium (browser tests), nginx (reverse-proxy tests), sshd (git over ssh), strace (hot-path test); root installs them
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/sbin/nginx ] && [ -x /usr/sbin/sshd ] && [ -x /usr/bin/strace ]; then :; \
+test-deps:  ## Debian's Chromium (browser tests), nginx (reverse-proxy tests), sshd (git over ssh), strace (hot-path test), PostgreSQL (store and replica tests); root installs them
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/sbin/nginx ] && [ -x /usr/sbin/sshd ] && [ -x /usr/bin/strace ] && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "==> Debian packages: $(DEBIAN_TEST_PACKAGES)"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \

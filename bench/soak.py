@@ -31,7 +31,6 @@ Prints tables, writes bench/results/soak.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics

@@ -60,7 +60,7 @@ def bare_engine(root: Path) -> Iterator[str]:
     i = argv.index("--socket")
     argv[i:i + 2] = ["--bind-addr", f"127.0.0.1:{port}"]
     del argv[argv.index("--socket-mode"):argv.index("--socket-mode") + 2]
-    del argv[argv.index("--abs-proxy-base-path"):argv.index("--abs-proxy-base-path") + 2]  # served at /
+    assert "--abs-proxy-base-path" not in argv  # base path "/": served at /, as code-server is by default
     proc = subprocess.Popen(argv, env=engine_env(engine, home=d / "home", runtime_dir=d / "rt"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

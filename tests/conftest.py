@@ -11,6 +11,7 @@ import pytest
 
 from devyard.config import load_settings
 from devyard.engine import install
+from tests.pg import Postgres, postgres
 from tests.support import Manager, kill_tree, start_manager
 
 # pytest's temp folders are private (0700), where per-user accounts could not reach their files:
@@ -58,3 +59,10 @@ def fresh_manager(engine: install.Engine, tmp_path: Path) -> Iterator[Manager]:
         yield m
     finally:
         m.stop()
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[Postgres]:
+    """A real PostgreSQL server for the session (Debian's postgresql, stopped by pid at the end)."""
+    with postgres() as server:
+        yield server

@@ -116,7 +116,7 @@ class Manager:
 
     def cli(self, *args: str, token: str | None = "admin", input: str | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         """Run `devyard ARGS` against this manager."""
-        env = {**os.environ, "DEVYARD_URL": self.url, "COLUMNS": "200", "NO_COLOR": "1", **({"DEVYARD_CA_CERT": self.ca} if self.ca else {})}
+        env = {**os.environ, **self.env, "DEVYARD_URL": self.url, "COLUMNS": "200", "NO_COLOR": "1", **({"DEVYARD_CA_CERT": self.ca} if self.ca else {})}
         env.pop("DEVYARD_TOKEN", None)
         if token:
             env["DEVYARD_TOKEN"] = token if token.startswith("dy_") else self.token(token)
@@ -167,7 +167,7 @@ def start_manager(data_dir: Path, extra_env: dict[str, str] | None = None, args:
         env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
     )
     log.close()
-    manager = Manager(data_dir=data_dir, proc=proc)
+    manager = Manager(data_dir=data_dir, proc=proc, env=dict(extra_env or {}))  # the CLI on its data dir needs them too (database_url)
 
     def ready() -> bool:
         if proc.poll() is not None:

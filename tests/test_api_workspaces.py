@@ -8,7 +8,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support import Manager, wait_for
+from tests.support import Manager
 
 
 def ws_root(manager: Manager, name: str, owner: str = "admin") -> Path:

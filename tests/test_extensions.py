@@ -4,7 +4,6 @@ activated in a real workbench in Chromium; allow-list, per-extension errors, set
 from __future__ import annotations
 
 import json
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -22,7 +22,7 @@ from websockets.sync.client import connect
 
 from devyard.engine.install import Engine
 from tests.kube import KubeApi, Node, ended
-from tests.support import ADMIN_PASSWORD, Manager, free_port, make_repo, peer, start_manager, wait_for
+from tests.support import ADMIN_PASSWORD, free_port, make_repo, peer, start_manager, wait_for
 
 ECHO = Path(__file__).parent / "peers" / "echo_server.py"
 

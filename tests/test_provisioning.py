@@ -10,7 +10,6 @@ import functools
 import io
 import json
 import os
-import subprocess
 import sys
 import tarfile
 import zipfile

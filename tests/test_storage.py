@@ -24,13 +24,16 @@ import httpx
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
 from devyard.auth.passwords import hash_password
 from devyard.auth.secrets import TOKEN_PREFIX, digest, new_secret
 from devyard.engine import install
 from devyard.errors import StorageFull
-from devyard.store.db import MIGRATIONS, migrate
+from devyard.config import load_settings
+from devyard.store.db import MIGRATIONS, migrate, sync_url
+from tests.pg import Postgres
 from tests.support import ADMIN_PASSWORD, DEVYARD, Manager, make_repo, start_manager, wait_for
 
 DISK_FULL_WHILE_PROVISIONING = "no space left on device while provisioning: free some space, then retry provisioning"
@@ -213,7 +216,7 @@ def test_full_disk_during_an_upgrade_changes_nothing(tmp_path: Path) -> None:
                                 capture_output=True, text=True, timeout=120)
             assert up.returncode == 1 and "no space left on device while upgrading the database" in up.stderr, up.stderr
             assert "Traceback" not in up.stderr
-            assert schema_of(disk / "devyard.db")["version"] == "0001"  # all or nothing
+            assert schema_of(sqlite_url(disk / "devyard.db"))["version"] == "0001"  # all or nothing
         finally:
             filler.unlink()
         migrate(url)
@@ -238,20 +241,30 @@ OLDER = [r.revision for r in reversed(list(SCRIPTS.walk_revisions())) if r.revis
 CREATED = "2024-03-01 10:00:00"
 
 
-def schema_of(db: Path) -> dict[str, Any]:
-    """The revision and the columns of each table, as SQLite has them."""
-    with connect(db) as c:
-        tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        version = c.execute("SELECT version_num FROM alembic_version").fetchone()[0] if "alembic_version" in tables else None
-        return {"version": version, **{t: [r[1] for r in c.execute(f"PRAGMA table_info({t})")] for t in tables}}
+def sqlite_url(db: Path) -> str:
+    """devyard's URL of an SQLite database file."""
+    return f"sqlite+aiosqlite:///{db}"
 
 
-def insert(c: sqlite3.Connection, table: str, columns: list[str], row: dict[str, Any]) -> int:
-    """Insert the values of `row` this revision has columns for."""
+def schema_of(url: str) -> dict[str, Any]:
+    """The revision and the columns of each table, as the database (SQLite or PostgreSQL) has them."""
+    engine = create_engine(sync_url(url))
+    try:
+        found = inspect(engine)
+        tables = found.get_table_names()
+        with engine.connect() as c:
+            version = c.execute(text("SELECT version_num FROM alembic_version")).scalar() if "alembic_version" in tables else None
+        return {"version": version, **{t: [col["name"] for col in found.get_columns(t)] for t in tables}}
+    finally:
+        engine.dispose()
+
+
+def insert(c: Connection, table: str, columns: list[str], row: dict[str, Any]) -> int:
+    """Insert the values of `row` this revision has columns for; the new row's id (0 for a table without one)."""
     values = {k: v for k, v in row.items() if k in columns}
-    cur = c.execute(f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})", list(values.values()))
-    assert cur.lastrowid is not None
-    return int(cur.lastrowid)
+    returning = " RETURNING id" if "id" in columns else ""
+    found = c.execute(text(f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join(':' + k for k in values)}){returning}"), values)
+    return int(found.scalar_one()) if returning else 0
 
 
 # name → (owner, status, template, groups, error), and the status and error after the upgrade: no engine runs.
@@ -271,16 +284,16 @@ AFTER = {
 }
 
 
-def seed(data_dir: Path, revision: str) -> str:
-    """A data dir at schema `revision` with users, workspaces, a share, a token and files; alice's token."""
+def seed(data_dir: Path, revision: str, url: str) -> str:
+    """A data dir and the database at `url`, at schema `revision`, with users, workspaces, a share, a token and files; alice's token."""
     data_dir.mkdir(parents=True)
-    db = data_dir / "devyard.db"
-    migrate(f"sqlite+aiosqlite:///{db}", revision)
-    columns = schema_of(db)
+    migrate(url, revision)
+    columns = schema_of(url)
     assert columns["version"] == revision
     token: str = new_secret(TOKEN_PREFIX)
     passwords = {"admin": ADMIN_PASSWORD, "alice": "alice-password"}
-    with connect(db) as c:
+    engine = create_engine(sync_url(url))
+    with engine.begin() as c:
         users = {name: insert(c, "users", columns["users"], {"name": name, "password_hash": hash_password(pw), "is_admin": name == "admin",
                                                              "created_at": CREATED, "disabled": False})
                  for name, pw in passwords.items()}
@@ -300,6 +313,7 @@ def seed(data_dir: Path, revision: str) -> str:
             (folder / "home" / ".bash_history").write_text("ls\n")
         if "shares" in columns:
             insert(c, "shares", columns["shares"], {"workspace_id": ids["alpha"], "user_id": users["alice"], "created_at": CREATED})
+    engine.dispose()
     return token
 
 
@@ -315,18 +329,25 @@ def test_upgrade_is_one_transaction(tmp_path: Path) -> None:
         c.execute("CREATE TABLE _alembic_tmp_users (id INTEGER)")
     with pytest.raises(OperationalError, match="_alembic_tmp_users"):
         migrate(url)
-    schema = schema_of(tmp_path / "devyard.db")
+    schema = schema_of(url)
     assert schema["version"] == "0001" and "audit" not in schema and "disabled" not in schema["users"]
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("revision", OLDER)
-def test_upgrade_keeps_every_workspace(engine: install.Engine, tmp_path: Path, revision: str) -> None:
+def test_upgrade_keeps_every_workspace(engine: install.Engine, tmp_path: Path, revision: str, database: str, request: pytest.FixtureRequest) -> None:
     data_dir = tmp_path / "data"
-    alice_token = seed(data_dir, revision)
+    if database == "postgresql":
+        pg: Postgres = request.getfixturevalue("pg")
+        given = pg.create_database(f"upgrade_{revision}")
+        url, env = load_settings(database_url=given).db_url, {"DEVYARD_DATABASE_URL": given}
+    else:
+        url, env = sqlite_url(data_dir / "devyard.db"), {}
+    alice_token = seed(data_dir, revision, url)
     files_before = snapshot(data_dir / "workspaces")
-    m = start_manager(data_dir)
+    m = start_manager(data_dir, env)
     try:
-        assert schema_of(data_dir / "devyard.db")["version"] == HEAD
+        assert schema_of(url)["version"] == HEAD
         with m.api() as api:
             listed = {w["name"]: w for w in api.get("/workspaces", params={"all": 1}).json()}
             assert sorted(listed) == sorted(SEEDED)
@@ -350,4 +371,5 @@ def test_upgrade_keeps_every_workspace(engine: install.Engine, tmp_path: Path, r
             assert (data_dir / "workspaces" / "admin" / "alpha" / "files" / "src" / "main.py").read_text() == "print('alpha')\n"
     finally:
         m.stop()
-    assert integrity(data_dir / "devyard.db") == "ok"
+    if database == "sqlite":
+        assert integrity(data_dir / "devyard.db") == "ok"

@@ -23,6 +23,7 @@ from devyard.auth.throttle import LoginThrottle, Rate
 from devyard.backends import load_backend
 from devyard.config import Settings
 from devyard.gateway import Gateway, tunnel
+from devyard.store import coordination
 from devyard.store.db import migrate_apart, open_engine, sessionmaker
 from devyard.web import admin, pages, sso, views
 from devyard.usersecrets import SecretStore
@@ -46,7 +47,8 @@ def create_app(settings: Settings) -> FastAPI:
         )
         audit = AuditLog(db)
         auth = Authenticator(db, throttle, audit, key, settings.session_ttl_s, settings.session_idle_s)
-        service = WorkspaceService(settings, db, backend, SecretStore(db, load_or_create_key(settings.secrets_dir / "secrets.key")))
+        coordinator = coordination.for_database(settings.db_url, settings.run_dir / "leader.lock")
+        service = WorkspaceService(settings, db, backend, SecretStore(db, secrets_key), coordinator)
         app.state.db, app.state.auth, app.state.audit, app.state.workspaces = db, auth, audit, service
         app.state.gateway = Gateway(auth, service, settings.asset_cache_mb << 20)
         tunnel.attach(app.state.gateway)
@@ -71,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
     backend = load_backend(settings)  # before serving: a backend that cannot work here says why now
     app.state.oidc = OidcLogin(settings) if settings.oidc_issuer else None
     key = load_or_create_key(settings.secrets_dir / "session.key")
+    secrets_key = load_or_create_key(settings.secrets_dir / "secrets.key")  # both before serving: a missing one is said at once
     install_handlers(app)
     # Holds the OIDC state for the few minutes of a sign-in; inside the gateway, which never needs it.
     app.add_middleware(SessionMiddleware, secret_key=key.hex(), session_cookie="devyard_sso", max_age=600, same_site="lax",

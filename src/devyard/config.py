@@ -184,11 +184,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEVYARD_", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where devyard keeps its database, workspaces, sockets and secrets.")
+    keys_dir: Path | None = Field(None, description="Where the manager's keys are (session.key, secrets.key; made on first use when missing): default <data_dir>/secrets. Replicas must share them: a cluster deployment mounts one Secret here in each.")
     host: str = Field("127.0.0.1", description="Address the manager listens on.")
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port the manager listens on (0 picks a free one).")
     engine_dir: Path = Field(DEFAULT_ENGINE_DIR, description="Cache of installed code-server engines, one folder per version.")
     backend: str = Field("local", description="Where engines run: `local` (child processes on this machine) or `kubernetes` (a pod, volume and service per workspace); other backends register under the `devyard.backends` entry points.")
-    database_url: str | None = Field(None, description="SQLAlchemy URL of the state database; default SQLite at <data_dir>/devyard.db.")
+    database_url: str | None = Field(None, description="URL of the state database: default SQLite at <data_dir>/devyard.db; `postgresql://user:password@host/db` for PostgreSQL (needed to run more than one manager replica).")
     admin_password: SecretStr | None = Field(None, description="Password of the `admin` user created on first start; generated and printed once when unset.")
     session_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="Absolute lifetime of a browser login, in seconds.")
     session_idle_s: int = Field(12 * 3600, gt=0, description="A browser login unused this long (seconds) ends.")
@@ -268,8 +269,13 @@ class Settings(BaseSettings):
 
     @property
     def db_url(self) -> str:
-        """The async SQLAlchemy URL of the state database."""
-        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'devyard.db'}"
+        """The async SQLAlchemy URL of the state database (a plain postgresql:// URL gets the asyncpg driver)."""
+        if not self.database_url:
+            return f"sqlite+aiosqlite:///{self.data_dir / 'devyard.db'}"
+        scheme, sep, rest = self.database_url.partition("://")
+        if scheme in ("postgres", "postgresql"):
+            return f"postgresql+asyncpg{sep}{rest}"
+        return self.database_url
 
     @property
     def isolated(self) -> bool:
@@ -283,8 +289,8 @@ class Settings(BaseSettings):
 
     @property
     def secrets_dir(self) -> Path:
-        """Folder of the manager's own keys (mode 0700)."""
-        return self.data_dir / "secrets"
+        """Folder of the manager's own keys (mode 0700): keys_dir, else <data_dir>/secrets."""
+        return self.keys_dir or self.data_dir / "secrets"
 
     @property
     def uploads_dir(self) -> Path:

@@ -21,14 +21,16 @@ class Loop:
         raise NotImplementedError
 
     def start(self) -> None:
-        """Begin the rounds."""
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        """Begin the rounds (once: a loop already running goes on)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
         """End the rounds (a round in progress is cancelled)."""
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
 
     async def _run(self) -> None:
         while True:

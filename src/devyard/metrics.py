@@ -36,6 +36,8 @@ class Metrics:
         self.workspaces = Gauge("devyard_workspaces", "Workspaces by status.", ["status"], registry=r)
         self.memory = Gauge("devyard_engine_memory_bytes", "RSS of each running engine's processes (last sample).", ["owner", "workspace"], registry=r)
         self.cpu = Gauge("devyard_engine_cpu_percent", "CPU of each running engine's processes (last sample).", ["owner", "workspace"], registry=r)
+        self.leader = Gauge("devyard_leader", "1 while this manager replica runs the background work (crash restarts, idle stop, backups).",
+                            registry=r)
 
     def request(self, code: int, seconds: float) -> None:
         """Count one gateway HTTP request (the gateway's hot path: one dict lookup, no label parsing)."""

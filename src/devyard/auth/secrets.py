@@ -12,6 +12,7 @@ from pathlib import Path
 from devyard.errors import Invalid
 
 TOKEN_PREFIX = "dy_"
+KEY_BYTES = 32
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -37,12 +38,21 @@ def parse_duration(text: str) -> timedelta:
 def load_or_create_key(path: Path) -> bytes:
     """The 256-bit key at `path`, made (mode 0600, folder 0700) on first use."""
     try:
-        return path.read_bytes()
+        found = path.read_bytes()
     except FileNotFoundError:
         pass
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    else:
+        if len(found) != KEY_BYTES:
+            raise Invalid(f"the key {path} holds {len(found)} bytes, not {KEY_BYTES} (make one with: head -c {KEY_BYTES} /dev/urandom > {path.name})",
+                          code="key_invalid")
+        return found
+    key = secrets.token_bytes(KEY_BYTES)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise Invalid(f"the key {path} does not exist and cannot be made there ({exc.strerror}); give every replica the same "
+                      "keys (keys_dir, e.g. a mounted Secret: deploy/kubernetes/README.md)", code="key_missing") from exc
     try:
         os.write(fd, key)
     except BaseException:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from devyard.errors import DevyardError, StorageFull, StoreError, is_storage_full
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = int.from_bytes(b"dy-schema", "big") & ((1 << 63) - 1)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -99,6 +100,8 @@ def migrate(url: str, revision: str = "head") -> None:
         event.listen(engine, "begin", _begin)
     try:
         with engine.begin() as conn:
+            if not sqlite:  # replicas starting together: one migrates, the others wait and find nothing left to do
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             before = _broken_references(conn) if sqlite else set()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
@@ -135,7 +138,8 @@ def migrate_apart(url: str) -> None:
 
 def open_engine(url: str) -> AsyncEngine:
     """An async engine for `url`, with SQLite pragmas applied to every connection."""
-    engine = create_async_engine(url)
+    # A pooled PostgreSQL connection may have been closed by the server or a proxy meanwhile: checked before use.
+    engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devyard.loops import Loop
@@ -50,7 +50,10 @@ class Activity(Loop):
             return
         async with self.db() as s:
             for uid, ts in pending.items():
-                await s.execute(update(WorkspaceRow).where(WorkspaceRow.uid == uid).values(last_activity_at=datetime.fromtimestamp(ts, UTC)))
+                at = datetime.fromtimestamp(ts, UTC)
+                # Only forward: another replica may have written a later use of the same workspace.
+                await s.execute(update(WorkspaceRow).where(WorkspaceRow.uid == uid, or_(WorkspaceRow.last_activity_at.is_(None), WorkspaceRow.last_activity_at < at))
+                                .values(last_activity_at=at))
             await s.commit()
 
     async def tick(self) -> None:

@@ -15,7 +15,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from devyard.paths import child
 from devyard.provision import extensions as provision_extensions
 from devyard.provision import git as provision_git
 from devyard.provision import tools as provision_tools
+from devyard.store.coordination import Coordinator, FileCoordinator
 from devyard.store.tables import ShareRow, UserRow, WorkspaceRow, utcnow
 from devyard.usersecrets import SecretStore
 from devyard.metrics import Metrics
@@ -41,7 +42,8 @@ from devyard.workspaces.activity import Activity
 from devyard.workspaces.access import ADMIN_ACTIONS, SHARED_USER_ACTIONS, Action, Route
 from devyard.workspaces.events import Event, EventHub, StatsSampler, sample_running
 from devyard.workspaces.provisioning import Provisioner
-from devyard.workspaces.supervisor import Supervisor, reconcile
+from devyard.workspaces.replicas import Replicas
+from devyard.workspaces.supervisor import Supervisor
 
 log = logging.getLogger("devyard.workspaces")
 
@@ -49,7 +51,8 @@ log = logging.getLogger("devyard.workspaces")
 class WorkspaceService:
     """Owns workspace state; one instance per manager."""
 
-    def __init__(self, settings: Settings, db: async_sessionmaker[AsyncSession], backend: Backend, secrets: SecretStore) -> None:
+    def __init__(self, settings: Settings, db: async_sessionmaker[AsyncSession], backend: Backend, secrets: SecretStore,
+                 coordinator: Coordinator | None = None) -> None:
         self.settings = settings
         self.db = db
         self.backend = backend
@@ -66,41 +69,26 @@ class WorkspaceService:
         self.metrics = Metrics()
         self.provisioner = Provisioner(self)
         self.backups = backups.Scheduler(self)
+        self.replicas = Replicas(self, coordinator or FileCoordinator(settings.run_dir / "leader.lock"))
 
     # -- startup and shutdown -----------------------------------------------------------
     async def startup(self) -> None:
-        """Reconcile the database with the engines that are actually running, then serve."""
-        adopted = {s.uid: s for s in await self.backend.adopt()}
-        async with self.db() as s:
-            rows = list((await s.scalars(select(WorkspaceRow))).all())
-            shares = (await s.execute(select(WorkspaceRow.uid, UserRow.name).join(ShareRow, ShareRow.workspace_id == WorkspaceRow.id)
-                                      .join(UserRow, UserRow.id == ShareRow.user_id))).all()
-        for uid, user in shares:
-            self._shares[uid] = self._shares.get(uid, frozenset()) | {user}
-        for row in rows:
-            found = adopted.get(row.uid)
-            address = found.endpoint.address if found and found.endpoint else None
-            status, fields = reconcile(row, found is not None)
-            if found is not None:  # idle time counts from the last use before the restart
-                self.activity.seen(row.uid, row.last_activity_at.timestamp() if row.last_activity_at else time.time())
-            if status != row.status or fields:
-                await self.set_status(row, status, address=address, **fields)
-            else:
-                self._remember(row, address)
-        for uid in adopted.keys() - {row.uid for row in rows}:
-            log.warning("stopping engine %s: it belongs to no workspace", uid)
-            await self.backend.stop(WorkspaceSpec(uid, "?", "?", self.settings.workspaces_dir / "_orphan"), self.settings.engine_stop_timeout_s)
+        """Join the other replicas (adopting the engines that run and filling the route table), then serve."""
+        await self.replicas.join()
         self.activity.start()
         self.sampler.start()
-        self.supervisor.start()
-        if self.settings.backup_interval_s:
-            self.backups.start()
+
+    def set_shares(self, pairs: list[tuple[str, str]]) -> None:
+        """Who each workspace is shared with, as (uid, user name) pairs: the whole table, replaced."""
+        shares: dict[str, frozenset[str]] = {}
+        for uid, user in pairs:
+            shares[uid] = shares.get(uid, frozenset()) | {user}
+        self._shares = shares
 
     async def shutdown(self) -> None:
         """Stop background work; engines keep running for the next manager to adopt (unless stop_workspaces_on_exit)."""
         await self.sampler.stop()
-        await self.supervisor.stop()
-        await self.backups.stop()
+        await self.replicas.leave()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -214,21 +202,24 @@ class WorkspaceService:
         async with self.db() as s:
             s.add(ShareRow(workspace_id=row.id, user_id=user.id))
             try:
+                await s.flush()  # a share that exists fails here, before anyone is told of it
+                await self.replicas.coordinator.notify(s, row.uid)
                 await s.commit()
             except IntegrityError as exc:
                 raise Conflict(f"'{row.name}' is already shared with {user.name}", code="already_shared") from exc
         self._shares[row.uid] = self._shares.get(row.uid, frozenset()) | {user.name}
-        self._remember(row, self.address_of(row))
+        self.remember(row, self.address_of(row))
 
     async def unshare(self, row: WorkspaceRow, user: UserRow) -> None:
         """Take back a share; the user's open connections are refused from their next request."""
         async with self.db() as s:
             result = await s.execute(delete(ShareRow).where(ShareRow.workspace_id == row.id, ShareRow.user_id == user.id))
+            await self.replicas.coordinator.notify(s, row.uid)
             await s.commit()
         if not result.rowcount:  # type: ignore[attr-defined]
             raise NotFound(f"'{row.name}' is not shared with {user.name}", code="share_not_found")
         self._shares[row.uid] = self._shares.get(row.uid, frozenset()) - {user.name}
-        self._remember(row, self.address_of(row))
+        self.remember(row, self.address_of(row))
 
     async def stop_all_of(self, user_id: int) -> None:
         """Stop every running workspace of a user (their account was disabled)."""
@@ -278,13 +269,15 @@ class WorkspaceService:
             await quotas.check(self.db, self.settings, await s.get_one(UserRow, who.user_id), new=True, running=req.start)
             s.add(row)
             try:
+                await s.flush()  # a name taken fails here, before anyone is told of it
+                await self.replicas.coordinator.notify(s, row.uid)
                 await s.commit()
             except IntegrityError as exc:
                 raise WorkspaceExists(f"you already have a workspace named '{req.name}'") from exc
             await s.refresh(row, attribute_names=["owner"])
         if unpacked is not None:
             await asyncio.to_thread(self.provisioner.keep_upload, row, unpacked, restore)
-        self._remember(row, None)
+        self.remember(row, None)
         self._background(row, lambda r: self.provisioner.run(r, req.start))
         return row
 
@@ -357,12 +350,23 @@ class WorkspaceService:
             shutil.rmtree(self.settings.uploads_dir / row.uid, ignore_errors=True)
             async with self.db() as s:
                 await s.delete(await s.get_one(WorkspaceRow, row.id))
+                await self.replicas.coordinator.notify(s, row.uid)
                 await s.commit()
-        self._routes.pop((row.owner.name, row.name), None)
-        self.events.publish(Event("deleted", row.owner.name, self._shares.get(row.uid, frozenset()), {"owner": row.owner.name, "name": row.name}))
-        self._shares.pop(row.uid, None)
-        self.activity.forget(row.uid)
-        self._locks.pop(row.uid, None)
+        self.forget_route(row.uid)
+
+    def forget_route(self, uid: str) -> None:
+        """A workspace is gone (deleted here or by another replica): out of the route table, the viewers told."""
+        route = next((r for r in self._routes.values() if r.uid == uid), None)
+        if route is not None:
+            self._routes.pop((route.owner, route.name), None)
+            self.events.publish(Event("deleted", route.owner, self._shares.get(uid, frozenset()), {"owner": route.owner, "name": route.name}))
+        self._shares.pop(uid, None)
+        self.activity.forget(uid)
+        self._locks.pop(uid, None)
+
+    async def reload_shares(self, row: WorkspaceRow) -> None:
+        """Read who the workspace is shared with again (another replica changed it)."""
+        self._shares[row.uid] = frozenset(name for name, _ in await self.shares(row))
 
     async def ensure_started(self, route: Route) -> None:
         """Start a stopped or failed workspace (the gateway calls this for someone who may open it)."""
@@ -372,8 +376,12 @@ class WorkspaceService:
                 await self.start(row)
 
     def recheck_soon(self, route: Route) -> None:
-        """Check at once, in the background, a workspace the gateway could not reach (a gone engine counts as a crash)."""
-        self._keep(asyncio.create_task(self.supervisor.check(route)))
+        """Check at once, in the background, a workspace the gateway could not reach (a gone engine counts as a crash).
+
+        The leader's only, like every crash handling: two replicas must not both restart one engine.
+        """
+        if self.replicas.leading:
+            self._keep(asyncio.create_task(self.supervisor.check(route)))
 
     async def row_by_uid(self, uid: str) -> WorkspaceRow | None:
         """The workspace with this uid, fresh from the database."""
@@ -466,18 +474,22 @@ class WorkspaceService:
 
     async def set_status(self, row: WorkspaceRow, status: str, address: str | None = None, **fields: Any) -> None:
         """Write a status change to the database, the row object and the route table (`reason` only stays while failed)."""
-        values = {"status": status, **fields}
+        values = {"status": status, **fields, "address": address if status == Status.running else None,
+                  "busy_replica": self.replicas.busy_mark(status)}
         if status != Status.failed:
             values["reason"] = None
+        elif values.get("reason"):
+            values["reason"] = str(values["reason"])[:32]  # a code, kept to its column
         async with self.db() as s:
             await s.execute(update(WorkspaceRow).where(WorkspaceRow.id == row.id).values(**values))
+            await self.replicas.coordinator.notify(s, row.uid)
             await s.commit()
         for field, value in values.items():
             setattr(row, field, value)
-        self._remember(row, address)
+        self.remember(row, address)
         log.info("workspace %s/%s: %s", row.owner.name, row.name, status)
 
-    def _remember(self, row: WorkspaceRow, address: str | None) -> None:
+    def remember(self, row: WorkspaceRow, address: str | None) -> None:
         """Put the row's state in the gateway's route table (an engine address only while running)."""
         status = Status(row.status)
         self._routes[(row.owner.name, row.name)] = Route(

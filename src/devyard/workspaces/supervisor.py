@@ -137,6 +137,9 @@ class Supervisor(Loop):
     async def stop_idle(self, uid: str, timeout_s: int) -> None:
         """Stop a workspace nobody used for `timeout_s`; opening it again starts it."""
         row = await self.service.row_by_uid(uid)
+        if row is not None and row.last_activity_at is not None and time.time() - row.last_activity_at.timestamp() < timeout_s:
+            self.service.activity.seen(uid, row.last_activity_at.timestamp())  # used through another replica's gateway meanwhile
+            return
         if row is not None and row.status == Status.running:
             ProgressLog(self.service.spec(row).log_file).line(f"stopping: not used for {timeout_s} s (idle timeout)")
             self.service.activity.forget(uid)
