@@ -208,6 +208,26 @@ class Node:
         path = self.root / f"{pod}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def log_answer(self, request: Any) -> Any:
+        """The kubelet's answer to GET .../pods/<name>/log: the container's output; with follow, streamed as it grows."""
+        path = self.root / f"{request.name}.log"
+        if str(request.params.get("follow", "")).lower() != "true":
+            return self.log(request.name).encode()
+
+        async def grow() -> Any:
+            yield b""  # the answer's head now, as the API server sends it
+            pos = path.stat().st_size if request.params.get("tailLines") == "0" and path.exists() else 0
+            while not self._stop.is_set():
+                size = path.stat().st_size if path.exists() else 0
+                if size > pos:
+                    with path.open("rb") as f:
+                        f.seek(pos)
+                        yield f.read(size - pos)
+                    pos = size
+                await asyncio.sleep(0.1)
+
+        return grow()
+
     def _loop(self) -> None:
         seen: set[str] = set()
         while not self._stop.is_set():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ def cluster(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     folder = tmp_path_factory.mktemp("k8s")
     with KubeApi(folder) as api, Node(api, engine, folder / "node") as node:
         logs = re.compile(r"/api/v1/namespaces/devyard/pods/[^/]+/log")
-        api.emulator["get", logs] << (lambda request: node.log(request.name).encode())
+        api.emulator["get", logs] << node.log_answer
         yield api, node, folder
 
 
@@ -89,6 +90,21 @@ def test_workspace_lifecycle_on_kubernetes(cluster: tuple[KubeApi, Node, Path], 
         with m.api() as client:
             lines = client.get("/workspaces/app/logs", params={"lines": 200}).json()["lines"]
             assert any("provisioning done" in line for line in lines) and any("HTTP server listening" in line for line in lines)
+            # The live log follows the pod's log: a line the engine writes now arrives.
+            with client.stream("GET", "/workspaces/app/logs/stream", params={"lines": 0}) as stream:
+                said = threading.Event()
+
+                def engine_says() -> None:  # until heard: the manager starts following a moment after the answer's head
+                    while not said.wait(0.3):
+                        with (node.root / f"{name}.log").open("a") as out:
+                            out.write("the engine says hello\n")
+
+                threading.Thread(target=engine_says, daemon=True).start()
+                try:
+                    got = next(line for line in stream.iter_lines() if line.startswith("data: "))
+                finally:
+                    said.set()
+                assert got == "data: the engine says hello"
             assert client.post("/workspaces/app/backup").json()["error"]["code"] == "not_on_this_backend"
 
         # Stop deletes the pod and keeps the volume; start makes a new pod on the same volume.

@@ -10,7 +10,8 @@ import psutil
 import pytest
 
 from devyard.backends.base import WorkspaceSpec
-from devyard.backends.local import LocalBackend, tail
+from devyard.backends.local import LocalBackend
+from devyard.logfiles import tail
 from devyard.config import load_settings
 from devyard.engine.install import CODE_SERVER_VERSION, Engine
 from devyard.errors import BackendError

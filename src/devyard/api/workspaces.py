@@ -22,7 +22,6 @@ from devyard.models import (ExtensionGroupsAdd, ExtensionGroupsAdded, ExtensionO
 from devyard.workspaces.access import Action
 
 router = APIRouter(prefix="/workspaces", tags=["workspaces"])
-LOG_POLL_S = 0.25
 KEEPALIVE_S = 15.0
 _LIST = TypeAdapter(list[Workspace])
 Owner = Query(None, description="Owner of the workspace (default: you); for admins and shared users.")
@@ -123,38 +122,34 @@ async def workspace_log_stream(name: str, ident: CurrentUser, service: Workspace
     """Server-sent events, one `data:` line per log line: the last `lines`, then whatever follows."""
     row = await service.find(ident, name, owner, Action.read)
     initial = await service.logs(row, lines) if lines else []
-    return StreamingResponse(_follow(service.spec(row).log_file, initial), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return StreamingResponse(_events(initial, service.backend.follow(service.spec(row))), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
 
 
-async def _follow(path: Path, initial: list[str]) -> AsyncIterator[bytes]:
+async def _events(initial: list[str], lines: AsyncIterator[str]) -> AsyncIterator[bytes]:
+    """Server-sent events: the initial lines, then each new one, with a comment every KEEPALIVE_S of silence."""
     for line in initial:
         yield f"data: {line}\n\n".encode()
-    pos = path.stat().st_size if path.exists() else 0
-    pending = b""
-    idle_s = 0.0
-    while True:
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            size = 0
-        if size < pos:  # truncated or replaced
-            pos = 0
-        if size > pos:
-            with path.open("rb") as f:
-                f.seek(pos)
-                chunk = f.read(size - pos)
-            pos = size
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            for raw in complete:
-                yield b"data: " + raw.rstrip(b"\r") + b"\n\n"
-            idle_s = 0.0
-        else:
-            idle_s += LOG_POLL_S
-            if idle_s >= KEEPALIVE_S:  # lets proxies and clients see the stream is alive
-                idle_s = 0.0
+    queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1000)
+
+    async def pump() -> None:
+        async for line in lines:
+            await queue.put(line)
+
+    task = asyncio.get_running_loop().create_task(pump())
+    try:
+        while True:
+            try:
+                line = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            except TimeoutError:  # lets proxies and clients see the stream is alive
+                if task.done():
+                    return
                 yield b": keep-alive\n\n"
-        await asyncio.sleep(LOG_POLL_S)
+                continue
+            yield f"data: {line}\n\n".encode()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 @router.get("/{name}/stats", response_model=Stats, summary="CPU, memory, uptime and disk use")

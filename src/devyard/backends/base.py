@@ -1,7 +1,7 @@
 """The Backend protocol and the value types that cross it (design.md §7).
 
 A backend runs engines somewhere; the manager asks it to start, stop, report on and adopt them
-and never learns more. Implement the nine methods, `shared_account` and `local_files`; register the class under the
+and never learns more. Implement the ten methods, `shared_account` and `local_files`; register the class under the
 `devyard.backends` entry point group (the built-in `local` backend is registered the same way).
 
     backend = LocalBackend(settings)
@@ -12,7 +12,7 @@ and never learns more. Implement the nine methods, `shared_account` and `local_f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -163,4 +163,8 @@ class Backend(Protocol):
 
     async def logs(self, ws: WorkspaceSpec, lines: int) -> list[str]:
         """The last `lines` lines of what the engine (and devyard about it) wrote."""
+        ...
+
+    def follow(self, ws: WorkspaceSpec) -> AsyncIterator[str]:
+        """Each line the engine writes from now on, as it comes, until the caller stops reading (across restarts)."""
         ...

@@ -26,6 +26,7 @@ import pwd
 import shutil
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -41,6 +42,7 @@ from devyard.engine import install, publish
 from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env, policy_flags
 from devyard.errors import BackendError, DevyardError, Invalid
 from devyard.paths import disk_usage, remove_workspace
+from devyard.logfiles import follow, tail
 from devyard.processes import process_tree, terminate_tree
 from devyard.provision import tools as provision_tools
 
@@ -50,24 +52,6 @@ log = logging.getLogger("devyard")
 MAX_SOCKET_PATH = 107
 READY_POLL_S = 0.02
 LOG_TAIL_LINES = 20
-
-
-def tail(path: Path, lines: int) -> list[str]:
-    """The last `lines` lines of a text file (an empty list when it does not exist)."""
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            block = min(size, max(4096, lines * 200))
-            while True:
-                f.seek(size - block)
-                data = f.read(block)
-                if data.count(b"\n") > lines or block == size:
-                    break
-                block = min(size, block * 2)
-    except FileNotFoundError:
-        return []
-    return data.decode("utf-8", "replace").splitlines()[-lines:]
 
 
 class LocalBackend:
@@ -356,6 +340,10 @@ class LocalBackend:
     async def logs(self, ws: WorkspaceSpec, lines: int) -> list[str]:
         """The tail of the engine's log file (devyard's own notes are in it too)."""
         return await asyncio.to_thread(tail, ws.log_file, lines)
+
+    def follow(self, ws: WorkspaceSpec) -> AsyncIterator[str]:
+        """What is written to the engine's log file from now on."""
+        return follow(ws.log_file)
 
     def _end_strays(self, owner: str) -> None:
         """With the owner's last engine stopped, end what its terminals left behind (daemons escape the tree)."""

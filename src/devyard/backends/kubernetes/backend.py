@@ -20,7 +20,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 from kubernetes_asyncio import client
@@ -29,7 +29,7 @@ from devyard.backends.base import Endpoint, RuntimeStatus, Stats, WorkspaceSpec
 from devyard.backends.kubernetes import manifests, pods, seed
 from devyard.backends.kubernetes.client import Source, open_client, source, status_of, translate
 from devyard.backends.kubernetes.watcher import PodWatcher
-from devyard.backends.local import tail
+from devyard.logfiles import tail
 from devyard.cli.client import MANAGER_FILE
 from devyard.config import Settings
 from devyard.engine.command import policy_flags
@@ -39,6 +39,7 @@ from devyard.paths import remove_workspace
 log = logging.getLogger("devyard.kubernetes")
 SYNC_TIMEOUT_S = 15.0
 STOP_SLACK_S = 30.0  # beyond the grace period, for the kubelet to report the pod gone
+FOLLOW_RETRY_S = 1.0
 
 
 class KubernetesBackend:
@@ -308,6 +309,46 @@ class KubernetesBackend:
         said = await self._call("reading the engine's log", lambda: self.core.read_namespaced_pod_log(
             manifests.name_of(ws.uid), self.k8s.namespace, container=manifests.ENGINE, tail_lines=lines), ok=(400, 404))
         return [*notes, *(str(said or "").splitlines())][-lines:]
+
+
+    async def follow(self, ws: WorkspaceSpec) -> AsyncIterator[str]:
+        """The engine container's log as it grows (the API server's follow), from now on; a restarted engine's from its start."""
+        watcher = await self._ready()
+        name = manifests.name_of(ws.uid)
+        following, first = _started(watcher.pods.get(ws.uid)), True
+        while True:
+            run = _started(watcher.pods.get(ws.uid))
+            if run is None:  # no engine running: wait for one
+                await watcher.changed(5.0)
+                continue
+            options: dict[str, Any] = {"container": manifests.ENGINE, "follow": True, "_preload_content": False}
+            if run != following:
+                following = run  # a new run of the engine: its whole log is news
+            elif first:
+                options["tail_lines"] = 0
+            else:
+                options["since_seconds"] = 2  # the stream broke: pick up again (a line may come twice)
+            first = False
+            try:
+                answer = cast(Any, await self.core.read_namespaced_pod_log(name, self.k8s.namespace, **options))
+                try:
+                    async for raw in answer.content:
+                        yield raw.decode("utf-8", "replace").rstrip("\r\n")
+                finally:
+                    answer.release()
+            except Exception as exc:  # the container is not there yet, or the API went away: look again shortly
+                log.debug("following the log of %s: %s", name, exc)
+            await asyncio.sleep(FOLLOW_RETRY_S)
+
+
+def _started(pod: dict[str, Any] | None) -> str | None:
+    """Which run of the engine a pod is (its start time): a new one's whole log is new."""
+    if pod is None:
+        return None
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == manifests.ENGINE and (cs.get("state") or {}).get("running"):
+            return str(cs["state"]["running"].get("startedAt") or (pod.get("status") or {}).get("startTime") or "")
+    return None
 
 
 _QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
