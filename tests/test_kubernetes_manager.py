@@ -22,6 +22,7 @@ import pytest
 from websockets.sync.client import connect
 
 from devyard.engine.install import Engine
+from tests.browser import chromium, login, open_terminal, run_in_terminal, shot
 from tests.kube import KubeApi, Node, ended
 from tests.support import ADMIN_PASSWORD, free_port, make_repo, peer, start_manager, wait_for
 
@@ -138,5 +139,31 @@ def test_workspace_lifecycle_on_kubernetes(cluster: tuple[KubeApi, Node, Path], 
         assert name in api.names("persistentvolumeclaims")
         assert not {name, name + "-env", name + "-init"} & (api.names("pods") | api.names("services") | api.names("secrets"))
         assert name not in api.names("networkpolicies", "networking.k8s.io/v1")
+    finally:
+        m.stop()
+
+
+def test_workbench_and_terminal_in_chromium_on_kubernetes(cluster: tuple[KubeApi, Node, Path], tmp_path: Path) -> None:
+    """What a user sees: the dashboard, the workbench through the gateway over TCP, a terminal in the pod with their secret."""
+    api, node, folder = cluster
+    m = start_manager(tmp_path / "data", manager_env(api, folder, free_port()))
+    try:
+        assert m.cli("secret", "set", "GREETING", input="hello from a secret\n").returncode == 0
+        with m.api() as client:
+            assert client.post("/workspaces", json={"name": "web"}).status_code == 201
+        m.wait_status("web", "running", timeout=180)
+        volume = node.root / "volumes" / find_pod(api, "web")["metadata"]["name"]
+        with chromium(tmp_path / "profile") as browser:
+            page = browser.new_page()
+            login(page, m.url, "admin", ADMIN_PASSWORD)
+            page.goto(m.url + "/workspaces/web")
+            page.wait_for_selector("#no-backup")
+            assert page.locator("#backup").count() == 0  # no button that could only fail
+            shot(page, "kubernetes-detail")
+            open_terminal(page, m.url + "/w/admin/web/")
+            run_in_terminal(page, 'echo "$GREETING" > from-the-terminal.txt')
+            wait_for(lambda: (volume / "files" / "from-the-terminal.txt").exists(), 30, "the terminal's file in the volume")
+            shot(page, "kubernetes-workbench")
+        assert (volume / "files" / "from-the-terminal.txt").read_text() == "hello from a secret\n"
     finally:
         m.stop()

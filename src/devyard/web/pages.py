@@ -81,7 +81,8 @@ async def workspace_page(request: Request, name: str, me: Viewer, owner: str | N
     can_delete = owner_view or me.acts_as_admin
     addable = [g for g in service.settings.extension_groups if g.name not in ws.extension_groups] if owner_view else []
     return page(request, "detail.html", me, "workspaces", ws=ws.model_dump(mode="json"), owner_view=owner_view, can_delete=can_delete,
-                shares=await service.shares(row) if owner_view else [], addable=addable, sizes=sizes.listed(service.settings))
+                shares=await service.shares(row) if owner_view else [], addable=addable, sizes=sizes.listed(service.settings),
+                local_files=service.backend.local_files, backend=service.settings.backend)
 
 
 @router.get("/account", response_class=HTMLResponse)
