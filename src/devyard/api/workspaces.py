@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse

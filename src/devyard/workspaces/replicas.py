@@ -36,6 +36,7 @@ class Replicas:
         self.service = service
         self.coordinator = coordinator
         self._reloading: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()  # changed again while being reloaded
 
     @property
     def leading(self) -> bool:
@@ -116,13 +117,21 @@ class Replicas:
             await self.stop_loops()
 
     def _changed(self, uid: str) -> None:
-        # A burst of notices for one workspace costs one reload at a time, the last one seeing the newest state.
-        running = self._reloading.get(uid)
-        if running is not None and not running.done():
-            running.add_done_callback(lambda _: self._changed(uid))
+        # A burst of notices for one workspace costs at most one more reload, which sees the newest state.
+        if uid in self._reloading:
+            self._again.add(uid)
             return
-        self._reloading[uid] = task = asyncio.get_running_loop().create_task(self._reload(uid))
-        task.add_done_callback(lambda t: self._reloading.pop(uid, None) if self._reloading.get(uid) is t else None)
+        self._reloading[uid] = asyncio.get_running_loop().create_task(self._reload_until_settled(uid))
+
+    async def _reload_until_settled(self, uid: str) -> None:
+        try:
+            while True:
+                self._again.discard(uid)
+                await self._reload(uid)
+                if uid not in self._again:
+                    return
+        finally:
+            self._reloading.pop(uid, None)
 
     async def _reload(self, uid: str) -> None:
         service = self.service
