@@ -6,10 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_TEST_PACKAGES := chromium chromium-driver nginx openssh-server strace postgresql
+DEBIAN_SANDBOX_PACKAGES := bubblewrap slirp4netns iproute2
 
-.PHONY: up setup engine test-deps test bench bench-lifecycle bench-deps soak clean
+.PHONY: up setup engine sandbox-deps test-deps test bench bench-lifecycle bench-deps soak clean
 
-up: setup engine  ## install everything, then run the manager on http://127.0.0.1:8000
+up: setup engine sandbox-deps  ## install everything, then run the manager on http://127.0.0.1:8000
 	$(BIN)/devyard up
 
 setup: $(STAMP)  ## the project's virtual environment with the locked dependencies
@@ -25,6 +26,14 @@ engine: setup  ## Node 24 + code-server into ~/.cache/devyard (skipped when cach
 	@echo "==> Engine"
 	$(BIN)/devyard engine install
 
+sandbox-deps:  ## bubblewrap and slirp4netns: a sandbox per workspace (root installs them; `devyard doctor` says what is missing otherwise)
+	@if command -v bwrap >/dev/null && command -v slirp4netns >/dev/null && command -v ip >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "==> Debian packages: $(DEBIAN_SANDBOX_PACKAGES)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_SANDBOX_PACKAGES) >/dev/null; \
+	else echo "note: workspaces are not sandboxed without: sudo apt-get install -y $(DEBIAN_SANDBOX_PACKAGES)"; fi
+
 test-deps:  ## Debian's Chromium (browser tests), nginx (reverse-proxy tests), sshd (git over ssh), strace (hot-path test), PostgreSQL (store and replica tests); root installs them
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/sbin/nginx ] && [ -x /usr/sbin/sshd ] && [ -x /usr/bin/strace ] && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -33,7 +42,7 @@ test-deps:  ## Debian's Chromium (browser tests), nginx (reverse-proxy tests), s
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_TEST_PACKAGES) >/dev/null; \
 	else echo "browser tests need: sudo apt-get install -y $(DEBIAN_TEST_PACKAGES)"; exit 1; fi
 
-test: setup engine test-deps  ## the whole suite: unit, API, CLI, gateway, real engine, headless Chromium
+test: setup engine sandbox-deps test-deps  ## the whole suite: unit, API, CLI, gateway, real engine, headless Chromium
 	$(BIN)/python -m pytest
 
 bench-deps:  ## what the benchmarks compare with and load with: Debian's nginx and wrk; root installs them

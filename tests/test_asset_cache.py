@@ -1,4 +1,4 @@
-"""The gateway's cache of the engine's compressed immutable assets, against real engines."""
+"""The engine's static files, served from the engine install and compressed once, against real engines."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NamedTuple
 
 import httpx
 import pytest
 
-from devyard.gateway.assets import AssetCache, preferred_coding
+from devyard.engine import install
+from devyard.gateway.assets import StaticAssets, content_type, preferred_coding
 from tests.support import ADMIN_PASSWORD, Manager
 
 BOB_PASSWORD = "bob-password-for-asset-cache"
@@ -72,7 +74,8 @@ def test_compressed_once_then_served_to_every_workspace_of_the_engine_version(ma
     assert first.status_code == second.status_code == plain.status_code == 200
     assert first.headers["x-devyard-cache"] == "miss" and second.headers["x-devyard-cache"] == "hit"
     assert first.headers["content-encoding"] == second.headers["content-encoding"] == "gzip"
-    assert second.headers["cache-control"] == "public, max-age=31536000" and second.headers["vary"] == "Accept-Encoding"
+    assert second.headers["cache-control"] == "public, max-age=31536000, immutable" and second.headers["vary"] == "Accept-Encoding"
+    assert second.headers["content-type"] == "text/javascript"
     assert first.content == second.content and int(second.headers["content-length"]) == len(second.content)
     assert gzip.decompress(second.content) == plain.content and len(plain.content) > 1_000_000
     assert "content-encoding" not in plain.headers
@@ -87,38 +90,54 @@ def test_compressed_once_then_served_to_every_workspace_of_the_engine_version(ma
     assert httpx.get(f"{manager.url}/w/admin/ac/{js}").status_code == 401
 
 
-def test_what_is_not_stored(manager: Manager, assets: dict[str, str]) -> None:
+def test_what_goes_to_the_engine(manager: Manager, assets: dict[str, str], engine: install.Engine) -> None:
     css = assets["workbench.css"]
+    on_disk = (engine.static_root / css.split("/static/", 1)[1]).read_bytes()
     with login(manager, "admin") as c:
+        # The install's file, whatever the request adds: a range or a query changes nothing of it.
         ranged = get(c, f"/w/admin/ac/{css}", "identity", range="bytes=0-99")
-        assert ranged.status_code in (200, 206) and "x-devyard-cache" not in ranged.headers  # the engine's own answer
-        queried = get(c, f"/w/admin/ac/{css}?v=1", "gzip")
-        assert queried.status_code == 200 and "x-devyard-cache" not in queried.headers
+        assert ranged.status_code == 200 and ranged.headers["x-devyard-cache"] in ("hit", "miss") and ranged.content == on_disk
+        queried = get(c, f"/w/admin/ac/{css}?v=1", "identity")
+        assert queried.status_code == 200 and "x-devyard-cache" in queried.headers and queried.content == on_disk
+        head = c.head(f"/w/admin/ac/{css}")
+        assert head.status_code == 200 and int(head.headers["content-length"]) > 0 and head.content == b""
+        # What is not the install's static tree is the engine's own answer, never stored.
         mutable = get(c, "/w/admin/ac/_static/src/browser/media/favicon.ico", "gzip")  # max-age=0
         assert mutable.status_code == 200 and "x-devyard-cache" not in mutable.headers
-        missing = get(c, f"/w/admin/ac/{css.split('/static/')[0]}/static/no/such/file.js", "gzip")
-        assert missing.status_code == 404 and "x-devyard-cache" not in missing.headers
+        other = get(c, "/w/admin/ac/stable-0123456789abcdef0123456789abcdef01234567/static/out/nls.messages.js", "gzip")
+        assert other.status_code == 404 and "x-devyard-cache" not in other.headers  # another engine version's: the engine's say
+        # A path that names no file of the install, or leaves it, is answered here: 404.
+        prefix = css.split("/static/")[0] + "/static"
+        for path in ("no/such/file.js", "out/../../../../../etc/passwd", "out/%2e%2e/%2e%2e/%2e%2e/code-server/package.json", "out", "%ff"):
+            missing = get(c, f"/w/admin/ac/{prefix}/{path}", "gzip")
+            assert missing.status_code == 404 and "x-devyard-cache" not in missing.headers, path
 
 
-def test_tabs_opening_at_once_cost_the_engine_one_compression(manager: Manager, assets: dict[str, str]) -> None:
-    css = assets["workbench.css"]
+def test_tabs_opening_at_once_cost_one_compression(manager: Manager, assets: dict[str, str]) -> None:
+    js = assets["workbench.js"]  # not asked for in br before
     misses = metric(manager, "devyard_gateway_asset_cache_misses_total")
     with login(manager, "admin") as c, ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: get(c, f"/w/admin/ac/{css}", "br, gzip"), range(8)))
+        answers = list(pool.map(lambda _: get(c, f"/w/admin/ac/{js}", "br, gzip"), range(8)))
     assert {a.status_code for a in answers} == {200} and len({a.content for a in answers}) == 1
     assert {a.headers["content-encoding"] for a in answers} == {"br"}
     assert metric(manager, "devyard_gateway_asset_cache_misses_total") == misses + 1
     assert sorted(a.headers["x-devyard-cache"] for a in answers) == ["hit"] * 7 + ["miss"]
 
 
-def test_coding_choice_and_switch() -> None:
+def test_coding_choice_and_types(engine: install.Engine, tmp_path: Path) -> None:
     assert preferred_coding(b"gzip, deflate, br, zstd") == "br"
     assert preferred_coding(b"gzip;q=1.0, br;q=0") == "gzip"
     assert preferred_coding(b"deflate") == preferred_coding(b"") == preferred_coding(b"br;q=0, gzip;q=0") == "identity"
     assert preferred_coding(b"*") == "br"
+    # code-server's own Content-Types (checked against its answers)
+    assert [content_type(n) for n in ("a.js", "a.css", "a.png", "a.ttf", "a.wasm", "a.json", "a.svg", "a.mp3", "a.cjs")] == [
+        "text/javascript", "text/css", "image/png", "text/plain", "text/plain", "application/json", "image/svg+xml", "audio/mpeg", "text/plain"]
     scope = {"method": "GET", "headers": [(b"accept-encoding", b"gzip")], "query_string": b""}
-    assert AssetCache(0).key(scope, "4.1", "/stable-abcdef0/static/out/x.js") is None  # asset_cache_mb: 0
-    cache = AssetCache(1 << 20)
-    assert cache.key(scope, "4.1", "/stable-abcdef0/static/out/x.js") == ("4.1", "/stable-abcdef0/static/out/x.js", "gzip")
-    assert cache.key(scope, "4.1", "/vscode-remote-resource") is None
-    assert cache.key({**scope, "method": "POST"}, "4.1", "/stable-abcdef0/static/out/x.js") is None
+    assets = StaticAssets(engine.static_root, tmp_path, 1 << 20)
+    commit = assets.commit
+    assert commit and len(commit) == 40
+    assert assets.key(scope, f"/stable-{commit}/static/out/x.js") == (commit, "out/x.js", "gzip")
+    assert assets.key(scope, "/stable-abcdef0/static/out/x.js") is None  # not the installed engine's
+    assert assets.key(scope, "/vscode-remote-resource") is None
+    assert assets.key({**scope, "method": "POST"}, f"/stable-{commit}/static/out/x.js") is None
+    assert StaticAssets(None, tmp_path, 1 << 20).key(scope, f"/stable-{commit}/static/out/x.js") is None  # no engine here

@@ -146,7 +146,7 @@ def test_the_dashboard_downloads_a_backup_and_changes_the_size(bm: Manager, tmp_
         page = browser.new_page()
         login(page, bm.url, "admin", ADMIN_PASSWORD)
         page.goto(bm.url + "/workspaces/dash")
-        assert page.locator("[data-field=size]").first.inner_text() == "no limits"
+        assert page.locator("[data-field=size]").first.inner_text() == "small"  # the default size: limits unless "none" is said
         page.select_option("#resize select", "large")
         page.click("#resize button")
         page.wait_for_selector("#resize-message:has-text('is now large')")

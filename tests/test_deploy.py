@@ -6,6 +6,7 @@ every file it copies present, a non-root user, the command and port the Deployme
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 import subprocess
@@ -49,7 +50,8 @@ def of_kind(rendered: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 def test_everything_rendered_validates(rendered: list[dict[str, Any]]) -> None:
     kinds = sorted(d["kind"] for d in rendered)
-    assert kinds == ["ConfigMap", "Deployment", "Ingress", "Namespace", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"]
+    assert kinds == ["ConfigMap", "Deployment", "Ingress", "LimitRange", "Namespace", "NetworkPolicy", "PodDisruptionBudget", "ResourceQuota",
+                     "Role", "RoleBinding", "Service", "ServiceAccount"]
     for doc in rendered:
         kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
         if doc["kind"] != "Namespace":
@@ -79,6 +81,29 @@ def test_the_manager_deployment(rendered: list[dict[str, Any]]) -> None:
     assert config["data"]["devyard.yaml"] == path.read_text()
     settings = Settings(**read_config_file(path))
     assert settings.backend == "kubernetes" and settings.secure_cookies
+
+
+def test_the_namespace_is_locked_down(rendered: list[dict[str, Any]]) -> None:
+    labels = of_kind(rendered, "Namespace")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    container = {x["type"]: x for x in of_kind(rendered, "LimitRange")["spec"]["limits"]}["Container"]
+    assert {"cpu", "memory"} <= container["default"].keys()  # anything made without limits gets some
+    assert {"pods", "limits.memory", "limits.cpu", "requests.storage"} <= of_kind(rendered, "ResourceQuota")["spec"]["hard"].keys()
+    # The manager is reached by the ingress controller and the workspaces' pods (their first start's seed), nothing else.
+    policy = of_kind(rendered, "NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"] == KubernetesSettings().manager_labels and policy["policyTypes"] == ["Ingress"]
+    sources = [peer for rule in policy["ingress"] for peer in rule["from"]]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}} in sources
+    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "devyard"}}} in sources and len(sources) == 2
+    # trusted_proxies names the ingress controller, not the pod network the workspaces share with it.
+    settings = Settings(**read_config_file(DEPLOY / "devyard.yaml"))
+    assert settings.trusted_proxies and all(ipaddress.ip_network(n).num_addresses <= 4096 for n in settings.trusted_proxies)
+    # The manager's own pod meets the restricted profile.
+    pod = of_kind(rendered, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    for container in pod["containers"]:
+        sc = container["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
 
 
 def test_the_role_is_least_privilege(rendered: list[dict[str, Any]]) -> None:

@@ -70,8 +70,22 @@ def test_pod_is_locked_down() -> None:
     assert engine["resources"] == {"requests": {"memory": "1024Mi", "cpu": "500m"}, "limits": {"memory": "1024Mi", "cpu": "2000m"}}
     assert engine["args"][engine["args"].index("--abs-proxy-base-path") + 1] == "/w/ann/proj"
     policy = manifests.network_policy(ws, KubernetesSettings())["spec"]
-    assert policy["ingress"] == [{"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "devyard", "app.kubernetes.io/component": "manager"}}}],
-                                  "ports": [{"protocol": "TCP", "port": 8080}]}]
+    manager = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "devyard", "app.kubernetes.io/component": "manager"}}}
+    assert policy["ingress"] == [{"from": [manager], "ports": [{"protocol": "TCP", "port": 8080}]}]
+    # Egress: DNS, the manager's pods, and the internet without the private, link-local and loopback ranges.
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    dns, to_manager, internet = policy["egress"]
+    assert dns["to"] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
+    assert {p["port"] for p in dns["ports"]} == {53} and to_manager == {"to": [manager]}
+    v4 = internet["to"][0]["ipBlock"]
+    assert v4["cidr"] == "0.0.0.0/0" and {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(v4["except"])
+    assert internet["to"][1]["ipBlock"] == {"cidr": "::/0", "except": ["fc00::/7", "fe80::/10", "::1/128"]}
+    # Configurable: an allow-list of one network, with nothing of it denied.
+    narrow = manifests.network_policy(ws, KubernetesSettings(egress_allow=["203.0.113.0/24"], egress_deny=[]))["spec"]["egress"][2]
+    assert narrow == {"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}]}
+    # A pod whose size names no limits still has them.
+    bare = manifests.pod(WorkspaceSpec(UID, "ann", "proj", Path("/x")), KubernetesSettings(), (), None)["spec"]["containers"][0]
+    assert bare["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
 
 
 def test_no_cluster_configured_is_said_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from devyard.backends import cgroups
 from devyard.backends.pool import merge_into
 from tests.browser import chromium, login, open_terminal, run_in_terminal
 from tests.support import ADMIN_PASSWORD, Manager, start_manager, wait_for
@@ -84,11 +85,27 @@ def test_what_the_pool_does_not_serve_and_a_manager_restart(pooled: Manager) -> 
     try:
         wait_pool(m, 1)
         (slot,) = pool_records(m)
-        # A size's limits are set when an engine starts: such a workspace starts its own.
+        # A size's limits are applied as the engine is handed over: its groups made, its processes moved in.
         with m.api() as api:
-            assert api.post("/workspaces", json={"name": "sized", "size": "small"}).status_code == 201
+            assert api.post("/workspaces", json={"name": "sized", "size": "medium"}).status_code == 201
         m.wait_status("sized", "running")
-        assert folder_of(m, "sized") == str(m.data_dir / "workspaces" / "admin" / "sized" / "files") and slot in pool_records(m)
+        assert slot in folder_of(m, "sized")
+        record = next(json.loads(p.read_text()) for p in (m.data_dir / "run" / "engines").glob("*.json") if '"sized"' in p.read_text())
+        assert record["memory_bytes"] == 4096 << 20
+        if cgroups.detect().available:
+            memory = Path(record["cgroups"][0])
+            limit = (memory / "memory.limit_in_bytes") if (memory / "memory.limit_in_bytes").exists() else memory / "memory.max"
+            assert limit.read_text().strip() == str(4096 << 20) and str(record["pid"]) in (memory / "cgroup.procs").read_text().split()
+
+        # Secret variables are fixed when an engine boots: a workspace whose owner has some starts its own.
+        wait_pool(m, 2)
+        (slot,) = pool_records(m)
+        with m.api() as api:
+            assert api.put("/secrets/POOL_TEST", json={"value": "x"}).status_code == 201
+            assert api.post("/workspaces", json={"name": "secretive"}).status_code == 201
+            m.wait_status("secretive", "running")
+            assert folder_of(m, "secretive") == str(m.data_dir / "workspaces" / "admin" / "secretive" / "files") and slot in pool_records(m)
+            assert api.delete("/secrets/POOL_TEST").status_code == 204
 
         # A manager killed outright: the waiting engine is taken back into the pool, not booted again.
         pid = int(pool_records(m)[slot]["pid"])  # type: ignore[call-overload]
@@ -110,7 +127,7 @@ def test_what_the_pool_does_not_serve_and_a_manager_restart(pooled: Manager) -> 
     # A pool of 0: engines left waiting are stopped at the next start instead of kept.
     m = start_manager(m.data_dir, extra_env={"DEVYARD_POOL__SIZE": "0"})
     try:
-        assert pool_records(m) == {} and not any(p.name.startswith("pool-") and p.is_dir() for p in (m.data_dir / "pool").iterdir())
+        assert pool_records(m) == {} and not any(p.name.startswith("pool-") and p.is_dir() and not p.is_symlink() for p in (m.data_dir / "pool").iterdir())
     finally:
         m.stop()
 

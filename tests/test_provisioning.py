@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import shutil
 import os
 import sys
 import tarfile
@@ -64,13 +65,30 @@ def test_settings_merge_keeps_what_the_user_has(tmp_path: Path) -> None:
     path = tmp_path / "User" / "settings.json"
     path.parent.mkdir()
     path.write_text('{\n  // mine\n  "editor.fontSize": 17, /* keep */\n  "files.autoSave": "off",\n}\n')
-    added = usersettings.merge(path, {"editor.fontSize": 12, "python.analysis.typeCheckingMode": "strict"})
+    added = usersettings.merge(tmp_path, {"editor.fontSize": 12, "python.analysis.typeCheckingMode": "strict"})
     assert added == ["python.analysis.typeCheckingMode"]
     assert json.loads(path.read_text()) == {"editor.fontSize": 17, "files.autoSave": "off", "python.analysis.typeCheckingMode": "strict"}
     path.write_text("{ not json")
-    usersettings.merge(path, {"a": 1})
+    usersettings.merge(tmp_path, {"a": 1})
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in path.parent.iterdir() if p.name.startswith("settings.json.unreadable-")]
+
+
+def test_settings_merge_never_writes_through_a_planted_link(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "target").write_text("root's\n")
+    data = tmp_path / "data"
+    (data / "User").mkdir(parents=True)
+    (data / "User" / ".settings.json.tmp").symlink_to(outside / "target")  # what the old merge wrote through
+    (data / "User" / "settings.json").symlink_to(outside / "target")
+    assert usersettings.merge(data, {"a": 1}) == ["a"]
+    assert (outside / "target").read_text() == "root's\n" and json.loads((data / "User" / "settings.json").read_text()) == {"a": 1}
+    shutil.rmtree(data / "User")
+    (data / "User").symlink_to(outside)  # the folder itself a link
+    with pytest.raises(OSError):
+        usersettings.merge(data, {"a": 1})
+    assert sorted(p.name for p in outside.iterdir()) == ["target"]
 
 
 # -- archives -------------------------------------------------------------------------------
@@ -267,7 +285,8 @@ def test_clone_over_https_from_git_http_backend(prov: Manager, repos: Path, tmp_
         port = int(ready.split()[1])
         url = f"https://127.0.0.1:{port}/starter.git"
         cert = tmp_path / "cert" / CERT_NAME
-        manager = start_manager(tmp_path / "data", extra_env={"GIT_SSL_CAINFO": str(cert)})
+        # Only what the admin gives engines and clones (engine_env) reaches git, never the manager's own environment.
+        manager = start_manager(tmp_path / "data", extra_env={"DEVYARD_ENGINE_ENV": json.dumps({"GIT_SSL_CAINFO": str(cert)})})
         try:
             with manager.api() as api:
                 # Without the owner's GIT_TOKEN secret the server refuses, and the workspace says so.
@@ -343,8 +362,9 @@ def test_progress_is_reported_while_provisioning(prov: Manager, repos: Path, tmp
     make_repo(repos / "bigger.git", {f"dir{i}/file{j}.txt": f"{i}-{j}\n" * 50 for i in range(30) for j in range(30)})
     # The provisioning code itself, reporting to a recorder.
     seen: list[tuple[str, int, int]] = []
-    spec = WorkspaceSpec(uid="u1", owner="o", name="n", root=tmp_path / "ws")
+    spec = WorkspaceSpec(uid="u1", owner="o", name="n", root=tmp_path / "d" / "workspaces" / "o" / "n")
     settings = load_settings(data_dir=tmp_path / "d", git_file_roots=[repos])
+    settings.data_dir.mkdir()
     plan = provision.Plan(groups=[], git_url=f"file://{repos}/bigger.git")
     provision.provision(spec, plan, settings, lambda step, current, total: seen.append((step, current, total)))
     steps = [s for s, _, _ in seen]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,13 +32,15 @@ def free_port() -> int:
 
 @pytest.fixture
 def stack(engine: object, tmp_path: Path) -> Iterator[tuple[Manager, str, str]]:
-    """(manager, nginx URL, CA file): the documented nginx config in front of a manager trusting it."""
-    manager = start_manager(tmp_path / "data", extra_env={"DEVYARD_TRUSTED_PROXIES": '["127.0.0.1"]'})
+    """(manager, nginx URL, CA file): the documented nginx config in front of a manager, over its unix socket, trusting no address."""
+    sock = tmp_path / "run" / "devyard.sock"
+    manager = start_manager(tmp_path / "data", args=("--uds", str(sock)))
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o660 and stat.S_ISSOCK(sock.stat().st_mode)
     cert, key = self_signed(tmp_path / "tls", "127.0.0.1")
     port = free_port()
-    upstream = manager.url.removeprefix("http://")
+    upstream = f"unix:{sock}"
     site = (EXAMPLE.read_text()
-            .replace("server 127.0.0.1:8000;", f"server {upstream};")
+            .replace("server unix:/run/devyard/devyard.sock;", f"server {upstream};")
             .replace("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;")
             .replace("/etc/ssl/devyard/fullchain.pem", str(cert))
             .replace("/etc/ssl/devyard/privkey.pem", str(key)))
@@ -46,8 +49,9 @@ def stack(engine: object, tmp_path: Path) -> Iterator[tuple[Manager, str, str]]:
     prefix.mkdir()
     (prefix / "devyard.conf").write_text(site)
     temps = "\n".join(f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    # Workers as root: the test's socket lies below pytest's private folders (the docs give www-data its own).
     (prefix / "nginx.conf").write_text(
-        f"daemon off;\npid {prefix / 'nginx.pid'};\nerror_log {prefix / 'error.log'} warn;\nevents {{}}\n"
+        f"daemon off;\nuser root;\npid {prefix / 'nginx.pid'};\nerror_log {prefix / 'error.log'} warn;\nevents {{}}\n"
         f"http {{\n    access_log {prefix / 'access.log'};\n{temps}\n    include {prefix / 'devyard.conf'};\n}}\n"
     )
     proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")], stdout=subprocess.DEVNULL,
@@ -104,14 +108,23 @@ def test_workspace_and_websockets_through_nginx(stack: tuple[Manager, str, str])
         assert logins[0]["address"] == "127.0.0.3"  # X-Forwarded-For believed: it came from the trusted nginx
 
 
-def test_forwarded_headers_from_others_are_ignored(stack: tuple[Manager, str, str]) -> None:
+def test_forwarded_headers_from_others_are_ignored(stack: tuple[Manager, str, str], tmp_path: Path) -> None:
     manager, _, _ = stack
-    with httpx.Client(base_url=manager.url, transport=httpx.HTTPTransport(local_address="127.0.0.2")) as direct:
-        r = direct.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD},
-                        headers={"x-forwarded-for": "6.6.6.6", "x-forwarded-proto": "https"})
-        assert r.status_code == 200 and "secure" not in r.headers["set-cookie"].lower()
+    # Loopback is trusted by nobody now: a process on this host (a terminal) cannot claim another address.
+    for local in ("127.0.0.1", "127.0.0.2"):
+        with httpx.Client(base_url=manager.url, transport=httpx.HTTPTransport(local_address=local)) as direct:
+            r = direct.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD},
+                            headers={"x-forwarded-for": "6.6.6.6", "x-forwarded-proto": "https"})
+            assert r.status_code == 200 and "secure" not in r.headers["set-cookie"].lower()
+        with manager.api() as api:
+            assert api.get("/audit", params={"action": "login"}).json()[0]["address"] == local
+    # Over the unix socket, the proxy's own addition (the last address) is the client, whatever came before it.
+    with httpx.Client(base_url="http://devyard", transport=httpx.HTTPTransport(uds=str(tmp_path / "run" / "devyard.sock"))) as proxied:
+        r = proxied.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD},
+                         headers={"x-forwarded-for": "6.6.6.6, 10.1.2.3", "x-forwarded-proto": "https"})
+        assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()
     with manager.api() as api:
-        assert api.get("/audit", params={"action": "login"}).json()[0]["address"] == "127.0.0.2"
+        assert api.get("/audit", params={"action": "login"}).json()[0]["address"] == "10.1.2.3"
 
 
 def test_browser_workbench_through_nginx(stack: tuple[Manager, str, str], tmp_path: Path) -> None:

@@ -22,7 +22,9 @@ from devyard.auth.secrets import load_or_create_key
 from devyard.auth.throttle import LoginThrottle, Rate
 from devyard.backends import load_backend
 from devyard.config import Settings
+from devyard.engine import install
 from devyard.gateway import Gateway, tunnel
+from devyard.gateway.assets import StaticAssets
 from devyard.store import coordination
 from devyard.store.db import migrate_apart, open_engine, sessionmaker
 from devyard.web import admin, pages, sso, views
@@ -50,7 +52,10 @@ def create_app(settings: Settings) -> FastAPI:
         coordinator = coordination.for_database(settings.db_url, settings.run_dir / "leader.lock")
         service = WorkspaceService(settings, db, backend, SecretStore(db, secrets_key), coordinator)
         app.state.db, app.state.auth, app.state.audit, app.state.workspaces = db, auth, audit, service
-        app.state.gateway = Gateway(auth, service, settings.asset_cache_mb << 20)
+        installed = install.locate(settings.engine_dir)
+        assets = StaticAssets(installed.static_root if installed else None, settings.data_dir / "cache" / "static",
+                              settings.asset_cache_mb << 20, service.metrics.registry)
+        app.state.gateway = Gateway(auth, service, assets)
         tunnel.attach(app.state.gateway)
         await service.startup()
         # What exists now lives as long as the process (modules, routes, the app): out of the

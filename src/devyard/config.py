@@ -7,6 +7,7 @@ block of the config file, defaults. Databricks DevBox keys (`extension_groups`, 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -28,6 +29,10 @@ DEFAULT_TOOLS_DIR = Path("/var/cache/devyard/tools") if os.geteuid() == 0 else P
 _NPM_SPEC = re.compile(r"^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*@[0-9][0-9A-Za-z.+-]*$")
 _PYPI_SPEC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[0-9][0-9A-Za-z.+!-]*$")
 DEFAULT_PORT = 8000
+DEFAULT_SIZE, NO_LIMITS = "small", "none"
+# Private, shared (carrier-grade NAT), link-local and loopback ranges: where a cluster's pods, services and databases live.
+PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8",
+                    "fc00::/7", "fe80::/10", "::1/128")
 
 
 class ExtensionGroup(BaseModel):
@@ -110,14 +115,18 @@ OPEN_VSX = "https://open-vsx.org/vscode/gallery"
 _SIZE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 
 
+DEFAULT_PIDS_MAX = 4096  # tasks (threads count): an engine with a few terminals uses about 150
+
+
 class Size(BaseModel):
-    """A size preset (`devyard.sizes.<name>`): what one workspace may use; a limit left out is none."""
+    """A size preset (`devyard.sizes.<name>`): what one workspace may use; a memory, CPU or disk limit left out is none."""
 
     model_config = ConfigDict(extra="forbid")
 
     memory_mb: int | None = Field(default=None, gt=0)
     cpus: float | None = Field(default=None, gt=0)
     disk_mb: int | None = Field(default=None, gt=0)
+    pids_max: int = Field(default=DEFAULT_PIDS_MAX, ge=64, description="Most processes and threads the workspace may run at once.")
     description: str = ""
 
 
@@ -150,14 +159,36 @@ class KubernetesSettings(BaseModel):
     fs_group: int = Field(default=1000, ge=1, description="Group that owns the workspace volume, so the engine can write it.")
     manager_labels: dict[str, str] = Field(default_factory=lambda: {"app.kubernetes.io/name": "devyard", "app.kubernetes.io/component": "manager"},
                                            description="Labels of the manager's pods: the only pods the NetworkPolicy lets reach an engine.")
+    egress_allow: list[str] = Field(default_factory=lambda: ["0.0.0.0/0", "::/0"],
+                                    description="Where workspace pods may connect (CIDRs), less egress_deny: by default the internet.")
+    egress_deny: list[str] = Field(default_factory=lambda: list(PRIVATE_NETWORKS),
+                                   description="Networks workspace pods may not reach inside egress_allow: by default every private, shared and "
+                                   "link-local range, so the cluster's pods and services, the manager's database and cloud metadata are out of reach "
+                                   "(DNS and the manager's own pods stay allowed).")
+    dns_labels: dict[str, str] = Field(default_factory=lambda: {"k8s-app": "kube-dns"},
+                                       description="Labels of the cluster's DNS pods (any namespace), which workspace pods may ask on port 53.")
+    default_memory: str = Field(default="2Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+                                description="Memory limit of a workspace pod whose size names none (default_size: none).")
+    default_cpu: str = Field(default="1", pattern=r"^[0-9]+(\.[0-9]+)?m?$", description="CPU limit of a workspace pod whose size names none.")
     seed_url: str | None = Field(default=None, description="Base URL at which a new workspace's pod fetches what provisioning made, from "
                                  "this manager replica (default: http://$DEVYARD_POD_IP:<port>, the pod IP the Deployment passes in).")
     start_timeout_s: float = Field(default=600.0, gt=0, description="How long a pod may take to be scheduled, pull its image and become ready.")
     kubeconfig: Path | None = Field(default=None, description="A kubeconfig file to use (default: in-cluster config, else $KUBECONFIG, else ~/.kube/config).")
     context: str | None = Field(default=None, description="The kubeconfig context to use (default: its current one).")
 
+    @model_validator(mode="after")
+    def _networks(self) -> "KubernetesSettings":
+        for key in ("egress_allow", "egress_deny"):
+            for network in getattr(self, key):
+                try:
+                    ipaddress.ip_network(network)
+                except ValueError as exc:
+                    raise ValueError(f"kubernetes.{key}: {network!r} is not a network (CIDR such as 10.0.0.0/8): {exc}") from exc
+        return self
+
 
 # Machine types in the spirit of hosted workspaces; a deployment names its own in devyard.yaml.
+
 DEFAULT_SIZES = {
     "small": Size(memory_mb=2048, cpus=1, disk_mb=10_240, description="2 GB memory, 1 CPU, 10 GB disk"),
     "medium": Size(memory_mb=4096, cpus=2, disk_mb=20_480, description="4 GB memory, 2 CPUs, 20 GB disk"),
@@ -238,10 +269,25 @@ class Settings(BaseSettings):
     max_disk_mb_per_user: int | None = Field(None, ge=0, description="Quota: disk all of a user's workspaces may use, in MB, checked at create and start (none: no limit); admins can set it per user.")
     pool: Pool = Field(default_factory=Pool, description="The warm pool: `size` engines kept booted and handed to new workspaces, so create→ready skips the engine's boot.")
     sizes: dict[str, Size] = Field(default_factory=lambda: dict(DEFAULT_SIZES), description="Size presets a workspace is created with (`name: {memory_mb, cpus, disk_mb, description}`): memory and CPU limits through cgroups, disk checked at start. Default: small, medium, large.")
-    default_size: str | None = Field(None, description="The size of workspaces created without one (none: no limits unless a size is chosen).")
+    default_size: str | None = Field("small", description="The size of workspaces created without one: `small` (or the first preset when there is no `small`). Workspaces without any limits must be asked for: `none` (or null), then only the pids limit applies.")
     backup_dir: Path | None = Field(None, description="Where scheduled backups are written, one folder per workspace (default <data_dir>/backups).")
     backup_interval_s: int = Field(0, ge=0, description="Back up every provisioned workspace this often, in seconds (running ones too, consistently); 0: no scheduled backups.")
     backup_keep: int = Field(7, ge=1, description="Scheduled backups kept per workspace; older ones are removed.")
+    sandbox: Literal["auto", "on", "off"] = Field(
+        "auto", description="Run each local engine in a sandbox of its own (bubblewrap and slirp4netns): its own network, process, IPC and host "
+        "name namespaces, a private /tmp and /dev/shm, the system read-only and only its workspace's folders writable; egress to the "
+        "internet works, this host's loopback and addresses, other workspaces and link-local addresses do not. `auto`: wherever it can "
+        "run (root, per-user accounts, bwrap and slirp4netns installed), saying what is missing where not; `on`: refuse to start engines without it.")
+    sandbox_deny_networks: list[str] = Field(default_factory=list, description="More networks (CIDR) sandboxed engines may not reach, besides the "
+                                             "ones always denied: this host's own addresses and link-local 169.254.0.0/16 (cloud metadata). E.g. "
+                                             "`[10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16]` to keep workspaces off a private network.")
+    engine_env: dict[str, str] = Field(default_factory=dict, description="Variables every engine, terminal, extension install and git clone gets "
+                                       "(e.g. HTTPS_PROXY, NO_PROXY). Of the manager's own environment only PATH, LANG, LANGUAGE, LC_* and TZ reach them.")
+    disk_check_interval_s: float = Field(60.0, gt=0, description="How often running workspaces' disk use is checked against their size's disk_mb, in seconds.")
+    disk_grace_s: float = Field(300.0, ge=0, description="How long a running workspace may stay over its disk allowance after its owner is warned, "
+                                "in seconds; then it is stopped, with the reason shown.")
+    uds: Path | None = Field(None, description="Also listen on this unix socket (mode 0660, root's group): for a reverse proxy on the same host, "
+                             "which then needs no loopback address trusted for X-Forwarded-For (docs/nginx.conf).")
     log_format: Literal["text", "json"] = Field("text", description="`json`: one JSON object per log line (time, level, logger, message), for log collectors.")
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings, description="The `kubernetes` backend: `namespace`, `image`, `image_pull_policy`, `image_pull_secrets`, `storage_class`, `storage`, `engine_command`, `engine_port`, `run_as_user`, `fs_group`, `manager_labels`, `seed_url`, `start_timeout_s`, `kubeconfig`, `context`.")
     stop_workspaces_on_exit: bool = Field(False, description="Stop every engine when the manager exits (by default they keep running and the next manager adopts them).")
@@ -251,8 +297,19 @@ class Settings(BaseSettings):
         for name in self.sizes:
             if not _SIZE_NAME.match(name):
                 raise ValueError(f"size name {name!r}: use lower-case letters, digits and '-' (at most 31)")
+        if self.default_size == NO_LIMITS:
+            self.default_size = None
+        elif self.default_size == DEFAULT_SIZE and DEFAULT_SIZE not in self.sizes and "default_size" not in self.model_fields_set:
+            if not self.sizes:
+                raise ValueError("no size presets are defined: define one under `sizes`, or set default_size: none for workspaces without limits")
+            self.default_size = next(iter(self.sizes))  # the admin's own presets: the first is the default
         if self.default_size is not None and self.default_size not in self.sizes:
             raise ValueError(f"default_size {self.default_size!r} is not one of the sizes: {', '.join(self.sizes) or 'none'}")
+        for network in self.sandbox_deny_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"sandbox_deny_networks: {network!r} is not a network (CIDR such as 10.0.0.0/8): {exc}") from exc
         return self
 
     @classmethod

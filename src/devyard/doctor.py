@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from devyard.backends import cgroups, load_backend
+from devyard.backends import cgroups, load_backend, sandbox
 from devyard.config import Settings
 from devyard.engine import install, prereqs
 from devyard.errors import DevyardError
@@ -38,21 +37,29 @@ def run_checks(settings: Settings) -> list[Check]:
         Check("engine", engine is not None,
               f"code-server {engine.version} at {engine.root}" if engine else f"code-server {install.CODE_SERVER_VERSION} not installed: run `devyard engine install`"),
         isolation_check(settings),
+        sandbox_check(settings),
         Check("limits", limits.available,
-              f"memory and CPU limits of sizes enforced through {limits.detail}" if limits.available
-              else f"memory and CPU limits are unavailable, sizes will not be enforced: {limits.detail}", required=False),
+              f"memory, CPU{' and pids' if limits.pids else ''} limits of sizes enforced through {limits.detail}" if limits.available
+              else f"memory, CPU and pids limits are unavailable, sizes will not be enforced: {limits.detail}", required=False),
         Check("chromium (tests)", CHROMIUM.exists(), str(CHROMIUM) if CHROMIUM.exists() else "not installed: apt-get install -y chromium chromium-driver", required=False),
     ]
+
+
+def sandbox_check(settings: Settings) -> Check:
+    """Whether engines run in sandboxes of their own here (bubblewrap and slirp4netns), and why not."""
+    found = sandbox.detect(settings)
+    if found.available:
+        return Check("sandbox", True, found.detail)
+    return Check("sandbox", False, f"engines are not sandboxed: {found.detail}", required=settings.sandbox == "on")
 
 
 def isolation_check(settings: Settings) -> Check:
     """Whether one user's terminal is kept out of other users' workspaces, said plainly when it is not."""
     try:
-        shared = load_backend(settings).shared_account
+        missing = load_backend(settings).missing_isolation
     except DevyardError as exc:
         return Check("isolation", False, exc.message)
-    if shared is None:
-        return Check("isolation", True, "each user's engines run as a system account of their own (dy-<user>)")
-    why = "os_accounts: off" if os.geteuid() == 0 else "the manager is not root"
-    return Check("isolation", False, f"all users share one OS account ({shared}, {why}): a user's terminal can read and stop "
-                 "other users' workspaces; run the manager as root for per-user accounts", required=False)
+    if missing is None:
+        return Check("isolation", True, "each user's engines run as a system account of their own (dy-<user>), each in a sandbox of its own"
+                     if settings.backend == "local" else f"each engine in a pod of its own ({settings.backend} backend)")
+    return Check("isolation", False, missing, required=False)

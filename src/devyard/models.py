@@ -164,6 +164,7 @@ class SizeInfo(BaseModel):
     memory_mb: int | None
     cpus: float | None
     disk_mb: int | None
+    pids_max: int
     description: str
     default: bool
 

@@ -19,6 +19,7 @@ from devyard.app import create_app
 from devyard.gateway import GatewayMiddleware
 from devyard.cli.client import MANAGER_FILE
 from devyard.config import Settings
+from devyard.forwarded import ForwardedHeaders, bind_unix, trusted_hosts
 
 WS_MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # VS Code can send large messages (file contents)
 GRACEFUL_SHUTDOWN_S = 5
@@ -51,16 +52,25 @@ class _Server(uvicorn.Server):
 
 
 def serve(settings: Settings, on_ready: Callable[[str], None]) -> None:
-    """Serve the manager in the foreground until SIGINT or SIGTERM."""
+    """Serve the manager in the foreground until SIGINT or SIGTERM (on host:port, and on the unix socket `uds` when set)."""
+    app = ForwardedHeaders(GatewayMiddleware(create_app(settings)), settings.trusted_proxies)
     config = uvicorn.Config(
-        GatewayMiddleware(create_app(settings)), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
         # /w/ upgrades become byte tunnels to engines; the rest goes on to websockets-sansio (tunnel.py).
         ws=TunnelProtocol, ws_max_size=WS_MAX_MESSAGE_BYTES, lifespan="on",
-        # X-Forwarded-For/-Proto only from the configured proxies: anyone else could forge them.
-        proxy_headers=bool(settings.trusted_proxies), forwarded_allow_ips=",".join(settings.trusted_proxies) or "",
+        # X-Forwarded-For/-Proto only from the configured proxies and the unix socket (forwarded.py):
+        # anyone else could forge them. The tunnel reads forwarded_allow_ips for its upgrades.
+        proxy_headers=False, forwarded_allow_ips=trusted_hosts(settings.trusted_proxies),
         server_header=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_level="info",
         # JSON logs: uvicorn's own records go through the root handler (devyard.logs) instead of its text formatters.
         log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
         access_log=False, ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key,
     )
-    _Server(config, settings, on_ready).run()
+    sockets = [config.bind_socket()]
+    if settings.uds:
+        sockets.append(bind_unix(settings.uds))
+    try:
+        _Server(config, settings, on_ready).run(sockets=sockets)
+    finally:
+        if settings.uds:
+            settings.uds.unlink(missing_ok=True)

@@ -69,6 +69,7 @@ async def restore_workspace(request: Request, ident: CurrentUser, service: Works
         received.unlink()
         manifest = backups.Manifest.read(unpacked)
         check_allowed(manifest.extensions, settings.extensions)
+        backups.real_folders(unpacked)
         (unpacked / "files").mkdir(exist_ok=True)
         try:
             req = WorkspaceCreate(name=name or manifest.name, start=start, idle_timeout_s=manifest.idle_timeout_s,

@@ -8,6 +8,7 @@ marks them with the comment `devyard user <user>` so it never takes over an acco
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pwd
@@ -18,9 +19,11 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
+from devyard.backends.base import WorkspaceSpec
 from devyard.errors import BackendError
 from devyard.processes import signal_and_wait
 
@@ -85,6 +88,13 @@ def ensure(user: str) -> Account:
         return found
 
 
+def popen_args(account: Account | None) -> dict[str, Any]:
+    """subprocess.Popen arguments that run the child as `account`: no supplementary groups of root's, files private (umask 077)."""
+    if account is None:
+        return {}
+    return {"user": account.uid, "group": account.gid, "extra_groups": [], "umask": 0o077}
+
+
 def chown_tree(top: Path, account: Account) -> None:
     """Give `top` and everything under it to `account`, never following a symbolic link.
 
@@ -100,9 +110,49 @@ def chown_tree(top: Path, account: Account) -> None:
     os.chown(top, account.uid, account.gid, follow_symlinks=False)
 
 
+def workspace_account(isolated: bool, owner: str) -> Account | None:
+    """The account `owner`'s workspaces run as (created on first use), or None when engines share the manager's."""
+    return ensure(owner) if isolated else None
+
+
+def _made(path: Path, mode: int) -> None:
+    """`path` made as a folder, or OSError when something else (a file, a link) stands there."""
+    try:
+        os.mkdir(path, mode)
+    except FileExistsError:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder (a file or a link stands there)", str(path)) from None
+
+
+def _folder(path: Path, mode: int, uid: int, gid: int) -> None:
+    _made(path, mode)
+    os.chown(path, uid, gid, follow_symlinks=False)
+    os.chmod(path, mode, follow_symlinks=False)
+
+
+def prepare_folders(ws: WorkspaceSpec, account: Account | None, workspaces_dir: Path) -> None:
+    """Make (or repair) a workspace's folders, private from the moment they exist.
+
+    With an account: workspaces/ 0711; <owner>/ and <owner>/<name>/ root's with the account's
+    group, 0710 (it passes, nobody lists them); files/, home/, data/ and extensions/ the account's,
+    0700 (handed over the first time, see give); logs/ root's, 0700: only the manager writes it.
+    Without one, every folder is the manager's, 0700.
+    """
+    me, my_group = os.geteuid(), os.getegid()
+    _folder(workspaces_dir, 0o711 if account else 0o700, me, my_group)
+    for d in (ws.root.parent, ws.root):
+        _folder(d, 0o710 if account else 0o700, me, account.gid if account else my_group)
+    for d in (ws.files_dir, ws.home_dir, ws.data_dir, ws.extensions_dir):
+        if account is None:
+            _folder(d, 0o700, me, my_group)
+        else:
+            give(d, account)
+    _folder(ws.log_file.parent, 0o700, me, my_group)
+
+
 def give(path: Path, account: Account, mode: int = 0o700) -> None:
     """Make the folder `path` the account's own (mode `mode`), handing over its contents the first time."""
-    path.mkdir(parents=True, exist_ok=True)
+    _made(path, 0o700)
     if path.lstat().st_uid != account.uid:
         chown_tree(path, account)
     os.chmod(path, mode, follow_symlinks=False)

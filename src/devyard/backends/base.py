@@ -1,7 +1,7 @@
 """The Backend protocol and the value types that cross it (design.md §7).
 
 A backend runs engines somewhere; the manager asks it to start, stop, report on and adopt them
-and never learns more. Implement the ten methods, `shared_account` and `local_files`; register the class under the
+and never learns more. Implement the ten methods, `missing_isolation` and `local_files`; register the class under the
 `devyard.backends` entry point group (the built-in `local` backend is registered the same way).
 
     backend = LocalBackend(settings)
@@ -26,7 +26,8 @@ class Limits:
 
     memory_bytes: int | None = None
     cpus: float | None = None
-    disk_bytes: int | None = None  # kept to at start (local) or the volume's size (kubernetes)
+    disk_bytes: int | None = None  # checked while it runs (local) or the volume's size (kubernetes)
+    pids_max: int | None = None  # processes and threads at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +123,8 @@ class Backend(Protocol):
     local_files: bool
 
     @property
-    def shared_account(self) -> str | None:
-        """The OS account all users' engines share (shown as a warning), or None when each user's are isolated."""
+    def missing_isolation(self) -> str | None:
+        """What keeps users' workspaces from being kept apart here, in one plain sentence (shown as a warning); None when nothing does."""
         ...
 
     async def start(self, ws: WorkspaceSpec) -> Endpoint:

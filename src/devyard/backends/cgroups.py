@@ -1,4 +1,4 @@
-"""Memory and CPU limits of local engines through Linux control groups: v2 where delegated, v1 where that is what the host has.
+"""Memory, CPU and pids limits of local engines through Linux control groups: v2 where delegated, v1 where that is what the host has.
 
 Written by hand: no maintained Python library manages cgroups for a process outside systemd
 (cgroupspy is unmaintained; systemd-run needs a running systemd), and the interface is a few
@@ -31,9 +31,10 @@ class Support:
     """Whether this host lets the manager limit engines, and where their groups go."""
 
     version: int | None  # 2, 1, or None: unavailable
-    memory: Path | None  # the folder each engine's memory group is made in (v2: the one folder for both)
+    memory: Path | None  # the folder each engine's memory group is made in (v2: the one folder for all)
     cpu: Path | None
     detail: str  # where, or why not
+    pids: Path | None = None  # the folder of pids groups, where the host has that controller
 
     @property
     def available(self) -> bool:
@@ -95,18 +96,20 @@ def detect(mountinfo: str | None = None, proc_cgroup: str | None = None) -> Supp
         elif not _writable(folder) or not os.access(folder / "cgroup.subtree_control", os.W_OK):
             reasons.append(f"cgroup v2 group {folder} is not writable by this user (delegate it, e.g. systemd Delegate=yes)")
         else:
-            return Support(2, folder / GROUP, folder / GROUP, f"cgroup v2 at {folder}")
+            pids = folder / GROUP if "pids" in controllers else None
+            return Support(2, folder / GROUP, folder / GROUP, f"cgroup v2 at {folder}", pids)
     found: dict[str, Path] = {}
-    for controller in ("memory", "cpu"):
+    for controller in ("memory", "cpu", "pids"):
         for root, point, fstype, options in mounts:
             if fstype == "cgroup" and controller in options and controller in own:
                 folder = _inside(root, point, own[controller])
                 if folder is not None:
                     found[controller] = folder
-    if len(found) == 2:
-        blocked = [str(f) for f in found.values() if not _writable(f)]
+    if "memory" in found and "cpu" in found:
+        blocked = [str(f) for f in (found["memory"], found["cpu"]) if not _writable(f)]
         if not blocked:
-            return Support(1, found["memory"] / GROUP, found["cpu"] / GROUP, f"cgroup v1 at {found['memory']} and {found['cpu']}")
+            pids = found["pids"] / GROUP if "pids" in found and _writable(found["pids"]) else None
+            return Support(1, found["memory"] / GROUP, found["cpu"] / GROUP, f"cgroup v1 at {found['memory']} and {found['cpu']}", pids)
         reasons.append(f"cgroup v1 groups {', '.join(blocked)} are not writable by this user (run the manager as root)")
     elif not reasons:
         reasons.append("no cgroup v2 with memory and cpu, and no cgroup v1 memory and cpu hierarchies are mounted")
@@ -128,31 +131,33 @@ def _write(path: Path, value: str, required: bool = True) -> None:
             raise
 
 
-def _enable_v2(parent: Path) -> None:
-    """Let `parent` (<own>/devyard) hand memory and cpu to its children.
+def _enable_v2(parent: Path, pids: bool) -> None:
+    """Let `parent` (<own>/devyard) hand memory, cpu (and pids) to its children.
 
     v2 allows controllers below a group only when no process sits in it, so the manager's own
     group first moves its processes into a leaf, `<own>/manager` — what systemd asks of a
     delegated service.
     """
     own = parent.parent
-    if not {"memory", "cpu"} <= set(_read(own / "cgroup.subtree_control").split()):
+    wanted = ["memory", "cpu", *(["pids"] if pids else [])]
+    enable = " ".join(f"+{c}" for c in wanted)
+    if not set(wanted) <= set(_read(own / "cgroup.subtree_control").split()):
         leaf = own / "manager"
         leaf.mkdir(exist_ok=True)
         for pid in _read(own / "cgroup.procs").split():
             with contextlib.suppress(OSError):  # a process that just exited
                 (leaf / "cgroup.procs").write_text(pid)
-        (own / "cgroup.subtree_control").write_text("+memory +cpu")
+        (own / "cgroup.subtree_control").write_text(enable)
     parent.mkdir(exist_ok=True)
-    if not {"memory", "cpu"} <= set(_read(parent / "cgroup.subtree_control").split()):
-        (parent / "cgroup.subtree_control").write_text("+memory +cpu")
+    if not set(wanted) <= set(_read(parent / "cgroup.subtree_control").split()):
+        (parent / "cgroup.subtree_control").write_text(enable)
 
 
 def create(support: Support, uid: str, limits: Limits) -> list[str]:
     """Make the engine's groups with `limits` written; their paths (OSError when the host refuses)."""
     assert support.memory is not None and support.cpu is not None
     if support.version == 2:
-        _enable_v2(support.memory)
+        _enable_v2(support.memory, support.pids is not None)
         group = support.memory / uid
         group.mkdir(exist_ok=True)
         if limits.memory_bytes:
@@ -161,8 +166,16 @@ def create(support: Support, uid: str, limits: Limits) -> list[str]:
             _write(group / "memory.oom.group", "1", required=False)
         if limits.cpus:
             _write(group / "cpu.max", f"{int(limits.cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")
+        if limits.pids_max and support.pids is not None:
+            _write(group / "pids.max", str(limits.pids_max))
         return [str(group)]
     memory, cpu = support.memory / uid, support.cpu / uid
+    folders = [memory, cpu]
+    if limits.pids_max and support.pids is not None:
+        pids = support.pids / uid
+        pids.mkdir(parents=True, exist_ok=True)
+        _write(pids / "pids.max", str(limits.pids_max))
+        folders.append(pids)
     for folder in (memory, cpu):
         folder.mkdir(parents=True, exist_ok=True)
     if limits.memory_bytes:
@@ -172,13 +185,14 @@ def create(support: Support, uid: str, limits: Limits) -> list[str]:
     if limits.cpus:
         _write(cpu / "cpu.cfs_period_us", str(CPU_PERIOD_US))
         _write(cpu / "cpu.cfs_quota_us", str(int(limits.cpus * CPU_PERIOD_US)))
-    return [str(memory), str(cpu)]
+    return [str(f) for f in folders]
 
 
-def enter(groups: list[str], pid: int) -> None:
-    """Move process `pid` (its later children follow) into the groups."""
+def enter_all(groups: list[str], pids: list[int]) -> None:
+    """Move processes `pids` (their later children follow) into the groups."""
     for group in groups:
-        (Path(group) / "cgroup.procs").write_text(str(pid))
+        for pid in pids:
+            (Path(group) / "cgroup.procs").write_text(str(pid))
 
 
 def oom_kills(groups: list[str]) -> int:

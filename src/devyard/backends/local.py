@@ -19,6 +19,7 @@ accounts.py): their files, home, settings, extensions and runtime folder belong 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from urllib.parse import quote
 
 import psutil
 
-from devyard.backends import accounts, cgroups, homefiles
+from devyard.backends import accounts, cgroups, homefiles, sandbox
 from devyard.backends.accounts import Account
 from devyard.backends.base import Endpoint, RuntimeStatus, Stats, WorkspaceSpec
 from devyard.backends.pool import WarmPool, give_back_paths, move_in
@@ -48,6 +49,8 @@ from devyard.provision import tools as provision_tools
 
 log = logging.getLogger("devyard")
 
+NOT_SANDBOXED = ("a user's terminal can reach other users' ports and this host's services on localhost, and see other users' "
+                 "processes and /tmp")
 # sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
 READY_POLL_S = 0.02
@@ -65,9 +68,18 @@ class LocalBackend:
         self.isolated = settings.isolated
         if self.isolated:
             check_isolation(settings)
-        # Popen objects of engines this manager started, kept to reap them (no zombies).
+        # Popen objects of engines (and their sandboxes' network helpers) this manager started, kept to reap them (no zombies).
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._helpers: dict[str, subprocess.Popen[bytes]] = {}
         self.cgroups = cgroups.detect()
+        self.user = pwd_name(os.geteuid())
+        self.sandbox = sandbox.detect(settings)
+        if settings.sandbox == "on" and not self.sandbox.available:
+            raise Invalid(f"sandbox: on, but engines cannot be sandboxed here: {self.sandbox.detail}", code="sandbox_unavailable")
+        if self.isolated and not self.sandbox.available:
+            log.warning("workspaces are NOT sandboxed (%s): %s", self.sandbox.detail, NOT_SANDBOXED)
+        # Read by every engine, changed by none: root's, outside any tenant's folder (written at the first start).
+        self.engine_config, self.resolv_conf = self.run_dir / "code-server.yaml", self.run_dir / "resolv.conf"
         size = settings.pool.size
         if size and self.isolated:
             log.warning("the warm pool is off: engines run as each user's own account here (os_accounts), unknown before a workspace exists")
@@ -76,9 +88,14 @@ class LocalBackend:
                              boot=self._boot_warm, alive=lambda uid: self._process(self._read_record(uid)) is not None, discard=self._discard_warm)
 
     @property
-    def shared_account(self) -> str | None:
-        """The OS account every user's engines share, or None when each user has their own."""
-        return None if self.isolated else pwd_name(os.geteuid())
+    def missing_isolation(self) -> str | None:
+        """What keeps workspaces from being kept apart here, in one plain sentence; None when nothing does."""
+        if not self.isolated:
+            return (f"All users share one OS account ({self.user}): a user's terminal can read and stop other users' workspaces. "
+                    "Run the manager as root, with os_accounts on, for an account and a sandbox per user.")
+        if not self.sandbox.available:
+            return f"Workspaces are not sandboxed ({self.sandbox.detail}): {NOT_SANDBOXED}"
+        return None
 
     # -- paths and records ------------------------------------------------------------------
     def socket_path(self, uid: str) -> Path:
@@ -114,6 +131,13 @@ class LocalBackend:
         record = self._read_record(uid) or {}
         child = self._children.pop(uid, None)
         code = child.poll() if child else None  # reaped first: a zombie still counts as the group's
+        net = self._process(record.get("net"))
+        if net is not None:  # it ends with its sandbox; one left behind (a stuck exit) is ended here
+            net.kill()
+        helper = self._helpers.pop(uid, None)
+        if helper is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                helper.wait(timeout=2)
         if record.get("cgroups"):
             cgroups.remove(record["cgroups"])
         # run/<uid>.sock: where engines of earlier versions listened.
@@ -181,11 +205,21 @@ class LocalBackend:
         record = self._read_record(warm.uid)
         if record is None:
             raise OSError(f"the pool engine {warm.uid} has no record")
+        proc = self._process(record)
+        if proc is None:
+            raise OSError(f"the pool engine {warm.uid} is gone")
+        # The workspace's limits, for the engine and all it started while it waited (charges made before stay where they were).
+        groups = self._groups(ws)
+        try:
+            cgroups.enter_all(groups, [p.pid for p in process_tree(proc)])
+        except OSError:
+            cgroups.remove(groups)
+            raise
         move_in(warm, ws)
         homefiles.write(ws.home_dir, ws.files, [])
         record = {k: v for k, v in record.items() if k not in ("pool", "root")}
         self._write_record(ws.uid, {**record, "owner": ws.owner, "name": ws.name, "runtime": str(self._runtime_dir(warm.uid)),
-                                    "links": [str(warm.root)]})
+                                    "links": [str(warm.root)], "cgroups": groups, "memory_bytes": ws.limits.memory_bytes})
         self._record_path(warm.uid).unlink(missing_ok=True)
         child = self._children.pop(warm.uid, None)
         if child is not None:
@@ -209,52 +243,71 @@ class LocalBackend:
         if account:
             engine = publish.for_accounts(engine)
         runtime = self._prepare(ws, account)
-        # Written fresh each start into the runtime folder, which the engine's account owns.
-        config = runtime / "code-server.yaml"
-        config.write_text(ENGINE_CONFIG)
-        os.chmod(config, 0o644)
         argv = engine_argv(
             engine, socket=sock, folder=ws.files_dir, user_data=ws.data_dir, extensions=ws.extensions_dir,
-            config=config, base_path=ws.base_path if ws.owner else "/", session_socket=session_sock,
+            config=self.engine_config, base_path=ws.base_path if ws.owner else "/", session_socket=session_sock,
             policies=policy_flags(disable_file_downloads=self.settings.disable_file_downloads, disable_file_uploads=self.settings.disable_file_uploads,
                                   reconnection_grace_s=self.settings.reconnection_grace_s),
         )
-        env = engine_env(engine, home=ws.home_dir, runtime_dir=runtime)
+        env = engine_env(engine, home=ws.home_dir, runtime_dir=runtime, extra=self.settings.engine_env)
         env.update(ws.env)
         if ws.path:
             env["PATH"] = os.pathsep.join([*ws.path, env["PATH"]])
         homefiles.write(ws.home_dir, ws.files, [])
-        # What makes the engine that account: no supplementary groups of root's, files private by default.
-        as_account: dict[str, Any] = {}
-        if account:
-            env.update(USER=account.name, LOGNAME=account.name)
-            as_account = {"user": account.uid, "group": account.gid, "extra_groups": [], "umask": 0o077}
+        env.update(USER=account.name if account else self.user, LOGNAME=account.name if account else self.user)
         groups = self._groups(ws)
+        net: dict[str, Any] = {}
         with ws.log_file.open("ab") as log:
             log.write(f"--- devyard: starting code-server {engine.version} at {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
             if (ws.limits.memory_bytes or ws.limits.cpus) and not self.cgroups.available:
                 log.write(f"--- devyard: memory and CPU limits are NOT enforced on this host: {self.cgroups.detail} ---\n".encode())
+            if account and not self.sandbox.available:
+                log.write(f"--- devyard: NOT sandboxed ({self.sandbox.detail}): {NOT_SANDBOXED} ---\n".encode())
             log.flush()
-            proc = subprocess.Popen(
-                argv, cwd=ws.files_dir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, close_fds=True, **as_account,
-            )
+            try:
+                if account and self.sandbox.available:
+                    started = sandbox.launch(argv, account=account, layout=self._layout(ws, runtime), deny=self.deny, env=env, output=log,
+                                             before_release=lambda pids: cgroups.enter_all(groups, pids))
+                    proc = started.proc
+                    self._helpers[ws.uid] = started.net
+                    net = {"net": {"pid": started.net.pid, "create_time": psutil.Process(started.net.pid).create_time()}}
+                else:
+                    proc = subprocess.Popen(argv, cwd=ws.files_dir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True, close_fds=True, **accounts.popen_args(account))
+                    try:
+                        # At once, before the engine (still loading node) starts any process of its own.
+                        cgroups.enter_all(groups, [proc.pid])
+                    except OSError:
+                        proc.kill()
+                        proc.wait()
+                        raise
+            except OSError as exc:
+                cgroups.remove(groups)
+                raise BackendError(f"could not start the engine in its control groups: {exc}", code="limits_failed") from exc
+            except BackendError:
+                cgroups.remove(groups)
+                raise
         self._children[ws.uid] = proc
-        try:
-            # At once, before the engine (still loading node) starts any process of its own.
-            cgroups.enter(groups, proc.pid)
-        except OSError as exc:
-            proc.kill()
-            proc.wait()
-            raise BackendError(f"could not put the engine in its control group: {exc}", code="limits_failed") from exc
         create_time = psutil.Process(proc.pid).create_time()
         self._write_record(ws.uid, {"pid": proc.pid, "create_time": create_time, "socket": str(sock), "owner": ws.owner, "name": ws.name,
-                                    "cgroups": groups, "memory_bytes": ws.limits.memory_bytes, **(extra or {})})
+                                    "cgroups": groups, "memory_bytes": ws.limits.memory_bytes, **net, **(extra or {})})
         return proc
+
+    def _layout(self, ws: WorkspaceSpec, runtime: Path) -> sandbox.Layout:
+        """What the engine of `ws` sees of this host's files in its sandbox."""
+        return sandbox.Layout(
+            hidden=self.settings.data_dir, writable=[ws.files_dir, ws.home_dir, ws.data_dir, ws.extensions_dir, runtime],
+            readonly=[(self.engine_config, self.engine_config), (self.resolv_conf, Path("/etc/resolv.conf"))],
+            hostname=ws.name or "workspace", tmpfs_bytes=ws.limits.memory_bytes or sandbox.TMPFS_BYTES, chdir=ws.files_dir)
+
+    @property
+    def deny(self) -> list[str]:
+        """Networks no sandboxed engine may reach (computed at each start: the host's addresses may change)."""
+        return sandbox.denied_networks(self.settings.sandbox_deny_networks)
 
     def _groups(self, ws: WorkspaceSpec) -> list[str]:
         """The engine's control groups, made with its limits; none without limits or where the host has none."""
-        if not (ws.limits.memory_bytes or ws.limits.cpus) or not self.cgroups.available:
+        if not (ws.limits.memory_bytes or ws.limits.cpus or ws.limits.pids_max) or not self.cgroups.available:
             return []
         try:
             return cgroups.create(self.cgroups, ws.uid, ws.limits)
@@ -271,24 +324,15 @@ class LocalBackend:
     def _prepare(self, ws: WorkspaceSpec, account: Account | None) -> Path:
         """Make (or repair) the folders an engine needs, owned and protected as its mode requires; the runtime folder."""
         self._protect_run_dir()
+        sandbox.write_shared_files(self.run_dir, ENGINE_CONFIG)
+        accounts.prepare_folders(ws, account, self.settings.workspaces_dir)
+        # A fresh runtime folder each start, made by the manager in run/ (root's, 0711): nothing the
+        # tenant left in the last one (a planted link) is there to be written through.
         runtime = self._runtime_dir(ws.uid)
-        runtime.mkdir(mode=0o700, exist_ok=True)
-        for d in (ws.files_dir, ws.home_dir, ws.data_dir, ws.extensions_dir, ws.log_file.parent):
-            d.mkdir(parents=True, exist_ok=True)
-        if account is None:
-            return runtime
-        # Others may pass through to their own folders but not list them; the owner's folders only
-        # let the owner's group (its account) through.
-        os.chmod(self.settings.workspaces_dir, 0o711)
-        for d in (ws.root.parent, ws.root):
-            os.chown(d, 0, account.gid, follow_symlinks=False)
-            os.chmod(d, 0o710, follow_symlinks=False)
-        for d in (ws.files_dir, ws.home_dir, ws.data_dir, ws.extensions_dir):
-            accounts.give(d, account)
-        # The log is opened by the manager, never by the engine: it stays the manager's.
-        os.chown(ws.log_file.parent, 0, 0, follow_symlinks=False)
-        os.chmod(ws.log_file.parent, 0o700, follow_symlinks=False)
-        os.chown(runtime, account.uid, account.gid)
+        shutil.rmtree(runtime, ignore_errors=True)
+        os.mkdir(runtime, 0o700)
+        if account is not None:
+            os.chown(runtime, account.uid, account.gid, follow_symlinks=False)
         return runtime
 
     async def _wait_ready(self, ws: WorkspaceSpec, proc: subprocess.Popen[bytes]) -> None:

@@ -13,8 +13,9 @@ An engine's boot (Node loading code-server, about 0.8 s) is most of a new worksp
    adoption after a manager restart treat it like any other engine; a new one boots in its place.
 
 An engine is taken only for a workspace's first start, where it is exactly what a fresh engine
-would give: engines share one system account (os_accounts off), the workspace has no size limits,
-no secret variables (the engine's environment is fixed at boot) and no extensions installed by
+would give: engines share one system account (os_accounts off; so never sandboxed), the workspace's
+size limits are applied as it is handed over (its control groups made and the engine's processes
+moved in; memory it used while waiting stays counted where it was), no secret variables (the engine's environment is fixed at boot) and no extensions installed by
 provisioning. Later starts use the workspace's own paths, where VS Code keeps its editor state. Anything
 else starts its own engine as before. One difference stays: `/absproxy/` URLs of a pooled engine
 lack the workspace prefix until its next start (code-server takes that prefix at boot); `/proxy/`
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devyard.backends.base import Limits, WorkspaceSpec
+from devyard.backends.base import WorkspaceSpec
 
 log = logging.getLogger("devyard")
 SUBFOLDERS = ("files", "data", "home")  # what provisioning may have written, merged into the engine's
@@ -55,7 +56,7 @@ def slot_spec(pool_dir: Path, path: tuple[str, ...]) -> WorkspaceSpec:
 
 def eligible(ws: WorkspaceSpec, path: tuple[str, ...]) -> bool:
     """Whether a pool engine is what starting `ws` would give (see the module docstring)."""
-    if not ws.first_start or ws.limits != Limits() or ws.env or ws.path != path:
+    if not ws.first_start or ws.env or ws.path != path:
         return False
     extensions = ws.extensions_dir
     return not (extensions.is_dir() and any(extensions.iterdir()))

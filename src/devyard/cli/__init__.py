@@ -68,6 +68,8 @@ def up(
     log_format: Annotated[str | None, typer.Option("--log-format", help="`json`: one JSON object per log line; `text` (default).")] = None,
     stop_workspaces_on_exit: Annotated[bool | None, typer.Option(
         "--stop-workspaces-on-exit/--keep-workspaces-on-exit", help="Stop every engine when the manager exits (default: keep them for the next one).")] = None,
+    uds: Annotated[Path | None, typer.Option(
+        "--uds", help="Also listen on this unix socket, for a reverse proxy on this host (mode 0660, its folder's group).")] = None,
 ) -> None:
     """Run the manager in the foreground (engines keep running when it exits)."""
     from devyard.server import serve  # uvicorn and the app load only for `up`
@@ -79,7 +81,7 @@ def up(
     if log_format not in (None, "text", "json"):
         raise Invalid(f"--log-format takes `text` or `json`, not '{log_format}'", code="invalid_log_format")
     settings = load_settings(config, host=host, port=port, data_dir=data_dir, tls=tls, tls_cert=tls_cert, tls_key=tls_key, os_accounts=os_accounts,
-                             log_format=log_format, stop_workspaces_on_exit=stop_workspaces_on_exit)
+                             log_format=log_format, stop_workspaces_on_exit=stop_workspaces_on_exit, uds=uds)
     _warn_moved_data(settings)
     if settings.tls_cert or settings.tls_key or settings.tls == "self-signed":
         # cryptography's X.509 half (8 MB resident) only where TLS is asked for: the manager runs for weeks.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from devyard.engine.install import Engine
@@ -46,16 +47,29 @@ def policy_flags(*, disable_file_downloads: bool, disable_file_uploads: bool, re
             + ("--reconnection-grace-time", str(reconnection_grace_s)))
 
 
-def engine_env(engine: Engine, *, home: Path, runtime_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment of an engine: Node 24 first on PATH, private runtime dir for VS Code's IPC sockets."""
-    env = dict(os.environ if base is None else base)
-    # The manager's own secrets and settings are none of the workspace's business.
-    for key in [k for k in env if k.startswith("DEVYARD_")]:
-        del env[key]
-    env["PATH"] = f"{engine.bin_dir}{os.pathsep}{env.get('PATH', '')}"
+# What an engine and its terminals get of the manager's environment: nothing but the locale, the
+# time zone and PATH (the manager's own secrets, tokens and settings stay its own).
+INHERITED = frozenset({"PATH", "LANG", "LANGUAGE", "TZ"})
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def inherited(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of the manager's environment `environ` that engines may see: INHERITED and LC_*."""
+    return {k: v for k, v in environ.items() if k in INHERITED or k.startswith("LC_")}
+
+
+def engine_env(engine: Engine, *, home: Path, runtime_dir: Path, extra: Mapping[str, str] | None = None,
+               base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment of an engine, built from an allow-list: Node 24 first on PATH, HOME, a private runtime dir, `extra`.
+
+    `base` is the manager's environment (default: this process's), of which only `inherited` passes;
+    `extra` holds what the admin gives every engine (engine_env: a proxy, say).
+    """
+    env = inherited(os.environ if base is None else base)
+    env.update(extra or {})
+    env["PATH"] = f"{engine.bin_dir}{os.pathsep}{env.get('PATH') or DEFAULT_PATH}"
     env["XDG_RUNTIME_DIR"] = str(runtime_dir)
     env["HOME"] = str(home)
-    env.pop("VSCODE_IPC_HOOK_CLI", None)
     # Otherwise the server replaces this environment with a login shell's (`bash -ilc env`), whose
     # /etc/profile resets PATH: terminals would lose Node 24 and the tools. The server skips that
     # resolution exactly when VSCODE_CLI=1 (its only use there).

@@ -44,6 +44,11 @@ class Engine:
         """Folder holding Node 24, put first on PATH for every engine start."""
         return self.node.parent
 
+    @property
+    def static_root(self) -> Path:
+        """VS Code's folder in code-server (lib/vscode): what its `stable-<commit>/static/` URLs serve."""
+        return self.entry.parents[2] / "lib" / "vscode"
+
 
 def engine_root(engine_dir: Path, version: str = CODE_SERVER_VERSION) -> Path:
     """Where `version` is (or would be) installed."""

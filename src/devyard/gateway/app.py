@@ -5,6 +5,7 @@ GatewayMiddleware hands /w/... to Gateway and everything else to the API and das
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -17,8 +18,7 @@ from devyard.auth.csrf import origin_matches
 from devyard.auth.identity import Authenticator
 from devyard.gateway import access
 from devyard.gateway.headers import WEBSOCKET_HANDSHAKE, upstream_headers
-from devyard.engine.install import CODE_SERVER_VERSION as ENGINE_VERSION
-from devyard.gateway.assets import AssetCache, Uncached
+from devyard.gateway.assets import Asset, NotInInstall, StaticAssets
 from devyard.gateway.http import EngineUnreachable, HttpProxy
 from devyard.gateway.websocket import relay
 from devyard.models import Status
@@ -55,11 +55,11 @@ class Refused:
 class Gateway:
     """Authenticates, authorizes and proxies requests under /w/."""
 
-    def __init__(self, auth: Authenticator, service: WorkspaceService, asset_cache_bytes: int = 0) -> None:
+    def __init__(self, auth: Authenticator, service: WorkspaceService, assets: StaticAssets) -> None:
         self.auth = auth
         self.service = service
         self.http = HttpProxy()
-        self.assets = AssetCache(asset_cache_bytes, service.metrics.registry)
+        self.assets = assets
 
     async def close(self) -> None:
         """Close engine connection pools."""
@@ -153,25 +153,40 @@ class Gateway:
             finally:
                 self.service.metrics.websockets.dec()
             return
+        key = self.assets.key(scope, path)
+        if key is not None:  # the installed engine's own static files: from disk, never from this engine
+            await self._static(scope, send, key)
+            return
         headers = upstream_headers(scope["headers"], drop=frozenset(), used_bearer=used_bearer, client=client, scheme=scheme)
         try:
-            key = self.assets.key(scope, ENGINE_VERSION, path)
-            if key is None:
-                await self.http.forward(scope, receive, send, route.address, path, headers)
-                return
-            address = route.address
-            found = await self.assets.get(key, lambda: self.http.open(scope, receive, address, path, self.assets.engine_headers(headers, key)))
-            if isinstance(found, Uncached):
-                await self.http.relay(found.response, send, found.head)
-                return
-            asset, hit = found
-            await send({"type": "http.response.start", "status": 200, "headers": asset.response_headers(b"hit" if hit else b"miss")})
-            await send({"type": "http.response.body", "body": asset.body})
+            await self.http.forward(scope, receive, send, route.address, path, headers)
         except EngineUnreachable as exc:
             log.warning("workspace %s/%s: engine unreachable: %s", route.owner, route.name, exc)
             await self.http.forget(route.address)
             self.service.recheck_soon(route)
             await _respond(scope, send, 502, "engine_unreachable", "the workspace engine is not answering; it is being checked, try again shortly")
+
+    async def _static(self, scope: Scope, send: Send, key: tuple[str, str, str]) -> None:
+        """Answer a request for the engine's versioned static tree from the trusted install."""
+        try:
+            found, hit = await self.assets.get(key)
+        except NotInInstall:
+            await _send(send, 404, b"Not found.", b"text/plain", extra=[(b"cache-control", b"no-store")])
+            return
+        except (OSError, asyncio.TimeoutError, RuntimeError) as exc:
+            log.warning("static file %s could not be read from the engine install: %s", key[1], exc)
+            await _respond(scope, send, 503, "static_unavailable", "this file of the editor could not be read; try again shortly")
+            return
+        head = scope["method"] == "HEAD"
+        if isinstance(found, Asset):
+            await send({"type": "http.response.start", "status": 200, "headers": found.response_headers(b"hit" if hit else b"miss")})
+            await send({"type": "http.response.body", "body": b"" if head else found.body})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": found.response_headers()})
+        if not head:
+            async for chunk in found.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
 
 class GatewayMiddleware:

@@ -1,4 +1,10 @@
-"""Header handling shared by the HTTP proxy and the WebSocket relay."""
+"""Header handling shared by the HTTP proxy and the WebSocket relay.
+
+An engine's answer is the tenant's to write (see gateway/assets.py), so what the browser gets of it
+is filtered: no cookie of devyard's own (a tenant's page must not log a visitor in or out of the
+dashboard), no `Service-Worker-Allowed` (code-server sends `/`, which would let a worker registered
+from a workspace control every page of the origin) and no `Clear-Site-Data`.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +21,16 @@ WEBSOCKET_HANDSHAKE = frozenset({
 })
 # A tunnelled upgrade keeps the browser's Sec-WebSocket-* (the engine answers the browser itself).
 WEBSOCKET_TUNNEL_DROP = frozenset({b"content-length"})
-_SESSION_PREFIX = SESSION_COOKIE.encode() + b"="
+# Response headers an engine may not send on: they reach beyond its own workspace.
+ENGINE_MAY_NOT_SET = frozenset({b"service-worker-allowed", b"clear-site-data"})
+OWN_COOKIE_PREFIX = SESSION_COOKIE.partition("_")[0].encode()  # devyard_session, devyard_sso, any devyard_* to come
 
 
 def strip_session_cookie(cookie: bytes) -> bytes:
-    """The Cookie header without devyard's session cookie, which no workspace may see."""
-    if _SESSION_PREFIX not in cookie:
+    """The Cookie header without devyard's own cookies (the session, the sign-in state), which no workspace may see."""
+    if OWN_COOKIE_PREFIX not in cookie:
         return cookie
-    parts = [p for p in cookie.split(b";") if not p.strip().startswith(_SESSION_PREFIX)]
+    parts = [p for p in cookie.split(b";") if not p.strip().startswith(OWN_COOKIE_PREFIX)]
     return b";".join(parts).strip()
 
 
@@ -50,6 +58,30 @@ def upstream_headers(raw: list[tuple[bytes, bytes]], *, drop: frozenset[bytes], 
     return out
 
 
+def reaches_beyond(name: bytes, value: bytes) -> bool:
+    """Whether an engine's response header would act beyond its own workspace (`name` in lower case)."""
+    if name in ENGINE_MAY_NOT_SET:
+        return True
+    return name == b"set-cookie" and value.lstrip().lower().startswith(OWN_COOKIE_PREFIX)
+
+
 def downstream_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """Response headers to pass back to the browser: everything but hop-by-hop ones."""
-    return [(n, v) for n, v in raw if n.lower() not in HOP_BY_HOP]
+    """Response headers to pass back to the browser: not hop-by-hop, nothing that reaches beyond the workspace."""
+    out = []
+    for name, value in raw:
+        lname = name.lower()
+        if lname not in HOP_BY_HOP and not reaches_beyond(lname, value):
+            out.append((name, value))
+    return out
+
+
+def filter_head(head: bytes) -> bytes:
+    """An engine's raw answer head (a WebSocket's 101: hop-by-hop headers stay) without what reaches beyond the workspace."""
+    status, _, rest = head.partition(b"\r\n")
+    kept = [status]
+    for line in rest.split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if line and colon and reaches_beyond(name.strip().lower(), value.strip()):
+            continue
+        kept.append(line)
+    return b"\r\n".join(kept)

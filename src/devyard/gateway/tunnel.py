@@ -25,8 +25,9 @@ from urllib.parse import unquote
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from devyard.forwarded import mark_unix
 from devyard.gateway import access
-from devyard.gateway.headers import WEBSOCKET_TUNNEL_DROP, upstream_headers
+from devyard.gateway.headers import WEBSOCKET_TUNNEL_DROP, filter_head, upstream_headers
 from devyard.gateway.http import open_connection
 
 log = logging.getLogger("devyard.gateway")
@@ -121,8 +122,8 @@ class TunnelProtocol(asyncio.Protocol):
 
         assert self.browser is not None
         gateway = _gateway
-        if self.config.proxy_headers:  # behind a trusted proxy: its client and scheme, as uvicorn gives every request
-            scope = await _behind_proxy(scope, self.config.forwarded_allow_ips)
+        # Behind a trusted proxy (forwarded.py): its client and scheme, as every other request gets them.
+        scope = await _behind_proxy(scope, self.config.forwarded_allow_ips)
         admitted = await gateway.admit(scope)
         if not isinstance(admitted, Admitted):
             extra = [("retry-after", "2")] if admitted.starting else []
@@ -153,7 +154,7 @@ class TunnelProtocol(asyncio.Protocol):
             transport.close()
             self._refuse(502, "engine_unreachable", f"the workspace engine did not answer the WebSocket upgrade: {exc or 'timeout'}", [])
             return
-        self.browser.write(head)
+        self.browser.write(filter_head(head))
         if not head.startswith((b"HTTP/1.1 101", b"HTTP/1.0 101")):
             # The engine refused (its own Origin check, say): the browser gets that answer; no tunnel.
             transport.close()
@@ -250,10 +251,13 @@ def _scope(head: bytes, transport: asyncio.Transport) -> dict[str, Any] | None:
             break
         name, _, value = line.partition(b":")
         headers.append((name.strip().lower(), value.strip()))
-    peer = transport.get_extra_info("peername")
+    peer, own = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
     tls = transport.get_extra_info("sslcontext") is not None
-    return {"type": "websocket", "path": unquote(path.decode("latin-1")), "raw_path": path, "query_string": query, "headers": headers,
-            "client": peer if isinstance(peer, tuple) else None, "scheme": "wss" if tls else "ws"}
+    scope = {"type": "websocket", "path": unquote(path.decode("latin-1")), "raw_path": path, "query_string": query, "headers": headers,
+             "client": peer if isinstance(peer, tuple) else None, "server": (own, None) if isinstance(own, str) else own,
+             "scheme": "wss" if tls else "ws"}
+    mark_unix(scope)
+    return scope
 
 
 async def _behind_proxy(scope: dict[str, Any], trusted: Any) -> dict[str, Any]:

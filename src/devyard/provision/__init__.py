@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devyard.backends.accounts import Account, chown_tree
+from devyard.backends.accounts import Account, chown_tree, prepare_folders
 from devyard.backends.base import WorkspaceSpec
 from devyard.config import ExtensionGroup, Settings
 from devyard.errors import DevyardError, Invalid, ProvisionError
@@ -87,38 +87,45 @@ class Plan:
     git_credentials: git.Credentials | None = field(default=None, repr=False)
     user_data: Path | None = None  # from a backup: user-data (settings, state) that replaces the new workspace's
     extension_ids: list[str] = field(default_factory=list)  # from a backup: installed besides the groups' own
+    account: Account | None = None  # the workspace's own account, which clones and installs run as (None: the manager's)
 
 
 def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progress) -> list[Outcome]:
     """Create the workspace's folders, fill files/, write its user settings and install its groups' extensions.
 
+    The folders are the workspace account's from the moment they exist, and everything done in them
+    runs as that account (the clone, the extension installs) or through safefs (the settings):
+    another of the user's workspaces may already be running as the same account. What comes from
+    the manager's private uploads folder (an archive, a backup's user-data) is given to the account
+    there, where nobody else can touch it, and then moved in.
+
     ProvisionError when a step fails; an extension that will not install is an Outcome, not a failure.
     """
     ids = list(dict.fromkeys([*group_extensions(plan.groups), *plan.extension_ids]))
     steps = 2 + (plan.git_url is not None or plan.unpacked is not None) + bool(settings.tools) + bool(ids)
+    account = plan.account
     try:
+        prepare_folders(ws, account, settings.workspaces_dir)  # first: before anything (the progress log) makes a folder
         progress("folders", 1, steps)
-        for d in (ws.files_dir, ws.home_dir, ws.data_dir / "User", ws.extensions_dir, ws.log_file.parent):
-            d.mkdir(parents=True, exist_ok=True)
         _empty(ws.files_dir)  # what an earlier, failed attempt left
         if plan.git_url is not None:
             progress("clone", 0, 0)
             git.clone(plan.git_url, ws.files_dir, timeout_s=settings.git_clone_timeout_s, progress=progress,
-                      allow_file=bool(settings.git_file_roots), credentials=plan.git_credentials)
+                      allow_file=bool(settings.git_file_roots), credentials=plan.git_credentials, account=account, env=settings.engine_env)
         elif plan.unpacked is not None:
             progress("unpack", 2, steps)
-            for child in plan.unpacked.iterdir():
-                os.replace(child, ws.files_dir / child.name)
+            _move_in(plan.unpacked, ws.files_dir, account)
         if plan.user_data is not None:
-            _restore_user_data(plan.user_data, ws.data_dir)
+            _restore_user_data(plan.user_data, ws.data_dir, account)
         progress("settings", steps - bool(settings.tools) - bool(ids), steps)
         defaults = dict(BASE_USER_SETTINGS)
         for group in plan.groups:
             defaults.update(group.user_settings)
-        usersettings.merge(ws.data_dir / "User" / "settings.json", defaults)
+        usersettings.merge(ws.data_dir, defaults)
         outcomes = install_tools(settings, progress)
         if ids:
-            outcomes += extensions.install(install.require(settings.engine_dir), ws, ids, settings.extensions, progress)
+            outcomes += extensions.install(install.require(settings.engine_dir), ws, ids, settings.extensions, progress, account,
+                                           settings.engine_env)
         return outcomes
     except DevyardError:
         _empty(ws.files_dir)
@@ -128,8 +135,18 @@ def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progr
         raise ProvisionError(f"could not prepare the workspace under {ws.root}: {exc}") from exc
 
 
-def _restore_user_data(source: Path, dest: Path) -> None:
+def _move_in(source: Path, dest: Path, account: Account | None) -> None:
+    """Move the entries of `source` (in the manager's private uploads folder) into `dest`, given to `account` first."""
+    if account is not None:
+        chown_tree(source, account)
+    for child in source.iterdir():
+        os.replace(child, dest / child.name)  # a rename: never through a link that stands at the destination
+
+
+def _restore_user_data(source: Path, dest: Path, account: Account | None) -> None:
     """Put a backup's user-data in place of what the new workspace has."""
+    if account is not None:
+        chown_tree(source, account)
     for item in source.iterdir():
         target = dest / item.name
         if target.is_dir() and not target.is_symlink():
@@ -153,27 +170,17 @@ def install_tools(settings: Settings, progress: Progress) -> list[Outcome]:
     return outcomes
 
 
-def add_groups(ws: WorkspaceSpec, groups: list[ExtensionGroup], settings: Settings) -> list[Outcome]:
-    """Give an existing workspace more groups: their settings where the user has none, and their extensions."""
+def add_groups(ws: WorkspaceSpec, groups: list[ExtensionGroup], settings: Settings, account: Account | None) -> list[Outcome]:
+    """Give an existing workspace more groups: their settings where the user has none, and their extensions (installed as `account`)."""
     defaults: dict[str, Any] = {}
     for group in groups:
         defaults.update(group.user_settings)
     try:
-        usersettings.merge(ws.data_dir / "User" / "settings.json", defaults)
+        usersettings.merge(ws.data_dir, defaults)
     except OSError as exc:
-        raise ProvisionError(f"could not update the workspace's settings: {exc}") from exc
+        raise ProvisionError(f"could not update the workspace's settings: {exc.strerror or exc}") from exc
     ids = group_extensions(groups)
-    outcomes = extensions.install(install.require(settings.engine_dir), ws, ids, settings.extensions) if ids else []
-    for folder in (ws.extensions_dir, ws.data_dir, ws.home_dir):
-        keep_owner(folder)
-    return outcomes
-
-
-def keep_owner(folder: Path) -> None:
-    """Give what the manager just wrote under `folder` to the folder's owner (an engine's account must manage it)."""
-    st = folder.stat()
-    if st.st_uid != os.geteuid():
-        chown_tree(folder, Account("", st.st_uid, st.st_gid))
+    return extensions.install(install.require(settings.engine_dir), ws, ids, settings.extensions, None, account, settings.engine_env) if ids else []
 
 
 def group_extensions(groups: list[ExtensionGroup]) -> list[str]:

@@ -64,6 +64,7 @@ def extract(archive: Path, dest: Path, limits: Limits) -> int:
             unpacker.zip(archive)
         else:
             unpacker.tar(archive)
+        unpacker.check_links()
         return unpacker.files
     except Refused:
         shutil.rmtree(dest, ignore_errors=True)
@@ -160,8 +161,7 @@ class _Unpacker:
         """The entry's folder, made if needed and checked to lie inside the destination."""
         parent = self.dest / posixpath.dirname(rel) if "/" in rel else self.dest
         parent.mkdir(parents=True, exist_ok=True)
-        real = os.path.realpath(parent)
-        if real != self.real and not real.startswith(self.real + os.sep):
+        if not self._inside(os.path.realpath(parent)):
             raise Refused(f"'{rel}' would be written through a link that leaves the archive's folder")
         return parent
 
@@ -188,22 +188,34 @@ class _Unpacker:
                 out.write(chunk)
         self.files += 1
 
+    def _inside(self, real: str) -> bool:
+        return real == self.real or real.startswith(self.real + os.sep)
+
     def _symlink(self, rel: str, target: str) -> None:
         if not target or "\0" in target or target.startswith("/"):
             raise Refused(f"link '{rel}' points to an absolute path")
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
-        if resolved == ".." or resolved.startswith("../"):
-            raise Refused(f"link '{rel}' points outside the archive's folder")
         path = self._parent(rel) / posixpath.basename(rel)
+        # Resolved against the folders really on disk, where earlier links (`x -> .`) already stand:
+        # the text alone (`x/x/x/data -> ../../../t`) says nothing of where it leads.
+        if not self._inside(os.path.realpath(os.path.join(os.path.realpath(path.parent), target))):
+            raise Refused(f"link '{rel}' points outside the archive's folder")
         self._clear(path)
         os.symlink(target, path)
+
+    def check_links(self) -> None:
+        """Refused when any link, as the whole tree finally stands, leads outside it (a later entry may change where one leads)."""
+        for dirpath, dirnames, filenames in os.walk(self.dest):
+            for name in (*dirnames, *filenames):
+                path = os.path.join(dirpath, name)
+                if os.path.islink(path) and not self._inside(os.path.realpath(path)):
+                    raise Refused(f"link '{os.path.relpath(path, self.dest)}' points outside the archive's folder")
 
     def _hardlink(self, rel: str, target: str) -> None:
         source_rel = self._entry(target)
         self.entries -= 1  # the target was counted when it came
         source = self.dest / source_rel if source_rel else self.dest
         real = os.path.realpath(source)
-        if not real.startswith(self.real + os.sep) or not os.path.isfile(real):
+        if real == self.real or not self._inside(real) or not os.path.isfile(real):
             raise Refused(f"hard link '{rel}' points outside the archive's folder or at no file in it")
         size = os.path.getsize(real)
         self._grow(size)

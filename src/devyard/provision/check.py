@@ -26,6 +26,7 @@ def check_group(settings: Settings, group: ExtensionGroup, say: Callable[[str], 
     engine = install.require(settings.engine_dir)
     with tempfile.TemporaryDirectory(prefix="devyard-check-") as scratch:
         ws = WorkspaceSpec(uid="check", owner="check", name=group.name, root=Path(scratch))
+        ws.extensions_dir.mkdir()
         allowed, refused = [], []
         for ext_id in group.extensions:
             try:

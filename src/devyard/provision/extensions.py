@@ -9,15 +9,21 @@ gallery, for sites without internet access.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
+import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from devyard.backends import accounts
+from devyard.backends.accounts import Account
 from devyard.backends.base import WorkspaceSpec
 from devyard.config import OPEN_VSX, ExtensionSettings
 from devyard.engine.command import engine_env
+from devyard.engine import publish
 from devyard.engine.install import Engine
 from devyard.errors import Invalid
 from devyard.provision.progress import Progress
@@ -65,24 +71,31 @@ def source_of(ext_id: str, config: ExtensionSettings) -> str:
 
 
 def install(engine: Engine, ws: WorkspaceSpec, ids: list[str], config: ExtensionSettings,
-            progress: Progress | None = None) -> list[Outcome]:
-    """Install each of `ids` into the workspace; one Outcome per id, in order."""
+            progress: Progress | None = None, account: Account | None = None, env: Mapping[str, str] | None = None) -> list[Outcome]:
+    """Install each of `ids` into the workspace, as its `account` (None: the manager's own); one Outcome per id, in order.
+
+    The engine's CLI runs as the workspace's account, so whatever stands in its folders (a link
+    planted in the extensions folder, say) can lead it nowhere that account could not write.
+    """
     failed: dict[str, str] = {}
+    if account is not None:
+        engine = publish.for_accounts(engine)
     for n, ext_id in enumerate(ids, 1):
         if progress:
             progress(f"extensions: {ext_id}", n - 1, len(ids))
-        code, output = _cli(engine, ws, config, "--install-extension", source_of(ext_id, config))
+        code, output = _cli(engine, ws, config, account, env, "--install-extension", source_of(ext_id, config))
         if code != 0:
             failed[ext_id] = _reason(output)
         if progress:
             progress(f"extensions: {ext_id}", n, len(ids))
-    versions = listed(engine, ws, config) if len(failed) < len(ids) else {}  # one listing for all of them
+    versions = listed(engine, ws, config, account, env) if len(failed) < len(ids) else {}  # one listing for all of them
     return [Outcome(i, False, failed[i]) if i in failed else Outcome(i, True, versions.get(i.lower(), "installed")) for i in ids]
 
 
-def listed(engine: Engine, ws: WorkspaceSpec, config: ExtensionSettings) -> dict[str, str]:
+def listed(engine: Engine, ws: WorkspaceSpec, config: ExtensionSettings, account: Account | None = None,
+           env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Extensions the engine lists as installed in the workspace: lower-case id → version."""
-    _, output = _cli(engine, ws, config, "--list-extensions", "--show-versions")
+    _, output = _cli(engine, ws, config, account, env, "--list-extensions", "--show-versions")
     found = {}
     for line in output.splitlines():
         ext_id, at, version = line.strip().partition("@")
@@ -99,19 +112,33 @@ def _reason(output: str) -> str:
     return text
 
 
-def _cli(engine: Engine, ws: WorkspaceSpec, config: ExtensionSettings, *args: str) -> tuple[int, str]:
-    ws.extensions_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="dy-ext-") as runtime:
-        env = engine_env(engine, home=ws.home_dir, runtime_dir=Path(runtime))
+def _cli(engine: Engine, ws: WorkspaceSpec, config: ExtensionSettings, account: Account | None, extra: Mapping[str, str] | None,
+         *args: str) -> tuple[int, str]:
+    with tempfile.TemporaryDirectory(prefix="dy-ext-") as scratch:
+        runtime = Path(scratch)
+        if account is not None:
+            os.chown(runtime, account.uid, account.gid)
+            args = tuple(_readable_copy(a, runtime, account) for a in args)  # the admin's mirror may be closed to the account
+        env = engine_env(engine, home=ws.home_dir, runtime_dir=runtime, extra=extra)
         if config.gallery != OPEN_VSX:  # the engine's own default is Open VSX
             env["EXTENSIONS_GALLERY"] = _gallery_json(config.gallery)
         argv = [str(engine.node), str(engine.entry), "--user-data-dir", str(ws.data_dir), "--extensions-dir", str(ws.extensions_dir), *args]
         try:
             done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=config.install_timeout_s,
-                                  stdin=subprocess.DEVNULL, cwd=runtime)
+                                  stdin=subprocess.DEVNULL, cwd=runtime, **accounts.popen_args(account))
         except subprocess.TimeoutExpired:
             return 1, f"did not finish within {config.install_timeout_s:.0f} s"
     return done.returncode, done.stdout + done.stderr
+
+
+def _readable_copy(arg: str, folder: Path, account: Account) -> str:
+    """A .vsix argument copied into `folder` as `account`'s file (the id of a gallery extension stays as it is)."""
+    if not arg.endswith(".vsix") or not os.path.isabs(arg):
+        return arg
+    copy = folder / Path(arg).name
+    shutil.copyfile(arg, copy)
+    os.chown(copy, account.uid, account.gid)
+    return str(copy)
 
 
 def _gallery_json(url: str | None) -> str:

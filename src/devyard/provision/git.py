@@ -10,6 +10,10 @@ Credentials come from the owner's secrets (`Credentials.from_secrets`): a token 
 remotes as a header through git's environment-borne config, an SSH private key to ssh remotes as
 a 0600 file in a private temporary folder that is removed when the clone ends. Neither is ever on a
 command line (where `ps` shows it), in the URL, or in a log.
+
+Nothing of the manager's own is used: the clone runs as the workspace's account, with an empty
+home of its own, no system or global git config (so no credential helper of root's), no agent, no
+~/.ssh and no ~/.netrc, and an environment built from scratch (PATH and the admin's `engine_env`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from devyard.backends import accounts
+from devyard.backends.accounts import Account
 from devyard.errors import Invalid, ProvisionError
 from devyard.provision.progress import Progress
 
@@ -37,6 +43,7 @@ _TRANSPORT = re.compile(r"^[A-Za-z0-9+.-]+::")
 _SCP = re.compile(r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*|/.*)$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[[0-9A-Fa-f:.]+\]$")
 GIT_TOKEN, GIT_USERNAME, GIT_SSH_KEY, GIT_KNOWN_HOSTS = "GIT_TOKEN", "GIT_USERNAME", "GIT_SSH_KEY", "GIT_KNOWN_HOSTS"
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 _PROGRESS = re.compile(r"(Counting|Compressing|Receiving|Resolving) objects:\s+\d+% \((\d+)/(\d+)\)")
 
 
@@ -120,9 +127,10 @@ def is_ssh(url: str) -> bool:
 
 
 def _ssh_command(keys: Path, credentials: Credentials | None) -> str:
-    """GIT_SSH_COMMAND: never prompt, use only the owner's key, keep host keys in the clone's own file."""
+    """GIT_SSH_COMMAND: no config, agent or key of the host's; never prompt; only the owner's key; host keys in the clone's own file."""
     known = keys / "known_hosts"
-    options = ["-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null"]
+    options = ["-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
+               "-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null"]
     if credentials and credentials.known_hosts:
         known.write_text(credentials.known_hosts.strip() + "\n")
         options += ["-o", "StrictHostKeyChecking=yes"]
@@ -134,40 +142,49 @@ def _ssh_command(keys: Path, credentials: Credentials | None) -> str:
         fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(credentials.ssh_key.strip() + "\n")
-        options = ["-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", *options]
+        options = ["-i", str(key), *options]
     return shlex.join(["ssh", *options])
 
 
-def clone(url: str, dest: Path, *, timeout_s: float, progress: Progress, allow_file: bool, env: dict[str, str] | None = None,
-          credentials: Credentials | None = None) -> None:
-    """Shallow-clone `url` into the empty folder `dest`, reporting git's object counts; ProvisionError on failure.
+def clone(url: str, dest: Path, *, timeout_s: float, progress: Progress, allow_file: bool, env: Mapping[str, str] | None = None,
+          credentials: Credentials | None = None, account: Account | None = None) -> None:
+    """Shallow-clone `url` into the empty folder `dest` as `account` (None: the manager's own), reporting git's object counts.
 
-    An https remote gets `credentials.token` as a Basic authorization header through git's
-    environment-borne config; an ssh remote gets `credentials.ssh_key` as a private key file.
+    ProvisionError on failure. An https remote gets `credentials.token` as a Basic authorization
+    header through git's environment-borne config; an ssh remote gets `credentials.ssh_key` as a
+    private key file. `env` adds variables (the admin's engine_env: a proxy, say) to the clean environment.
     """
     protocols = ["-c", "protocol.allow=never", "-c", "protocol.https.allow=always", "-c", "protocol.ssh.allow=always"]
     if allow_file:
         protocols += ["-c", "protocol.file.allow=always"]
-    argv = ["git", *protocols, "-c", "transfer.fsckObjects=true", "-c", "core.hooksPath=/dev/null",
+    argv = ["git", *protocols, "-c", "transfer.fsckObjects=true", "-c", "core.hooksPath=/dev/null", "-c", "credential.helper=",
             "clone", "--depth", "1", "--single-branch", "--no-recurse-submodules", "--progress", "--", url, str(dest)]
-    run_env = {**(env if env is not None else os.environ),
-               "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "SSH_ASKPASS": "/bin/false", "LC_ALL": "C"}
-    if credentials and credentials.token and url.lower().startswith("https://"):
-        parts = urlsplit(url)
-        origin = f"https://{parts.hostname}" + (f":{parts.port}" if parts.port else "") + "/"
-        basic = base64.b64encode(f"{credentials.user}:{credentials.token}".encode()).decode()
-        run_env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0=f"http.{origin}.extraHeader", GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}")
-    with tempfile.TemporaryDirectory(prefix="devyard-ssh-") as keys:  # 0700, removed with the key in it
+    with tempfile.TemporaryDirectory(prefix="devyard-git-") as scratch:  # 0700, removed with the key in it
+        home = Path(scratch)
+        if account is not None:
+            os.chown(home, account.uid, account.gid)
+        run_env = {"PATH": os.environ.get("PATH") or DEFAULT_PATH, **(env or {}),
+                   "HOME": str(home), "XDG_CONFIG_HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
+                   "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "SSH_ASKPASS": "/bin/false", "LC_ALL": "C"}
+        if credentials and credentials.token and url.lower().startswith("https://"):
+            parts = urlsplit(url)
+            origin = f"https://{parts.hostname}" + (f":{parts.port}" if parts.port else "") + "/"
+            basic = base64.b64encode(f"{credentials.user}:{credentials.token}".encode()).decode()
+            run_env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0=f"http.{origin}.extraHeader", GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}")
         if is_ssh(url):
-            run_env["GIT_SSH_COMMAND"] = _ssh_command(Path(keys), credentials)
-        _run(argv, run_env, url, timeout_s, progress)
+            run_env["GIT_SSH_COMMAND"] = _ssh_command(home, credentials)
+            if account is not None:
+                for item in home.iterdir():
+                    os.chown(item, account.uid, account.gid)
+        _run(argv, run_env, url, timeout_s, progress, account)
 
 
-def _run(argv: list[str], run_env: dict[str, str], url: str, timeout_s: float, progress: Progress) -> None:
-    """Run the clone, following its progress, within `timeout_s`."""
+def _run(argv: list[str], run_env: dict[str, str], url: str, timeout_s: float, progress: Progress, account: Account | None) -> None:
+    """Run the clone as `account`, following its progress, within `timeout_s`."""
     deadline = time.monotonic() + timeout_s
+    as_account = accounts.popen_args(account)
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=run_env,
-                            start_new_session=True)
+                            start_new_session=True, cwd="/", **as_account)
     assert proc.stderr is not None
     said: deque[str] = deque(maxlen=6)  # git's and ssh's last messages, the reason of a failure
     try:

@@ -37,6 +37,6 @@ class ProgressLog:
 
     def line(self, text: str) -> None:
         """Append one devyard line to the log."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self.path.open("a") as f:
             f.write(f"--- devyard: {text} ---\n")

@@ -48,7 +48,7 @@ async def admin_users(request: Request, me: Admin) -> HTMLResponse:
     defaults = [("Workspaces per user", settings.max_workspaces_per_user), ("Running at once", settings.max_running_per_user),
                 ("Disk per user (MB)", settings.max_disk_mb_per_user)]
     return page(request, "admin_users.html", me, "admin", tab="users", users=users, usage=usage,
-                limits={u.name: quota_of(u, settings) for u in users}, defaults=defaults)
+                limits={u.name: quota_of(u, settings) for u in users}, defaults=defaults, isolation=workspaces(request).backend.missing_isolation)
 
 
 @router.get("/workspaces", response_class=HTMLResponse)

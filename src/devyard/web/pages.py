@@ -51,7 +51,7 @@ async def workspace_list(request: Request, me: Identity, everyone: bool) -> HTML
     rows = await service.list_for(me, all_users=everyone, shared=True)
     return page(request, "workspaces.html", me, "admin" if everyone else "workspaces", tab="workspaces",
                 title="All workspaces" if everyone else "Workspaces", everyone=everyone, blank=BLANK,
-                workspaces=[service.to_model(r).model_dump(mode="json") for r in rows], shared_account=service.backend.shared_account)
+                workspaces=[service.to_model(r).model_dump(mode="json") for r in rows], isolation=service.backend.missing_isolation)
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -14,6 +14,7 @@ caches and logs). Restoring re-installs the listed extensions from the configure
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import json
 import logging
@@ -22,11 +23,11 @@ import stat
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from devyard import safefs
 from devyard.backends.base import WorkspaceSpec
 from devyard.errors import Invalid
 from devyard.loops import Loop
@@ -79,20 +80,32 @@ class Manifest:
 def installed_extensions(extensions_dir: Path) -> list[str]:
     """Ids of the extensions in a workspace's extensions folder (VS Code's extensions.json, else its folder names)."""
     try:
-        listed = json.loads((extensions_dir / "extensions.json").read_text())
+        with safefs.opened_dir(extensions_dir) as folder:
+            raw = safefs.read_file(folder, "extensions.json", max_bytes=16 << 20)  # the tenant's: never through a link
+            names = os.listdir(folder)
+    except OSError:
+        return []
+    try:
+        listed = json.loads(raw or b"")
         ids = [e["identifier"]["id"] for e in listed if isinstance(e, dict)]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         ids = []
-        if extensions_dir.is_dir():
-            for child in extensions_dir.iterdir():
-                ext_id, dash, version = child.name.rpartition("-")
-                if child.is_dir() and dash and version[:1].isdigit():
-                    ids.append(ext_id)
-    return sorted({i for i in ids if EXTENSION_ID.match(i)}, key=str.lower)
+        for name in names:
+            ext_id, dash, version = name.rpartition("-")
+            if dash and version[:1].isdigit():
+                ids.append(ext_id)
+    return sorted({i for i in ids if isinstance(i, str) and EXTENSION_ID.match(i)}, key=str.lower)
 
 
 def write(ws: WorkspaceSpec, manifest: Manifest, out: IO[bytes]) -> int:
-    """Stream the backup of `ws` as .tar.gz into `out`; the number of files in it."""
+    """Stream the backup of `ws` as .tar.gz into `out`; the number of files in it.
+
+    The folders are the tenant's, read while its engine runs: they are walked through folder
+    descriptors (os.fwalk, which never enters a link) and each file is opened relative to its
+    folder with O_NOFOLLOW and checked to be a regular file of the folder's owner. A file swapped
+    for a link, or a hard link to someone else's file, is never read: not a byte of anything the
+    tenant could not read itself reaches the archive.
+    """
     manifest.extensions = installed_extensions(ws.extensions_dir)
     manifest.created_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     count = 0
@@ -102,54 +115,83 @@ def write(ws: WorkspaceSpec, manifest: Manifest, out: IO[bytes]) -> int:
         info.size, info.mtime, info.mode = len(body), int(time.time()), 0o600
         tar.addfile(info, io.BytesIO(body))
         for top, folder, skip in (("files", ws.files_dir, frozenset[str]()), ("data", ws.data_dir, DATA_SKIP)):
-            for path, rel in _walk(folder, skip):
-                count += _add(tar, path, f"{top}/{rel}")
+            count += _add_tree(tar, folder, top, skip)
     return count
 
 
-def _walk(root: Path, skip: frozenset[str]) -> Iterator[tuple[Path, str]]:
-    """Every folder, file and link below `root` (not following links), as (path, path relative to root)."""
-    if not root.is_dir():
-        return
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        if here == root:
+def _add_tree(tar: tarfile.TarFile, root: Path, top: str, skip: frozenset[str]) -> int:
+    """Add everything below `root` as `top/...`; the number of files added."""
+    try:
+        owner = os.stat(root, follow_symlinks=False)
+    except FileNotFoundError:
+        return 0
+    if not stat.S_ISDIR(owner.st_mode):
+        return 0
+    count = 0
+    for dirpath, dirnames, filenames, dir_fd in os.fwalk(root, follow_symlinks=False):
+        rel_dir = os.path.relpath(dirpath, root)
+        if rel_dir == ".":
             dirnames[:] = [d for d in dirnames if d not in skip]
         dirnames.sort()
         for name in [*dirnames, *sorted(filenames)]:
-            path = here / name
-            yield path, path.relative_to(root).as_posix()
+            arcname = f"{top}/{name}" if rel_dir == "." else f"{top}/{rel_dir}/{name}"
+            count += _add(tar, dir_fd, name, arcname, owner)
+    return count
 
 
-def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> int:
-    """Add one entry; a regular file as a version read whole. 1 for a file added, else 0."""
-    try:
-        st = path.lstat()
-    except FileNotFoundError:
-        return 0  # deleted meanwhile: it was not there when the backup reached it
-    if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
-        info = tar.gettarinfo(str(path), arcname)
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        tar.addfile(info)
-        return 0
-    if not stat.S_ISREG(st.st_mode):
-        return 0  # sockets, pipes: nothing to keep
+def _entry(arcname: str, kind: bytes, mode: int, mtime: float) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(arcname)
+    info.type, info.mode, info.mtime = kind, mode & 0o777, int(mtime)
+    return info
+
+
+def _add(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str, owner: os.stat_result) -> int:
+    """Add one entry of the folder `dir_fd`; a regular file as a version read whole. 1 for a file added, else 0."""
     for _ in range(READ_TRIES):
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as copy:
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return 0  # deleted meanwhile: it was not there when the backup reached it
+        if stat.S_ISDIR(st.st_mode):
+            tar.addfile(_entry(arcname, tarfile.DIRTYPE, st.st_mode, st.st_mtime))
+            return 0
+        if stat.S_ISLNK(st.st_mode):
             try:
-                with path.open("rb") as f:
-                    before = os.fstat(f.fileno())
-                    size = _copy(f, copy)
-                after = path.stat()
-            except FileNotFoundError:
+                info = _entry(arcname, tarfile.SYMTYPE, 0o777, st.st_mtime)
+                info.linkname = os.readlink(name, dir_fd=dir_fd)
+            except (FileNotFoundError, OSError):
+                continue  # changed again: look once more
+            tar.addfile(info)
+            return 0
+        if not stat.S_ISREG(st.st_mode):
+            return 0  # sockets, pipes: nothing to keep
+        try:
+            fd = os.open(name, safefs.READ_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                continue  # swapped for a link since the look: it is a link now
+            raise
+        with os.fdopen(fd, "rb") as f:
+            before = os.fstat(fd)
+            try:
+                safefs.check_owned(before, owner, arcname)
+            except OSError as exc:
+                log.warning("backup: %s skipped: %s", arcname, exc.strerror)
                 return 0
-            if (before.st_mtime_ns, before.st_size, before.st_ino) == (after.st_mtime_ns, after.st_size, after.st_ino) and size == after.st_size:
-                info = tarfile.TarInfo(arcname)
-                info.size, info.mtime, info.mode = size, int(after.st_mtime), after.st_mode & 0o777
-                copy.seek(0)
-                tar.addfile(info, copy)
-                return 1
+            with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as copy:
+                size = _copy(f, copy)
+                try:
+                    after = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    return 0
+                if (before.st_mtime_ns, before.st_size, before.st_ino) == (after.st_mtime_ns, after.st_size, after.st_ino) and size == after.st_size:
+                    info = _entry(arcname, tarfile.REGTYPE, after.st_mode, after.st_mtime)
+                    info.size = size
+                    copy.seek(0)
+                    tar.addfile(info, copy)
+                    return 1
         time.sleep(0.05)  # it is being written: let the write finish
     raise Invalid(f"{arcname} kept changing while it was read ({READ_TRIES} tries); try the backup again", code="backup_busy")
 
@@ -162,8 +204,20 @@ def _copy(src: IO[bytes], dst: IO[bytes]) -> int:
     return size
 
 
+def real_folders(unpacked: Path) -> None:
+    """Invalid unless the backup's files/ and data/ are real folders (or absent): a link there would move whatever it names."""
+    for name in ("files", "data"):
+        try:
+            st = (unpacked / name).lstat()
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            raise Invalid(f"this backup's {name}/ is not a folder (a link or a file stands there)", code="not_a_backup")
+
+
 def restore_folder(unpacked: Path, manifest: Manifest) -> Path:
     """Gather what provisioning restores besides the files, in <unpacked>/.restore: data/ and extensions.json."""
+    real_folders(unpacked)
     folder = unpacked / ".restore"
     try:
         folder.mkdir()

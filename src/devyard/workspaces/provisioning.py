@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devyard import provision
+from devyard.backends import accounts
+from devyard.backends.accounts import Account
 from devyard.errors import DevyardError, Invalid, StorageFull, is_storage_full
 from devyard.models import Progress, Status
 from devyard.provision import extensions as provision_extensions
@@ -41,17 +43,28 @@ class Provisioner:
         if restore is not None:
             os.replace(restore, self.settings.uploads_dir / f"{row.uid}.restore")
 
+    async def account(self, row: WorkspaceRow) -> Account | None:
+        """The OS account the workspace's files belong to (made on first use), or None where engines share the manager's."""
+        isolated = self.settings.isolated and self.service.backend.local_files
+        return await asyncio.to_thread(accounts.workspace_account, isolated, row.owner.name)
+
     async def run(self, row: WorkspaceRow, start: bool) -> None:
         """Provision the workspace, then mark it stopped or go on to start it; `failed` with the reason when a step fails."""
         service = self.service
         spec = service.spec(row)
         upload, restore = self.settings.uploads_dir / row.uid, self.settings.uploads_dir / f"{row.uid}.restore"
         owned = await service.secrets.materials(row.owner_id) if row.git_url else None
+        try:
+            account = await self.account(row)
+        except DevyardError as exc:
+            await service.set_status(row, Status.failed, error=exc.message, reason=exc.code)
+            return
         plan = provision.Plan(groups=provision.resolve_groups(list(row.extension_groups or []), self.settings.extension_groups),
                               git_url=row.git_url, unpacked=upload if upload.is_dir() else None,
                               git_credentials=provision_git.Credentials.from_secrets(owned.env) if owned else None,
                               user_data=restore / "data" if (restore / "data").is_dir() else None,
-                              extension_ids=json.loads((restore / "extensions.json").read_text()) if restore.is_dir() else [])
+                              extension_ids=json.loads((restore / "extensions.json").read_text()) if restore.is_dir() else [],
+                              account=account)
         reporter = ProgressLog(spec.log_file)
 
         loop = asyncio.get_running_loop()
@@ -91,7 +104,7 @@ class Provisioner:
         provision_extensions.check_allowed(provision.group_extensions(groups), self.settings.extensions)
         service = self.service
         async with service.lock(row.uid):
-            outcomes = await asyncio.to_thread(provision.add_groups, service.spec(row), groups, self.settings)
+            outcomes = await asyncio.to_thread(provision.add_groups, service.spec(row), groups, self.settings, await self.account(row))
             merged = list(dict.fromkeys([*(row.extension_groups or []), *names]))
             await service.set_status(row, row.status, address=service.address_of(row), extension_groups=merged)
         return outcomes

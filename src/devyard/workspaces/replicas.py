@@ -98,14 +98,17 @@ class Replicas:
                 await service.backend.stop(WorkspaceSpec(uid, "?", "?", service.settings.workspaces_dir / "_orphan"), service.settings.engine_stop_timeout_s)
 
     def start_loops(self) -> None:
-        """Begin what runs on the leader only: crash restarts and idle stop, scheduled backups."""
+        """Begin what runs on the leader only: crash restarts and idle stop, disk checks, scheduled backups."""
         self.service.supervisor.start()
+        if self.service.backend.local_files:
+            self.service.diskwatch.start()
         if self.service.settings.backup_interval_s:
             self.service.backups.start()
 
     async def stop_loops(self) -> None:
         """End what runs on the leader only (another replica leads now, or this one stops)."""
         await self.service.supervisor.stop()
+        await self.service.diskwatch.stop()
         await self.service.backups.stop()
 
     async def _leadership(self, leading: bool) -> None:

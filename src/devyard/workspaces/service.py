@@ -39,6 +39,7 @@ from devyard.usersecrets import SecretStore
 from devyard.metrics import Metrics
 from devyard.workspaces import backups, listing, quotas, sizes
 from devyard.workspaces.activity import Activity
+from devyard.workspaces.diskwatch import DiskWatch
 from devyard.workspaces.access import ADMIN_ACTIONS, SHARED_USER_ACTIONS, Action, Route
 from devyard.workspaces.events import Event, EventHub, StatsSampler, sample_running
 from devyard.workspaces.provisioning import Provisioner
@@ -69,6 +70,7 @@ class WorkspaceService:
         self.metrics = Metrics()
         self.provisioner = Provisioner(self)
         self.backups = backups.Scheduler(self)
+        self.diskwatch = DiskWatch(self)
         self.replicas = Replicas(self, coordinator or FileCoordinator(settings.run_dir / "leader.lock"))
 
     # -- startup and shutdown -----------------------------------------------------------
@@ -300,13 +302,13 @@ class WorkspaceService:
             await self.set_status(row, row.status, address=self.address_of(row), **changes)
         return row
 
-    async def stop(self, row: WorkspaceRow) -> WorkspaceRow:
-        """Mark the workspace stopping and stop its engine in the background."""
+    async def stop(self, row: WorkspaceRow, why: str | None = None) -> WorkspaceRow:
+        """Mark the workspace stopping and stop its engine in the background; `why` (the manager's reason) becomes its `error`."""
         if row.status in (Status.stopped, Status.stopping):
             return row
         self._refuse_while(row, Status.deleting, Status.creating, Status.provisioning)
         await self.set_status(row, Status.stopping)
-        self._background(row, self._do_stop)
+        self._background(row, lambda r: self._do_stop(r, why))
         return row
 
     async def restart(self, row: WorkspaceRow) -> WorkspaceRow:
@@ -415,13 +417,13 @@ class WorkspaceService:
         self.activity.seen(row.uid, time.time())
         await self.set_status(row, Status.running, address=endpoint.address, started_at=utcnow(), error=row.error if keep_error else None)
 
-    async def _do_stop(self, row: WorkspaceRow) -> None:
+    async def _do_stop(self, row: WorkspaceRow, why: str | None = None) -> None:
         try:
             await self.backend.stop(self.spec(row), self.settings.engine_stop_timeout_s)
         except DevyardError as exc:
             await self.set_status(row, Status.failed, error=exc.message, reason=exc.code)
             return
-        await self.set_status(row, Status.stopped)
+        await self.set_status(row, Status.stopped, **({"error": why} if why else {}))
 
     def _background(self, row: WorkspaceRow, op: Callable[[WorkspaceRow], Awaitable[None]]) -> None:
         async def run() -> None:

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from devyard.backends.base import Limits
-from devyard.config import Settings
+from devyard.config import DEFAULT_PIDS_MAX, Settings
 from devyard.errors import Invalid
 from devyard.models import SizeInfo
 from devyard.paths import disk_usage
@@ -17,7 +17,7 @@ MB = 1 << 20
 
 def listed(settings: Settings) -> list[SizeInfo]:
     """Every preset, in the order of the config file."""
-    return [SizeInfo(name=n, memory_mb=s.memory_mb, cpus=s.cpus, disk_mb=s.disk_mb, description=s.description, default=n == settings.default_size)
+    return [SizeInfo(name=n, memory_mb=s.memory_mb, cpus=s.cpus, disk_mb=s.disk_mb, pids_max=s.pids_max, description=s.description, default=n == settings.default_size)
             for n, s in settings.sizes.items()]
 
 
@@ -35,13 +35,13 @@ def effective(settings: Settings, own: str | None) -> str | None:
 
 
 def limits(settings: Settings, own: str | None) -> Limits:
-    """What a workspace with preset `own` may use."""
+    """What a workspace with preset `own` may use; without one (default_size: none) only the pids limit holds."""
     name = effective(settings, own)
     if name is None:
-        return Limits()
+        return Limits(pids_max=DEFAULT_PIDS_MAX)
     size = settings.sizes[name]
     return Limits(memory_bytes=size.memory_mb * MB if size.memory_mb else None, cpus=size.cpus,
-                  disk_bytes=size.disk_mb * MB if size.disk_mb else None)
+                  disk_bytes=size.disk_mb * MB if size.disk_mb else None, pids_max=size.pids_max)
 
 
 async def check_disk(settings: Settings, own: str | None, workspace: str, root: Path) -> None:

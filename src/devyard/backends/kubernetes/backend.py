@@ -60,8 +60,8 @@ class KubernetesBackend:
         self._addresses: dict[str, str] = {}  # uid → its Service's cluster IP
 
     @property
-    def shared_account(self) -> str | None:
-        """None: every engine runs in a pod of its own."""
+    def missing_isolation(self) -> str | None:
+        """None: every engine runs in a pod of its own, behind its network policies."""
         return None
 
     # -- plumbing ------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Per workspace `dy-<uid>`: a PersistentVolumeClaim (files, home, user-data, extensions), a Pod
 running the engine image, a ClusterIP Service in front of it, a NetworkPolicy that lets only the
-manager's pods reach the engine port, and two Secrets: `-env` (the owner's secret variables, the
+manager's pods reach the engine port and lets the engine reach only the internet, the cluster's
+DNS and the manager, and two Secrets: `-env` (the owner's secret variables, the
 engine's environment) and `-init` (secret files and the one-time seed token, read by the init
 container only, so neither reaches the user's terminals as a variable).
 
@@ -12,6 +13,7 @@ on the object's own) and the labels the backend finds its objects by after a man
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -94,15 +96,39 @@ def service(ws: WorkspaceSpec, k8s: KubernetesSettings) -> Manifest:
     }
 
 
+def egress_blocks(k8s: KubernetesSettings) -> list[Manifest]:
+    """`ipBlock` peers: each allowed network, less the denied ones inside it (a NetworkPolicy's `except` must lie within its `cidr`)."""
+    denied = [ipaddress.ip_network(d) for d in k8s.egress_deny]
+    blocks = []
+    for allowed in map(ipaddress.ip_network, k8s.egress_allow):
+        same = [d for d in denied if d.version == allowed.version]
+        if any(allowed.subnet_of(d) for d in same):  # type: ignore[arg-type]
+            continue  # all of it denied
+        inside = [str(d) for d in same if d.subnet_of(allowed)]  # type: ignore[arg-type]
+        blocks.append({"ipBlock": {"cidr": str(allowed), **({"except": inside} if inside else {})}})
+    return blocks
+
+
 def network_policy(ws: WorkspaceSpec, k8s: KubernetesSettings) -> Manifest:
-    """Only the manager's pods may reach the engine; the engine itself may reach out (git, package registries)."""
+    """Only the manager's pods may reach the engine; the engine reaches the internet, the cluster's DNS and the manager, nothing else.
+
+    Out of reach by default (egress_deny): other pods and services, the manager's database, the
+    nodes, and cloud metadata at 169.254.169.254, as on a host the sandbox keeps them out.
+    """
+    dns = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(ws, k8s),
         "spec": {
             "podSelector": {"matchLabels": {UID: ws.uid}},
-            "policyTypes": ["Ingress"],
+            "policyTypes": ["Ingress", "Egress"],
             "ingress": [{"from": [{"podSelector": {"matchLabels": dict(k8s.manager_labels)}}],
                          "ports": [{"protocol": "TCP", "port": k8s.engine_port}]}],
+            "egress": [
+                {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": dict(k8s.dns_labels)}}], "ports": dns},
+                # The first start fetches what provisioning made from a manager replica.
+                {"to": [{"podSelector": {"matchLabels": dict(k8s.manager_labels)}}]},
+                *([{"to": blocks}] if (blocks := egress_blocks(k8s)) else []),
+            ],
         },
     }
 
@@ -128,18 +154,15 @@ def init_secret(ws: WorkspaceSpec, k8s: KubernetesSettings, seed_token: str | No
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": _meta(ws, k8s, "-init"), "stringData": data}
 
 
-def resources(limits: Limits) -> Manifest:
-    """Requests and limits from the size preset: memory requested as limited (no eviction below it), a quarter of the CPUs requested."""
-    if not (limits.memory_bytes or limits.cpus):
-        return {"requests": {"cpu": "100m", "memory": "512Mi"}}
-    requests: dict[str, str] = {}
-    caps: dict[str, str] = {}
-    if limits.memory_bytes:
-        requests["memory"] = caps["memory"] = f"{math.ceil(limits.memory_bytes / (1 << 20))}Mi"
-    if limits.cpus:
-        caps["cpu"] = f"{math.ceil(limits.cpus * 1000)}m"
-        requests["cpu"] = f"{max(100, math.ceil(limits.cpus * 250))}m"
-    return {"requests": requests, "limits": caps}
+def resources(limits: Limits, k8s: KubernetesSettings) -> Manifest:
+    """Requests and limits from the size preset (the defaults where it names none: every pod is limited).
+
+    Memory is requested as limited (no eviction below it); a quarter of the CPUs is requested.
+    """
+    memory = f"{math.ceil(limits.memory_bytes / (1 << 20))}Mi" if limits.memory_bytes else k8s.default_memory
+    cpu = f"{math.ceil(limits.cpus * 1000)}m" if limits.cpus else k8s.default_cpu
+    request_cpu = f"{max(100, math.ceil(limits.cpus * 250))}m" if limits.cpus else "100m"
+    return {"requests": {"cpu": request_cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
 
 
 def engine_args(ws: WorkspaceSpec, k8s: KubernetesSettings, policies: tuple[str, ...]) -> list[str]:
@@ -192,7 +215,7 @@ def pod(ws: WorkspaceSpec, k8s: KubernetesSettings, policies: tuple[str, ...], s
             "envFrom": [{"secretRef": {"name": name_of(ws.uid) + "-env"}}],
             "ports": [{"name": "http", "containerPort": k8s.engine_port, "protocol": "TCP"}],
             "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 2, "failureThreshold": 3},
-            "resources": resources(ws.limits),
+            "resources": resources(ws.limits, k8s),
             "securityContext": _container_security(),
             "volumeMounts": [{"name": "workspace", "mountPath": MOUNT}],
         }],

@@ -1,0 +1,76 @@
+"""Disk use of running workspaces, checked while they run: over its size's allowance, the owner is warned, then it stops.
+
+A size's `disk_mb` was only checked at start, so a workspace could fill the disk while it ran. Every
+`disk_check_interval_s` the leader measures each running workspace that has an allowance. Over it,
+the workspace's `error` says so (the dashboard and API show it) and a line goes to its log; still
+over after `disk_grace_s`, it is stopped and its `error` says why. Back under, the warning goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from devyard.loops import Loop
+from devyard.models import Status
+from devyard.paths import disk_usage
+from devyard.provision.report import ProgressLog
+from devyard.store.tables import WorkspaceRow
+from devyard.workspaces import sizes
+
+if TYPE_CHECKING:
+    from devyard.workspaces.service import WorkspaceService
+
+log = logging.getLogger("devyard.disk")
+MB = 1 << 20
+
+
+class DiskWatch(Loop):
+    """The loop; WorkspaceService makes the changes."""
+
+    def __init__(self, service: WorkspaceService) -> None:
+        super().__init__()
+        self.service = service
+        self.settings = service.settings
+        self.every_s = service.settings.disk_check_interval_s
+        self.warned: dict[str, float] = {}  # uid → when its owner was warned (monotonic)
+
+    async def tick(self) -> None:
+        """One round over the running workspaces."""
+        running = {r.uid for r in self.service.routes_in(Status.running)}
+        for uid in self.warned.keys() - running:
+            del self.warned[uid]
+        for row in await self.service.rows_by_uid(sorted(running)):
+            if row.status == Status.running:
+                await self.check(row, time.monotonic())
+
+    async def check(self, row: WorkspaceRow, now: float) -> None:
+        """Measure one running workspace and warn, stop or clear its warning."""
+        service, uid = self.service, row.uid
+        allowed = sizes.limits(self.settings, row.size).disk_bytes
+        if not allowed:
+            self.warned.pop(uid, None)
+            return
+        spec = service.spec(row)
+        used = await asyncio.to_thread(disk_usage, spec.root)
+        size = sizes.effective(self.settings, row.size)
+        if used <= allowed:
+            if self.warned.pop(uid, None) is not None:
+                await service.set_status(row, Status.running, address=service.address_of(row), error=None)
+            return
+        over = f"uses {used / MB:.0f} MB of disk, more than its size '{size}' allows ({allowed // MB} MB)"
+        warned = self.warned.setdefault(uid, now)
+        if warned == now:
+            grace = self.settings.disk_grace_s
+            message = f"{over}: delete files or choose a larger size; it stops in {grace / 60:.0f} minutes otherwise"
+            log.info("workspace %s/%s %s", row.owner.name, row.name, over)
+            ProgressLog(spec.log_file).line(message)
+            await service.set_status(row, Status.running, address=service.address_of(row), error=message)
+        elif now - warned >= self.settings.disk_grace_s:
+            del self.warned[uid]
+            message = f"stopped: it {over} and was not brought under it within {self.settings.disk_grace_s / 60:.0f} minutes of the warning"
+            log.info("workspace %s/%s %s", row.owner.name, row.name, message)
+            ProgressLog(spec.log_file).line(message)
+            await service.stop(row, why=message)
