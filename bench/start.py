@@ -4,6 +4,9 @@
     … warm pool        the same with `pool.size: 2` (engines of one shared account: os_accounts off),
                        each create once the pool has refilled
     stop→start→ready   POST .../start on a stopped workspace until the same
+    … sandboxed / not  as root: stop→start→ready with per-user accounts, with and without the
+                       sandbox (bubblewrap + slirp4netns), two managers, runs interleaved, both with
+                       the default size's limits (the rows above have none, like the bare boot)
     bare code-server   the same engine binary and flags started by hand until it answers on its socket
 
 Usage: .venv/bin/python bench/start.py [--runs 10]. Prints a table, writes bench/results/start.json.
@@ -12,6 +15,7 @@ Usage: .venv/bin/python bench/start.py [--runs 10]. Prints a table, writes bench
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -60,7 +64,9 @@ def bench_pool(runs: int, root: Path, size: int = 2) -> list[float]:
 
 
 def bench_manager(runs: int, root: Path) -> dict[str, list[float]]:
-    manager = start_manager(root / "data")
+    # No size: the same engine, unlimited, as the bare boot it is compared with (devyard's own cost). The
+    # sandbox rows below run with the default size's limits (1 CPU), which slow an engine's boot itself.
+    manager = start_manager(root / "data", extra_env={"DEVYARD_DEFAULT_SIZE": "none"})
     create, restart = [], []
     try:
         token = manager.token()
@@ -82,6 +88,39 @@ def bench_manager(runs: int, root: Path) -> dict[str, list[float]]:
     finally:
         manager.stop()
     return {"create→ready (devyard)": create, "stop→start→ready (devyard)": restart}
+
+
+SANDBOXED, UNSANDBOXED = "stop→start→ready (accounts, sandboxed)", "stop→start→ready (accounts, no sandbox)"
+
+
+def bench_sandbox(runs: int, root: Path) -> dict[str, list[float]]:
+    """What the sandbox adds to a start: the same start with per-user accounts, sandbox on and off, runs interleaved (root only)."""
+    if os.geteuid() != 0:
+        print("sandbox: not measured (needs root: per-user accounts and bwrap)")
+        return {}
+    managers = {SANDBOXED: start_manager(root / "sandboxed", extra_env={"DEVYARD_OS_ACCOUNTS": "on", "DEVYARD_SANDBOX": "on"}),
+                UNSANDBOXED: start_manager(root / "plain", extra_env={"DEVYARD_OS_ACCOUNTS": "on", "DEVYARD_SANDBOX": "off"})}
+    times: dict[str, list[float]] = {name: [] for name in managers}
+    clients = {name: httpx.Client(base_url=m.url, headers={"authorization": f"Bearer {m.token()}"}, timeout=60) for name, m in managers.items()}
+    try:
+        for c in clients.values():
+            assert c.post("/api/v1/workspaces", json={"name": "sbx"}).status_code == 201
+        for c in clients.values():
+            wait_for(lambda: gateway_ready(c, "sbx"), 120, "sbx ready")
+        for _ in range(runs):
+            for name, c in clients.items():
+                c.post("/api/v1/workspaces/sbx/stop")
+                wait_for(lambda: c.get("/api/v1/workspaces/sbx").json()["status"] == "stopped", 60, "stopped")
+                t0 = time.perf_counter()
+                c.post("/api/v1/workspaces/sbx/start")
+                wait_for(lambda: gateway_ready(c, "sbx"), 120, "sbx ready again", interval=POLL_S)
+                times[name].append(time.perf_counter() - t0)
+    finally:
+        for c in clients.values():
+            c.close()
+        for m in managers.values():
+            m.stop()
+    return times
 
 
 def bench_bare(runs: int, root: Path) -> list[float]:
@@ -120,13 +159,21 @@ def main() -> None:
     with scratch("dybench-") as root:
         rows = bench_manager(args.runs, root)
         rows["create→ready (devyard, warm pool)"] = bench_pool(args.runs, root)
+        rows.update(bench_sandbox(args.runs, root))
         rows["bare code-server boot"] = bench_bare(args.runs, root)
     p50 = {name: percentile(values, 50) for name, values in rows.items()}
     bare = p50["bare code-server boot"]
     targets = {"create→ready p50 ≤ 1.2× bare boot": p50["create→ready (devyard)"] <= 1.2 * bare,
                "create→ready with a warm pool p50 ≤ 150 ms": p50["create→ready (devyard, warm pool)"] <= 0.150}
+    extra: dict[str, object] = {}
+    if SANDBOXED in p50:
+        added = p50[SANDBOXED] - p50[UNSANDBOXED]
+        targets["sandboxed start adds ≤ 100 ms p50"] = added <= 0.100
+        extra["sandbox_added_ms"] = round(added * 1e3, 1)
+        print(f"the sandbox adds {added * 1e3:.0f} ms to a start (p50)")
     report("start", f"Workspace start-up, {args.runs} runs (seconds)", rows, "s",
-           {"code_server": install.CODE_SERVER_VERSION, "create_over_bare": round(p50["create→ready (devyard)"] / bare, 3), "targets": targets})
+           {"code_server": install.CODE_SERVER_VERSION, "create_over_bare": round(p50["create→ready (devyard)"] / bare, 3), "targets": targets,
+            **extra})
     print(f"create→ready / bare boot: {p50['create→ready (devyard)'] / bare:.2f}×")
     for target, ok in targets.items():
         print(f"{'MET    ' if ok else 'NOT MET'}  {target}")

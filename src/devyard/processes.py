@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import psutil
 
@@ -46,3 +47,35 @@ def signal_and_wait(procs: list[psutil.Process], sig: signal.Signals, timeout: f
             pass
     _, alive = psutil.wait_procs(procs, timeout=timeout)
     return alive
+
+
+def sample_tree(proc: psutil.Process | None, window_s: float = 0.2) -> tuple[float, int, float]:
+    """(CPU percent over `window_s`, resident bytes, uptime in seconds) of `proc` and its descendants; zeros for None."""
+    if proc is None:
+        return 0.0, 0, 0.0
+    procs = process_tree(proc)
+
+    def cpu_seconds() -> float:
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    before, t0 = cpu_seconds(), time.monotonic()
+    time.sleep(window_s)
+    cpu = 100.0 * (cpu_seconds() - before) / max(time.monotonic() - t0, 1e-6)
+    rss = 0
+    for p in procs:
+        try:
+            rss += p.memory_info().rss
+        except psutil.Error:
+            pass
+    try:
+        uptime = time.time() - proc.create_time()
+    except psutil.Error:
+        uptime = 0.0
+    return round(cpu, 1), rss, round(uptime, 1)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import pwd
@@ -38,13 +37,14 @@ from devyard.backends import accounts, cgroups, homefiles, sandbox
 from devyard.backends.accounts import Account
 from devyard.backends.base import Endpoint, RuntimeStatus, Stats, WorkspaceSpec
 from devyard.backends.pool import WarmPool, give_back_paths, move_in
+from devyard.backends.records import Records, alive, identity
 from devyard.config import Settings
 from devyard.engine import install, publish
 from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env, policy_flags
 from devyard.errors import BackendError, DevyardError, Invalid
 from devyard.paths import disk_usage, remove_workspace
 from devyard.logfiles import follow, tail
-from devyard.processes import process_tree, terminate_tree
+from devyard.processes import process_tree, sample_tree, terminate_tree
 from devyard.provision import tools as provision_tools
 
 log = logging.getLogger("devyard")
@@ -65,6 +65,7 @@ class LocalBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.run_dir = settings.run_dir
+        self.records = Records(self.run_dir)
         self.isolated = settings.isolated
         if self.isolated:
             check_isolation(settings)
@@ -85,7 +86,7 @@ class LocalBackend:
             log.warning("the warm pool is off: engines run as each user's own account here (os_accounts), unknown before a workspace exists")
             size = 0
         self.pool = WarmPool(size, settings.data_dir / "pool", tuple(provision_tools.bin_dirs(settings.tools_dir, settings.tools)),
-                             boot=self._boot_warm, alive=lambda uid: self._process(self._read_record(uid)) is not None, discard=self._discard_warm)
+                             boot=self._boot_warm, alive=lambda uid: alive(self.records.read(uid)) is not None, discard=self._discard_warm)
 
     @property
     def missing_isolation(self) -> str | None:
@@ -104,36 +105,25 @@ class LocalBackend:
 
     @property
     def records_dir(self) -> Path:
-        """Folder of the engines' runtime records (one JSON file per running engine)."""
-        return self.run_dir / "engines"
-
-    def _record_path(self, uid: str) -> Path:
-        return self.records_dir / f"{uid}.json"
+        """Folder of the engines' runtime records (records.py)."""
+        return self.records.dir
 
     def _runtime_dir(self, uid: str) -> Path:
         """Private 0700 folder: VS Code's IPC sockets and the engine's session socket."""
         return self.run_dir / uid
 
-    def _read_record(self, uid: str) -> dict[str, Any] | None:
-        try:
-            data: dict[str, Any] = json.loads(self._record_path(uid).read_text())
-            return data
-        except (OSError, ValueError):
-            return None
-
-    def _write_record(self, uid: str, record: dict[str, Any]) -> None:
-        tmp = self._record_path(uid).with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
-        tmp.replace(self._record_path(uid))
-
     def _forget(self, uid: str) -> int | None:
         """Remove a stopped engine's socket, record, runtime dir and groups; reap it; return its exit code."""
-        record = self._read_record(uid) or {}
+        record = self.records.read(uid) or {}
         child = self._children.pop(uid, None)
         code = child.poll() if child else None  # reaped first: a zombie still counts as the group's
-        net = self._process(record.get("net"))
-        if net is not None:  # it ends with its sandbox; one left behind (a stuck exit) is ended here
-            net.kill()
+        # A sandbox outlives its outermost bwrap (the pid recorded) when that alone was killed: its
+        # first process (pid 1 of its namespace) is ended here, and everything in the namespace with it.
+        for helper_record in (record.get("sandbox"), record.get("net")):
+            left = alive(helper_record)
+            if left is not None:
+                with contextlib.suppress(psutil.Error):
+                    left.kill()
         helper = self._helpers.pop(uid, None)
         if helper is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -141,26 +131,13 @@ class LocalBackend:
         if record.get("cgroups"):
             cgroups.remove(record["cgroups"])
         # run/<uid>.sock: where engines of earlier versions listened.
-        for path in (self.run_dir / f"{uid}.sock", self._record_path(uid)):
+        for path in (self.run_dir / f"{uid}.sock", self.records.path(uid)):
             path.unlink(missing_ok=True)
         for link in map(Path, record.get("links", [])):  # the paths a pool engine booted with
             if link.is_symlink():
                 give_back_paths(link)
         shutil.rmtree(record.get("runtime") or self._runtime_dir(uid), ignore_errors=True)
         return code
-
-    @staticmethod
-    def _process(record: dict[str, Any] | None) -> psutil.Process | None:
-        """The live process a record names, checking start time so a reused pid is not mistaken."""
-        if not record:
-            return None
-        try:
-            proc = psutil.Process(record["pid"])
-            if abs(proc.create_time() - record["create_time"]) > 0.05 or proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            return proc
-        except (psutil.Error, KeyError, TypeError):
-            return None
 
     # -- Backend protocol -------------------------------------------------------------------
     async def start(self, ws: WorkspaceSpec) -> Endpoint:
@@ -193,7 +170,7 @@ class LocalBackend:
         await _answers(str(self.socket_path(spec.uid)), "/?folder=" + quote(str(spec.files_dir)))
 
     def _discard_warm(self, spec: WorkspaceSpec) -> None:
-        proc = self._process(self._read_record(spec.uid))
+        proc = alive(self.records.read(spec.uid))
         if proc is not None:
             terminate_tree(proc, 2.0)
         self._forget(spec.uid)
@@ -202,10 +179,10 @@ class LocalBackend:
 
     def _hand_over(self, warm: WorkspaceSpec, ws: WorkspaceSpec) -> Endpoint:
         """The warm engine becomes `ws`'s: its folder, its home files, its runtime record."""
-        record = self._read_record(warm.uid)
+        record = self.records.read(warm.uid)
         if record is None:
             raise OSError(f"the pool engine {warm.uid} has no record")
-        proc = self._process(record)
+        proc = alive(record)
         if proc is None:
             raise OSError(f"the pool engine {warm.uid} is gone")
         # The workspace's limits, for the engine and all it started while it waited (charges made before stay where they were).
@@ -218,9 +195,9 @@ class LocalBackend:
         move_in(warm, ws)
         homefiles.write(ws.home_dir, ws.files, [])
         record = {k: v for k, v in record.items() if k not in ("pool", "root")}
-        self._write_record(ws.uid, {**record, "owner": ws.owner, "name": ws.name, "runtime": str(self._runtime_dir(warm.uid)),
+        self.records.write(ws.uid, {**record, "owner": ws.owner, "name": ws.name, "runtime": str(self._runtime_dir(warm.uid)),
                                     "links": [str(warm.root)], "cgroups": groups, "memory_bytes": ws.limits.memory_bytes})
-        self._record_path(warm.uid).unlink(missing_ok=True)
+        self.records.path(warm.uid).unlink(missing_ok=True)
         child = self._children.pop(warm.uid, None)
         if child is not None:
             self._children[ws.uid] = child
@@ -270,7 +247,7 @@ class LocalBackend:
                                              before_release=lambda pids: cgroups.enter_all(groups, pids))
                     proc = started.proc
                     self._helpers[ws.uid] = started.net
-                    net = {"net": {"pid": started.net.pid, "create_time": psutil.Process(started.net.pid).create_time()}}
+                    net = {"net": identity(started.net.pid), "sandbox": identity(started.pids[1])}
                 else:
                     proc = subprocess.Popen(argv, cwd=ws.files_dir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True, close_fds=True, **accounts.popen_args(account))
@@ -289,7 +266,7 @@ class LocalBackend:
                 raise
         self._children[ws.uid] = proc
         create_time = psutil.Process(proc.pid).create_time()
-        self._write_record(ws.uid, {"pid": proc.pid, "create_time": create_time, "socket": str(sock), "owner": ws.owner, "name": ws.name,
+        self.records.write(ws.uid, {"pid": proc.pid, "create_time": create_time, "socket": str(sock), "owner": ws.owner, "name": ws.name,
                                     "cgroups": groups, "memory_bytes": ws.limits.memory_bytes, **net, **(extra or {})})
         return proc
 
@@ -341,7 +318,7 @@ class LocalBackend:
         while True:
             code = proc.poll()
             if code is not None:
-                oom = self._out_of_memory(self._read_record(ws.uid))
+                oom = self._out_of_memory(self.records.read(ws.uid))
                 self._forget(ws.uid)
                 if oom:
                     raise BackendError(f"{oom} while starting; choose a larger size", code="out_of_memory")
@@ -362,8 +339,8 @@ class LocalBackend:
 
     async def stop(self, ws: WorkspaceSpec, timeout: float) -> None:
         """Stop the engine's whole process tree: SIGINT, then SIGTERM, then SIGKILL."""
-        record = self._read_record(ws.uid)
-        proc = self._process(record)
+        record = self.records.read(ws.uid)
+        proc = alive(record)
         if proc is not None:
             await asyncio.to_thread(terminate_tree, proc, timeout)
         self._forget(ws.uid)
@@ -391,7 +368,7 @@ class LocalBackend:
 
     def _end_strays(self, owner: str) -> None:
         """With the owner's last engine stopped, end what its terminals left behind (daemons escape the tree)."""
-        if any(r and r.get("owner") == owner and self._process(r) for r in map(self._read_record, self._record_uids())):
+        if any(r and r.get("owner") == owner and alive(r) for r in map(self.records.read, self.records.uids())):
             return
         try:
             account = accounts.lookup(owner)
@@ -406,15 +383,12 @@ class LocalBackend:
         os.chmod(self.run_dir, 0o711 if self.isolated else 0o700)
         os.chmod(self.records_dir, 0o700)
 
-    def _record_uids(self) -> list[str]:
-        return [p.stem for p in sorted(self.records_dir.glob("*.json"))] if self.records_dir.exists() else []
-
     async def status(self, ws: WorkspaceSpec) -> RuntimeStatus:
         """running, stopped (no record) or failed (record left by an engine that exited by itself)."""
-        record = self._read_record(ws.uid)
+        record = self.records.read(ws.uid)
         if record is None:
             return RuntimeStatus(uid=ws.uid, state="stopped")
-        proc = self._process(record)
+        proc = alive(record)
         oom = self._out_of_memory(record)
         if proc is not None and oom is None:
             return RuntimeStatus(
@@ -423,7 +397,7 @@ class LocalBackend:
             )
         if proc is not None:  # cgroup v1 killed one process; the workspace ends as a whole, as under v2
             await asyncio.to_thread(terminate_tree, proc, 2.0)
-            if self._read_record(ws.uid) != record:  # started again meanwhile: the new engine's record is not ours to remove
+            if self.records.read(ws.uid) != record:  # started again meanwhile: the new engine's record is not ours to remove
                 return await self.status(ws)
         code = self._forget(ws.uid)
         if oom:
@@ -432,8 +406,8 @@ class LocalBackend:
 
     async def stats(self, ws: WorkspaceSpec) -> Stats:
         """CPU over a short sample, RSS and uptime of the engine tree; disk use of the workspace."""
-        proc = self._process(self._read_record(ws.uid))
-        cpu, rss, uptime = await asyncio.to_thread(_sample_tree, proc)
+        proc = alive(self.records.read(ws.uid))
+        cpu, rss, uptime = await asyncio.to_thread(sample_tree, proc)
         disk = await asyncio.to_thread(disk_usage, ws.root)
         return Stats(cpu_percent=cpu, memory_bytes=rss, uptime_s=uptime, disk_bytes=disk)
 
@@ -441,9 +415,9 @@ class LocalBackend:
         """Engines left running by an earlier manager, found from run/*.json; stale records are removed."""
         self._protect_run_dir()
         found: list[RuntimeStatus] = []
-        for uid in self._record_uids():
-            record = self._read_record(uid)
-            proc = self._process(record)
+        for uid in self.records.uids():
+            record = self.records.read(uid)
+            proc = alive(record)
             if record and record.get("pool"):
                 if proc is None or not self.pool.size:
                     self._discard_warm(WorkspaceSpec(uid=uid, owner="", name="", root=Path(record["root"])))
@@ -496,34 +470,3 @@ async def _answers(sock: str, path: str = "/healthz", status: bytes = b"200") ->
         return False
     finally:
         writer.close()
-
-
-def _sample_tree(proc: psutil.Process | None) -> tuple[float, int, float]:
-    if proc is None:
-        return 0.0, 0, 0.0
-    procs = process_tree(proc)
-
-    def cpu_seconds() -> float:
-        total = 0.0
-        for p in procs:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-        return total
-
-    before, t0 = cpu_seconds(), time.monotonic()
-    time.sleep(0.2)
-    cpu = 100.0 * (cpu_seconds() - before) / max(time.monotonic() - t0, 1e-6)
-    rss = 0
-    for p in procs:
-        try:
-            rss += p.memory_info().rss
-        except psutil.Error:
-            pass
-    try:
-        uptime = time.time() - proc.create_time()
-    except psutil.Error:
-        uptime = 0.0
-    return round(cpu, 1), rss, round(uptime, 1)

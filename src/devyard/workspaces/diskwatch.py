@@ -11,26 +11,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from devyard.backends.base import WorkspaceSpec
+from devyard.config import Settings
 from devyard.loops import Loop
 from devyard.models import Status
 from devyard.paths import disk_usage
 from devyard.provision.report import ProgressLog
 from devyard.store.tables import WorkspaceRow
 from devyard.workspaces import sizes
-
-if TYPE_CHECKING:
-    from devyard.workspaces.service import WorkspaceService
+from devyard.workspaces.access import Route
 
 log = logging.getLogger("devyard.disk")
 MB = 1 << 20
 
 
-class DiskWatch(Loop):
-    """The loop; WorkspaceService makes the changes."""
+class Workspaces(Protocol):
+    """What the watch needs of the workspace service (and nothing more)."""
 
-    def __init__(self, service: WorkspaceService) -> None:
+    settings: Settings
+
+    def routes_in(self, status: Status) -> list[Route]: ...
+    async def rows_by_uid(self, uids: list[str]) -> list[WorkspaceRow]: ...
+    def spec(self, row: WorkspaceRow) -> WorkspaceSpec: ...
+    def address_of(self, row: WorkspaceRow) -> str | None: ...
+    async def set_status(self, row: WorkspaceRow, status: str, address: str | None = None, **fields: Any) -> None: ...
+    async def stop(self, row: WorkspaceRow, why: str | None = None) -> WorkspaceRow: ...
+
+
+class DiskWatch(Loop):
+    """The loop; the workspace service makes the changes."""
+
+    def __init__(self, service: Workspaces) -> None:
         super().__init__()
         self.service = service
         self.settings = service.settings
