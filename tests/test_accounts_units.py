@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from devyard.backends.accounts import MAX_NAME, account_name, traversal_blocker
+from devyard.backends.accounts import MAX_NAME, Account, account_name, give, traversal_blocker
 from devyard.errors import Invalid
 from devyard.models import USER_NAME
 from devyard.paths import child
-from devyard.provision import keep_owner
 
 
 @pytest.mark.parametrize("user", ["alice", "a.b-c_d", "9lives", "x" * 29, "x" * 39, "long.name.with.dots-and-more-than-32"])
@@ -53,18 +52,20 @@ def test_traversal_blocker_names_the_closed_folder() -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="changing owners needs root")
-def test_files_the_manager_adds_go_to_the_folders_owner(tmp_path: Path) -> None:
+def test_a_folder_handed_to_an_account_never_gives_away_a_links_target(tmp_path: Path) -> None:
     folder = tmp_path / "extensions"
     (folder / "old").mkdir(parents=True)
-    os.chown(folder, 65534, 65534)
     (folder / "new-ext").mkdir()
     (folder / "new-ext" / "package.json").write_text("{}")
     (folder / "link").symlink_to("/etc/passwd")
-    keep_owner(folder)
-    for p in (folder / "new-ext", folder / "new-ext" / "package.json", folder / "old"):
+    give(folder, Account("nobody", 65534, 65534))
+    for p in (folder, folder / "new-ext", folder / "new-ext" / "package.json", folder / "old", folder / "link"):
         assert (p.lstat().st_uid, p.lstat().st_gid) == (65534, 65534)
     assert os.stat("/etc/passwd").st_uid == 0  # the link itself changed hands, never its target
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    keep_owner(mine)
-    assert mine.stat().st_uid == 0
+    assert folder.stat().st_mode & 0o777 == 0o700
+    # A file or a link where a folder must be is an error, never followed.
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "linked").symlink_to(tmp_path / "mine")
+    for path in (tmp_path / "file", tmp_path / "linked"):
+        with pytest.raises(NotADirectoryError):
+            give(path, Account("nobody", 65534, 65534))

@@ -155,3 +155,50 @@ def test_a_workspace_over_its_memory_limit_fails_with_out_of_memory(sized: Manag
         assert api.patch("/workspaces/hog", json={"size": "medium"}).status_code == 200
         assert api.post("/workspaces/hog/start").status_code == 202
     assert sized.wait_status("hog", "running")["reason"] is None
+
+
+def test_no_limits_must_be_asked_for_and_keep_the_pids_limit(engine: install.Engine, tmp_path: Path) -> None:
+    # By default a workspace has its default size's limits; only `default_size: none` takes them away, and not the pids limit.
+    with start_manager(tmp_path / "data", extra_env={"DEVYARD_DEFAULT_SIZE": "none"}) as m:
+        with m.api() as api:
+            assert api.post("/workspaces", json={"name": "free"}).status_code == 201
+            assert [s["default"] for s in api.get("/sizes").json()] == [False, False, False]
+        m.wait_status("free", "running")
+        record = record_of(m, "free")
+        assert record is not None and record["memory_bytes"] is None
+        support = cgroups.detect()
+        if support.available and support.pids is not None:
+            (pids,) = [Path(g) for g in record["cgroups"] if (Path(g) / "pids.max").exists()]
+            assert (pids / "pids.max").read_text().strip() == "4096" and str(record["pid"]) in (pids / "cgroup.procs").read_text().split()
+        else:
+            print(f"no pids controller here: {support.detail}")
+
+
+def test_a_running_workspace_over_its_disk_is_warned_then_stopped(engine: install.Engine, tmp_path: Path) -> None:
+    config = tmp_path / "devyard.yaml"
+    config.write_text(json.dumps({"devyard": {"sizes": {"small": {"memory_mb": 1024, "cpus": 1, "disk_mb": 20}},
+                                              "disk_check_interval_s": 0.5, "disk_grace_s": 4}}))
+    with start_manager(tmp_path / "data", args=("--config", str(config))) as m:
+        with m.api() as api:
+            for name in ("full", "tidy"):
+                assert api.post("/workspaces", json={"name": name}).status_code == 201
+        for name in ("full", "tidy"):
+            m.wait_status(name, "running")
+        root = m.data_dir / "workspaces" / "admin"
+        for name in ("full", "tidy"):
+            (root / name / "files" / "big.bin").write_bytes(b"x" * (30 * MB))
+        with m.api() as api:
+            def warned(name: str) -> dict[str, Any] | None:
+                ws: dict[str, Any] = api.get(f"/workspaces/{name}").json()
+                return ws if ws["status"] == "running" and "more than its size 'small' allows (20 MB)" in (ws["error"] or "") else None
+            for name in ("full", "tidy"):
+                assert "it stops in" in wait_for(lambda: warned(name), 30, f"{name} warned")["error"]
+            # Brought back under its allowance in time: the warning goes and it runs on.
+            (root / "tidy" / "files" / "big.bin").unlink()
+            wait_for(lambda: api.get("/workspaces/tidy").json()["error"] is None, 30, "tidy's warning gone")
+            # Still over after the grace: stopped, saying why.
+            stopped = m.wait_status("full", "stopped", timeout=60)
+            assert stopped["error"].startswith("stopped: it uses") and "(20 MB)" in stopped["error"]
+            assert api.get("/workspaces/tidy").json()["status"] == "running"
+        log = (root / "full" / "logs" / "engine.log").read_text()
+        assert "it stops in" in log and "stopped: it uses" in log

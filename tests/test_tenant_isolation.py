@@ -165,8 +165,8 @@ def site(engine: install.Engine) -> Iterator[Site]:
         env = {"DEVYARD_OS_ACCOUNTS": "on", "DEVYARD_SANDBOX": "on", "HOME": str(home), "DEVYARD_ENGINE_DIR": str(engine.root.parent),
                "PLANTED_SECRET": "planted-" + secrets.token_hex(6), "DEVYARD_ENGINE_ENV": json.dumps({"GIT_SSL_CAINFO": str(cert)})}
         m = start_manager(base / "data", extra_env=env, args=("--config", str(config)))
+        tenants: list[Tenant] = []
         try:
-            tenants = []
             for user, ws in zip(names, ("wa", "wb")):
                 password = _add_user(m, user)
                 with m.api(user) as api:
@@ -191,6 +191,9 @@ def site(engine: install.Engine) -> Iterator[Site]:
                 yield Site(m, a, b, base, outside, engine_commit(engine.static_root) or "", engine.static_root,
                            git_url=f"https://127.0.0.1:{ready.split()[1]}/private.git", helper_marker=marker)
         finally:
+            for tenant in tenants:
+                if tenant.session is not None:
+                    tenant.session.close()
             m.stop()
             for user in names:
                 found = accounts.lookup(user)
@@ -311,6 +314,27 @@ while True:
         assert a.session.cookies.get("devyard_session") != "stolen"
     finally:
         with m.api(a.name) as api:  # a fresh engine and socket for the tests that follow
+            assert api.post("/workspaces/wa/restart").status_code == 202
+        m.wait_status("wa", "running", token=a.name)
+        assert a.page is not None
+        open_terminal(a.page, a.url + f"/w/{a.name}/wa/")
+
+
+def test_a_socket_linked_to_another_engine_reaches_nothing(site: Site) -> None:
+    a, b, m = site.a, site.b, site.m
+    theirs = json.loads(next(p for p in (m.data_dir / "run" / "engines").glob("*.json") if '"wb"' in p.read_text()).read_text())["socket"]
+    # a swaps its engine's socket for a link to b's (the gateway, root, would follow it) and asks for its own workspace.
+    a.run(f"""sock=$(ps -eo args | grep -o -- '--socket [^ ]*' | head -1 | cut -d' ' -f2)
+rm -f "$sock" && ln -s {theirs} "$sock" && ls -l "$sock" > r_link""")
+    assert theirs in a.read("r_link")
+    time.sleep(4)  # past the gateway's idle-connection reuse: the next request opens a new connection
+    try:
+        assert a.session is not None
+        r = a.session.get(f"/w/{a.name}/wa/", follow_redirects=False)
+        assert r.status_code == 502 and "wb" not in r.headers.get("location", "") and r.json()["error"]["code"] == "engine_unreachable"
+        assert b.session is not None and b.session.get(f"/w/{b.name}/wb/").status_code == 302  # b's engine itself is fine
+    finally:
+        with m.api(a.name) as api:
             assert api.post("/workspaces/wa/restart").status_code == 202
         m.wait_status("wa", "running", token=a.name)
         assert a.page is not None

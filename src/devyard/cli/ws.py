@@ -228,12 +228,13 @@ def set_(
 
 @ws_app.command("sizes")
 def list_sizes() -> None:
-    """List the size presets (memory, CPUs, disk) a workspace can have."""
+    """List the size presets (memory, CPUs, disk, processes) a workspace can have."""
     api = _api()
-    table = Table("name", "memory", "CPUs", "disk", "description")
+    table = Table("name", "memory", "CPUs", "disk", "processes", "description")
     for s in api.request("GET", "/sizes"):
         table.add_row(s["name"] + (" (default)" if s["default"] else ""), f"{s['memory_mb']} MB" if s["memory_mb"] else "no limit",
-                      f"{s['cpus']:g}" if s["cpus"] else "no limit", f"{s['disk_mb']} MB" if s["disk_mb"] else "no limit", s["description"])
+                      f"{s['cpus']:g}" if s["cpus"] else "no limit", f"{s['disk_mb']} MB" if s["disk_mb"] else "no limit",
+                      str(s["pids_max"]), s["description"])
     console.print(table)
 
 

@@ -23,8 +23,10 @@ import asyncio
 import collections
 import logging
 import os
+import socket
+import struct
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httptools
@@ -35,17 +37,40 @@ from devyard.gateway.headers import downstream_headers
 CONNECT_TIMEOUT_S = 10.0
 IDLE_REUSE_S = 3.0  # under Node's 5 s keep-alive timeout, so a pooled connection is still open
 HIGH_WATER, LOW_WATER = 256 * 1024, 64 * 1024
+PEERCRED_SIZE = struct.calcsize("3i")  # struct ucred: pid, uid, gid
 PRUNE_EVERY = 16  # new sockets between two looks for engines that are gone
 log = logging.getLogger("devyard.gateway")
 
 
-def open_connection(factory: Callable[[], asyncio.Protocol], address: str) -> Coroutine[Any, Any, tuple[asyncio.Transport, Any]]:
+async def open_connection(factory: Callable[[], asyncio.Protocol], address: str) -> tuple[asyncio.Transport, Any]:
     """Connect `factory`'s protocol to an engine address: a unix socket path (starts with /), else host:port."""
     loop = asyncio.get_running_loop()
     if address.startswith("/"):
-        return loop.create_unix_connection(factory, address)
+        return await loop.create_unix_connection(factory, sock=await connect_unix(address))
     host, _, port = address.rpartition(":")
-    return loop.create_connection(factory, host.strip("[]"), int(port))
+    return await loop.create_connection(factory, host.strip("[]"), int(port))
+
+
+async def connect_unix(address: str) -> socket.socket:
+    """A connected socket to the engine at `address`, checked to be served by the workspace's own account.
+
+    The socket's folder (run/<uid>/) is made by the manager and given to the workspace's account,
+    which cannot give it away. The socket in it is the account's to replace, though, even with a
+    link to another workspace's socket, and connect() follows links. So the listener's credentials
+    (SO_PEERCRED) must be the folder owner's: a link to anyone else's engine reaches nothing.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, address)
+        _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED_SIZE))
+        owner = os.stat(os.path.dirname(address)).st_uid
+        if uid != owner:
+            raise ConnectionRefusedError(f"{address} is served by uid {uid}, not by its workspace's account (uid {owner})")
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class EngineUnreachable(Exception):

@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
-from websockets.asyncio.client import ClientConnection, connect, unix_connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from devyard.gateway.http import connect_unix
 
 OPEN_TIMEOUT_S = 10.0
 # code-server never answers the close of its editor socket: without a short wait each closed tab
@@ -49,8 +51,8 @@ async def relay(
             subprotocols=scope.get("subprotocols") or None, compression=None, max_size=None, ping_interval=None,
             open_timeout=OPEN_TIMEOUT_S, close_timeout=CLOSE_TIMEOUT_S, user_agent_header=None, proxy=None,
         )
-        if address.startswith("/"):
-            upstream = await unix_connect(address, uri=uri, **options)
+        if address.startswith("/"):  # connected here, its listener checked to be the workspace's own (http.py)
+            upstream = await connect(uri, sock=await connect_unix(address), **options)
         else:  # host:port; the URI keeps the browser's host for the engine's Origin check
             host, _, port = address.rpartition(":")
             upstream = await connect(uri, host=host.strip("[]"), port=int(port), **options)
