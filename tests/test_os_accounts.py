@@ -216,3 +216,38 @@ def test_shared_account_is_said_plainly(manager: Manager) -> None:
         assert c.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code == 200
         page = c.get("/").text
     assert 'id="isolation-notice"' in page and f"one OS account ({me})" in page
+
+
+@as_root
+def test_folders_are_private_from_creation_and_a_missing_sandbox_is_said(engine: install.Engine, passable: Path, users: list[str]) -> None:
+    user = users[0]
+    env = {"DEVYARD_OS_ACCOUNTS": "on", "DEVYARD_SANDBOX": "off"}
+    m = start_manager(passable / "data", extra_env=env)
+    try:
+        add_user(m, user)
+        with m.api(user) as api:
+            assert api.post("/workspaces", json={"name": "early", "start": False}).status_code == 201
+        m.wait_status("early", "stopped", token=user)
+        # Never started, yet private: provisioning made the folders as they will stay.
+        account = accounts.lookup(user)
+        assert account is not None
+        root = m.data_dir / "workspaces" / user / "early"
+        for d in ("files", "home", "data", "extensions"):
+            assert ((root / d).lstat().st_uid, mode(root / d)) == (account.uid, 0o700), d
+        for d in (root, root.parent):
+            assert (d.lstat().st_uid, d.lstat().st_gid, mode(d)) == (0, account.gid, 0o710)
+        assert ((root / "logs").lstat().st_uid, mode(root / "logs")) == (0, 0o700)
+        # Without the sandbox, everyone is told in one sentence: doctor, the dashboard, the manager's log.
+        doctor = subprocess.run([DEVYARD, "doctor"], env={**os.environ, **env, "DEVYARD_DATA_DIR": str(m.data_dir), "NO_COLOR": "1", "COLUMNS": "250"},
+                                capture_output=True, text=True, timeout=60)
+        lines = {line.split()[1]: line for line in doctor.stdout.splitlines() if len(line.split()) > 1}
+        assert "warn" in lines["sandbox"] and "engines are not sandboxed: sandbox: off" in lines["sandbox"]
+        assert "warn" in lines["isolation"] and "Workspaces are not sandboxed (sandbox: off)" in lines["isolation"]
+        with httpx.Client(base_url=m.url) as c:
+            assert c.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code == 200
+            for page in ("/", "/admin/users"):
+                text = c.get(page).text
+                assert 'id="isolation-notice"' in text and "not sandboxed (sandbox: off)" in text and "reach other users&#39; ports" in text
+        assert "NOT sandboxed (sandbox: off)" in m.log
+    finally:
+        m.stop()

@@ -26,6 +26,7 @@ from devyard.config import load_settings
 from devyard.engine import install
 from devyard.errors import Invalid
 from devyard.provision import archive, usersettings
+from devyard.workspaces import backups
 from devyard.provision.git import check_url, redact
 from devyard.tls import CERT_NAME
 from tests.support import Manager, make_repo, peer, start_manager, wait_for
@@ -152,6 +153,12 @@ ARCHIVE_ATTACKS: dict[str, Any] = {
     "symlink escape": lambda: tar_bytes([entry("up", tarfile.SYMTYPE, "../../.."), entry("up/escaped.txt")], {"up/escaped.txt": b"pwned"}),
     "absolute symlink": lambda: tar_bytes([entry("etc", tarfile.SYMTYPE, "/etc")]),
     "zip symlink escape": lambda: zip_bytes({}, {"out": "../../../outside"}),
+    # Each link looks inside by its text; on disk `x` is the folder itself, so x/x/x/data leads three folders up.
+    "chained links": lambda: tar_bytes([entry("x", tarfile.SYMTYPE, "."), entry("x/x/x/data", tarfile.SYMTYPE, "../../../outside")]),
+    # l1 leads inside while l2 does; a later entry makes l2 the folder itself, and l1 then leads out.
+    "link changed by a later entry": lambda: tar_bytes([entry("deep", tarfile.DIRTYPE), entry("deep/in", tarfile.DIRTYPE),
+                                                       entry("l2", tarfile.SYMTYPE, "deep/in"), entry("l1", tarfile.SYMTYPE, "l2/x/../.."),
+                                                       entry("l2", tarfile.SYMTYPE, ".")]),
     "hard link escape": lambda: tar_bytes([entry("passwd", tarfile.LNKTYPE, "../../../../etc/passwd")]),
     "device file": lambda: tar_bytes([entry("null", tarfile.CHRTYPE)]),
     "fifo": lambda: tar_bytes([entry("pipe", tarfile.FIFOTYPE)]),
@@ -175,6 +182,18 @@ def test_archive_attacks_are_refused(attack: str, tmp_path: Path) -> None:
     assert not (jail / "dest").exists()
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "c", "upload"]
     assert not Path("/tmp/devyard-escaped.txt").exists()
+
+
+def test_a_backup_whose_data_is_a_link_is_refused(tmp_path: Path) -> None:
+    unpacked = tmp_path / "unpacked"
+    (unpacked / "elsewhere").mkdir(parents=True)
+    (unpacked / "data").symlink_to("elsewhere")  # inside the folder, but a link where a folder must be
+    with pytest.raises(Invalid) as exc:
+        backups.real_folders(unpacked)
+    assert exc.value.code == "not_a_backup" and "data/" in exc.value.message
+    (unpacked / "data").unlink()
+    (unpacked / "data").mkdir()
+    backups.real_folders(unpacked)
 
 
 def test_archives_unpack_with_folders_links_and_modes(tmp_path: Path) -> None:

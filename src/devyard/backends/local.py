@@ -2,18 +2,19 @@
 
 Engines start in their own session (process group) with stdout/stderr going to a log file, never
 a pipe into the manager, so they outlive a manager crash or restart and are adopted by the next
-one. What the manager must know to find them again is on disk, not in memory: run/engines/<uid>.json
-holds the pid and the process start time (a pid alone can be reused). run/<uid>/ is the engine's
-private 0700 runtime folder: its listening socket (engine.sock, the only place it listens), VS
-Code's IPC sockets and code-server's session socket, kept short because a socket path may not pass
-107 bytes.
+one. What the manager must know to find them again is on disk, not in memory (records.py).
+run/<uid>/ is the engine's private runtime folder, made fresh at each start: its listening socket
+(engine.sock, the only place it listens), VS Code's IPC sockets and code-server's session socket,
+kept short because a socket path may not pass 107 bytes. The gateway checks who listens there
+(gateway/http.py): the folder is its tenant's.
 
-A workspace with limits (its size) runs in control groups of its own (cgroups.py); where the host
+Every engine runs in control groups of its own with its size's limits (cgroups.py); where the host
 has none to give, the engine runs unlimited and its log and `devyard doctor` say so.
 
 Run as root (os_accounts: auto), each user's engines run as that user's system account (see
-accounts.py): their files, home, settings, extensions and runtime folder belong to it with mode
-0700, the folders above them let it pass but not look, and the manager's own state stays 0700.
+accounts.py), each in a sandbox of its own (sandbox.py): their files, home, settings, extensions
+and runtime folder belong to it with mode 0700, the folders above them let it pass but not look,
+and the manager's own state stays 0700.
 """
 
 from __future__ import annotations
