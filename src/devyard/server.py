@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 
 import uvicorn
+from starlette.types import ASGIApp
 from uvicorn.config import LOGGING_CONFIG
 
 from devyard.gateway.tunnel import TunnelProtocol
@@ -53,7 +54,9 @@ class _Server(uvicorn.Server):
 
 def serve(settings: Settings, on_ready: Callable[[str], None]) -> None:
     """Serve the manager in the foreground until SIGINT or SIGTERM (on host:port, and on the unix socket `uds` when set)."""
-    app = ForwardedHeaders(GatewayMiddleware(create_app(settings)), settings.trusted_proxies)
+    app: ASGIApp = GatewayMiddleware(create_app(settings))
+    if settings.trusted_proxies or settings.uds:  # nobody to believe otherwise: no layer on every request's path
+        app = ForwardedHeaders(app, settings.trusted_proxies)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
         # /w/ upgrades become byte tunnels to engines; the rest goes on to websockets-sansio (tunnel.py).
