@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,7 +35,11 @@ def no_leaked_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
             if proc.pid != os.getpid() and base in " ".join(proc.info["cmdline"] or []):
-                leaked.append(f"{proc.pid}: {' '.join(proc.info['cmdline'])[:200]}")
+                cmdline = proc.info["cmdline"]
+                # The engine's socket names the test that started it (its temp folder): show that part whole.
+                socket = cmdline[cmdline.index("--socket") + 1] if "--socket" in cmdline[:-1] else ""
+                started = time.strftime("%H:%M:%S", time.localtime(proc.create_time()))
+                leaked.append(f"{proc.pid} (started {started}): {' '.join(cmdline)[:200]}" + (f" [socket {socket}]" if socket else ""))
                 kill_tree(proc.pid)
         except psutil.Error:
             continue

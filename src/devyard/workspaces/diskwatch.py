@@ -34,6 +34,8 @@ class Workspaces(Protocol):
 
     def routes_in(self, status: Status) -> list[Route]: ...
     async def rows_by_uid(self, uids: list[str]) -> list[WorkspaceRow]: ...
+    async def row_by_uid(self, uid: str) -> WorkspaceRow | None: ...
+    def lock(self, uid: str) -> asyncio.Lock: ...
     def spec(self, row: WorkspaceRow) -> WorkspaceSpec: ...
     def address_of(self, row: WorkspaceRow) -> str | None: ...
     async def set_status(self, row: WorkspaceRow, status: str, address: str | None = None, **fields: Any) -> None: ...
@@ -71,19 +73,33 @@ class DiskWatch(Loop):
         size = sizes.effective(self.settings, row.size)
         if used <= allowed:
             if self.warned.pop(uid, None) is not None:
-                await service.set_status(row, Status.running, address=service.address_of(row), error=None)
+                await self._say(row, None)
             return
         over = f"uses {used / MB:.0f} MB of disk, more than its size '{size}' allows ({allowed // MB} MB)"
         warned = self.warned.setdefault(uid, now)
         if warned == now:
             grace = self.settings.disk_grace_s
-            message = f"{over}: delete files or choose a larger size; it stops in {grace / 60:.0f} minutes otherwise"
+            message = f"{over}: delete files or choose a larger size; it stops in {_duration(grace)} otherwise"
             log.info("workspace %s/%s %s", row.owner.name, row.name, over)
             ProgressLog(spec.log_file).line(message)
-            await service.set_status(row, Status.running, address=service.address_of(row), error=message)
+            await self._say(row, message)
         elif now - warned >= self.settings.disk_grace_s:
             del self.warned[uid]
-            message = f"stopped: it {over} and was not brought under it within {self.settings.disk_grace_s / 60:.0f} minutes of the warning"
+            message = f"stopped: it {over} and was not brought under it within {_duration(self.settings.disk_grace_s)} of the warning"
             log.info("workspace %s/%s %s", row.owner.name, row.name, message)
             ProgressLog(spec.log_file).line(message)
-            await service.stop(row, why=message)
+            fresh = await service.row_by_uid(uid)
+            if fresh is not None and fresh.status == Status.running:  # not stopped meanwhile by someone else
+                await service.stop(fresh, why=message)
+
+    async def _say(self, row: WorkspaceRow, error: str | None) -> None:
+        """Set (or clear) the warning in a workspace's `error`, if it still runs: it may have been stopped while it was measured."""
+        async with self.service.lock(row.uid):
+            fresh = await self.service.row_by_uid(row.uid)
+            if fresh is not None and fresh.status == Status.running:
+                await self.service.set_status(fresh, Status.running, address=self.service.address_of(fresh), error=error)
+
+
+def _duration(seconds: float) -> str:
+    """`seconds` for a person: "40 s", "5 minutes"."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} minutes"
