@@ -18,6 +18,9 @@ from tests.support import Manager, kill_tree, start_manager
 # pytest's temp folders are private (0700), where per-user accounts could not reach their files:
 # every manager runs with one shared account unless a test (test_os_accounts.py) says otherwise.
 os.environ["DEVYARD_OS_ACCOUNTS"] = "off"
+# The suite at large runs in path mode (/w/<owner>/<name>/), which must keep working; the tests of
+# workspace origins (test_origins.py) start managers with a workspace domain of their own.
+os.environ["DEVYARD_WORKSPACE_DOMAIN"] = "none"
 
 
 @pytest.fixture(scope="session")

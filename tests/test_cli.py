@@ -97,4 +97,5 @@ def test_users(manager: Manager) -> None:
 def test_doctor_and_version(manager: Manager) -> None:
     out = manager.cli("doctor", token=None)
     assert out.returncode == 0 and "engine" in out.stdout and "code-server" in out.stdout
+    assert "path mode: every workspace shares the dashboard's origin" in " ".join(out.stdout.split())  # the suite runs in path mode
     assert manager.cli("--version", token=None).stdout.strip()

@@ -88,6 +88,13 @@ def test_pod_is_locked_down() -> None:
     assert bare["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
 
 
+def test_a_pod_on_its_own_origin_shows_ports_on_theirs() -> None:
+    ws = WorkspaceSpec(UID, "ann", "proj", Path("/x"))
+    engine = manifests.pod(ws, KubernetesSettings(), (), None, "//{{port}}--{{host}}/")["spec"]["containers"][0]
+    assert {"name": "VSCODE_PROXY_URI", "value": "//{{port}}--{{host}}/"} in engine["env"]
+    assert "--abs-proxy-base-path" not in engine["args"]  # served at / on its own origin
+
+
 def test_no_cluster_configured_is_said_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)

@@ -216,6 +216,8 @@ def test_shared_account_is_said_plainly(manager: Manager) -> None:
         assert c.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code == 200
         page = c.get("/").text
     assert 'id="isolation-notice"' in page and f"one OS account ({me})" in page
+    # This manager runs in path mode (the suite's default): the dashboard says what that means.
+    assert 'id="path-mode-notice"' in page and "only users who trust each other" in page
 
 
 @as_root

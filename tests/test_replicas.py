@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from devyard.config import load_settings
 from devyard.engine.install import Engine
@@ -102,6 +104,18 @@ def test_two_replicas(pg: Postgres, cluster: tuple[KubeApi, Node], tmp_path: Pat
         with httpx.Client(base_url=b.url, timeout=60) as browser:  # B never touched it: its route came through NOTIFY
             assert browser.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code == 200
             wait_for(lambda: browser.get("/w/admin/both/").status_code == 302, 10, "B's gateway to reach the engine")
+
+        # A token revoked through A closes what it opened through B at once (A's notice, over NOTIFY).
+        with a.api() as client:
+            made = client.post("/tokens", json={"name": "short"}).json()
+        editor = b.url.replace("http://", "ws://") + "/w/admin/both/stable-x?reconnectionToken=t&reconnection=false&skipWebSocketFrames=false"
+        with connect(editor, additional_headers={"authorization": f"Bearer {made['token']}"}, open_timeout=30) as conn:
+            with pytest.raises(TimeoutError):
+                conn.recv(timeout=0.3)  # open, and quiet
+            with a.api() as client:
+                assert client.delete(f"/tokens/{made['id']}").status_code == 204
+            with pytest.raises(ConnectionClosed):
+                conn.recv(timeout=1.0)
 
         with b.api() as client:  # a stop through B reaches A's route table
             assert client.post("/workspaces/both/stop").status_code == 202

@@ -32,19 +32,36 @@ def free_port() -> int:
 
 @pytest.fixture
 def stack(engine: object, tmp_path: Path) -> Iterator[tuple[Manager, str, str]]:
-    """(manager, nginx URL, CA file): the documented nginx config in front of a manager, over its unix socket, trusting no address."""
-    sock = tmp_path / "run" / "devyard.sock"
-    manager = start_manager(tmp_path / "data", args=("--uds", str(sock)))
-    assert stat.S_IMODE(sock.stat().st_mode) == 0o660 and stat.S_ISSOCK(sock.stat().st_mode)
-    cert, key = self_signed(tmp_path / "tls", "127.0.0.1")
+    """(manager, nginx URL, CA file): the documented nginx config in front of a manager in path mode, over its unix socket, trusting no address."""
+    yield from _stack(tmp_path, free_port(), {})
+
+
+# The wildcard's stand-in: Chromium resolves every *.localhost name to this machine by itself.
+DASHBOARD_HOST, WORKSPACE_DOMAIN = "localhost", "ws.localhost"
+
+
+@pytest.fixture
+def wildcard_stack(engine: object, tmp_path: Path) -> Iterator[tuple[Manager, str, str]]:
+    """The same, with workspaces on origins of their own under the wildcard server name (URL: the dashboard's)."""
     port = free_port()
+    public = f"https://{DASHBOARD_HOST}:{port}"
+    yield from _stack(tmp_path, port, {"DEVYARD_WORKSPACE_DOMAIN": WORKSPACE_DOMAIN, "DEVYARD_PUBLIC_URL": public}, public)
+
+
+def _stack(tmp_path: Path, port: int, env: dict[str, str], url: str | None = None) -> Iterator[tuple[Manager, str, str]]:
+    sock = tmp_path / "run" / "devyard.sock"
+    manager = start_manager(tmp_path / "data", extra_env=env, args=("--uds", str(sock)))
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o660 and stat.S_ISSOCK(sock.stat().st_mode)
+    cert, key = self_signed(tmp_path / "tls", "127.0.0.1", WORKSPACE_DOMAIN)
     upstream = f"unix:{sock}"
     site = (EXAMPLE.read_text()
             .replace("server unix:/run/devyard/devyard.sock;", f"server {upstream};")
             .replace("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;")
+            .replace("server_name devyard.example.org *.ws.example.org;", f"server_name {DASHBOARD_HOST} 127.0.0.1 *.{WORKSPACE_DOMAIN};")
             .replace("/etc/ssl/devyard/fullchain.pem", str(cert))
             .replace("/etc/ssl/devyard/privkey.pem", str(key)))
-    assert site.count(str(cert)) == 1 and f"server {upstream};" in site, "docs/nginx.conf changed shape: update this test"
+    assert site.count(str(cert)) == 1 and f"server {upstream};" in site and f"*.{WORKSPACE_DOMAIN}" in site, \
+        "docs/nginx.conf changed shape: update this test"
     prefix = tmp_path / "nginx"
     prefix.mkdir()
     (prefix / "devyard.conf").write_text(site)
@@ -56,12 +73,12 @@ def stack(engine: object, tmp_path: Path) -> Iterator[tuple[Manager, str, str]]:
     )
     proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"https://127.0.0.1:{port}"
+    url = url or f"https://127.0.0.1:{port}"
     try:
         def up() -> bool:
             assert proc.poll() is None, (prefix / "error.log").read_text()
             try:
-                return httpx.get(url + "/healthz", verify=ssl.create_default_context(cafile=str(cert))).status_code == 200
+                return httpx.get(f"https://127.0.0.1:{port}/healthz", verify=ssl.create_default_context(cafile=str(cert))).status_code == 200
             except httpx.TransportError:
                 return False
         wait_for(up, 30, "nginx to proxy /healthz")
@@ -145,3 +162,31 @@ def test_browser_workbench_through_nginx(stack: tuple[Manager, str, str], tmp_pa
         page.wait_for_timeout(3000)  # long enough for a refused WebSocket to show as a close
         assert not closed, f"WebSockets closed through nginx: {closed}"
         assert not page.locator("text=reconnect").count()
+
+
+def test_workspace_origins_through_nginx_with_a_wildcard_server_name(wildcard_stack: tuple[Manager, str, str], tmp_path: Path) -> None:
+    manager, url, _ = wildcard_stack
+    port = url.rsplit(":", 1)[1]
+    with manager.api() as api:
+        made = api.post("/workspaces", json={"name": "wild"}).json()
+    assert made["url"] == f"https://wild--admin.{WORKSPACE_DOMAIN}:{port}/"  # from public_url, whatever Host the API saw
+    manager.wait_status("wild", "running")
+    closed: list[str] = []
+    with chromium(tmp_path / "profile", ignore_https_errors=True) as browser:
+        page = browser.new_page()
+        page.on("websocket", lambda ws: ws.on("close", lambda w: closed.append(w.url)))
+        page.goto(made["url"])  # not signed in: to the dashboard's login, then back with a one-time code
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", ADMIN_PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_selector(".monaco-workbench", timeout=90_000)
+        page.locator(".explorer-folders-view").wait_for(timeout=90_000)
+        assert page.url.startswith(made["url"])
+        cookies = {c["name"]: c for c in browser.cookies()}
+        assert cookies["devyard_ws"]["secure"] and cookies["devyard_ws"]["domain"] == f"wild--admin.{WORKSPACE_DOMAIN}"
+        page.wait_for_timeout(3000)  # long enough for a refused WebSocket to show as a close
+        assert not closed, f"WebSockets closed through nginx: {closed}"
+    # A name nginx serves but that is no host of this manager's is refused by devyard itself.
+    with httpx.Client(verify=False) as c:
+        r = c.get(f"https://127.0.0.1:{port}/healthz", headers={"host": f"elsewhere.{DASHBOARD_HOST}"})
+        assert r.status_code == 421

@@ -34,6 +34,60 @@ def again_same(tmp_path: Path, cert: Path) -> bool:
     return cert.read_bytes() == before
 
 
+def dns_names(cert: Path) -> list[str]:
+    """The DNS names in a certificate's subjectAltName."""
+    parsed = x509.load_pem_x509_certificate(cert.read_bytes())
+    return parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+
+
+def handshake(cert: Path, key: Path, host: str) -> None:
+    """A TLS handshake in memory: a client trusting `cert` asks for `host` of a server holding it (SSLError on a mismatch)."""
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_in, client_out, server_in, server_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = ssl.create_default_context(cafile=str(cert)).wrap_bio(client_in, client_out, server_hostname=host)
+    server = server_ctx.wrap_bio(server_in, server_out, server_side=True)
+    for _ in range(10):
+        finished = 0
+        for side in (client, server):
+            try:
+                side.do_handshake()
+                finished += 1
+            except ssl.SSLWantReadError:
+                pass
+        server_in.write(client_out.read())
+        client_in.write(server_out.read())
+        if finished == 2:
+            return
+    raise AssertionError(f"the handshake for {host} did not finish")
+
+
+def test_self_signed_certificate_covers_the_workspace_domain(tmp_path: Path) -> None:
+    # One made before a workspace domain was in force lacks the wildcard: it is renewed, then kept.
+    old, _ = self_signed(tmp_path / "tls", "127.0.0.1")
+    before = old.read_bytes()
+    assert "*.localhost" not in dns_names(old)
+    cert, _ = self_signed(tmp_path / "tls", "127.0.0.1", "localhost")
+    renewed = cert.read_bytes()
+    assert renewed != before and "*.localhost" in dns_names(cert)
+    self_signed(tmp_path / "tls", "127.0.0.1", "localhost")
+    assert cert.read_bytes() == renewed
+    # A domain of its own: the domain, and every workspace and port host under it.
+    cert, key = self_signed(tmp_path / "tls2", "0.0.0.0", "ws.example.com")
+    assert {"ws.example.com", "*.ws.example.com"} <= set(dns_names(cert))
+    for host in ("ws.example.com", "app--alice.ws.example.com", "8080--app--alice.ws.example.com"):
+        handshake(cert, key, host)
+
+
+def test_manager_certificate_covers_workspace_hosts(engine: object, tmp_path: Path) -> None:
+    # The default workspace_domain (the suite runs in path mode): workspaces under localhost on a loopback bind.
+    m = start_manager(tmp_path / "data", extra_env={"DEVYARD_WORKSPACE_DOMAIN": "auto"}, args=("--tls", "self-signed"))
+    try:
+        assert m.ca and "*.localhost" in dns_names(Path(m.ca))
+    finally:
+        m.stop()
+
+
 def test_tls_pairs(tmp_path: Path) -> None:
     with pytest.raises(Invalid):
         check_pair(tmp_path / "c.pem", None)

@@ -25,9 +25,12 @@ from devyard.config import Settings
 from devyard.engine import install
 from devyard.gateway import Gateway, tunnel
 from devyard.gateway.assets import StaticAssets
+from devyard.gateway.handoff import Handoff
+from devyard.origins import Origins
 from devyard.store import coordination
 from devyard.store.db import migrate_apart, open_engine, sessionmaker
-from devyard.web import admin, pages, sso, views
+from devyard.web import admin, handoff, pages, sso, views
+from devyard.web.security_headers import SecurityHeaders
 from devyard.usersecrets import SecretStore
 from devyard.workspaces.service import WorkspaceService
 
@@ -50,12 +53,13 @@ def create_app(settings: Settings) -> FastAPI:
         audit = AuditLog(db)
         auth = Authenticator(db, throttle, audit, key, settings.session_ttl_s, settings.session_idle_s)
         coordinator = coordination.for_database(settings.db_url, settings.run_dir / "leader.lock")
-        service = WorkspaceService(settings, db, backend, SecretStore(db, secrets_key), coordinator)
+        service = WorkspaceService(settings, db, backend, SecretStore(db, secrets_key), coordinator, origins)
         app.state.db, app.state.auth, app.state.audit, app.state.workspaces = db, auth, audit, service
         installed = install.locate(settings.engine_dir)
         assets = StaticAssets(installed.static_root if installed else None, settings.data_dir / "cache" / "static",
                               settings.asset_cache_mb << 20, service.metrics.registry)
-        app.state.gateway = Gateway(auth, service, assets)
+        app.state.handoff = Handoff(db, key)
+        app.state.gateway = Gateway(auth, service, assets, app.state.handoff)
         tunnel.attach(app.state.gateway)
         await service.startup()
         # What exists now lives as long as the process (modules, routes, the app): out of the
@@ -73,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     # The API description is served to logged-in users only (meta.router), like every route but a few.
     app = FastAPI(title="devyard", version=__version__, lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
+    origins = app.state.origins = Origins.from_settings(settings)
     check_settings(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     backend = load_backend(settings)  # before serving: a backend that cannot work here says why now
@@ -83,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Holds the OIDC state for the few minutes of a sign-in; inside the gateway, which never needs it.
     app.add_middleware(SessionMiddleware, secret_key=key.hex(), session_cookie="devyard_sso", max_age=600, same_site="lax",
                        https_only=settings.secure_cookies or settings.tls_cert is not None)
+    app.add_middleware(SecurityHeaders, settings=settings)  # the manager's own pages only: the gateway is outside
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: no authentication")
     async def healthz() -> dict[str, str]:
@@ -97,6 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(admin.router)
     app.include_router(sso.router)
+    app.include_router(handoff.router)
     app.mount("/static", views.static, name="static")
     return app
 

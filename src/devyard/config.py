@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from devyard.engine.install import CODE_SERVER_VERSION
 from devyard.errors import Invalid
+from devyard.origins import check_settings as check_origins
 
 # Run as root, devyard is a system service whose engines run as other accounts: its data must sit
 # where those accounts can reach their own folders, which /root (0700) is not.
@@ -286,6 +287,16 @@ class Settings(BaseSettings):
     disk_check_interval_s: float = Field(60.0, gt=0, description="How often running workspaces' disk use is checked against their size's disk_mb, in seconds.")
     disk_grace_s: float = Field(300.0, ge=0, description="How long a running workspace may stay over its disk allowance after its owner is warned, "
                                 "in seconds; then it is stopped, with the reason shown.")
+    workspace_domain: str = Field("auto", description="The domain under which every workspace gets an origin of its own: `<name>--<owner>.<domain>`, "
+                                  "and each forwarded port `<port>--<name>--<owner>.<domain>` (names that cannot be a host label become `id---<uid>`). "
+                                  "Needs a wildcard DNS record and certificate for `*.<domain>`. `auto`: `localhost` while the manager listens on a "
+                                  "loopback address (browsers resolve `*.localhost` themselves), else path mode. `none`: path mode, every workspace "
+                                  "under `/w/<owner>/<name>/` on the dashboard's own origin, which suits only users who trust each other.")
+    public_url: str | None = Field(None, description="The dashboard's URL as users reach it (e.g. `https://devyard.example.com`): requests for any "
+                                   "other host than it and the workspace hosts under workspace_domain are refused, and redirects, the OIDC "
+                                   "redirect_uri and the API's workspace URLs are built from it, never from a request's Host. Required with a "
+                                   "workspace_domain other than localhost.")
+    public_ports: bool = Field(False, description="Whether owners may make a forwarded port `public`: reachable by anyone with its link, without logging in.")
     uds: Path | None = Field(None, description="Also listen on this unix socket (mode 0660, root's group): for a reverse proxy on the same host, "
                              "which then needs no loopback address trusted for X-Forwarded-For (docs/nginx.conf).")
     log_format: Literal["text", "json"] = Field("text", description="`json`: one JSON object per log line (time, level, logger, message), for log collectors.")
@@ -305,6 +316,7 @@ class Settings(BaseSettings):
             self.default_size = next(iter(self.sizes))  # the admin's own presets: the first is the default
         if self.default_size is not None and self.default_size not in self.sizes:
             raise ValueError(f"default_size {self.default_size!r} is not one of the sizes: {', '.join(self.sizes) or 'none'}")
+        check_origins(self)
         for network in self.sandbox_deny_networks:
             try:
                 ipaddress.ip_network(network, strict=False)

@@ -11,6 +11,7 @@ from devyard.backends import cgroups, load_backend, sandbox
 from devyard.config import Settings
 from devyard.engine import install, prereqs
 from devyard.errors import DevyardError
+from devyard.origins import resolve_domain
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -38,11 +39,21 @@ def run_checks(settings: Settings) -> list[Check]:
               f"code-server {engine.version} at {engine.root}" if engine else f"code-server {install.CODE_SERVER_VERSION} not installed: run `devyard engine install`"),
         isolation_check(settings),
         sandbox_check(settings),
+        origins_check(settings),
         Check("limits", limits.available,
               f"memory, CPU{' and pids' if limits.pids else ''} limits of sizes enforced through {limits.detail}" if limits.available
               else f"memory, CPU and pids limits are unavailable, sizes will not be enforced: {limits.detail}", required=False),
         Check("chromium (tests)", CHROMIUM.exists(), str(CHROMIUM) if CHROMIUM.exists() else "not installed: apt-get install -y chromium chromium-driver", required=False),
     ]
+
+
+def origins_check(settings: Settings) -> Check:
+    """Whether each workspace gets an origin of its own, or all share the dashboard's (path mode)."""
+    domain = resolve_domain(settings)
+    if domain is not None:
+        return Check("origins", True, f"each workspace and port on a host of its own: NAME--OWNER.{domain}, PORT--NAME--OWNER.{domain}")
+    return Check("origins", False, "path mode: every workspace shares the dashboard's origin (/w/OWNER/NAME/), which suits only users who "
+                 "trust each other; set workspace_domain (a wildcard DNS name) and public_url", required=False)
 
 
 def sandbox_check(settings: Settings) -> Check:

@@ -290,6 +290,26 @@ class Workspace(BaseModel):
     reason: str | None = None  # while failed: why, as a code (out_of_memory, crash_loop, engine_start_failed, ...)
 
 
+PortVisibility = Literal["private", "shared", "public"]
+
+
+class WorkspacePort(BaseModel):
+    """A forwarded port of a workspace: who may open it at its own origin, and where."""
+
+    port: int = Field(ge=1, le=65535)
+    visibility: PortVisibility = Field(description="private: the owner; shared: the owner and the users the workspace is shared with; public: anyone with the link")
+    listening: bool = Field(description="Whether a process of the workspace listens on it now (read from outside the engine)")
+    url: str = Field(description="Where it opens")
+
+
+class PortChange(BaseModel):
+    """A new visibility for a forwarded port."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    visibility: PortVisibility
+
+
 class Stats(BaseModel):
     """Resource use of a workspace's engine and folder."""
 

@@ -79,3 +79,42 @@ def sample_tree(proc: psutil.Process | None, window_s: float = 0.2) -> tuple[flo
     except psutil.Error:
         uptime = 0.0
     return round(cpu, 1), rss, round(uptime, 1)
+
+
+def listening_ports(proc: psutil.Process | None) -> list[int]:
+    """TCP ports the processes of `proc`'s tree listen on, read from /proc as the host sees them.
+
+    Read from the kernel, not asked of the engine (a tenant controls it). Each network namespace
+    the tree lives in (a sandbox has its own) is read once, and only sockets the tree holds count,
+    so another tenant's listener on the same host is never listed.
+    """
+    if proc is None:
+        return []
+    inodes: set[str] = set()
+    namespaces: dict[str, int] = {}
+    for p in process_tree(proc):
+        try:
+            namespaces.setdefault(os.readlink(f"/proc/{p.pid}/ns/net"), p.pid)
+            with os.scandir(f"/proc/{p.pid}/fd") as fds:
+                for fd in fds:
+                    try:
+                        target = os.readlink(fd.path)
+                    except OSError:
+                        continue
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+        except OSError:
+            continue
+    ports: set[int] = set()
+    for pid in namespaces.values():
+        for table in ("tcp", "tcp6"):
+            try:
+                with open(f"/proc/{pid}/net/{table}") as f:
+                    rows = f.read().splitlines()[1:]
+            except OSError:
+                continue
+            for row in rows:
+                fields = row.split()
+                if len(fields) > 9 and fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return sorted(ports)

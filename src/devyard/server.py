@@ -21,15 +21,17 @@ from devyard.gateway import GatewayMiddleware
 from devyard.cli.client import MANAGER_FILE
 from devyard.config import Settings
 from devyard.forwarded import ForwardedHeaders, bind_unix, trusted_hosts
+from devyard.origins import Origins
 
 WS_MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # VS Code can send large messages (file contents)
 GRACEFUL_SHUTDOWN_S = 5
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, settings: Settings, on_ready: Callable[[str], None]) -> None:
+    def __init__(self, config: uvicorn.Config, settings: Settings, origins: Origins, on_ready: Callable[[str, str], None]) -> None:
         super().__init__(config)
         self.settings = settings
+        self.origins = origins
         self.on_ready = on_ready
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -45,16 +47,21 @@ class _Server(uvicorn.Server):
         # A self-signed certificate is what local clients must trust (the CLI reads it from here).
         ca = str(self.settings.tls_cert) if self.settings.tls == "self-signed" and self.settings.tls_cert else None
         record.write_text(json.dumps({"url": url, "pid": os.getpid(), "ca": ca}))
-        self.on_ready(url)
+        self.origins.listening(scheme, port)  # workspace URLs name the port actually bound (port 0 picks one)
+        self.on_ready(url, self.origins.dashboard_url() if not self.origins.path_mode else url)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         (self.settings.run_dir / MANAGER_FILE).unlink(missing_ok=True)
         await super().shutdown(sockets)
 
 
-def serve(settings: Settings, on_ready: Callable[[str], None]) -> None:
-    """Serve the manager in the foreground until SIGINT or SIGTERM (on host:port, and on the unix socket `uds` when set)."""
-    app: ASGIApp = GatewayMiddleware(create_app(settings))
+def serve(settings: Settings, on_ready: Callable[[str, str], None]) -> None:
+    """Serve the manager in the foreground until SIGINT or SIGTERM (on host:port, and on the unix socket `uds` when set).
+
+    `on_ready` gets the address bound and the dashboard's URL (where browsers should go).
+    """
+    fastapi_app = create_app(settings)
+    app: ASGIApp = GatewayMiddleware(fastapi_app)
     if settings.trusted_proxies or settings.uds:  # nobody to believe otherwise: no layer on every request's path
         app = ForwardedHeaders(app, settings.trusted_proxies)
     config = uvicorn.Config(
@@ -73,7 +80,7 @@ def serve(settings: Settings, on_ready: Callable[[str], None]) -> None:
     if settings.uds:
         sockets.append(bind_unix(settings.uds))
     try:
-        _Server(config, settings, on_ready).run(sockets=sockets)
+        _Server(config, settings, fastapi_app.state.origins, on_ready).run(sockets=sockets)
     finally:
         if settings.uds:
             settings.uds.unlink(missing_ok=True)

@@ -1,7 +1,9 @@
 """TLS for `devyard up`: a certificate given by the admin, or a self-signed one kept in the data dir.
 
-The self-signed certificate (EC P-256, a year) names the bind host, localhost and the loopback
-addresses; it is reused while it still covers them and has more than RENEW_BEFORE to live.
+The self-signed certificate (EC P-256, a year) names the bind host, localhost, the loopback
+addresses and, with a workspace domain in force, that domain and `*.<domain>` (every workspace
+and forwarded port is a host there); it is reused while it still covers them all and has more
+than RENEW_BEFORE to live, so a certificate made before the domain was set is replaced.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ RENEW_BEFORE = dt.timedelta(days=30)
 CERT_NAME, KEY_NAME = "self-signed.crt", "self-signed.key"
 
 
-def names_for(host: str) -> list[str]:
-    """Host names and addresses a self-signed certificate should cover for a manager bound to `host`."""
+def names_for(host: str, domain: str | None = None) -> list[str]:
+    """Host names and addresses a self-signed certificate should cover for a manager bound to `host`, serving workspaces under `domain`."""
     names = {"localhost", "127.0.0.1", "::1", socket.gethostname()}
     if host not in ("0.0.0.0", "::", ""):
         names.add(host)
+    if domain:
+        names.update({domain, f"*.{domain}"})
     return sorted(names)
 
 
@@ -52,10 +56,10 @@ def _still_good(cert_path: Path, names: list[str]) -> bool:
     return wanted <= set(covered) and cert.not_valid_after_utc - dt.datetime.now(dt.UTC) > RENEW_BEFORE
 
 
-def self_signed(folder: Path, host: str) -> tuple[Path, Path]:
-    """(certificate, key) for `host` in `folder`, made or renewed when needed."""
+def self_signed(folder: Path, host: str, domain: str | None = None) -> tuple[Path, Path]:
+    """(certificate, key) for `host` and the workspace domain `domain` (None: path mode) in `folder`, made or renewed when needed."""
     cert_path, key_path = folder / CERT_NAME, folder / KEY_NAME
-    names = names_for(host)
+    names = names_for(host, domain)
     if key_path.exists() and _still_good(cert_path, names):
         return cert_path, key_path
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)

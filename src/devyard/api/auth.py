@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from devyard.api.deps import CurrentUser, authenticator, client_address, record
+from devyard.auth.csrf import cross_site
 from devyard.auth.identity import SESSION_COOKIE
 from devyard.auth.passwords import verify_password_async
 from devyard.auth.users import get_user, update_user
@@ -23,9 +24,18 @@ def set_session_cookie(request: Request, response: Response, cookie: str) -> Non
     )
 
 
+def refuse_cross_site_login(request: Request) -> None:
+    """Forbidden (csrf_refused) when a browser sends a login from another site; without Origin (curl, the CLI) it passes."""
+    # Login CSRF: another site could log the victim's browser into the attacker's account, whose
+    # workspaces would then receive whatever the victim types or uploads.
+    if cross_site(request.headers.get("origin"), request.headers.get("host")):
+        raise Forbidden("cross-site login refused: log in from devyard's own login page", code="csrf_refused")
+
+
 @router.post("/auth/login", response_model=User, summary="Log in with a password; sets the session cookie")
 async def login(body: LoginRequest, request: Request, response: Response) -> User:
-    """Log in; 401 on a wrong name or password, 403 for a disabled account, 429 when throttled."""
+    """Log in; 401 on a wrong name or password, 403 for a disabled account or from another site, 429 when throttled."""
+    refuse_cross_site_login(request)
     cookie, ident = await authenticator(request).login(body.username, body.password, client_address(request))
     set_session_cookie(request, response, cookie)
     return User.model_validate(await get_user(request.app.state.db, ident.name))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -10,6 +11,7 @@ from devyard.audit import AuditLog
 from devyard.auth.csrf import UNSAFE_METHODS, cross_site
 from devyard.auth.identity import SESSION_COOKIE, Authenticator, Identity
 from devyard.errors import Forbidden, Unauthorized
+from devyard.live import Live, until_closed
 from devyard.workspaces.service import WorkspaceService
 
 
@@ -43,6 +45,13 @@ async def current_identity(request: Request) -> Identity:
         raise Forbidden("this token may only read; create a write-scoped token to make changes", code="token_scope")
     request.state.identity = ident
     return ident
+
+
+def live_stream(request: Request, ident: Identity, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """An event stream that ends as soon as the credential it was opened with does (logout, token revoked, user disabled)."""
+    credential = authenticator(request).credential_key(request.cookies.get(SESSION_COOKIE), bearer_token(request.headers.get("authorization")))
+    gateway = request.app.state.gateway
+    return until_closed(gateway.live, Live(credential or "", ident.user_id, ident.name, lambda: None), stream)
 
 
 async def admin_identity(ident: Annotated[Identity, Depends(current_identity)]) -> Identity:

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from devyard.api.deps import CurrentUser, Workspaces, authenticator, bearer_token
+from devyard.api.deps import CurrentUser, Workspaces, authenticator, bearer_token, live_stream
 from devyard.auth.identity import SESSION_COOKIE, Identity
 from devyard.errors import Forbidden
 from devyard.workspaces.events import Event
@@ -25,7 +25,7 @@ async def events(ident: CurrentUser, service: Workspaces, request: Request, all:
     """A `snapshot` event (every visible workspace with its latest stats), then `workspace`, `stats` and `deleted` events."""
     if all and not ident.acts_as_admin:
         raise Forbidden("only admins may follow every user's workspaces", code="admin_required")
-    return StreamingResponse(_stream(request, ident, service, all), media_type="text/event-stream",
+    return StreamingResponse(live_stream(request, ident, _stream(request, ident, service, all)), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

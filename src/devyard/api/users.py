@@ -35,7 +35,9 @@ async def update_user(name: str, body: UserUpdate, _: AdminUser, request: Reques
     """Change a user. Disabling or a new password ends their sessions; disabling stops their workspaces."""
     row = await users.update_user(request.app.state.db, name, disabled=body.disabled, is_admin=body.is_admin, password=body.password)
     auth = authenticator(request)
-    if body.disabled or body.password is not None:
+    if body.disabled:
+        await auth.end_user(row.id)
+    elif body.password is not None:
         await auth.end_sessions(row.id)
     elif body.is_admin is not None:
         auth.invalidate()  # cached identities carry the old role

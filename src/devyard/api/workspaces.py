@@ -1,4 +1,4 @@
-"""/api/v1/workspaces: create, list, read, start, stop, restart, delete, logs, stats, shares.
+"""/api/v1/workspaces: create, list, read, start, stop, restart, delete, logs, stats, shares, ports.
 
 Routes on one workspace take `?owner=` so admins (and users it is shared with) can name another
 user's workspace; WorkspaceService.find() decides who may do what.
@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 
-from devyard.api.deps import CurrentUser, Workspaces, record
+from devyard.api.deps import CurrentUser, Workspaces, live_stream, record
 from devyard.auth.users import get_user
 from devyard.errors import Forbidden
-from devyard.models import (ExtensionGroupsAdd, ExtensionGroupsAdded, ExtensionOutcome, LogLines, Share, ShareCreate, Stats, Workspace,
-                            WorkspaceCreate, WorkspaceUpdate)
+from devyard.models import (ExtensionGroupsAdd, ExtensionGroupsAdded, ExtensionOutcome, LogLines, PortChange, Share, ShareCreate, Stats,
+                            Workspace, WorkspaceCreate, WorkspacePort, WorkspaceUpdate)
 from devyard.workspaces.access import Action
 
 router = APIRouter(prefix="/workspaces", tags=["workspaces"])
@@ -117,11 +117,11 @@ async def workspace_logs(name: str, ident: CurrentUser, service: Workspaces, lin
 
 
 @router.get("/{name}/logs/stream", summary="Follow the engine log (text/event-stream)")
-async def workspace_log_stream(name: str, ident: CurrentUser, service: Workspaces, lines: int = Query(50, ge=0, le=10_000), owner: str | None = Owner) -> StreamingResponse:
+async def workspace_log_stream(name: str, ident: CurrentUser, service: Workspaces, request: Request, lines: int = Query(50, ge=0, le=10_000), owner: str | None = Owner) -> StreamingResponse:
     """Server-sent events, one `data:` line per log line: the last `lines`, then whatever follows."""
     row = await service.find(ident, name, owner, Action.read)
     initial = await service.logs(row, lines) if lines else []
-    return StreamingResponse(_events(initial, service.backend.follow(service.spec(row))), media_type="text/event-stream",
+    return StreamingResponse(live_stream(request, ident, _events(initial, service.backend.follow(service.spec(row)))), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache"})
 
 
@@ -183,3 +183,22 @@ async def remove_share(name: str, user: str, ident: CurrentUser, service: Worksp
     await service.unshare(row, await get_user(request.app.state.db, user))
     await record(request, "workspace.unshare", f"{ident.name}/{name}", detail={"user": user})
     return Response(status_code=204)
+
+
+@router.get("/{name}/ports", response_model=list[WorkspacePort], summary="A workspace's forwarded ports: listening now or given a visibility")
+async def list_ports(name: str, ident: CurrentUser, service: Workspaces, owner: str | None = Owner) -> list[WorkspacePort]:
+    """Each port with who may open it and its URL (its own origin, or the engine's /proxy/<port>/ in path mode)."""
+    return await service.port_list(await service.find(ident, name, owner, Action.read))
+
+
+@router.put("/{name}/ports/{port}", response_model=WorkspacePort, summary="Choose who may open one of your workspace's ports")
+async def set_port(name: str, body: PortChange, ident: CurrentUser, service: Workspaces, request: Request,
+                   port: int = Path(ge=1, le=65535, description="The TCP port inside the workspace")) -> WorkspacePort:
+    """private: you; shared: you and the users the workspace is shared with; public (where allowed): anyone with the link.
+
+    Connections no longer allowed (a live WebSocket included) are closed.
+    """
+    row = await service.find(ident, name, None, Action.share)
+    changed = await service.set_port(row, port, body.visibility)
+    await record(request, "workspace.port", f"{ident.name}/{name}", detail={"port": port, "visibility": body.visibility})
+    return changed

@@ -43,11 +43,20 @@ class Identity:
     is_admin: bool
     via: str  # "session" or "token"
     scope: str = "write"  # read: GET only; write: all a user may do; admin: admin routes too
+    expires_at: datetime | None = None  # a token's own expiry (None: a session, or a token that never expires)
 
     @property
     def acts_as_admin(self) -> bool:
         """An admin whose credentials carry admin rights (a session, or an admin-scoped token)."""
         return self.is_admin and self.scope == "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """Credentials that just ended: one (`credential`, "s:<digest>" or "t:<digest>"), a user's sessions, or all of a user's."""
+
+    kind: str  # "credential", "sessions" or "user"
+    key: str  # the credential key, or the user's id
 
 
 async def insert_token(db: async_sessionmaker[AsyncSession], user_id: int, name: str, scope: str, expires_at: datetime | None) -> tuple[TokenRow, str]:
@@ -83,6 +92,8 @@ class Authenticator:
         self.session_ttl = timedelta(seconds=session_ttl_s)
         self.session_idle = timedelta(seconds=session_idle_s)
         self._cache: dict[str, tuple[float, Identity | None]] = {}
+        # Told of every credential that ends (Ended), so live connections opened with it close too (devyard/live.py).
+        self.listeners: list[Callable[[Ended], Awaitable[None]]] = []
         # Credential as sent -> its cache key: a request with a known cookie or token costs no HMAC or hash.
         self._keys: dict[str, str] = {}
 
@@ -136,11 +147,23 @@ class Authenticator:
         async with self.db() as s:
             await s.execute(delete(SessionRow).where(SessionRow.id_hash == key))
             await s.commit()
+        await self.tell(Ended("credential", "s:" + key))
 
     async def end_sessions(self, user_id: int) -> None:
         """End every session of a user (password change, disabling)."""
         await delete_sessions(self.db, user_id)
         self.invalidate()
+        await self.tell(Ended("sessions", str(user_id)))
+
+    async def end_user(self, user_id: int) -> None:
+        """Everything of a user ends, sessions and what tokens opened (the account was disabled)."""
+        await self.end_sessions(user_id)
+        await self.tell(Ended("user", str(user_id)))
+
+    async def tell(self, ended: "Ended") -> None:
+        """Tell the listeners that credentials ended."""
+        for listener in self.listeners:
+            await listener(ended)
 
     def invalidate(self) -> None:
         """Forget every cached answer (credentials changed)."""
@@ -157,6 +180,10 @@ class Authenticator:
             raise Forbidden("only admins may create admin-scoped tokens", code="admin_required")
         if isinstance(who, Identity) and SCOPES.index(scope) > SCOPES.index(who.scope):
             raise Forbidden(f"a {who.scope}-scoped token cannot create a {scope}-scoped one", code="token_scope")
+        # Else a leaked short-lived token could mint itself a permanent successor.
+        if isinstance(who, Identity) and who.via == "token" and who.expires_at is not None and (expires_at is None or expires_at > who.expires_at):
+            raise Forbidden(f"this token expires at {who.expires_at:%Y-%m-%d %H:%M:%S} UTC and cannot create a token that outlives it: "
+                            "give a shorter expires_in, or create it from a logged-in session", code="token_lifetime")
         return await insert_token(self.db, user_id, name, scope, expires_at)
 
     async def list_tokens(self, user_id: int) -> list[TokenRow]:
@@ -173,6 +200,7 @@ class Authenticator:
             row.revoked_at = row.revoked_at or utcnow()
             await s.commit()
         self._cache.pop("t:" + row.token_hash, None)
+        await self.tell(Ended("credential", "t:" + row.token_hash))
         return row
 
     # -- resolving ----------------------------------------------------------------------
@@ -192,6 +220,21 @@ class Authenticator:
                 key = self._remember("c" + cookie, "s:" + digest(session_id))
             return await self._cached(key, self._from_session)
         return None
+
+    def credential_key(self, cookie: str | None, bearer: str | None) -> str | None:
+        """After resolve(): "s:<session digest>" or "t:<token digest>" for the credential, from memory (live connections register under it)."""
+        if bearer:
+            return self._keys.get("b" + bearer)
+        return self._keys.get("c" + cookie) if cookie else None
+
+    def session_hash(self, cookie: str | None) -> str | None:
+        """The stored digest of the session behind a session cookie issued here (None for anything else)."""
+        session_id = self._verify(cookie) if cookie else None
+        return digest(session_id) if session_id else None
+
+    async def resolve_session(self, session_hash: str) -> Identity | None:
+        """The identity of a live session, by its digest (a workspace origin's cookie names its session this way)."""
+        return await self._cached("s:" + session_hash, self._from_session)
 
     def _remember(self, credential: str, key: str) -> str:
         if len(self._keys) > 10_000:
@@ -234,7 +277,7 @@ class Authenticator:
         now = utcnow()
         async with self.db() as s:
             row = await s.execute(
-                select(UserRow.id, UserRow.name, UserRow.is_admin, TokenRow.id, TokenRow.scope)
+                select(UserRow.id, UserRow.name, UserRow.is_admin, TokenRow.id, TokenRow.scope, TokenRow.expires_at)
                 .join(TokenRow, TokenRow.user_id == UserRow.id)
                 .where(TokenRow.token_hash == token_hash, TokenRow.revoked_at.is_(None), UserRow.disabled.is_(False))
                 .where((TokenRow.expires_at.is_(None)) | (TokenRow.expires_at > now))
@@ -246,7 +289,7 @@ class Authenticator:
             return None
         # A token never carries more than its user has now (an admin may have been demoted).
         scope = found[4] if found[4] != "admin" or found[2] else "write"
-        return Identity(found[0], found[1], found[2], "token", scope)
+        return Identity(found[0], found[1], found[2], "token", scope, found[5])
 
 
 async def _note_use(s: AsyncSession, stmt: Update) -> None:

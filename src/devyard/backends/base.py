@@ -146,6 +146,10 @@ class Backend(Protocol):
         """CPU, memory and uptime of the engine (zeros when stopped) and disk use of the folder."""
         ...
 
+    async def listening_ports(self, ws: WorkspaceSpec) -> list[int] | None:
+        """TCP ports the workspace's processes listen on, seen from outside the engine; None where this backend cannot see them."""
+        ...
+
     async def adopt(self) -> list[RuntimeStatus]:
         """After a manager restart: the engines still running, found without any manager state."""
         ...

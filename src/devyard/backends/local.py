@@ -45,7 +45,8 @@ from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env, polic
 from devyard.errors import BackendError, DevyardError, Invalid
 from devyard.paths import disk_usage, remove_workspace
 from devyard.logfiles import follow, tail
-from devyard.processes import process_tree, sample_tree, terminate_tree
+from devyard.origins import engine_proxy_uri
+from devyard.processes import listening_ports, process_tree, sample_tree, terminate_tree
 from devyard.provision import tools as provision_tools
 
 log = logging.getLogger("devyard")
@@ -75,6 +76,7 @@ class LocalBackend:
         self._helpers: dict[str, subprocess.Popen[bytes]] = {}
         self.cgroups = cgroups.detect()
         self.user = pwd_name(os.geteuid())
+        self.proxy_uri = engine_proxy_uri(settings)  # workspaces on origins of their own: ports too, at the root path
         self.sandbox = sandbox.detect(settings)
         if settings.sandbox == "on" and not self.sandbox.available:
             raise Invalid(f"sandbox: on, but engines cannot be sandboxed here: {self.sandbox.detail}", code="sandbox_unavailable")
@@ -223,11 +225,13 @@ class LocalBackend:
         runtime = self._prepare(ws, account)
         argv = engine_argv(
             engine, socket=sock, folder=ws.files_dir, user_data=ws.data_dir, extensions=ws.extensions_dir,
-            config=self.engine_config, base_path=ws.base_path if ws.owner else "/", session_socket=session_sock,
+            config=self.engine_config, base_path=ws.base_path if ws.owner and self.proxy_uri is None else "/", session_socket=session_sock,
             policies=policy_flags(disable_file_downloads=self.settings.disable_file_downloads, disable_file_uploads=self.settings.disable_file_uploads,
                                   reconnection_grace_s=self.settings.reconnection_grace_s),
         )
         env = engine_env(engine, home=ws.home_dir, runtime_dir=runtime, extra=self.settings.engine_env)
+        if self.proxy_uri is not None:
+            env["VSCODE_PROXY_URI"] = self.proxy_uri
         env.update(ws.env)
         if ws.path:
             env["PATH"] = os.pathsep.join([*ws.path, env["PATH"]])
@@ -411,6 +415,10 @@ class LocalBackend:
         cpu, rss, uptime = await asyncio.to_thread(sample_tree, proc)
         disk = await asyncio.to_thread(disk_usage, ws.root)
         return Stats(cpu_percent=cpu, memory_bytes=rss, uptime_s=uptime, disk_bytes=disk)
+
+    async def listening_ports(self, ws: WorkspaceSpec) -> list[int] | None:
+        """What the engine's process tree listens on, read from /proc in its own network namespace."""
+        return await asyncio.to_thread(listening_ports, alive(self.records.read(ws.uid)))
 
     async def adopt(self) -> list[RuntimeStatus]:
         """Engines left running by an earlier manager, found from run/*.json; stale records are removed."""

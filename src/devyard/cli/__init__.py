@@ -85,11 +85,12 @@ def up(
     _warn_moved_data(settings)
     if settings.tls_cert or settings.tls_key or settings.tls == "self-signed":
         # cryptography's X.509 half (8 MB resident) only where TLS is asked for: the manager runs for weeks.
+        from devyard.origins import resolve_domain
         from devyard.tls import check_pair, self_signed
 
         check_pair(settings.tls_cert, settings.tls_key)
         if settings.tls == "self-signed" and settings.tls_cert is None:
-            cert, key = self_signed(settings.secrets_dir / "tls", settings.host)
+            cert, key = self_signed(settings.secrets_dir / "tls", settings.host, resolve_domain(settings))
             settings = settings.model_copy(update={"tls_cert": cert, "tls_key": key})
             err.print(f"serving HTTPS with a self-signed certificate: {cert}", highlight=False)
     logs.configure(settings.log_format, err)
@@ -99,8 +100,10 @@ def up(
     if password:
         err.print(Panel(f"user [bold]admin[/]  password [bold]{password}[/]\nShown once: keep it somewhere safe.", title="devyard admin account"))
 
-    def ready(url: str) -> None:
+    def ready(url: str, dashboard: str) -> None:
         console.print(f"devyard is serving on {url}", highlight=False)
+        if dashboard != url:
+            console.print(f"open the dashboard at {dashboard} (workspaces open on origins of their own below it)", highlight=False)
 
     serve(settings, ready)
 

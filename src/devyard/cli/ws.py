@@ -304,6 +304,32 @@ def unshare(name: str, user: str) -> None:
     console.print(f"{name} is no longer shared with {user}")
 
 
+@ws_app.command("ports")
+def ports(name: str, owner: OwnerOpt = None) -> None:
+    """List a workspace's forwarded ports: listening now, or given a visibility, with their URLs."""
+    found = _api().request("GET", f"/workspaces/{name}/ports", params=_owner(owner))
+    if not found:
+        console.print(f"{name}: nothing listens on a TCP port, and no port has a visibility chosen")
+        return
+    table = Table("port", "visibility", "listening", "url")
+    for p in found:
+        table.add_row(str(p["port"]), p["visibility"], "yes" if p["listening"] else "no", p["url"])
+    console.print(table)
+
+
+@ws_app.command("port")
+def port(
+    name: str,
+    number: Annotated[int, typer.Argument(metavar="PORT", help="The TCP port inside the workspace.", min=1, max=65535)],
+    visibility: Annotated[str, typer.Option("--visibility", help="private (you), shared (you and the workspace's shares) or public (anyone with the link, where allowed).")],
+) -> None:
+    """Choose who may open one of your workspace's ports at its own origin."""
+    if visibility not in ("private", "shared", "public"):
+        raise Invalid(f"--visibility takes private, shared or public, not '{visibility}'", code="invalid_visibility")
+    changed = _api().request("PUT", f"/workspaces/{name}/ports/{number}", json={"visibility": visibility})
+    console.print(f"{name}: port {number} is {changed['visibility']}: {changed['url']}", highlight=False)
+
+
 @ws_app.command("logs")
 def logs(
     name: str,
@@ -335,7 +361,7 @@ def open_(name: str) -> None:
     """Print a workspace's URL and open it in a browser when there is one."""
     api = _api()
     ws = api.request("GET", f"/workspaces/{name}")
-    url = api.url + ws["url"]
+    url = ws["url"] if "://" in ws["url"] else api.url + ws["url"]  # its own origin, or a path on the manager's
     print(url)
     try:
         webbrowser.open(url)

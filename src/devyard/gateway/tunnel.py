@@ -11,7 +11,9 @@ permessage-deflate are then agreed between the browser and the engine themselves
 
 Backpressure: when one side's socket buffer fills, reading from the other side pauses until it
 drains. Activity is noted on every chunk relayed, in memory (the idle policy's input).
-Anything that is not under /w/ goes to uvicorn's own WebSocket protocol unchanged.
+Each tunnel registers in the gateway's live connections (devyard/live.py): revoking the credential it
+was opened with, or the access it relied on, closes it. Anything that is not for a workspace
+(its own host, or /w/) goes to uvicorn's own WebSocket protocol unchanged.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from devyard.forwarded import mark_unix
 from devyard.gateway import access
 from devyard.gateway.headers import WEBSOCKET_TUNNEL_DROP, filter_head, upstream_headers
 from devyard.gateway.http import open_connection
+from devyard.live import Live
 
 log = logging.getLogger("devyard.gateway")
 MAX_HEAD = 64 * 1024  # an engine's 101 answer is a few hundred bytes
@@ -53,6 +56,7 @@ class TunnelProtocol(asyncio.Protocol):
         self.started = False
         self.task: asyncio.Task[None] | None = None
         self.on_data: Any = None
+        self.live: Live | None = None  # registered once open: revoking its credential or access closes it
 
     # -- the browser's side -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -77,6 +81,8 @@ class TunnelProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
+        if self.live is not None and _gateway is not None:
+            _gateway.live.discard(self.live)
         if self.engine is not None:
             self.engine.close()
         if self.task is not None and not self.task.done():
@@ -99,7 +105,7 @@ class TunnelProtocol(asyncio.Protocol):
     def _begin(self, head: bytes) -> None:
         assert self.browser is not None
         scope = _scope(head, self.browser)
-        if scope is None or not scope["path"].startswith("/w/") or _gateway is None:
+        if scope is None or _gateway is None or not _gateway.claims(scope) or not _gateway.origins.host_allowed(access.header(scope, b"host")):
             self._hand_over(head)
             return
         self.server_state.connections.add(self)
@@ -160,6 +166,9 @@ class TunnelProtocol(asyncio.Protocol):
             transport.close()
             self.browser.close()
             return
+        ident = admitted.decision.identity
+        self.live = gateway.live.add(Live(admitted.decision.credential or "", ident.user_id if ident else 0, ident.name if ident else "",
+                                          self.browser.close, route.uid, admitted.target.port))
         uid, touch, metrics = route.uid, gateway.service.touch, gateway.service.metrics
         self.on_data = lambda: touch(uid)
         engine_side.on_data = self.on_data
@@ -206,6 +215,9 @@ class _EngineSide(asyncio.Protocol):
                 self.rest, self.buffer = self.buffer[end + 4:], b""
             elif len(self.buffer) > MAX_HEAD:
                 self.head.set_exception(ConnectionError("the engine's answer to the upgrade is too long"))
+            return
+        if self.tunnel.engine is None:  # the 101 answer is not passed on yet (the upgrade's task resumes later): keep the order
+            self.rest += data
             return
         if self.on_data:
             self.on_data()

@@ -115,6 +115,29 @@ class ShareRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class PortRow(Base):
+    """A forwarded port of a workspace whose owner chose who may open it at its own origin (default private)."""
+
+    __tablename__ = "workspace_ports"
+
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    port: Mapped[int] = mapped_column(Integer, primary_key=True)
+    visibility: Mapped[str] = mapped_column(String(16), default="private")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class HandoffRow(Base):
+    """A one-time code that carries a dashboard login to one workspace's origin (only its SHA-256 is kept)."""
+
+    __tablename__ = "handoff_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_uid: Mapped[str] = mapped_column(String(32))
+    port: Mapped[int | None] = mapped_column(Integer)
+    session_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class AuditRow(Base):
     """One security-relevant event: who did what to what, from where, and whether it worked."""
 

@@ -51,7 +51,8 @@ async def workspace_list(request: Request, me: Identity, everyone: bool) -> HTML
     rows = await service.list_for(me, all_users=everyone, shared=True)
     return page(request, "workspaces.html", me, "admin" if everyone else "workspaces", tab="workspaces",
                 title="All workspaces" if everyone else "Workspaces", everyone=everyone, blank=BLANK,
-                workspaces=[service.to_model(r).model_dump(mode="json") for r in rows], isolation=service.backend.missing_isolation)
+                workspaces=[service.to_model(r).model_dump(mode="json") for r in rows], isolation=service.backend.missing_isolation,
+                path_mode=service.origins.path_mode)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -82,7 +83,9 @@ async def workspace_page(request: Request, name: str, me: Viewer, owner: str | N
     addable = [g for g in service.settings.extension_groups if g.name not in ws.extension_groups] if owner_view else []
     return page(request, "detail.html", me, "workspaces", ws=ws.model_dump(mode="json"), owner_view=owner_view, can_delete=can_delete,
                 shares=await service.shares(row) if owner_view else [], addable=addable, sizes=sizes.listed(service.settings),
-                local_files=service.backend.local_files, backend=service.settings.backend)
+                local_files=service.backend.local_files, backend=service.settings.backend,
+                ports=[p.model_dump(mode="json") for p in await service.port_list(row)], public_ports=service.settings.public_ports,
+                path_mode=service.origins.path_mode)
 
 
 @router.get("/account", response_class=HTMLResponse)

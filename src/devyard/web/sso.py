@@ -15,6 +15,15 @@ from devyard.web.views import safe_next
 router = APIRouter(include_in_schema=False)
 
 
+def callback_url(request: Request) -> str:
+    """The redirect_uri the issuer sends the browser back to: under public_url when it is set."""
+    public_url: str | None = request.app.state.settings.public_url
+    if public_url:
+        # Never from the request's Host, which whoever sends the request chooses.
+        return public_url.rstrip("/") + str(request.app.url_path_for("sso_callback"))
+    return str(request.url_for("sso_callback"))
+
+
 def _sso(request: Request) -> OidcLogin:
     sso: OidcLogin | None = request.app.state.oidc
     if sso is None:
@@ -27,7 +36,7 @@ async def sso_login(request: Request, next: str = "/") -> Response:
     """Remember where to go afterwards and send the browser to the issuer."""
     sso = _sso(request)
     request.session["next"] = safe_next(next)
-    return await sso.start(request, str(request.url_for("sso_callback")))
+    return await sso.start(request, callback_url(request))
 
 
 @router.get("/auth/oidc/callback", name="sso_callback", response_model=None)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from devyard.api.auth import set_session_cookie
+from devyard.api.auth import refuse_cross_site_login, set_session_cookie
 from devyard.api.deps import authenticator, client_address
 from devyard.auth.identity import SESSION_COOKIE
 from devyard.errors import DevyardError
@@ -33,8 +33,9 @@ async def login_page(request: Request, next: str = "/") -> HTMLResponse:
 
 @router.post("/login", response_model=None)
 async def login_form(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/")) -> Response:
-    """Check the form; on success set the cookie and go on to `next`."""
+    """Check the form (sent from this site); on success set the cookie and go on to `next`."""
     try:
+        refuse_cross_site_login(request)
         cookie, _ = await authenticator(request).login(username, password, client_address(request))
     except DevyardError as exc:
         page = render("login.html", next=safe_next(next), error=exc.message, username=username, sso=request.app.state.oidc is not None)

@@ -78,6 +78,7 @@ class Replicas:
             shares = (await s.execute(select(WorkspaceRow.uid, UserRow.name).join(ShareRow, ShareRow.workspace_id == WorkspaceRow.id)
                                       .join(UserRow, UserRow.id == ShareRow.user_id))).all()
         service.set_shares([(uid, user) for uid, user in shares])
+        await service.ports.load_all()
         leading = self.leading
         for row in rows:
             found = adopted.get(row.uid)
@@ -120,6 +121,10 @@ class Replicas:
             await self.stop_loops()
 
     def _changed(self, uid: str) -> None:
+        if ":" in uid:  # not a workspace: a notice for whoever listens (credentials that ended, say)
+            for hook in self.service.notices:
+                hook(uid)
+            return
         # A burst of notices for one workspace costs at most one more reload, which sees the newest state.
         if uid in self._reloading:
             self._again.add(uid)
@@ -144,7 +149,9 @@ class Replicas:
                 service.forget_route(uid)
                 return
             await service.reload_shares(row)
+            await service.ports.reload(row)
             service.remember(row, row.address)
+            service.narrowed(uid)
         except Exception:
             log.exception("could not reload workspace %s after another replica changed it", uid)
 

@@ -27,8 +27,9 @@ from devyard import provision
 from devyard.auth.identity import Identity
 from devyard.backends.base import Backend, Stats, WorkspaceSpec
 from devyard.config import Settings
-from devyard.errors import Conflict, DevyardError, Invalid, NotFound, NotOnThisBackend, WorkspaceExists, WorkspaceNotFound
-from devyard.models import Status, Workspace, WorkspaceCreate
+from devyard.errors import Conflict, DevyardError, Forbidden, Invalid, NotFound, NotOnThisBackend, WorkspaceExists, WorkspaceNotFound
+from devyard.models import Status, Workspace, WorkspaceCreate, WorkspacePort
+from devyard.origins import Origins
 from devyard.paths import child
 from devyard.provision import extensions as provision_extensions
 from devyard.provision import git as provision_git
@@ -42,6 +43,7 @@ from devyard.workspaces.activity import Activity
 from devyard.workspaces.diskwatch import DiskWatch
 from devyard.workspaces.access import ADMIN_ACTIONS, SHARED_USER_ACTIONS, Action, Route
 from devyard.workspaces.events import Event, EventHub, StatsSampler, sample_running
+from devyard.workspaces.ports import PortTable, Visibility
 from devyard.workspaces.provisioning import Provisioner
 from devyard.workspaces.replicas import Replicas
 from devyard.workspaces.supervisor import Supervisor
@@ -53,7 +55,7 @@ class WorkspaceService:
     """Owns workspace state; one instance per manager."""
 
     def __init__(self, settings: Settings, db: async_sessionmaker[AsyncSession], backend: Backend, secrets: SecretStore,
-                 coordinator: Coordinator | None = None) -> None:
+                 coordinator: Coordinator | None = None, origins: Origins | None = None) -> None:
         self.settings = settings
         self.db = db
         self.backend = backend
@@ -64,6 +66,10 @@ class WorkspaceService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.activity = Activity(db, settings.activity_flush_s)
         self._shares: dict[str, frozenset[str]] = {}
+        self.ports = PortTable(db, settings.public_ports)
+        self.access_changed: list[Callable[[str], None]] = []  # told the uid when who may reach a workspace or port narrows
+        self.notices: list[Callable[[str], None]] = []  # told other replicas' notices that name no workspace (see broadcast)
+        self.origins = origins or Origins.from_settings(settings)
         self.events = EventHub()
         self.sampler = StatsSampler(self.events, lambda: sample_running(self))
         self.supervisor = Supervisor(self)
@@ -138,7 +144,7 @@ class WorkspaceService:
     def _shape(self, row: Any, owner: str) -> Workspace:
         """The API shape of anything with a workspace row's attributes (an ORM row or a plain result row)."""
         return Workspace(
-            name=row.name, owner=owner, status=Status(row.status), url=f"/w/{owner}/{row.name}/",
+            name=row.name, owner=owner, status=Status(row.status), url=self.origins.workspace_url(owner, row.name, row.uid),
             template=row.template, extension_groups=list(row.extension_groups or []), created_at=row.created_at,
             started_at=row.started_at, last_activity_at=row.last_activity_at, error=row.error,
             progress=self.provisioner.progress.get(row.uid) if row.status == Status.provisioning else None, idle_timeout_s=row.idle_timeout_s,
@@ -205,6 +211,40 @@ class WorkspaceService:
             raise NotFound(f"'{row.name}' is not shared with {user.name}", code="share_not_found")
         self._shares[row.uid] = self._shares.get(row.uid, frozenset()) - {user.name}
         self.remember(row, self.address_of(row))
+        self.narrowed(row.uid)
+
+    async def broadcast(self, notice: str) -> None:
+        """Send the other replicas a notice that is not a workspace's uid (they pass it to their `notices`)."""
+        async with self.db() as s:
+            await self.replicas.coordinator.notify(s, notice)
+            await s.commit()
+
+    def narrowed(self, uid: str) -> None:
+        """Who may reach a workspace (or one of its ports) may have narrowed: live connections are checked again."""
+        for hook in self.access_changed:
+            hook(uid)
+
+    async def port_list(self, row: WorkspaceRow) -> list[WorkspacePort]:
+        """The workspace's forwarded ports: those listening now (read from outside its engine) and those given a visibility."""
+        listening: list[int] | None = []
+        if self.address_of(row) is not None:
+            listening = await self.backend.listening_ports(self.spec_of(row.uid, row.owner.name, row.name))
+        chosen = self.ports.chosen(row.uid)
+        return [WorkspacePort(port=port, visibility=chosen.get(port, "private"), listening=port in (listening or []),
+                              url=self.origins.port_url(row.owner.name, row.name, row.uid, port))
+                for port in sorted(set(listening or []) | set(chosen))]
+
+    async def set_port(self, row: WorkspaceRow, port: int, visibility: Visibility) -> WorkspacePort:
+        """Choose who may open one forwarded port; connections no longer allowed are closed."""
+        if visibility == "public" and not self.settings.public_ports:
+            raise Forbidden("public ports are not allowed on this manager (an admin can allow them with public_ports)", code="public_ports_disabled")
+        async with self.db() as s:
+            await self.ports.write(s, row, port, visibility)
+            await self.replicas.coordinator.notify(s, row.uid)
+            await s.commit()
+        self.ports.remember(row.uid, port, visibility)
+        self.narrowed(row.uid)
+        return WorkspacePort(port=port, visibility=visibility, listening=False, url=self.origins.port_url(row.owner.name, row.name, row.uid, port))
 
     async def stop_all_of(self, user_id: int) -> None:
         """Stop every running workspace of a user (their account was disabled)."""
@@ -221,6 +261,10 @@ class WorkspaceService:
     def route(self, owner: str, name: str) -> Route | None:
         """The gateway's view of a workspace, from memory."""
         return self._routes.get((owner, name))
+
+    def route_by_uid(self, uid: str) -> Route | None:
+        """The gateway's view of a workspace named by its uid (a host in uid form), from memory."""
+        return next((r for r in self._routes.values() if r.uid == uid), None)
 
     async def logs(self, row: WorkspaceRow, lines: int) -> list[str]:
         """The last `lines` lines of the engine log."""
@@ -346,6 +390,7 @@ class WorkspaceService:
             self._routes.pop((route.owner, route.name), None)
             self.events.publish(Event("deleted", route.owner, self._shares.get(uid, frozenset()), {"owner": route.owner, "name": route.name}))
         self._shares.pop(uid, None)
+        self.ports.forget(uid)
         self.activity.forget(uid)
         self._locks.pop(uid, None)
 

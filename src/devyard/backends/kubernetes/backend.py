@@ -26,6 +26,7 @@ from typing import Any, cast
 from kubernetes_asyncio import client
 
 from devyard.backends.base import Endpoint, RuntimeStatus, Stats, WorkspaceSpec
+from devyard.origins import engine_proxy_uri
 from devyard.backends.kubernetes import manifests, pods, seed
 from devyard.backends.kubernetes.client import Source, open_client, source, status_of, translate
 from devyard.backends.kubernetes.watcher import PodWatcher
@@ -143,7 +144,7 @@ class KubernetesBackend:
         try:
             await self._put_secret(manifests.env_secret(ws, self.k8s))
             await self._put_secret(manifests.init_secret(ws, self.k8s, token, []))
-            body = manifests.pod(ws, self.k8s, self.policies, seed.url(self._seed_base(), ws.uid) if token else None)
+            body = manifests.pod(ws, self.k8s, self.policies, seed.url(self._seed_base(), ws.uid) if token else None, engine_proxy_uri(self.settings))
             await self._call("creating the workspace's pod", lambda: self.core.create_namespaced_pod(namespace, cast(Any, body)))
             log.info("workspace %s/%s: pod %s created", ws.owner, ws.name, manifests.name_of(ws.uid))
             await self._until_ready(ws)
@@ -238,6 +239,10 @@ class KubernetesBackend:
         if state.phase == "terminating":
             return RuntimeStatus(uid=uid, state="stopped", detail=f"pod {name} is ending")
         return RuntimeStatus(uid=uid, state="failed", exit_code=state.exit_code, detail=state.detail, reason=state.reason)
+
+    async def listening_ports(self, ws: WorkspaceSpec) -> list[int] | None:
+        """Not seen from here: a pod's sockets are the node's to read, and its engine is not to be believed."""
+        return None
 
     async def stats(self, ws: WorkspaceSpec) -> Stats:
         """CPU and memory from the cluster's metrics API (zeros where it has none), uptime from the pod; disk is the volume's, not measured."""

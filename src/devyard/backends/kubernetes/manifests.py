@@ -165,8 +165,8 @@ def resources(limits: Limits, k8s: KubernetesSettings) -> Manifest:
     return {"requests": {"cpu": request_cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
 
 
-def engine_args(ws: WorkspaceSpec, k8s: KubernetesSettings, policies: tuple[str, ...]) -> list[str]:
-    """code-server's arguments in the pod: every interface on the engine port, behind the gateway's base path."""
+def engine_args(ws: WorkspaceSpec, k8s: KubernetesSettings, policies: tuple[str, ...], proxy_uri: str | None = None) -> list[str]:
+    """code-server's arguments in the pod: every interface on the engine port, behind the gateway's base path (path mode)."""
     return [
         "--bind-addr", f"0.0.0.0:{k8s.engine_port}",
         "--auth", "none",
@@ -176,7 +176,7 @@ def engine_args(ws: WorkspaceSpec, k8s: KubernetesSettings, policies: tuple[str,
         "--config", f"{MOUNT}/home/.config/code-server/config.yaml",
         "--user-data-dir", f"{MOUNT}/data",
         "--extensions-dir", f"{MOUNT}/extensions",
-        "--abs-proxy-base-path", ws.base_path.rstrip("/"),
+        *(("--abs-proxy-base-path", ws.base_path.rstrip("/")) if proxy_uri is None else ()),  # on its own origin the base is /
         *policies,
         f"{MOUNT}/files",
     ]
@@ -186,7 +186,7 @@ def _container_security() -> Manifest:
     return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
 
 
-def pod(ws: WorkspaceSpec, k8s: KubernetesSettings, policies: tuple[str, ...], seed_url: str | None) -> Manifest:
+def pod(ws: WorkspaceSpec, k8s: KubernetesSettings, policies: tuple[str, ...], seed_url: str | None, proxy_uri: str | None = None) -> Manifest:
     """The engine's pod. restartPolicy Never: a crash or OOM kill is the manager's to handle (backoff, crash loop, out_of_memory), as on a host."""
     volumes: list[Manifest] = [
         {"name": "workspace", "persistentVolumeClaim": {"claimName": name_of(ws.uid)}},
@@ -209,9 +209,10 @@ def pod(ws: WorkspaceSpec, k8s: KubernetesSettings, policies: tuple[str, ...], s
         }],
         "containers": [{
             "name": ENGINE, **image,
-            "command": list(k8s.engine_command), "args": engine_args(ws, k8s, policies),
+            "command": list(k8s.engine_command), "args": engine_args(ws, k8s, policies, proxy_uri),
             "workingDir": f"{MOUNT}/files",
-            "env": [{"name": "HOME", "value": f"{MOUNT}/home"}, {"name": "VSCODE_CLI", "value": "1"}],
+            "env": [{"name": "HOME", "value": f"{MOUNT}/home"}, {"name": "VSCODE_CLI", "value": "1"},
+                    *([{"name": "VSCODE_PROXY_URI", "value": proxy_uri}] if proxy_uri else [])],
             "envFrom": [{"secretRef": {"name": name_of(ws.uid) + "-env"}}],
             "ports": [{"name": "http", "containerPort": k8s.engine_port, "protocol": "TCP"}],
             "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 2, "failureThreshold": 3},

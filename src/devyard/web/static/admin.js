@@ -41,8 +41,7 @@
       } else if (button.dataset.do === "quota") {
         const own = JSON.parse(row.dataset.quota);
         const fields = document.createElement("div");
-        fields.style.display = "grid";
-        fields.style.gap = ".5rem";
+        fields.className = "stack";
         const labels = {max_workspaces: "Workspaces", max_running: "Running at once", max_disk_mb: "Disk (MB)"};
         for (const [key, label] of Object.entries(labels)) {
           const l = document.createElement("label");

@@ -59,6 +59,22 @@
     }
   });
 
+  // Ports: who may open each at its own origin (the owner chooses; narrowing closes what is open).
+  const ports = document.getElementById("ports");
+  if (ports) {
+    const portsMessage = document.getElementById("ports-message");
+    ports.addEventListener("change", async (ev) => {
+      const port = ev.target.dataset.visibility;
+      if (!port) return;
+      const visibility = ev.target.value;
+      dy.say(portsMessage, "");
+      try {
+        await dy.busy(ev.target, () => dy.api("PUT", `${path}/ports/${port}`, {visibility}));
+        dy.say(portsMessage, `Port ${port} is ${visibility} now.`, "ok");
+      } catch (e) { dy.say(portsMessage, e.message); }
+    });
+  }
+
   // Shares.
   const shareForm = document.getElementById("share");
   if (shareForm) {
