@@ -10,6 +10,7 @@ an app with absolute asset paths, records the headers it receives, and answers W
 from __future__ import annotations
 
 import json
+import socket
 import time
 from contextlib import closing
 from collections.abc import Iterator
@@ -105,7 +106,7 @@ class Site:
     def ws(self, host: str, path: str = "/", **headers: str) -> ClientConnection:
         """A WebSocket to `host` through the manager's address (the URI's host is what the Host header says)."""
         uri = f"ws://{host}{path}"
-        sock = __import__("socket").create_connection(("127.0.0.1", self.port))
+        sock = socket.create_connection(("127.0.0.1", self.port))
         conn = connect(uri, sock=sock, additional_headers=headers, open_timeout=30)
         return conn.__enter__()  # used in `with` blocks, or held across calls (both close it)
 
@@ -228,17 +229,12 @@ def test_an_app_with_absolute_paths_works_at_its_port_origin_and_never_sees_devy
 def test_the_ports_view_shows_the_ports_own_origin(site: Site) -> None:
     page = site.page
     wanted = f"{APP_PORT}--app--alice.localhost"
-    # Forwarded by hand (the workbench may also have noticed it in the terminal's output by itself).
+    # The workbench forwards the port by itself once a process listens on it, and notifies with its address.
     _command(page, "Ports: Focus on Ports View")
-    _command(page, "Forward a Port")
-    page.wait_for_selector(".quick-input-widget input", state="visible")
-    page.keyboard.type(str(APP_PORT))
-    page.keyboard.press("Enter")
     try:
         page.wait_for_selector(f"text={wanted}", timeout=WORKBENCH_TIMEOUT_MS)
     finally:
         shot(page, "origins-ports-view")
-    page.keyboard.press("Escape")
     with site.m.api(site.tokens["alice"]) as alice:
         listed = {p["port"]: p for p in alice.get("/workspaces/app/ports").json()}
     assert listed[APP_PORT]["listening"] and listed[APP_PORT]["url"] == f"http://{site.host(APP_PORT)}/"
@@ -252,6 +248,7 @@ def _command(page: Page, title: str) -> None:
     page.keyboard.type(title)
     page.wait_for_selector(f".quick-input-list .monaco-list-row[aria-label*='{title}']", timeout=30_000)
     page.keyboard.press("Enter")
+    page.wait_for_selector(".quick-input-widget", state="hidden")
 
 
 def test_the_workspace_page_lists_ports_and_lets_the_owner_choose(site: Site) -> None:
@@ -356,13 +353,41 @@ def _as_bob_in_a_browser(site: Site) -> tuple[httpx.Client, ClientConnection]:
     return bob, _editor_socket(site, cookie=f"devyard_ws={cookie}", origin=f"http://{site.host()}")
 
 
+def _keep_alive(site: Site, cookie: str) -> socket.socket:
+    """A raw keep-alive HTTP connection to the workspace's origin that has carried one request with `cookie`, idle now."""
+    sock = socket.create_connection(("127.0.0.1", site.port))
+    sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {site.host()}\r\nCookie: devyard_ws={cookie}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    body = head.split(b"\r\n\r\n", 1)[1]
+    while len(body) < length:
+        body += sock.recv(65536)
+    return sock
+
+
+def _hung_up_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+
+
 def test_logging_out_closes_live_connections(site: Site) -> None:
-    bob, conn = _as_bob_in_a_browser(site)
-    with closing(bob), conn, bob.stream("GET", "/api/v1/events") as events:
+    bob = site.login("bob")
+    cookie = site.signed_in(bob, site.host())
+    conn = _editor_socket(site, cookie=f"devyard_ws={cookie}", origin=f"http://{site.host()}")
+    idle = _keep_alive(site, cookie)
+    with closing(bob), conn, closing(idle), bob.stream("GET", "/api/v1/events") as events:
         lines = events.iter_lines()
         assert next(lines).startswith("event: snapshot")
+        assert not _hung_up_within(idle, 0.3)  # kept alive until then
         assert bob.post("/api/v1/auth/logout").status_code == 204
         assert _closes_within(conn, 1.0)
+        assert _hung_up_within(idle, 1.0)
         ended = time.monotonic()
         for _ in lines:  # the event stream ends too (a keep-alive would take 15 s)
             pass

@@ -1,9 +1,10 @@
 """Live connections by credential, user and workspace, so that taking access away ends them at once.
 
 Every proxied HTTP request is authenticated on its own, but a WebSocket tunnel or an event stream
-is authenticated once, when it opens, and may then run for days. Each one registers here with the
+is authenticated once, when it opens, and may then run for days; a keep-alive connection, or a
+response still streaming, outlives the check of its last request. Each one registers here with the
 credential it was opened with (a session's or token's digest), its user and its workspace (and
-port); revoking a credential, ending a user's sessions, taking back a share or narrowing a port's
+port), and each keep-alive connection to a workspace by its peer address with what it last carried; revoking a credential, ending a user's sessions, taking back a share or narrowing a port's
 visibility closes the matching ones. Other replicas hear of changes through the database's notices
 and do the same with their own.
 """
@@ -15,8 +16,15 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger("devyard.gateway")
+MAX_PEERS = 4096  # keep-alive connections remembered before the closed ones are swept out
+
+
+def _peer_of(transport: Any) -> tuple[Any, ...] | None:
+    peer = transport.get_extra_info("peername")
+    return tuple(peer[:2]) if isinstance(peer, (tuple, list)) else None
 
 
 @dataclass(eq=False, slots=True)
@@ -37,6 +45,34 @@ class LiveConnections:
 
     def __init__(self) -> None:
         self._all: set[Live] = set()
+        # Keep-alive HTTP connections to workspaces, by peer address: what each was last used with.
+        self._peers: dict[tuple[Any, ...], Live] = {}
+        # The server's open connections (uvicorn's protocol objects), set once it serves: how one is hung up.
+        self.connections: set[Any] = set()
+
+    def used(self, peer: tuple[Any, ...], credential: str, user_id: int, user: str, uid: str, port: int | None) -> None:
+        """A keep-alive connection from `peer` carried a request with these credentials (the gateway's hot path: cheap when unchanged)."""
+        known = self._peers.get(peer)
+        if known is not None:
+            if known.credential == credential and known.uid == uid and known.port == port:
+                return
+            self._all.discard(known)
+        if len(self._peers) > MAX_PEERS:
+            self._forget_closed()
+        live = self._peers[peer] = Live(credential, user_id, user, lambda: self._hang_up(peer), uid, port)
+        self._all.add(live)
+
+    def _hang_up(self, peer: tuple[Any, ...]) -> None:
+        self._peers.pop(peer, None)
+        for protocol in list(self.connections):
+            transport = getattr(protocol, "transport", None)
+            if transport is not None and _peer_of(transport) == peer:
+                transport.close()
+
+    def _forget_closed(self) -> None:
+        open_peers = {_peer_of(t) for p in list(self.connections) if (t := getattr(p, "transport", None)) is not None}
+        for peer in [p for p in self._peers if p not in open_peers]:
+            self._all.discard(self._peers.pop(peer))
 
     def add(self, live: Live) -> Live:
         """Register an open connection; returns it, for discard()."""

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 
 import uvicorn
+from fastapi import FastAPI
 from starlette.types import ASGIApp
 from uvicorn.config import LOGGING_CONFIG
 
@@ -21,6 +22,7 @@ from devyard.gateway import GatewayMiddleware
 from devyard.cli.client import MANAGER_FILE
 from devyard.config import Settings
 from devyard.forwarded import ForwardedHeaders, bind_unix, trusted_hosts
+from devyard.live import LiveConnections
 from devyard.origins import Origins
 
 WS_MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # VS Code can send large messages (file contents)
@@ -28,10 +30,11 @@ GRACEFUL_SHUTDOWN_S = 5
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, settings: Settings, origins: Origins, on_ready: Callable[[str, str], None]) -> None:
+    def __init__(self, config: uvicorn.Config, settings: Settings, app: FastAPI, on_ready: Callable[[str, str], None]) -> None:
         super().__init__(config)
         self.settings = settings
-        self.origins = origins
+        self.app = app
+        self.origins: Origins = app.state.origins
         self.on_ready = on_ready
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -48,7 +51,14 @@ class _Server(uvicorn.Server):
         ca = str(self.settings.tls_cert) if self.settings.tls == "self-signed" and self.settings.tls_cert else None
         record.write_text(json.dumps({"url": url, "pid": os.getpid(), "ca": ca}))
         self.origins.listening(scheme, port)  # workspace URLs name the port actually bound (port 0 picks one)
+        self.live.connections = self.server_state.connections  # revocation hangs up keep-alive connections (live.py)
         self.on_ready(url, self.origins.dashboard_url() if not self.origins.path_mode else url)
+
+    @property
+    def live(self) -> LiveConnections:
+        """The gateway's registry of live connections (made when the app's lifespan starts)."""
+        live: LiveConnections = self.app.state.gateway.live
+        return live
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         (self.settings.run_dir / MANAGER_FILE).unlink(missing_ok=True)
@@ -80,7 +90,7 @@ def serve(settings: Settings, on_ready: Callable[[str, str], None]) -> None:
     if settings.uds:
         sockets.append(bind_unix(settings.uds))
     try:
-        _Server(config, settings, fastapi_app.state.origins, on_ready).run(sockets=sockets)
+        _Server(config, settings, fastapi_app, on_ready).run(sockets=sockets)
     finally:
         if settings.uds:
             settings.uds.unlink(missing_ok=True)

@@ -189,6 +189,9 @@ class Gateway:
             return
         admitted = await self.admit(scope)
         if isinstance(admitted, Admitted):
+            ident, credential, peer = admitted.decision.identity, admitted.decision.credential, scope.get("client")
+            if scope["type"] == "http" and ident is not None and credential and peer:
+                self.live.used(tuple(peer), credential, ident.user_id, ident.name, admitted.route.uid, admitted.target.port)
             await self._proxy(scope, receive, send, admitted.route, admitted.target, admitted.used_bearer)
             return
         refused = admitted
