@@ -36,17 +36,28 @@ class Settings(Protocol):
     """What of the manager's settings (config.Settings, which checks itself with check_settings) origins read."""
 
     @property
-    def workspace_domain(self) -> str: ...
+    def workspace_domain(self) -> str:
+        """`auto`, `none` or a domain name."""
+
     @property
-    def public_url(self) -> str | None: ...
+    def public_url(self) -> str | None:
+        """The dashboard's URL as users reach it."""
+
     @property
-    def host(self) -> str: ...
+    def host(self) -> str:
+        """The address the manager binds."""
+
     @property
-    def port(self) -> int: ...
+    def port(self) -> int:
+        """The port it binds (0: one is picked)."""
+
     @property
-    def tls(self) -> str: ...
+    def tls(self) -> str:
+        """`off` or `self-signed`."""
+
     @property
-    def tls_cert(self) -> Path | None: ...
+    def tls_cert(self) -> Path | None:
+        """A certificate it serves HTTPS with."""
 
 
 @dataclass(frozen=True, slots=True)
