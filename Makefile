@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_TEST_PACKAGES := chromium chromium-driver nginx openssh-server strace postgresql
 DEBIAN_SANDBOX_PACKAGES := bubblewrap slirp4netns iproute2
 
-.PHONY: up setup engine sandbox-deps test-deps test bench bench-lifecycle bench-deps soak clean
+.PHONY: up setup engine sandbox-deps test-deps test test-fast lint bench bench-lifecycle bench-deps soak clean
 
 up: setup engine sandbox-deps  ## install everything, then run the manager on http://127.0.0.1:8000
 	$(BIN)/devyard up
@@ -42,8 +42,15 @@ test-deps:  ## Debian's Chromium (browser tests), nginx (reverse-proxy tests), s
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_TEST_PACKAGES) >/dev/null; \
 	else echo "browser tests need: sudo apt-get install -y $(DEBIAN_TEST_PACKAGES)"; exit 1; fi
 
-test: setup engine sandbox-deps test-deps  ## the whole suite: unit, API, CLI, gateway, real engine, headless Chromium
+test: setup engine sandbox-deps test-deps lint  ## the whole suite: lint, unit, API, CLI, gateway, real engine, headless Chromium
 	$(BIN)/python -m pytest
+
+test-fast: setup  ## the in-process tier: the state machine on an in-memory backend, the layers, unit tests (seconds)
+	$(BIN)/python -m pytest -m fast
+
+lint: setup  ## ruff: lint and format checks (fix with: .venv/bin/ruff check --fix . && .venv/bin/ruff format .)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench-deps:  ## what the benchmarks compare with and load with: Debian's nginx and wrk; root installs them
 	@if [ -x /usr/sbin/nginx ] && command -v wrk >/dev/null; then :; \

@@ -49,41 +49,77 @@ def gateway_rows(r: dict[str, Any]) -> list[Row]:
     return [
         ("GET c=1 added p50 ≤ 1.5× nginx's", f"{dy:.3f} ms vs nginx {ng:.3f} ms ({dy / ng:.1f}×)", met[0]),
         ("GET c=1 added p50 < configurable-http-proxy's", f"{dy:.3f} ms vs {ch:.3f} ms", met[1]),
-        ("req/s at c=64 ≥ configurable-http-proxy's",
-         f"{rows['devyard']['get_c64_rps']:.0f} vs {rows['configurable-http-proxy']['get_c64_rps']:.0f} (nginx {rows['nginx']['get_c64_rps']:.0f})", met[2]),
+        (
+            "req/s at c=64 ≥ configurable-http-proxy's",
+            f"{rows['devyard']['get_c64_rps']:.0f} vs {rows['configurable-http-proxy']['get_c64_rps']:.0f} (nginx {rows['nginx']['get_c64_rps']:.0f})",
+            met[2],
+        ),
         ("WebSocket round trip added p50 ≤ 0.2 ms", f"{added_ms('devyard', 'ws_rtt_p50'):.3f} ms", met[3]),
-        ("WebSocket one-way ≥ 90 % of direct", f"{rows['devyard']['ws_one_way_mb_s'] / base['ws_one_way_mb_s']:.0%}", met[4]),
+        (
+            "WebSocket one-way ≥ 90 % of direct",
+            f"{rows['devyard']['ws_one_way_mb_s'] / base['ws_one_way_mb_s']:.0%}",
+            met[4],
+        ),
     ]
 
 
 def workbench_rows(r: dict[str, Any]) -> list[Row]:
     """The workbench load target."""
-    return [("workbench first load ≤ 0.8× direct", f"{r['time_ratio_devyard_direct']:.2f}× "
-             f"({r['results']['devyard: time to workbench (s)']['p50']:.2f} s vs {r['results']['direct: time to workbench (s)']['p50']:.2f} s)",
-             bool(r["target_met"]))]
+    return [
+        (
+            "workbench first load ≤ 0.8× direct",
+            f"{r['time_ratio_devyard_direct']:.2f}× "
+            f"({r['results']['devyard: time to workbench (s)']['p50']:.2f} s vs {r['results']['direct: time to workbench (s)']['p50']:.2f} s)",
+            bool(r["target_met"]),
+        )
+    ]
 
 
 def start_rows(r: dict[str, Any]) -> list[Row]:
     """The start-up targets."""
     res, met = r["results"], list(r["targets"].values())
     return [
-        ("create→ready p50 ≤ 1.2× bare engine boot", f"{r['create_over_bare']:.2f}× ({res['create→ready (devyard)']['p50']:.3f} s vs "
-         f"{res['bare code-server boot']['p50']:.3f} s)", met[0]),
-        ("create→ready p50 with a warm pool ≤ 150 ms", f"{res['create→ready (devyard, warm pool)']['p50'] * 1e3:.0f} ms", met[1]),
-        *([("sandboxed start adds ≤ 100 ms p50", f"{r['sandbox_added_ms']:.0f} ms", met[2])] if "sandbox_added_ms" in r else []),
+        (
+            "create→ready p50 ≤ 1.2× bare engine boot",
+            f"{r['create_over_bare']:.2f}× ({res['create→ready (devyard)']['p50']:.3f} s vs "
+            f"{res['bare code-server boot']['p50']:.3f} s)",
+            met[0],
+        ),
+        (
+            "create→ready p50 with a warm pool ≤ 150 ms",
+            f"{res['create→ready (devyard, warm pool)']['p50'] * 1e3:.0f} ms",
+            met[1],
+        ),
+        *(
+            [("sandboxed start adds ≤ 100 ms p50", f"{r['sandbox_added_ms']:.0f} ms", met[2])]
+            if "sandbox_added_ms" in r
+            else []
+        ),
     ]
 
 
 def density_rows(r: dict[str, Any]) -> list[Row]:
     """The control-plane targets."""
     return [
-        (f"manager RSS ≤ 120 MB with {r['workspaces']} registered", f"{r['manager_rss_mb']['registered']:.1f} MB", bool(r["target_met"]["manager_rss"])),
-        (f"GET /api/v1/workspaces p95 ≤ 50 ms ({r['workspaces']} listed)", f"{r['list_all_ms']['p95']:.1f} ms", bool(r["target_met"]["list_p95"])),
+        (
+            f"manager RSS ≤ 120 MB with {r['workspaces']} registered",
+            f"{r['manager_rss_mb']['registered']:.1f} MB",
+            bool(r["target_met"]["manager_rss"]),
+        ),
+        (
+            f"GET /api/v1/workspaces p95 ≤ 50 ms ({r['workspaces']} listed)",
+            f"{r['list_all_ms']['p95']:.1f} ms",
+            bool(r["target_met"]["list_p95"]),
+        ),
     ]
 
 
 SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
-    "gateway": gateway_rows, "workbench": workbench_rows, "start": start_rows, "density": density_rows}
+    "gateway": gateway_rows,
+    "workbench": workbench_rows,
+    "start": start_rows,
+    "density": density_rows,
+}
 
 
 def main() -> None:
@@ -107,11 +143,22 @@ def main() -> None:
     for name in names:
         if name not in failed:
             rows += SUMMARIES[name](json.loads((RESULTS / f"{name}.json").read_text()))
-    lines = ["| target | measured | met |", "|---|---|---|", *(f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in rows)]
+    lines = [
+        "| target | measured | met |",
+        "|---|---|---|",
+        *(f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in rows),
+    ]
     print("\n" + "\n".join(lines))
     print(f"\n{sum(ok for *_, ok in rows)} of {len(rows)} targets met; seconds per benchmark: {took}")
-    write_results("summary", {"quick": args.quick, "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in rows],
-                              "seconds": took, "failed": failed})
+    write_results(
+        "summary",
+        {
+            "quick": args.quick,
+            "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in rows],
+            "seconds": took,
+            "failed": failed,
+        },
+    )
     if failed:
         raise SystemExit(f"benchmarks that failed: {', '.join(failed)}")
 

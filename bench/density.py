@@ -82,9 +82,11 @@ def register(m: Manager, count: int, users: int) -> float:
     with ThreadPoolExecutor(THREADS) as pool:
         list(pool.map(create, range(THREADS)))
     with m.api() as admin:
+
         def settled() -> bool:
             found = admin.get("/workspaces", params={"all": 1}).json()
             return len(found) == count and all(w["status"] == "stopped" for w in found)
+
         wait_for(settled, 600, f"{count} workspaces stopped", interval=0.5)
     return time.perf_counter() - t0
 
@@ -115,10 +117,22 @@ def bench_manager(root: Path, count: int, users: int, runs: int) -> tuple[dict[s
         after = manager_mb(m)
     finally:
         m.stop()
-    rows = {f"GET /workspaces?all=1, {items} items (ms)": all_ms, f"GET /workspaces, admin's own {own_items} (ms)": own_ms}
-    extra = {"workspaces": count, "users": users, "register_s": round(took, 2), "list_bytes": size,
-             "manager_rss_mb": {"empty": round(empty, 1), "registered": round(full, 1), "after_list_requests": round(after, 1)},
-             "list_all_ms": {"p50": percentile(all_ms, 50), "p95": percentile(all_ms, 95), "p99": percentile(all_ms, 99)}}
+    rows = {
+        f"GET /workspaces?all=1, {items} items (ms)": all_ms,
+        f"GET /workspaces, admin's own {own_items} (ms)": own_ms,
+    }
+    extra = {
+        "workspaces": count,
+        "users": users,
+        "register_s": round(took, 2),
+        "list_bytes": size,
+        "manager_rss_mb": {
+            "empty": round(empty, 1),
+            "registered": round(full, 1),
+            "after_list_requests": round(after, 1),
+        },
+        "list_all_ms": {"p50": percentile(all_ms, 50), "p95": percentile(all_ms, 95), "p99": percentile(all_ms, 99)},
+    }
     return rows, extra
 
 
@@ -147,22 +161,38 @@ def main() -> None:
     parser.add_argument("--workspaces", type=int, default=1000)
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--settle", type=float, default=20.0, help="seconds to wait after the grace time before measuring the engine")
+    parser.add_argument(
+        "--settle", type=float, default=20.0, help="seconds to wait after the grace time before measuring the engine"
+    )
     args = parser.parse_args()
     os.environ.setdefault("COLUMNS", "150")  # a readable table when not on a terminal
     with scratch("dybench-density-") as root:
         rows, extra = bench_manager(root, args.workspaces, args.users, args.requests)
         engine = engine_mb_after_tab_closed(root, 5, 5 + args.settle)
     rss, lat = extra["manager_rss_mb"], extra["list_all_ms"]
-    rows |= {"manager RSS, empty (MB)": [rss["empty"]], f"manager RSS, {args.workspaces} registered (MB)": [rss["registered"]],
-             "manager RSS, after the list runs (MB)": [rss["after_list_requests"]], "idle engine RSS, tab closed, grace passed (MB)": [engine]}
-    print(f"registered {args.workspaces} workspaces over {args.users} users in {extra['register_s']} s; "
-          f"list ?all=1 answer {extra['list_bytes']} bytes, p50/p95/p99 {lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} ms")
+    rows |= {
+        "manager RSS, empty (MB)": [rss["empty"]],
+        f"manager RSS, {args.workspaces} registered (MB)": [rss["registered"]],
+        "manager RSS, after the list runs (MB)": [rss["after_list_requests"]],
+        "idle engine RSS, tab closed, grace passed (MB)": [engine],
+    }
+    print(
+        f"registered {args.workspaces} workspaces over {args.users} users in {extra['register_s']} s; "
+        f"list ?all=1 answer {extra['list_bytes']} bytes, p50/p95/p99 {lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} ms"
+    )
     peak = max(rss["registered"], rss["after_list_requests"])
-    report("density", f"Density and control plane: {args.workspaces} registered workspaces, {args.requests} list requests",
-           rows, "ms|MB", {**extra, "engine_rss_after_tab_closed_mb": round(engine, 1),
-                           "targets": {"manager_rss_mb": RSS_TARGET_MB, "list_p95_ms": LIST_P95_TARGET_MS},
-                           "target_met": {"manager_rss": peak <= RSS_TARGET_MB, "list_p95": lat["p95"] <= LIST_P95_TARGET_MS}})
+    report(
+        "density",
+        f"Density and control plane: {args.workspaces} registered workspaces, {args.requests} list requests",
+        rows,
+        "ms|MB",
+        {
+            **extra,
+            "engine_rss_after_tab_closed_mb": round(engine, 1),
+            "targets": {"manager_rss_mb": RSS_TARGET_MB, "list_p95_ms": LIST_P95_TARGET_MS},
+            "target_met": {"manager_rss": peak <= RSS_TARGET_MB, "list_p95": lat["p95"] <= LIST_P95_TARGET_MS},
+        },
+    )
 
 
 if __name__ == "__main__":

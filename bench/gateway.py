@@ -81,7 +81,12 @@ def wrk(url: str, headers: dict[str, str], connections: int, threads: int, secon
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     transfer = re.search(r"Transfer/sec:\s+([\d.]+)(B|KB|MB|GB)", out)
     assert rps and transfer, out
-    return {"rps": float(rps[1]), "bytes_per_s": float(transfer[1]) * _BYTES[transfer[2]], "p50": latency("50"), "p99": latency("99")}
+    return {
+        "rps": float(rps[1]),
+        "bytes_per_s": float(transfer[1]) * _BYTES[transfer[2]],
+        "p50": latency("50"),
+        "p99": latency("99"),
+    }
 
 
 def ws_url(base: str) -> str:
@@ -125,7 +130,9 @@ def idle_websockets(proxy: Proxy, count: int) -> float:
         before = proxy.rss_bytes()
         async with contextlib.AsyncExitStack() as stack:
             for _ in range(count):
-                await stack.enter_async_context(aconnect(ws_url(proxy.base) + "/ws", additional_headers=proxy.headers, compression=None))
+                await stack.enter_async_context(
+                    aconnect(ws_url(proxy.base) + "/ws", additional_headers=proxy.headers, compression=None)
+                )
             await asyncio.sleep(2)
             after = proxy.rss_bytes()
         return float(after - before)
@@ -144,12 +151,18 @@ def measure(proxy: Proxy, quick: bool, uds: str | None = None) -> dict[str, Any]
     c64 = wrk(proxy.base + "/small", proxy.headers, 64, 2, seconds)
     big = wrk(proxy.base + "/big", proxy.headers, 1, 1, seconds)
     rt = ws_round_trips(proxy.base, proxy.headers, n)
-    result.update({
-        "get_c64_rps": c64["rps"], "get_c64_p50": c64["p50"], "get_c64_p99": c64["p99"], "download_mb_s": big["bytes_per_s"] / MB,
-        "ws_rtt_p50": percentile(rt, 50), "ws_rtt_p99": percentile(rt, 99),
-        "ws_one_way_mb_s": ws_one_way(proxy.base, proxy.headers, (32 if quick else 100) * MB) / MB,
-        "idle_ws_500_mb": idle_websockets(proxy, 100 if quick else 500) / MB,
-    })
+    result.update(
+        {
+            "get_c64_rps": c64["rps"],
+            "get_c64_p50": c64["p50"],
+            "get_c64_p99": c64["p99"],
+            "download_mb_s": big["bytes_per_s"] / MB,
+            "ws_rtt_p50": percentile(rt, 50),
+            "ws_rtt_p99": percentile(rt, 99),
+            "ws_one_way_mb_s": ws_one_way(proxy.base, proxy.headers, (32 if quick else 100) * MB) / MB,
+            "idle_ws_500_mb": idle_websockets(proxy, 100 if quick else 500) / MB,
+        }
+    )
     return result
 
 
@@ -157,7 +170,9 @@ def measure(proxy: Proxy, quick: bool, uds: str | None = None) -> dict[str, Any]
 def upstream(root: Path) -> Iterator[tuple[int, str, int]]:
     """The upstream server: (pid, unix socket, TCP port)."""
     sock, port = str(root / "up.sock"), free_port()
-    proc = subprocess.Popen([sys.executable, str(UPSTREAM), sock, str(port)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(UPSTREAM), sock, str(port)], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         yield proc.pid, sock, port
@@ -177,7 +192,10 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
         rows["direct (TCP)"] = measure(direct, quick)
         rows["direct (unix socket)"] = measure(Proxy("direct-uds", "http://upstream"), quick, uds=sock)
         starts: list[tuple[str, Callable[[], Any]]] = [
-            ("devyard", lambda: devyard(root, pid, sock)), ("nginx", lambda: nginx(root, sock)), ("configurable-http-proxy", lambda: chp(root, port))]
+            ("devyard", lambda: devyard(root, pid, sock)),
+            ("nginx", lambda: nginx(root, sock)),
+            ("configurable-http-proxy", lambda: chp(root, port)),
+        ]
         for name, start in starts:
             print(f"measuring {name}…", flush=True)
             with start() as proxy:
@@ -186,10 +204,15 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
 
 
 COLUMNS = [  # key, heading, scale, format
-    ("get_c1_p50", "GET c=1 p50 ms", 1e3, ".3f"), ("get_c1_p99", "GET c=1 p99 ms", 1e3, ".3f"),
-    ("get_c64_rps", "GET c=64 req/s", 1, ".0f"), ("get_c64_p99", "GET c=64 p99 ms", 1e3, ".2f"),
-    ("download_mb_s", "10 MB MB/s", 1, ".0f"), ("ws_rtt_p50", "WS RTT p50 ms", 1e3, ".3f"), ("ws_rtt_p99", "WS RTT p99 ms", 1e3, ".3f"),
-    ("ws_one_way_mb_s", "WS one-way MB/s", 1, ".0f"), ("idle_ws_500_mb", "500 idle WS MB", 1, ".1f"),
+    ("get_c1_p50", "GET c=1 p50 ms", 1e3, ".3f"),
+    ("get_c1_p99", "GET c=1 p99 ms", 1e3, ".3f"),
+    ("get_c64_rps", "GET c=64 req/s", 1, ".0f"),
+    ("get_c64_p99", "GET c=64 p99 ms", 1e3, ".2f"),
+    ("download_mb_s", "10 MB MB/s", 1, ".0f"),
+    ("ws_rtt_p50", "WS RTT p50 ms", 1e3, ".3f"),
+    ("ws_rtt_p99", "WS RTT p99 ms", 1e3, ".3f"),
+    ("ws_one_way_mb_s", "WS one-way MB/s", 1, ".0f"),
+    ("idle_ws_500_mb", "500 idle WS MB", 1, ".1f"),
 ]
 
 
@@ -197,15 +220,23 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
     """The markdown table: absolute figures, then each proxy against direct."""
     lines = ["| | " + " | ".join(c[1] for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name, r in rows.items():
-        lines.append(f"| {name} | " + " | ".join(format(r[k] * s, f) if k in r else "" for k, _, s, f in COLUMNS) + " |")
+        lines.append(
+            f"| {name} | " + " | ".join(format(r[k] * s, f) if k in r else "" for k, _, s, f in COLUMNS) + " |"
+        )
     base = rows["direct (TCP)"]
-    lines += ["", "| against direct (TCP) | GET c=1 added p50 ms | req/s c=64 | 10 MB | WS RTT added p50 ms | WS one-way |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| against direct (TCP) | GET c=1 added p50 ms | req/s c=64 | 10 MB | WS RTT added p50 ms | WS one-way |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in rows.items():
         if name.startswith("direct"):
             continue
-        lines.append(f"| {name} | {(r['get_c1_p50'] - base['get_c1_p50']) * 1e3:.3f} | {r['get_c64_rps'] / base['get_c64_rps']:.0%} | "
-                     f"{r['download_mb_s'] / base['download_mb_s']:.0%} | {(r['ws_rtt_p50'] - base['ws_rtt_p50']) * 1e3:.3f} | "
-                     f"{r['ws_one_way_mb_s'] / base['ws_one_way_mb_s']:.0%} |")
+        lines.append(
+            f"| {name} | {(r['get_c1_p50'] - base['get_c1_p50']) * 1e3:.3f} | {r['get_c64_rps'] / base['get_c64_rps']:.0%} | "
+            f"{r['download_mb_s'] / base['download_mb_s']:.0%} | {(r['ws_rtt_p50'] - base['ws_rtt_p50']) * 1e3:.3f} | "
+            f"{r['ws_one_way_mb_s'] / base['ws_one_way_mb_s']:.0%} |"
+        )
     return "\n".join(lines)
 
 
@@ -227,7 +258,9 @@ def targets(rows: dict[str, dict[str, Any]]) -> dict[str, bool]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer requests and shorter runs (a smoke test of the benchmark)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer requests and shorter runs (a smoke test of the benchmark)"
+    )
     args = parser.parse_args()
     rows = run(args.quick)
     met = targets(rows)

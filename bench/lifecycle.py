@@ -30,18 +30,24 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from playwright.sync_api import Error as PlaywrightError  # noqa: E402
+
 from bench.start import POLL_S, gateway_ready  # noqa: E402
 from bench.stats import report, scratch  # noqa: E402
 from devyard.processes import process_tree  # noqa: E402
-from playwright.sync_api import Error as PlaywrightError  # noqa: E402
-
 from tests.browser import WORKBENCH_TIMEOUT_MS, _pids_using, chromium, login  # noqa: E402
 from tests.support import ADMIN_PASSWORD, start_manager, wait_for  # noqa: E402
 
 
 def bench_crash(runs: int, root: Path) -> dict[str, list[float]]:
-    m = start_manager(root / "crash", extra_env={"DEVYARD_CRASH_RESTARTS": str(runs + 5), "DEVYARD_CRASH_BACKOFF_S": "0.1",
-                                                  "DEVYARD_CRASH_BACKOFF_MAX_S": "0.1"})
+    m = start_manager(
+        root / "crash",
+        extra_env={
+            "DEVYARD_CRASH_RESTARTS": str(runs + 5),
+            "DEVYARD_CRASH_BACKOFF_S": "0.1",
+            "DEVYARD_CRASH_BACKOFF_MAX_S": "0.1",
+        },
+    )
     noticed, back = [], []
     try:
         with httpx.Client(base_url=m.url, headers={"authorization": f"Bearer {m.token()}"}, timeout=60) as c:
@@ -51,9 +57,19 @@ def bench_crash(runs: int, root: Path) -> dict[str, list[float]]:
                 pid = m.engine_pids()[0]
                 t0 = time.perf_counter()
                 os.kill(pid, signal.SIGKILL)
-                wait_for(lambda: c.get("/api/v1/workspaces/crashy").json()["status"] != "running", 30, "the crash noticed", interval=POLL_S)
+                wait_for(
+                    lambda: c.get("/api/v1/workspaces/crashy").json()["status"] != "running",
+                    30,
+                    "the crash noticed",
+                    interval=POLL_S,
+                )
                 noticed.append(time.perf_counter() - t0)
-                wait_for(lambda: m.engine_pids() not in ([], [pid]) and gateway_ready(c, "crashy"), 120, "back", interval=POLL_S)
+                wait_for(
+                    lambda: m.engine_pids() not in ([], [pid]) and gateway_ready(c, "crashy"),
+                    120,
+                    "back",
+                    interval=POLL_S,
+                )
                 back.append(time.perf_counter() - t0)
     finally:
         m.stop()
@@ -90,7 +106,9 @@ def engine_rss_after_tab_dropped(root: Path, grace_s: int, wait_s: float) -> flo
         with contextlib.suppress(PlaywrightError), chromium(profile) as browser:
             page = browser.new_page()
             login(page, m.url, "admin", ADMIN_PASSWORD)
-            with httpx.Client(base_url=m.url + "/api/v1", headers={"authorization": f"Bearer {m.token()}"}, timeout=60) as c:
+            with httpx.Client(
+                base_url=m.url + "/api/v1", headers={"authorization": f"Bearer {m.token()}"}, timeout=60
+            ) as c:
                 assert c.post("/workspaces", json={"name": "tab"}).status_code == 201
                 wait_for(lambda: c.get("/workspaces/tab").json()["status"] == "running", 120, "tab running")
             page.goto(m.url + "/w/admin/tab/")
@@ -113,7 +131,9 @@ def engine_rss_after_tab_dropped(root: Path, grace_s: int, wait_s: float) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--settle", type=float, default=20.0, help="seconds to wait after the grace time before measuring")
+    parser.add_argument(
+        "--settle", type=float, default=20.0, help="seconds to wait after the grace time before measuring"
+    )
     args = parser.parse_args()
     with scratch("dybench-life-") as root:
         rows = bench_crash(args.runs, root)
@@ -122,9 +142,13 @@ def main() -> None:
         # Both measured the same time after the tab closed: past the short grace, well within the default one.
         short = engine_rss_after_tab_dropped(root, 5, 5 + args.settle)
         default = engine_rss_after_tab_dropped(root, 10800, 5 + args.settle)
-        report("grace", "Engine RSS once its only browser dropped (MB)",
-               {"reconnection grace 5 s (devyard)": [short], "reconnection grace 3 h (code-server default)": [default]}, "MB",
-               {"saved_mb": round(default - short, 1)})
+        report(
+            "grace",
+            "Engine RSS once its only browser dropped (MB)",
+            {"reconnection grace 5 s (devyard)": [short], "reconnection grace 3 h (code-server default)": [default]},
+            "MB",
+            {"saved_mb": round(default - short, 1)},
+        )
 
 
 if __name__ == "__main__":

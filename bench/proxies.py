@@ -74,8 +74,13 @@ def devyard(root: Path, upstream_pid: int, upstream_sock: str) -> Iterator[Proxy
         uid = db.execute("select uid from workspaces where name = 'echo'").fetchone()[0]
     records = data / "run" / "engines"
     records.mkdir(parents=True, exist_ok=True)
-    record = {"pid": upstream_pid, "create_time": psutil.Process(upstream_pid).create_time(), "socket": upstream_sock,
-              "owner": "admin", "name": "echo"}
+    record = {
+        "pid": upstream_pid,
+        "create_time": psutil.Process(upstream_pid).create_time(),
+        "socket": upstream_sock,
+        "owner": "admin",
+        "name": "echo",
+    }
     (records / f"{uid}.json").write_text(json.dumps(record))
     m = start_manager(data, extra_env={"DEVYARD_OS_ACCOUNTS": "off"})
     try:
@@ -122,8 +127,12 @@ http {{
     }}
 }}
 """)
-    proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_for(lambda: _listening(port) or proc.poll() is not None, 20, "nginx listening")
         assert proc.poll() is None, (prefix / "logs" / "error.log").read_text()
@@ -139,8 +148,20 @@ def chp_installed() -> Path:
     if not command.exists():
         CHP_DIR.mkdir(parents=True, exist_ok=True)
         print(f"installing configurable-http-proxy {CHP_VERSION} from npm into {CHP_DIR}", flush=True)
-        subprocess.run(["npm", "install", "--prefix", str(CHP_DIR), "--no-audit", "--no-fund", "--loglevel", "error",
-                        f"configurable-http-proxy@{CHP_VERSION}"], check=True)
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--prefix",
+                str(CHP_DIR),
+                "--no-audit",
+                "--no-fund",
+                "--loglevel",
+                "error",
+                f"configurable-http-proxy@{CHP_VERSION}",
+            ],
+            check=True,
+        )
     return command
 
 
@@ -152,9 +173,28 @@ def chp(root: Path, upstream_port: int) -> Iterator[Proxy]:
     env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": os.urandom(8).hex()}
     node = shutil.which("node") or "node"
     log = (root / "chp.log").open("wb")
-    proc = subprocess.Popen([node, str(command), "--ip", "127.0.0.1", "--port", str(port), "--api-ip", "127.0.0.1",
-                             "--api-port", str(api_port), "--default-target", f"http://127.0.0.1:{upstream_port}", "--log-level", "error"],
-                            env=env, stdout=log, stderr=log, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            node,
+            str(command),
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--api-ip",
+            "127.0.0.1",
+            "--api-port",
+            str(api_port),
+            "--default-target",
+            f"http://127.0.0.1:{upstream_port}",
+            "--log-level",
+            "error",
+        ],
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
     try:
         wait_for(lambda: _listening(port) or proc.poll() is not None, 30, "configurable-http-proxy listening")
         assert proc.poll() is None, (root / "chp.log").read_text()

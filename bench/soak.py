@@ -47,11 +47,30 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.soak_user import (
+    ECHO,
+    FAILURES,
+    MEASURES,
+    OPERATIONS,
+    RSS_GROWTH_LIMIT_PCT,
+    STATUS_TIMEOUT_S,
+    TRANSITIONAL,  # noqa: E402
+    WARMUP_FRACTION,
+    WARMUP_MAX_S,
+    Budget,
+    Record,
+    User,
+    expect,
+)
 from bench.stats import report, scratch  # noqa: E402
-from tests.support import free_port  # noqa: E402
-from bench.soak_user import (ECHO, FAILURES, MEASURES, OPERATIONS, RSS_GROWTH_LIMIT_PCT, STATUS_TIMEOUT_S, TRANSITIONAL,  # noqa: E402
-                             WARMUP_FRACTION, WARMUP_MAX_S, Budget, Record, User, expect)
-from tests.support import Manager, kill_tree, peer, start_manager, wait_for  # noqa: E402
+from tests.support import (  # noqa: E402
+    Manager,
+    free_port,  # noqa: E402
+    kill_tree,
+    peer,
+    start_manager,
+    wait_for,
+)
 
 
 def make_users(m: Manager, count: int) -> list[tuple[str, str]]:
@@ -104,12 +123,13 @@ def engine_roots(m: Manager) -> set[int]:
 
 def settle(admin: httpx.Client) -> list[dict[str, Any]]:
     """Every workspace, once none is between two states."""
+
     def steady() -> tuple[list[dict[str, Any]]] | None:
         spaces: list[dict[str, Any]] = expect(admin.get("/workspaces", params={"all": 1}), 200).json()
         return None if any(w["status"] in TRANSITIONAL for w in spaces) else (spaces,)  # a tuple: true even when empty
+
     found: tuple[list[dict[str, Any]]] = wait_for(steady, STATUS_TIMEOUT_S, "workspaces to settle", interval=0.5)
     return found[0]
-
 
 
 def log_problems(m: Manager, lines: int = 50) -> list[str]:
@@ -121,7 +141,9 @@ def log_problems(m: Manager, lines: int = 50) -> list[str]:
     return [line for line in text.splitlines() if any(w in line for w in ("WARNING", "ERROR", "Traceback"))][-lines:]
 
 
-def run_users(m: Manager, args: argparse.Namespace, record: Record, echo_port: int, seed: int) -> tuple[list[User], dict[str, Any]]:
+def run_users(
+    m: Manager, args: argparse.Namespace, record: Record, echo_port: int, seed: int
+) -> tuple[list[User], dict[str, Any]]:
     """Run every user for the configured time; the users, and the manager's RSS after the warm-up and along the way."""
     budget = Budget(args.max_running)
     ctx = {"budget": budget, "record": record, "echo_port": echo_port}
@@ -141,8 +163,10 @@ def run_users(m: Manager, args: argparse.Namespace, record: Record, echo_port: i
             now = time.monotonic()
             series.append((round(now - start, 1), round(psutil.Process(m.proc.pid).memory_info().rss / (1 << 20), 1)))
             if len(series) % 6 == 1:
-                Console().print(f"[dim]{now - start:4.0f} s: {sum(record.done.values())} operations, {len(record.errors)} errors, "
-                                f"manager RSS {series[-1][1]:.1f} MB[/dim]")
+                Console().print(
+                    f"[dim]{now - start:4.0f} s: {sum(record.done.values())} operations, {len(record.errors)} errors, "
+                    f"manager RSS {series[-1][1]:.1f} MB[/dim]"
+                )
             if warm is None and now >= warm_at and (all(record.done[op] for op in OPERATIONS) or now >= warm_latest):
                 warm, warm_s = rss_mb(m.proc.pid), round(now - start, 1)
                 Console().print(f"[dim]warm-up over after {now - start:.0f} s: manager RSS {warm:.1f} MB[/dim]")
@@ -178,7 +202,7 @@ def finish(m: Manager, admin: httpx.Client, users: list[User], spaces: list[dict
     return {
         "pass": roots == records and len(records) == len(running) and not left and not left_records,
         "detail": f"{len(running)} running per API, {len(records)} engine records, {len(roots)} engine processes; "
-                  f"after deleting all {len(spaces)}: {len(left)} processes, {len(left_records)} records",
+        f"after deleting all {len(spaces)}: {len(left)} processes, {len(left_records)} records",
     }
 
 
@@ -191,8 +215,13 @@ def check_table(rss: dict[str, Any], record: Record, checks: dict[str, dict[str,
         errs = sum(1 for e in record.errors if e["op"] == op)
         table.add_row(f"{op}: done / errors", f"{record.done[op]} / {errs}")
     table.add_row("resync errors", str(sum(1 for e in record.errors if e["op"] == "resync")))
-    table.add_row("files written / checked / lost", f"{record.files_written} / {record.files_checked} / {record.files_lost}")
-    table.add_row("manager RSS warm / end / max (MB)", f"{rss['warm_mb']:.1f} / {rss['end_mb']:.1f} / {max(v for _, v in rss['series']):.1f}")
+    table.add_row(
+        "files written / checked / lost", f"{record.files_written} / {record.files_checked} / {record.files_lost}"
+    )
+    table.add_row(
+        "manager RSS warm / end / max (MB)",
+        f"{rss['warm_mb']:.1f} / {rss['end_mb']:.1f} / {max(v for _, v in rss['series']):.1f}",
+    )
     table.add_row("manager RSS growth", f"{rss['growth_pct']:+.1f} %")
     for name, c in checks.items():
         table.add_row(name, ("[green]PASS[/green] " if c["pass"] else "[red]FAIL[/red] ") + c["detail"])
@@ -208,7 +237,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30.0, help="how long the users work")
     parser.add_argument("--users", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=None, help="seed of the users' random choices (default: a random one, printed)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed of the users' random choices (default: a random one, printed)"
+    )
     parser.add_argument("--workspaces", type=int, default=2, help="workspaces a user keeps at most")
     parser.add_argument("--max-running", type=int, default=8, help="running engines of all users together, at most")
     args = parser.parse_args()
@@ -219,7 +250,10 @@ def main() -> None:
         echo_port = free_port()
         m = start_manager(root / "data")
         try:
-            with peer([sys.executable, str(ECHO), str(echo_port)]), httpx.Client(base_url=m.url + "/api/v1", timeout=60) as admin:
+            with (
+                peer([sys.executable, str(ECHO), str(echo_port)]),
+                httpx.Client(base_url=m.url + "/api/v1", timeout=60) as admin,
+            ):
                 admin.headers["authorization"] = f"Bearer {m.token()}"
                 users, rss = run_users(m, args, record, echo_port, seed)
                 spaces = settle(admin)
@@ -231,17 +265,42 @@ def main() -> None:
             for pid in engine_processes(m):
                 kill_tree(pid)
             problems = log_problems(m)
-    checks["no lost file"] = {"pass": record.files_lost == 0, "detail": f"{record.files_checked} checked, {record.files_lost} lost"}
-    checks["manager RSS growth < 10 %"] = {"pass": rss["growth_pct"] < RSS_GROWTH_LIMIT_PCT, "detail": f"{rss['growth_pct']:+.1f} %"}
+    checks["no lost file"] = {
+        "pass": record.files_lost == 0,
+        "detail": f"{record.files_checked} checked, {record.files_lost} lost",
+    }
+    checks["manager RSS growth < 10 %"] = {
+        "pass": rss["growth_pct"] < RSS_GROWTH_LIMIT_PCT,
+        "detail": f"{rss['growth_pct']:+.1f} %",
+    }
     title = f"Soak, {args.users} users for {args.minutes:g} minutes (seconds)"
     rows = {k: record.latencies[k] for k in MEASURES if record.latencies.get(k)}
-    report("soak", title, rows, "s", {
-        "minutes": args.minutes, "users": args.users, "seed": seed, "workspaces_per_user": args.workspaces, "max_running": args.max_running,
-        "operations": record.done, "error_count": len(record.errors), "errors": record.errors[:500],
-        "files": {"written": record.files_written, "checked": record.files_checked, "lost": record.files_lost, "lost_paths": record.lost},
-        "manager_rss_mb": {k: (round(v, 1) if isinstance(v, float) else v) for k, v in rss.items()},
-        "manager_log_problems": problems, "checks": checks, "passed": all(c["pass"] for c in checks.values()),
-    })
+    report(
+        "soak",
+        title,
+        rows,
+        "s",
+        {
+            "minutes": args.minutes,
+            "users": args.users,
+            "seed": seed,
+            "workspaces_per_user": args.workspaces,
+            "max_running": args.max_running,
+            "operations": record.done,
+            "error_count": len(record.errors),
+            "errors": record.errors[:500],
+            "files": {
+                "written": record.files_written,
+                "checked": record.files_checked,
+                "lost": record.files_lost,
+                "lost_paths": record.lost,
+            },
+            "manager_rss_mb": {k: (round(v, 1) if isinstance(v, float) else v) for k, v in rss.items()},
+            "manager_log_problems": problems,
+            "checks": checks,
+            "passed": all(c["pass"] for c in checks.values()),
+        },
+    )
     check_table(rss, record, checks)
     sys.exit(0 if all(c["pass"] for c in checks.values()) else 1)
 

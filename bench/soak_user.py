@@ -31,8 +31,16 @@ POLL_S = 0.1
 THINK_S = (0.2, 2.0)  # pause between two operations of one user
 ECHO_MESSAGES, ECHO_MAX_BYTES = 10, 64 * 1024
 TRANSITIONAL = {"creating", "provisioning", "starting", "stopping", "deleting"}
-MEASURES = ("create→running", "start→running", "stop→stopped", "delete", "gateway open", "editor ws upgrade", "editor ws round-trip",
-            "echo ws round-trip")
+MEASURES = (
+    "create→running",
+    "start→running",
+    "stop→stopped",
+    "delete",
+    "gateway open",
+    "editor ws upgrade",
+    "editor ws round-trip",
+    "echo ws round-trip",
+)
 OPERATIONS = ("create", "open", "write", "websocket", "stop", "start", "delete")
 CONTROL = 2  # VS Code's ProtocolMessageType.Control; a message is type u8, id u32, ack u32, length u32, body
 
@@ -41,7 +49,16 @@ class OpError(Exception):
     """An operation got a wrong answer."""
 
 
-FAILURES = (OpError, AssertionError, KeyError, ValueError, TimeoutError, OSError, httpx.HTTPError, WebSocketException)  # none ends a user
+FAILURES = (
+    OpError,
+    AssertionError,
+    KeyError,
+    ValueError,
+    TimeoutError,
+    OSError,
+    httpx.HTTPError,
+    WebSocketException,
+)  # none ends a user
 
 
 @dataclass
@@ -130,8 +147,8 @@ def control_reply(conn: ClientConnection, buffer: bytearray) -> dict[str, Any]:
         if len(buffer) >= 13:
             kind, _id, _ack, length = struct.unpack(">BIII", buffer[:13])
             if len(buffer) >= 13 + length:
-                body = bytes(buffer[13:13 + length])
-                del buffer[:13 + length]
+                body = bytes(buffer[13 : 13 + length])
+                del buffer[: 13 + length]
                 if kind == CONTROL:
                     reply: dict[str, Any] = json.loads(body)
                     return reply
@@ -143,7 +160,9 @@ def control_reply(conn: ClientConnection, buffer: bytearray) -> dict[str, Any]:
 class User:
     """One user's random walk through the workspace lifecycle, run in its own thread."""
 
-    def __init__(self, m: Manager, name: str, token: str, seed: int, args: argparse.Namespace, ctx: dict[str, Any]) -> None:
+    def __init__(
+        self, m: Manager, name: str, token: str, seed: int, args: argparse.Namespace, ctx: dict[str, Any]
+    ) -> None:
         """A user `name` with API token `token`, on manager `m`."""
         self.m, self.name, self.token, self.rng, self.args = m, name, token, random.Random(seed), args
         self.budget: Budget = ctx["budget"]
@@ -174,12 +193,18 @@ class User:
         if len(self.spaces) < self.args.workspaces:
             choices.append(("create", 3.0 if not self.spaces else 1.0, None))
         if running:
-            choices += [("open", 3.0, self.rng.choice(running)), ("websocket", 3.0, self.rng.choice(running)),
-                        ("stop", 1.0, self.rng.choice(running))]
+            choices += [
+                ("open", 3.0, self.rng.choice(running)),
+                ("websocket", 3.0, self.rng.choice(running)),
+                ("stop", 1.0, self.rng.choice(running)),
+            ]
         if stopped:
             choices.append(("start", 1.5, self.rng.choice(stopped)))
         if self.spaces:
-            choices += [("write", 3.0, self.rng.choice(list(self.spaces.values()))), ("delete", 0.7, self.rng.choice(list(self.spaces.values())))]
+            choices += [
+                ("write", 3.0, self.rng.choice(list(self.spaces.values()))),
+                ("delete", 0.7, self.rng.choice(list(self.spaces.values()))),
+            ]
         op, _, ws = self.rng.choices(choices, weights=[c[1] for c in choices])[0]
         if op in ("create", "start") and not self.budget.take():
             return None, None  # every engine slot is taken: think and try again
@@ -191,11 +216,13 @@ class User:
 
     def wait_status(self, name: str, want: str) -> None:
         """Poll until workspace `name` is `want`; an OpError when it fails or does not get there in time."""
+
         def check() -> bool:
             status = self.api("GET", f"/workspaces/{name}", 200).json()["status"]
             if status == "failed" and want != "failed":
                 raise OpError(f"{name} failed: {self.api('GET', f'/workspaces/{name}', 200).json().get('error')}")
             return bool(status == want)
+
         try:
             wait_for(check, STATUS_TIMEOUT_S, f"{name} to be {want}", interval=POLL_S)
         except AssertionError as exc:
@@ -249,15 +276,23 @@ class User:
         with connect(editor, additional_headers=headers, open_timeout=30, close_timeout=5) as conn:
             self.rec.time("editor ws upgrade", time.perf_counter() - t0)
             buffer = bytearray()
-            for send, want in (({"type": "auth", "auth": "00000000000000000000", "data": uuid.uuid4().hex}, "sign"),
-                               ({"type": "connectionType", "commit": None, "signedData": "soak", "desiredConnectionType": 1}, "ok")):
+            for send, want in (
+                ({"type": "auth", "auth": "00000000000000000000", "data": uuid.uuid4().hex}, "sign"),
+                ({"type": "connectionType", "commit": None, "signedData": "soak", "desiredConnectionType": 1}, "ok"),
+            ):
                 t0 = time.perf_counter()
                 conn.send(frame(send))
                 reply = control_reply(conn, buffer)
                 if reply.get("type") != want:
                     raise OpError(f"editor socket of {ws.name}: {reply} instead of {want!r}")
                 self.rec.time("editor ws round-trip", time.perf_counter() - t0)
-        with connect(f"{base}/proxy/{self.echo_port}/ws", additional_headers=headers, open_timeout=30, close_timeout=5, max_size=None) as conn:
+        with connect(
+            f"{base}/proxy/{self.echo_port}/ws",
+            additional_headers=headers,
+            open_timeout=30,
+            close_timeout=5,
+            max_size=None,
+        ) as conn:
             for _ in range(ECHO_MESSAGES):
                 data = self.rng.randbytes(self.rng.randint(1, ECHO_MAX_BYTES))
                 t0 = time.perf_counter()

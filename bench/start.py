@@ -51,7 +51,9 @@ def bench_pool(runs: int, root: Path, size: int = 2) -> list[float]:
     manager = start_manager(root / "pool", extra_env={"DEVYARD_POOL__SIZE": str(size), "DEVYARD_OS_ACCOUNTS": "off"})
     times = []
     try:
-        with httpx.Client(base_url=manager.url, headers={"authorization": f"Bearer {manager.token()}"}, timeout=60) as c:
+        with httpx.Client(
+            base_url=manager.url, headers={"authorization": f"Bearer {manager.token()}"}, timeout=60
+        ) as c:
             for i in range(runs):
                 wait_for(lambda: pool_ready(manager, size + i), 120, "the pool refilled")
                 t0 = time.perf_counter()
@@ -98,10 +100,15 @@ def bench_sandbox(runs: int, root: Path) -> dict[str, list[float]]:
     if os.geteuid() != 0:
         print("sandbox: not measured (needs root: per-user accounts and bwrap)")
         return {}
-    managers = {SANDBOXED: start_manager(root / "sandboxed", extra_env={"DEVYARD_OS_ACCOUNTS": "on", "DEVYARD_SANDBOX": "on"}),
-                UNSANDBOXED: start_manager(root / "plain", extra_env={"DEVYARD_OS_ACCOUNTS": "on", "DEVYARD_SANDBOX": "off"})}
+    managers = {
+        SANDBOXED: start_manager(root / "sandboxed", extra_env={"DEVYARD_OS_ACCOUNTS": "on", "DEVYARD_SANDBOX": "on"}),
+        UNSANDBOXED: start_manager(root / "plain", extra_env={"DEVYARD_OS_ACCOUNTS": "on", "DEVYARD_SANDBOX": "off"}),
+    }
     times: dict[str, list[float]] = {name: [] for name in managers}
-    clients = {name: httpx.Client(base_url=m.url, headers={"authorization": f"Bearer {m.token()}"}, timeout=60) for name, m in managers.items()}
+    clients = {
+        name: httpx.Client(base_url=m.url, headers={"authorization": f"Bearer {m.token()}"}, timeout=60)
+        for name, m in managers.items()
+    }
     try:
         for c in clients.values():
             assert c.post("/api/v1/workspaces", json={"name": "sbx"}).status_code == 201
@@ -132,18 +139,33 @@ def bench_bare(runs: int, root: Path) -> list[float]:
             (d / sub).mkdir(parents=True)
         (d / "cfg.yaml").write_text(ENGINE_CONFIG)
         sock = d / "s.sock"
-        argv = engine_argv(engine, socket=sock, folder=d / "files", user_data=d / "data", extensions=d / "ext",
-                           config=d / "cfg.yaml", base_path=f"/w/bench/bare-{i}/", session_socket=d / "rt" / "session.sock")
+        argv = engine_argv(
+            engine,
+            socket=sock,
+            folder=d / "files",
+            user_data=d / "data",
+            extensions=d / "ext",
+            config=d / "cfg.yaml",
+            base_path=f"/w/bench/bare-{i}/",
+            session_socket=d / "rt" / "session.sock",
+        )
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, env=engine_env(engine, home=d / "home", runtime_dir=d / "rt"), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            env=engine_env(engine, home=d / "home", runtime_dir=d / "rt"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://engine") as c:
+
                 def up() -> bool:
                     try:
                         return c.get("/").status_code == 302
                     except httpx.TransportError:
                         return False
+
                 wait_for(up, 120, "bare engine", interval=POLL_S)
             times.append(time.perf_counter() - t0)
         finally:
@@ -163,17 +185,28 @@ def main() -> None:
         rows["bare code-server boot"] = bench_bare(args.runs, root)
     p50 = {name: percentile(values, 50) for name, values in rows.items()}
     bare = p50["bare code-server boot"]
-    targets = {"create→ready p50 ≤ 1.2× bare boot": p50["create→ready (devyard)"] <= 1.2 * bare,
-               "create→ready with a warm pool p50 ≤ 150 ms": p50["create→ready (devyard, warm pool)"] <= 0.150}
+    targets = {
+        "create→ready p50 ≤ 1.2× bare boot": p50["create→ready (devyard)"] <= 1.2 * bare,
+        "create→ready with a warm pool p50 ≤ 150 ms": p50["create→ready (devyard, warm pool)"] <= 0.150,
+    }
     extra: dict[str, object] = {}
     if SANDBOXED in p50:
         added = p50[SANDBOXED] - p50[UNSANDBOXED]
         targets["sandboxed start adds ≤ 100 ms p50"] = added <= 0.100
         extra["sandbox_added_ms"] = round(added * 1e3, 1)
         print(f"the sandbox adds {added * 1e3:.0f} ms to a start (p50)")
-    report("start", f"Workspace start-up, {args.runs} runs (seconds)", rows, "s",
-           {"code_server": install.CODE_SERVER_VERSION, "create_over_bare": round(p50["create→ready (devyard)"] / bare, 3), "targets": targets,
-            **extra})
+    report(
+        "start",
+        f"Workspace start-up, {args.runs} runs (seconds)",
+        rows,
+        "s",
+        {
+            "code_server": install.CODE_SERVER_VERSION,
+            "create_over_bare": round(p50["create→ready (devyard)"] / bare, 3),
+            "targets": targets,
+            **extra,
+        },
+    )
     print(f"create→ready / bare boot: {p50['create→ready (devyard)'] / bare:.2f}×")
     for target, ok in targets.items():
         print(f"{'MET    ' if ok else 'NOT MET'}  {target}")

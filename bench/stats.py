@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
+import statistics
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-import platform
-import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +30,31 @@ def percentile(values: list[float], p: float) -> float:
 def summary(values: list[float]) -> dict[str, float]:
     """p50, p95, mean, min and max, in the unit of `values`."""
     return {
-        "p50": percentile(values, 50), "p95": percentile(values, 95), "mean": statistics.fmean(values),
-        "min": min(values), "max": max(values), "runs": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "mean": statistics.fmean(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": len(values),
     }
 
 
 def write_results(name: str, data: dict[str, Any]) -> dict[str, Any]:
     """Write bench/results/<name>.json: `data` with the benchmark's name, time and machine."""
-    full = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, **data}
+    full = {
+        "benchmark": name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        **data,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(full, indent=2))
     return full
 
 
-def report(name: str, title: str, rows: dict[str, list[float]], unit: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def report(
+    name: str, title: str, rows: dict[str, list[float]], unit: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Print a table of `rows` and write bench/results/<name>.json."""
     table = Table(title=title)
     for col in ("measure", "runs", f"p50 {unit}", f"p95 {unit}", f"mean {unit}", f"min {unit}", f"max {unit}"):

@@ -32,10 +32,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _websocket(scope, receive, send)
         return
     body = BIG if scope["path"].endswith("/big") else SMALL
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/octet-stream"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/octet-stream"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     for start in range(0, len(body), CHUNK):
-        await send({"type": "http.response.body", "body": body[start:start + CHUNK], "more_body": start + CHUNK < len(body)})
+        await send(
+            {"type": "http.response.body", "body": body[start : start + CHUNK], "more_body": start + CHUNK < len(body)}
+        )
 
 
 async def _websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -49,8 +56,11 @@ async def _websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
             return
         data = message.get("bytes") or (message.get("text") or "").encode()
         if not sink:
-            await send({"type": "websocket.send", "bytes": message["bytes"]} if message.get("bytes") is not None
-                       else {"type": "websocket.send", "text": message["text"]})
+            await send(
+                {"type": "websocket.send", "bytes": message["bytes"]}
+                if message.get("bytes") is not None
+                else {"type": "websocket.send", "text": message["text"]}
+            )
         elif message.get("text") == "done":
             await send({"type": "websocket.send", "text": str(total)})
             total = 0
@@ -60,9 +70,19 @@ async def _websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 async def main(socket: str, port: int) -> None:
     """Serve on both addresses until killed."""
-    common: dict[str, Any] = {"loop": "none", "http": "httptools", "ws": "websockets", "log_level": "warning", "lifespan": "off",
-                              "ws_max_size": 1 << 26, "ws_per_message_deflate": False}
-    servers = [uvicorn.Server(uvicorn.Config(app, uds=socket, **common)), uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **common))]
+    common: dict[str, Any] = {
+        "loop": "none",
+        "http": "httptools",
+        "ws": "websockets",
+        "log_level": "warning",
+        "lifespan": "off",
+        "ws_max_size": 1 << 26,
+        "ws_per_message_deflate": False,
+    }
+    servers = [
+        uvicorn.Server(uvicorn.Config(app, uds=socket, **common)),
+        uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **common)),
+    ]
     tasks = [asyncio.create_task(s.serve()) for s in servers]
     while not all(s.started for s in servers):
         await asyncio.sleep(0.02)
@@ -72,4 +92,5 @@ async def main(socket: str, port: int) -> None:
 
 if __name__ == "__main__":
     import uvloop
+
     uvloop.run(main(sys.argv[1], int(sys.argv[2])))

@@ -33,12 +33,12 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from playwright.sync_api import BrowserContext, Page, Response  # noqa: E402
+
 from bench.stats import percentile, report, scratch  # noqa: E402
 from devyard.config import load_settings  # noqa: E402
 from devyard.engine import install  # noqa: E402
 from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env  # noqa: E402
-from playwright.sync_api import BrowserContext, Page, Response  # noqa: E402
-
 from tests.browser import WORKBENCH_TIMEOUT_MS, chromium, login  # noqa: E402
 from tests.support import ADMIN_PASSWORD, Manager, free_port, kill_tree, start_manager, wait_for  # noqa: E402
 
@@ -54,17 +54,31 @@ def bare_engine(root: Path) -> Iterator[str]:
     for sub in ("files", "data", "ext", "home", "rt"):
         (d / sub).mkdir(parents=True)
     (d / "cfg.yaml").write_text(ENGINE_CONFIG)
-    argv = engine_argv(engine, socket=d / "s.sock", folder=d / "files", user_data=d / "data", extensions=d / "ext",
-                       config=d / "cfg.yaml", base_path="/", session_socket=d / "rt" / "session.sock")
+    argv = engine_argv(
+        engine,
+        socket=d / "s.sock",
+        folder=d / "files",
+        user_data=d / "data",
+        extensions=d / "ext",
+        config=d / "cfg.yaml",
+        base_path="/",
+        session_socket=d / "rt" / "session.sock",
+    )
     port = free_port()
     i = argv.index("--socket")
-    argv[i:i + 2] = ["--bind-addr", f"127.0.0.1:{port}"]
-    del argv[argv.index("--socket-mode"):argv.index("--socket-mode") + 2]
+    argv[i : i + 2] = ["--bind-addr", f"127.0.0.1:{port}"]
+    del argv[argv.index("--socket-mode") : argv.index("--socket-mode") + 2]
     assert "--abs-proxy-base-path" not in argv  # base path "/": served at /, as code-server is by default
-    proc = subprocess.Popen(argv, env=engine_env(engine, home=d / "home", runtime_dir=d / "rt"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        env=engine_env(engine, home=d / "home", runtime_dir=d / "rt"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
+
         def up() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"the bare engine exited with {proc.returncode}")
@@ -73,6 +87,7 @@ def bare_engine(root: Path) -> Iterator[str]:
             except httpx.TransportError:
                 return False
             return r.status_code == 302 and r.headers["location"].startswith("./?folder=")
+
         wait_for(up, 120, "the bare engine", interval=0.05)
         yield url
     finally:
@@ -84,7 +99,9 @@ def devyard_workspace(root: Path, name: str) -> tuple[Manager, str]:
     """A manager with one running workspace `name`; returns the manager and the workspace's URL."""
     manager = start_manager(root / "data")
     try:
-        with httpx.Client(base_url=manager.url, headers={"authorization": f"Bearer {manager.token()}"}, timeout=60) as c:
+        with httpx.Client(
+            base_url=manager.url, headers={"authorization": f"Bearer {manager.token()}"}, timeout=60
+        ) as c:
             assert c.post("/api/v1/workspaces", json={"name": name}).status_code == 201
         manager.wait_status(name, "running")
     except BaseException:
@@ -139,10 +156,23 @@ def measure(context: BrowserContext, page: Page, url: str) -> dict[str, Any]:
     page.wait_for_selector(".monaco-workbench", state="attached", timeout=WORKBENCH_TIMEOUT_MS)
     seconds = time.perf_counter() - t0
     counting[0] = False
-    biggest = [{"url": urls.get(k, (k, ""))[0], "encoding": urls.get(k, (k, ""))[1], "bytes": int(v),
-                "done_s": round(done[k] - first[0], 3)} for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])[:TOP]]
-    return {"seconds": seconds, "bytes": int(sum(sizes.values())), "requests": len(sizes), "cache_hit": cache["hit"],
-            "cache_miss": cache["miss"], "biggest": biggest}
+    biggest = [
+        {
+            "url": urls.get(k, (k, ""))[0],
+            "encoding": urls.get(k, (k, ""))[1],
+            "bytes": int(v),
+            "done_s": round(done[k] - first[0], 3),
+        }
+        for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])[:TOP]
+    ]
+    return {
+        "seconds": seconds,
+        "bytes": int(sum(sizes.values())),
+        "requests": len(sizes),
+        "cache_hit": cache["hit"],
+        "cache_miss": cache["miss"],
+        "biggest": biggest,
+    }
 
 
 def bench(runs: int, root: Path) -> dict[str, list[dict[str, Any]]]:
@@ -166,9 +196,14 @@ def bytes_table(runs: dict[str, list[dict[str, Any]]]) -> None:
         table.add_column(col, justify="left" if col == "side" else "right")
     for side, rs in runs.items():
         mb = [r["bytes"] / 1e6 for r in rs]
-        table.add_row(side, f"{statistics.median(mb):.2f}", f"{min(mb):.2f}", f"{max(mb):.2f}",
-                      f"{statistics.median([r['requests'] for r in rs]):.0f}",
-                      f"{sum(r['cache_hit'] for r in rs)}/{sum(r['cache_miss'] for r in rs)}")
+        table.add_row(
+            side,
+            f"{statistics.median(mb):.2f}",
+            f"{min(mb):.2f}",
+            f"{max(mb):.2f}",
+            f"{statistics.median([r['requests'] for r in rs]):.0f}",
+            f"{sum(r['cache_hit'] for r in rs)}/{sum(r['cache_miss'] for r in rs)}",
+        )
     Console().print(table)
 
 
@@ -180,14 +215,28 @@ def main() -> None:
         runs = bench(args.runs, root)
     times = {side: [r["seconds"] for r in rs] for side, rs in runs.items()}
     ratio = percentile(times["devyard"], 50) / percentile(times["direct"], 50)  # the p50s of the table
-    byte_ratio = statistics.median([r["bytes"] for r in runs["devyard"]]) / statistics.median([r["bytes"] for r in runs["direct"]])
+    byte_ratio = statistics.median([r["bytes"] for r in runs["devyard"]]) / statistics.median(
+        [r["bytes"] for r in runs["direct"]]
+    )
     bytes_table(runs)
-    report("workbench", f"First workbench load, cold browser cache, {args.runs} runs each (seconds)",
-           {f"{side}: time to workbench (s)": t for side, t in times.items()}, "s",
-           {"code_server": install.CODE_SERVER_VERSION, "runs": runs, "time_ratio_devyard_direct": round(ratio, 3),
-            "bytes_ratio_devyard_direct": round(byte_ratio, 3), "target_ratio": TARGET, "target_met": ratio <= TARGET})
-    print(f"median time devyard/direct: {ratio:.2f}× (target ≤ {TARGET}×: {'met' if ratio <= TARGET else 'not met'}); "
-          f"median bytes devyard/direct: {byte_ratio:.2f}×")
+    report(
+        "workbench",
+        f"First workbench load, cold browser cache, {args.runs} runs each (seconds)",
+        {f"{side}: time to workbench (s)": t for side, t in times.items()},
+        "s",
+        {
+            "code_server": install.CODE_SERVER_VERSION,
+            "runs": runs,
+            "time_ratio_devyard_direct": round(ratio, 3),
+            "bytes_ratio_devyard_direct": round(byte_ratio, 3),
+            "target_ratio": TARGET,
+            "target_met": ratio <= TARGET,
+        },
+    )
+    print(
+        f"median time devyard/direct: {ratio:.2f}× (target ≤ {TARGET}×: {'met' if ratio <= TARGET else 'not met'}); "
+        f"median bytes devyard/direct: {byte_ratio:.2f}×"
+    )
 
 
 if __name__ == "__main__":

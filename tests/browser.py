@@ -15,8 +15,13 @@ from tests.support import kill_tree
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -32,7 +37,9 @@ def _pids_using(profile: Path) -> list[int]:
 
 
 # Screenshots of every dashboard page land here (the CI run's artifacts directory when it names one).
-ARTIFACTS = Path(os.environ.get("DEVYARD_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts")) / "screenshots"
+ARTIFACTS = (
+    Path(os.environ.get("DEVYARD_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts")) / "screenshots"
+)
 
 
 def shot(page: Page, name: str) -> Path:
@@ -44,12 +51,19 @@ def shot(page: Page, name: str) -> Path:
 
 
 @contextmanager
-def chromium(profile: Path, ignore_https_errors: bool = False, viewport: ViewportSize | None = None, **options: Any) -> Iterator[BrowserContext]:
+def chromium(
+    profile: Path, ignore_https_errors: bool = False, viewport: ViewportSize | None = None, **options: Any
+) -> Iterator[BrowserContext]:
     """A browser context on a fresh profile in `profile`; every Chromium process is gone afterwards."""
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS, viewport=viewport or {"width": 1400, "height": 900},
-            ignore_https_errors=ignore_https_errors, **options,
+            str(profile),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport=viewport or {"width": 1400, "height": 900},
+            ignore_https_errors=ignore_https_errors,
+            **options,
         )
         try:
             yield context
@@ -79,8 +93,10 @@ def open_terminal(page: Page, workspace_url: str) -> None:
     page.wait_for_selector(".terminal-wrapper .xterm", timeout=WORKBENCH_TIMEOUT_MS)
     page.locator(".terminal-wrapper .xterm").click()
     # xterm draws on a canvas; its input is a textarea that has focus once the terminal is up.
-    page.wait_for_function("document.activeElement && document.activeElement.classList.contains('xterm-helper-textarea')",
-                           timeout=WORKBENCH_TIMEOUT_MS)
+    page.wait_for_function(
+        "document.activeElement && document.activeElement.classList.contains('xterm-helper-textarea')",
+        timeout=WORKBENCH_TIMEOUT_MS,
+    )
 
 
 def run_in_terminal(page: Page, command: str) -> None:

@@ -42,7 +42,10 @@ def no_leaked_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
                 # The engine's socket names the test that started it (its temp folder): show that part whole.
                 socket = cmdline[cmdline.index("--socket") + 1] if "--socket" in cmdline[:-1] else ""
                 started = time.strftime("%H:%M:%S", time.localtime(proc.create_time()))
-                leaked.append(f"{proc.pid} (started {started}): {' '.join(cmdline)[:200]}" + (f" [socket {socket}]" if socket else ""))
+                leaked.append(
+                    f"{proc.pid} (started {started}): {' '.join(cmdline)[:200]}"
+                    + (f" [socket {socket}]" if socket else "")
+                )
                 kill_tree(proc.pid)
         except psutil.Error:
             continue
@@ -74,3 +77,14 @@ def pg() -> Iterator[Postgres]:
     """A real PostgreSQL server for the session (Debian's postgresql, stopped by pid at the end)."""
     with postgres() as server:
         yield server
+
+
+# Modules of the fast tier that predate the marker: in-process unit tests, no engine, manager or browser.
+FAST_MODULES = {"test_auth_units", "test_origins_units", "test_accounts_units", "test_gateway_units"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the fast tier's older unit-test modules, so `pytest -m fast` (make test-fast) runs them too."""
+    for item in items:
+        if item.path.stem in FAST_MODULES:
+            item.add_marker(pytest.mark.fast)

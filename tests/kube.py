@@ -47,7 +47,11 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     async def _handle(self, request: Any) -> Any:
         # An API server gives every Service a cluster IP when it is made: here a loopback address,
         # where Node runs the engine of the pod the Service selects.
-        if request.action == kmock.action.CREATE and request.resource is not None and request.resource.plural == "services":
+        if (
+            request.action == kmock.action.CREATE
+            and request.resource is not None
+            and request.resource.plural == "services"
+        ):
             spec = request.data.setdefault("spec", {})
             spec.setdefault("clusterIP", next(self._service_ips))
         try:
@@ -87,12 +91,20 @@ class KubeApi:
         assert self._ready.wait(10), "kmock did not start"
         self.http = httpx.Client(base_url=self.url, timeout=10)
         self.kubeconfig = self.folder / "kubeconfig"
-        self.kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
-            "clusters": [{"name": "kmock", "cluster": {"server": self.url}}],
-            "users": [{"name": "tests", "user": {"token": "not-checked"}}],
-            "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "tests", "namespace": NAMESPACE}}],
-        }))
+        self.kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "kmock",
+                    "clusters": [{"name": "kmock", "cluster": {"server": self.url}}],
+                    "users": [{"name": "tests", "user": {"token": "not-checked"}}],
+                    "contexts": [
+                        {"name": "kmock", "context": {"cluster": "kmock", "user": "tests", "namespace": NAMESPACE}}
+                    ],
+                }
+            )
+        )
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -118,8 +130,11 @@ class KubeApi:
 
     def set_status(self, pod: str, status: dict[str, Any]) -> None:
         """Report a pod's status, as its node does."""
-        r = self.http.patch(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}/status", json={"status": status},
-                            headers={"content-type": "application/merge-patch+json"})
+        r = self.http.patch(
+            f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}/status",
+            json={"status": status},
+            headers={"content-type": "application/merge-patch+json"},
+        )
         assert r.status_code == 200, r.text
 
     def create(self, manifest: dict[str, Any]) -> None:
@@ -142,33 +157,89 @@ def now() -> str:
 
 def ready(ip: str) -> dict[str, Any]:
     """A pod whose init container completed and whose engine is running and ready."""
-    cond = [{"type": t, "status": "True", "lastTransitionTime": now()} for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
-    return {"phase": "Running", "podIP": ip, "startTime": now(), "conditions": cond,
-            "initContainerStatuses": [{"name": "prepare", "ready": True, "restartCount": 0, "image": "", "imageID": "",
-                                       "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}],
-            "containerStatuses": [{"name": "engine", "ready": True, "restartCount": 0, "image": "", "imageID": "",
-                                   "state": {"running": {"startedAt": now()}}}]}
+    cond = [
+        {"type": t, "status": "True", "lastTransitionTime": now()}
+        for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+    ]
+    return {
+        "phase": "Running",
+        "podIP": ip,
+        "startTime": now(),
+        "conditions": cond,
+        "initContainerStatuses": [
+            {
+                "name": "prepare",
+                "ready": True,
+                "restartCount": 0,
+                "image": "",
+                "imageID": "",
+                "state": {"terminated": {"exitCode": 0, "reason": "Completed"}},
+            }
+        ],
+        "containerStatuses": [
+            {
+                "name": "engine",
+                "ready": True,
+                "restartCount": 0,
+                "image": "",
+                "imageID": "",
+                "state": {"running": {"startedAt": now()}},
+            }
+        ],
+    }
 
 
 def ended(code: int, reason: str) -> dict[str, Any]:
     """A pod whose engine ended (reason OOMKilled: the kernel killed it for its memory limit)."""
-    return {"phase": "Failed", "conditions": [{"type": "Ready", "status": "False"}],
-            "containerStatuses": [{"name": "engine", "ready": False, "restartCount": 0, "image": "", "imageID": "",
-                                   "state": {"terminated": {"exitCode": code, "reason": reason}}}]}
+    return {
+        "phase": "Failed",
+        "conditions": [{"type": "Ready", "status": "False"}],
+        "containerStatuses": [
+            {
+                "name": "engine",
+                "ready": False,
+                "restartCount": 0,
+                "image": "",
+                "imageID": "",
+                "state": {"terminated": {"exitCode": code, "reason": reason}},
+            }
+        ],
+    }
 
 
 def image_pull_failing(image: str) -> dict[str, Any]:
     """A pod whose node cannot pull the engine image."""
-    return {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
-            "containerStatuses": [{"name": "engine", "ready": False, "restartCount": 0, "image": image, "imageID": "",
-                                   "state": {"waiting": {"reason": "ImagePullBackOff",
-                                                         "message": f'Back-off pulling image "{image}": not found'}}}]}
+    return {
+        "phase": "Pending",
+        "conditions": [{"type": "PodScheduled", "status": "True"}],
+        "containerStatuses": [
+            {
+                "name": "engine",
+                "ready": False,
+                "restartCount": 0,
+                "image": image,
+                "imageID": "",
+                "state": {
+                    "waiting": {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}": not found'}
+                },
+            }
+        ],
+    }
 
 
 def unschedulable() -> dict[str, Any]:
     """A pod no node has room for."""
-    return {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                                "message": "0/3 nodes are available: 3 Insufficient memory."}]}
+    return {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 Insufficient memory.",
+            }
+        ],
+    }
 
 
 class Node:
@@ -264,7 +335,9 @@ class Node:
         secret = next(v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v)
         for key, value in self.api.secret_data(secret).items():
             (init / key).write_text(value)
-        service = next(s for s in self.api.list("services") if s["spec"]["selector"].items() <= pod["metadata"]["labels"].items())
+        service = next(
+            s for s in self.api.list("services") if s["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+        )
         ip = service["spec"]["clusterIP"]
         path = f"{self.engine.bin_dir}{os.pathsep}{os.environ['PATH']}"
         with (self.root / f"{name}.log").open("ab") as out:
@@ -273,17 +346,37 @@ class Node:
             argv = [self._paths(a, volume, init) for a in prepare["command"]]
             done = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=120)
             if done.returncode != 0:
-                self.api.set_status(name, {"phase": "Failed", "initContainerStatuses": [
-                    {"name": "prepare", "ready": False, "restartCount": 0, "image": "", "imageID": "",
-                     "state": {"terminated": {"exitCode": done.returncode, "reason": "Error"}}}]})
+                self.api.set_status(
+                    name,
+                    {
+                        "phase": "Failed",
+                        "initContainerStatuses": [
+                            {
+                                "name": "prepare",
+                                "ready": False,
+                                "restartCount": 0,
+                                "image": "",
+                                "imageID": "",
+                                "state": {"terminated": {"exitCode": done.returncode, "reason": "Error"}},
+                            }
+                        ],
+                    },
+                )
                 return
             main = spec["containers"][0]
             env = {"PATH": path, **{e["name"]: self._paths(e["value"], volume, init) for e in main.get("env", [])}}
             for source in main.get("envFrom", []):
                 env.update(self.api.secret_data(source["secretRef"]["name"]))
             args = [self._paths(a, volume, init).replace("0.0.0.0:", f"{ip}:") for a in main["args"]]
-            proc = subprocess.Popen([str(self.engine.node), str(self.engine.entry), *args], env=env, cwd=self._paths(main["workingDir"], volume, init),
-                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                [str(self.engine.node), str(self.engine.entry), *args],
+                env=env,
+                cwd=self._paths(main["workingDir"], volume, init),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.running[name] = proc
         port = main["ports"][0]["containerPort"]
         deadline = time.monotonic() + 60

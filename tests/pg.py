@@ -45,8 +45,24 @@ class Postgres:
 
     def sql(self, statement: str, database: str = "postgres") -> str:
         """Run one statement with psql; its output."""
-        out = subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, "-d", database, "-Atc", statement],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            [
+                str(self.bin / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                USER,
+                "-d",
+                database,
+                "-Atc",
+                statement,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert out.returncode == 0, out.stderr
         return out.stdout.strip()
 
@@ -60,7 +76,9 @@ class Postgres:
 def postgres() -> Iterator[Postgres]:
     """Start a server for the duration of the block."""
     bin_dir = server_bin()
-    assert bin_dir is not None, "PostgreSQL is not installed: sudo apt-get install -y postgresql (make test-deps does it as root)"
+    assert bin_dir is not None, (
+        "PostgreSQL is not installed: sudo apt-get install -y postgresql (make test-deps does it as root)"
+    )
     folder = Path(tempfile.mkdtemp(prefix="devyard-pg-"))
     as_account: dict[str, Any] = {}
     if os.geteuid() == 0:
@@ -68,19 +86,48 @@ def postgres() -> Iterator[Postgres]:
         os.chown(folder, account.pw_uid, account.pw_gid)
         as_account = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
     data = folder / "data"
-    init = subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync"],
-                          capture_output=True, text=True, cwd=folder, **as_account)
+    init = subprocess.run(
+        [str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync"],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        **as_account,
+    )
     assert init.returncode == 0, init.stdout + init.stderr
     port = free_port()
     log = (folder / "server.log").open("ab")
-    proc = subprocess.Popen([str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(folder), "-c", "listen_addresses=127.0.0.1",
-                             "-c", "fsync=off", "-c", "max_connections=200"], stdout=log, stderr=log, cwd=folder, start_new_session=True,
-                            **as_account)
+    proc = subprocess.Popen(
+        [
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(folder),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=200",
+        ],
+        stdout=log,
+        stderr=log,
+        cwd=folder,
+        start_new_session=True,
+        **as_account,
+    )
     log.close()
     server = Postgres(port, folder, bin_dir, proc)
     try:
         deadline = time.monotonic() + 60
-        while subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True).returncode != 0:
+        while (
+            subprocess.run(
+                [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+            ).returncode
+            != 0
+        ):
             assert proc.poll() is None, (folder / "server.log").read_text()
             assert time.monotonic() < deadline, "PostgreSQL did not start within 60 s"
             time.sleep(0.1)

@@ -49,7 +49,9 @@ def kill_tree(pid: int, timeout: float = 10.0) -> None:
 @contextmanager
 def peer(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[str]:
     """Run a test peer server that prints one line when ready; yield that line; stop it (and its children) after."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=cwd, start_new_session=True)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=cwd, start_new_session=True
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
@@ -114,9 +116,18 @@ class Manager:
         """What httpx should verify this manager's certificate with."""
         return ssl.create_default_context(cafile=self.ca) if self.ca else True
 
-    def cli(self, *args: str, token: str | None = "admin", input: str | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, token: str | None = "admin", input: str | None = None, timeout: float = 240
+    ) -> subprocess.CompletedProcess[str]:
         """Run `devyard ARGS` against this manager."""
-        env = {**os.environ, **self.env, "DEVYARD_URL": self.url, "COLUMNS": "200", "NO_COLOR": "1", **({"DEVYARD_CA_CERT": self.ca} if self.ca else {})}
+        env = {
+            **os.environ,
+            **self.env,
+            "DEVYARD_URL": self.url,
+            "COLUMNS": "200",
+            "NO_COLOR": "1",
+            **({"DEVYARD_CA_CERT": self.ca} if self.ca else {}),
+        }
         env.pop("DEVYARD_TOKEN", None)
         if token:
             env["DEVYARD_TOKEN"] = token if token.startswith("dy_") else self.token(token)
@@ -125,15 +136,17 @@ class Manager:
     def wait_status(self, name: str, want: str, token: str = "admin", timeout: float = 120) -> dict[str, Any]:
         """Poll the API until workspace `name` has status `want`; fail early if it fails."""
         with self.api(token) as api:
+
             def check() -> dict[str, Any] | None:
                 ws: dict[str, Any] = api.get(f"/workspaces/{name}").json()
                 if ws.get("status") == "failed" and want != "failed":
                     raise AssertionError(f"workspace {name} failed: {ws.get('error')}")
                 return ws if ws.get("status") == want else None
+
             result: dict[str, Any] = wait_for(check, timeout, f"{name} to be {want}", interval=0.1)
             return result
 
-    def __enter__(self) -> "Manager":
+    def __enter__(self) -> Manager:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -164,10 +177,15 @@ def start_manager(data_dir: Path, extra_env: dict[str, str] | None = None, args:
     log = (data_dir.parent / f"{data_dir.name}-manager.log").open("ab")
     proc = subprocess.Popen(
         [DEVYARD, "up", "--data-dir", str(data_dir), "--port", "0", "--no-install-engine", *args],
-        env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        env=env,
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
     )
     log.close()
-    manager = Manager(data_dir=data_dir, proc=proc, env=dict(extra_env or {}))  # the CLI on its data dir needs them too (database_url)
+    manager = Manager(
+        data_dir=data_dir, proc=proc, env=dict(extra_env or {})
+    )  # the CLI on its data dir needs them too (database_url)
 
     def ready() -> bool:
         if proc.poll() is not None:

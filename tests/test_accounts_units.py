@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from devyard.backends.accounts import MAX_NAME, Account, account_name, give, traversal_blocker
 from devyard.errors import Invalid
 from devyard.models import USER_NAME
+from devyard.osaccounts import MAX_NAME, Account, account_name, give, traversal_blocker
 from devyard.paths import child
 
 
-@pytest.mark.parametrize("user", ["alice", "a.b-c_d", "9lives", "x" * 29, "x" * 39, "long.name.with.dots-and-more-than-32"])
+@pytest.mark.parametrize(
+    "user", ["alice", "a.b-c_d", "9lives", "x" * 29, "x" * 39, "long.name.with.dots-and-more-than-32"]
+)
 def test_account_names_are_valid_and_distinct(user: str) -> None:
     assert USER_NAME.match(user)
     name = account_name(user)

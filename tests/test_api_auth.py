@@ -13,7 +13,13 @@ def test_healthz_and_openapi(manager: Manager) -> None:
     with manager.api() as api:
         spec = api.get("/openapi.json").json()
         assert "swagger" in api.get("/docs").text.lower()
-    for path in ["/api/v1/auth/login", "/api/v1/workspaces", "/api/v1/workspaces/{name}/start", "/api/v1/tokens", "/api/v1/users"]:
+    for path in [
+        "/api/v1/auth/login",
+        "/api/v1/workspaces",
+        "/api/v1/workspaces/{name}/start",
+        "/api/v1/tokens",
+        "/api/v1/users",
+    ]:
         assert path in spec["paths"], path
 
 
@@ -46,7 +52,10 @@ def test_password_login_session_and_logout(manager: Manager) -> None:
 def test_login_is_throttled(fresh_manager: Manager) -> None:
     with httpx.Client(base_url=fresh_manager.url) as c:
         # code-server's budget per address: 2 a minute plus 12 an hour.
-        codes = [c.post("/api/v1/auth/login", json={"username": "admin", "password": f"bad{i}"}).status_code for i in range(16)]
+        codes = [
+            c.post("/api/v1/auth/login", json={"username": "admin", "password": f"bad{i}"}).status_code
+            for i in range(16)
+        ]
         assert codes[:14] == [401] * 14 and codes[14:] == [429, 429]
         r = c.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
         assert r.status_code == 429 and int(r.headers["retry-after"]) > 0

@@ -22,7 +22,22 @@ def test_create_runs_engine_and_lists(manager: Manager) -> None:
         body = r.json()
         assert body["name"] == "alpha" and body["owner"] == "admin" and body["url"] == "/w/admin/alpha/"
         assert body["status"] in ("provisioning", "starting", "running", "stopped")
-        assert set(body) == {"name", "owner", "status", "url", "template", "extension_groups", "created_at", "started_at", "last_activity_at", "error", "progress", "idle_timeout_s", "size", "reason"}
+        assert set(body) == {
+            "name",
+            "owner",
+            "status",
+            "url",
+            "template",
+            "extension_groups",
+            "created_at",
+            "started_at",
+            "last_activity_at",
+            "error",
+            "progress",
+            "idle_timeout_s",
+            "size",
+            "reason",
+        }
         ws = manager.wait_status("alpha", "running")
         assert ws["started_at"] and ws["error"] is None
         assert [w["name"] for w in api.get("/workspaces").json()].count("alpha") == 1
@@ -44,9 +59,15 @@ def test_errors_have_json_bodies(manager: Manager) -> None:
         assert r.status_code == 422 and r.json()["error"]["code"] == "invalid"
         r = api.post("/workspaces", content=b"{not json", headers={"content-type": "application/json"})
         assert r.status_code == 422
-        for method, path in [("GET", "/workspaces/nope"), ("DELETE", "/workspaces/nope"), ("POST", "/workspaces/nope/start"),
-                             ("POST", "/workspaces/nope/stop"), ("POST", "/workspaces/nope/restart"), ("GET", "/workspaces/nope/logs"),
-                             ("GET", "/workspaces/nope/stats")]:
+        for method, path in [
+            ("GET", "/workspaces/nope"),
+            ("DELETE", "/workspaces/nope"),
+            ("POST", "/workspaces/nope/start"),
+            ("POST", "/workspaces/nope/stop"),
+            ("POST", "/workspaces/nope/restart"),
+            ("GET", "/workspaces/nope/logs"),
+            ("GET", "/workspaces/nope/stats"),
+        ]:
             r = api.request(method, path)
             assert r.status_code == 404, (method, path)
             assert r.json() == {"error": {"code": "workspace_not_found", "message": "no workspace 'nope'"}}
@@ -68,7 +89,9 @@ def test_stop_start_restart_keep_files(manager: Manager) -> None:
         assert r.status_code == 202 and r.json()["status"] in ("stopping", "stopped")
         manager.wait_status("beta", "stopped")
         gone = pid_before - set(manager.engine_pids())
-        assert gone and not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in gone)
+        assert gone and not any(
+            psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in gone
+        )
 
         r = api.post("/workspaces/beta/start")
         assert r.status_code == 202
@@ -82,7 +105,9 @@ def test_stop_start_restart_keep_files(manager: Manager) -> None:
         assert ws["started_at"] != started
 
         stats = api.get("/workspaces/beta/stats").json()
-        assert stats["memory_bytes"] > 10_000_000 and stats["uptime_s"] >= 0 and stats["disk_bytes"] >= len("still here")
+        assert (
+            stats["memory_bytes"] > 10_000_000 and stats["uptime_s"] >= 0 and stats["disk_bytes"] >= len("still here")
+        )
         lines = api.get("/workspaces/beta/logs", params={"lines": 500}).json()["lines"]
         assert any("HTTP server listening on" in line for line in lines)
         assert any("devyard: starting code-server" in line for line in lines)
@@ -134,7 +159,16 @@ def test_engine_failing_to_start_is_reported(manager: Manager) -> None:
 
 
 def test_users_see_only_their_own(manager: Manager) -> None:
-    out = manager.cli("user", "add", "carol", "--password-stdin", "--data-dir", str(manager.data_dir), token=None, input="carol-password\n")
+    out = manager.cli(
+        "user",
+        "add",
+        "carol",
+        "--password-stdin",
+        "--data-dir",
+        str(manager.data_dir),
+        token=None,
+        input="carol-password\n",
+    )
     assert out.returncode == 0, out.stderr
     with manager.api("carol") as carol, manager.api() as admin:
         assert carol.post("/workspaces", json={"name": "mine", "start": False}).status_code == 201

@@ -65,7 +65,9 @@ def metric(manager: Manager, name: str) -> float:
     return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
 
 
-def test_compressed_once_then_served_to_every_workspace_of_the_engine_version(manager: Manager, assets: dict[str, str]) -> None:
+def test_compressed_once_then_served_to_every_workspace_of_the_engine_version(
+    manager: Manager, assets: dict[str, str]
+) -> None:
     js = assets["workbench.js"]
     with login(manager, "admin") as admin:
         first = get(admin, f"/w/admin/ac/{js}", "gzip, deflate")
@@ -74,7 +76,10 @@ def test_compressed_once_then_served_to_every_workspace_of_the_engine_version(ma
     assert first.status_code == second.status_code == plain.status_code == 200
     assert first.headers["x-devyard-cache"] == "miss" and second.headers["x-devyard-cache"] == "hit"
     assert first.headers["content-encoding"] == second.headers["content-encoding"] == "gzip"
-    assert second.headers["cache-control"] == "public, max-age=31536000, immutable" and second.headers["vary"] == "Accept-Encoding"
+    assert (
+        second.headers["cache-control"] == "public, max-age=31536000, immutable"
+        and second.headers["vary"] == "Accept-Encoding"
+    )
     assert second.headers["content-type"] == "text/javascript"
     assert first.content == second.content and int(second.headers["content-length"]) == len(second.content)
     assert gzip.decompress(second.content) == plain.content and len(plain.content) > 1_000_000
@@ -96,7 +101,11 @@ def test_what_goes_to_the_engine(manager: Manager, assets: dict[str, str], engin
     with login(manager, "admin") as c:
         # The install's file, whatever the request adds: a range or a query changes nothing of it.
         ranged = get(c, f"/w/admin/ac/{css}", "identity", range="bytes=0-99")
-        assert ranged.status_code == 200 and ranged.headers["x-devyard-cache"] in ("hit", "miss") and ranged.content == on_disk
+        assert (
+            ranged.status_code == 200
+            and ranged.headers["x-devyard-cache"] in ("hit", "miss")
+            and ranged.content == on_disk
+        )
         queried = get(c, f"/w/admin/ac/{css}?v=1", "identity")
         assert queried.status_code == 200 and "x-devyard-cache" in queried.headers and queried.content == on_disk
         head = c.head(f"/w/admin/ac/{css}")
@@ -105,10 +114,18 @@ def test_what_goes_to_the_engine(manager: Manager, assets: dict[str, str], engin
         mutable = get(c, "/w/admin/ac/_static/src/browser/media/favicon.ico", "gzip")  # max-age=0
         assert mutable.status_code == 200 and "x-devyard-cache" not in mutable.headers
         other = get(c, "/w/admin/ac/stable-0123456789abcdef0123456789abcdef01234567/static/out/nls.messages.js", "gzip")
-        assert other.status_code == 404 and "x-devyard-cache" not in other.headers  # another engine version's: the engine's say
+        assert (
+            other.status_code == 404 and "x-devyard-cache" not in other.headers
+        )  # another engine version's: the engine's say
         # A path that names no file of the install, or leaves it, is answered here: 404.
         prefix = css.split("/static/")[0] + "/static"
-        for path in ("no/such/file.js", "out/../../../../../etc/passwd", "out/%2e%2e/%2e%2e/%2e%2e/code-server/package.json", "out", "%ff"):
+        for path in (
+            "no/such/file.js",
+            "out/../../../../../etc/passwd",
+            "out/%2e%2e/%2e%2e/%2e%2e/code-server/package.json",
+            "out",
+            "%ff",
+        ):
             missing = get(c, f"/w/admin/ac/{prefix}/{path}", "gzip")
             assert missing.status_code == 404 and "x-devyard-cache" not in missing.headers, path
 
@@ -130,8 +147,19 @@ def test_coding_choice_and_types(engine: install.Engine, tmp_path: Path) -> None
     assert preferred_coding(b"deflate") == preferred_coding(b"") == preferred_coding(b"br;q=0, gzip;q=0") == "identity"
     assert preferred_coding(b"*") == "br"
     # code-server's own Content-Types (checked against its answers)
-    assert [content_type(n) for n in ("a.js", "a.css", "a.png", "a.ttf", "a.wasm", "a.json", "a.svg", "a.mp3", "a.cjs")] == [
-        "text/javascript", "text/css", "image/png", "text/plain", "text/plain", "application/json", "image/svg+xml", "audio/mpeg", "text/plain"]
+    assert [
+        content_type(n) for n in ("a.js", "a.css", "a.png", "a.ttf", "a.wasm", "a.json", "a.svg", "a.mp3", "a.cjs")
+    ] == [
+        "text/javascript",
+        "text/css",
+        "image/png",
+        "text/plain",
+        "text/plain",
+        "application/json",
+        "image/svg+xml",
+        "audio/mpeg",
+        "text/plain",
+    ]
     scope = {"method": "GET", "headers": [(b"accept-encoding", b"gzip")], "query_string": b""}
     assets = StaticAssets(engine.static_root, tmp_path, 1 << 20)
     commit = assets.commit
@@ -140,4 +168,6 @@ def test_coding_choice_and_types(engine: install.Engine, tmp_path: Path) -> None
     assert assets.key(scope, "/stable-abcdef0/static/out/x.js") is None  # not the installed engine's
     assert assets.key(scope, "/vscode-remote-resource") is None
     assert assets.key({**scope, "method": "POST"}, f"/stable-{commit}/static/out/x.js") is None
-    assert StaticAssets(None, tmp_path, 1 << 20).key(scope, f"/stable-{commit}/static/out/x.js") is None  # no engine here
+    assert (
+        StaticAssets(None, tmp_path, 1 << 20).key(scope, f"/stable-{commit}/static/out/x.js") is None
+    )  # no engine here

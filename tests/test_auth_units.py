@@ -28,7 +28,9 @@ def test_secrets() -> None:
     assert digest(a) == digest(a) and len(digest(a)) == 64
 
 
-@pytest.mark.parametrize("text, seconds", [("30d", 30 * 86400), ("12h", 43200), ("15m", 900), ("90", 90), ("2w", 14 * 86400)])
+@pytest.mark.parametrize(
+    "text, seconds", [("30d", 30 * 86400), ("12h", 43200), ("15m", 900), ("90", 90), ("2w", 14 * 86400)]
+)
 def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
 

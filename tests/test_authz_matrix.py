@@ -27,11 +27,22 @@ ACTORS = {
 def world(manager: Manager) -> dict[str, Any]:
     """olga owns `proj` (running) and `idle` (stopped), shares `proj` with sam; tokens for every actor."""
     for user in ("olga", "sam", "oscar"):
-        out = manager.cli("user", "add", user, "--password-stdin", "--data-dir", str(manager.data_dir), token=None, input=f"{user}-password\n")
+        out = manager.cli(
+            "user",
+            "add",
+            user,
+            "--password-stdin",
+            "--data-dir",
+            str(manager.data_dir),
+            token=None,
+            input=f"{user}-password\n",
+        )
         assert out.returncode == 0, out.stderr
     tokens = {}
     for actor, (user, scope) in ACTORS.items():
-        out = manager.cli("token", "create", "--user", user, "--scope", scope, "--data-dir", str(manager.data_dir), token=None)
+        out = manager.cli(
+            "token", "create", "--user", user, "--scope", scope, "--data-dir", str(manager.data_dir), token=None
+        )
         assert out.returncode == 0, out.stderr
         tokens[actor] = out.stdout.strip()
     with manager.api(tokens["owner"]) as olga:
@@ -50,22 +61,119 @@ def call(manager: Manager, token: str, method: str, path: str, **kw: Any) -> int
 OK, HIDDEN, SCOPE = 200, 404, 403
 MATRIX = [
     # (action, method, path, params, expected per actor)
-    ("read", "GET", "/workspaces/proj", {"owner": "olga"}, {"owner": OK, "owner-read-token": OK, "shared": OK, "other": HIDDEN, "admin": OK, "admin-write-token": HIDDEN}),
-    ("logs", "GET", "/workspaces/proj/logs", {"owner": "olga"}, {"owner": OK, "owner-read-token": OK, "shared": OK, "other": HIDDEN, "admin": OK, "admin-write-token": HIDDEN}),
-    ("stats", "GET", "/workspaces/proj/stats", {"owner": "olga"}, {"owner": OK, "owner-read-token": OK, "shared": OK, "other": HIDDEN, "admin": OK, "admin-write-token": HIDDEN}),
-    ("stop (stopped)", "POST", "/workspaces/idle/stop", {"owner": "olga"}, {"owner": 202, "owner-read-token": SCOPE, "shared": HIDDEN, "other": HIDDEN, "admin": 202, "admin-write-token": HIDDEN}),
-    ("list shares", "GET", "/workspaces/proj/shares", {}, {"owner": OK, "owner-read-token": OK, "shared": HIDDEN, "other": HIDDEN, "admin": HIDDEN, "admin-write-token": HIDDEN}),
-    ("share", "POST", "/workspaces/proj/shares", {}, {"owner": 409, "owner-read-token": SCOPE, "shared": HIDDEN, "other": HIDDEN, "admin": HIDDEN, "admin-write-token": HIDDEN}),
-    ("delete", "DELETE", "/workspaces/nonexistent", {"owner": "olga"}, {"owner": HIDDEN, "owner-read-token": SCOPE, "shared": HIDDEN, "other": HIDDEN, "admin": HIDDEN, "admin-write-token": HIDDEN}),
-    ("list all", "GET", "/workspaces", {"all": "1"}, {"owner": 403, "owner-read-token": 403, "shared": 403, "other": 403, "admin": OK, "admin-write-token": 403}),
-    ("users", "GET", "/users", {}, {"owner": 403, "owner-read-token": 403, "shared": 403, "other": 403, "admin": OK, "admin-write-token": 403}),
-    ("audit", "GET", "/audit", {}, {"owner": 403, "owner-read-token": 403, "shared": 403, "other": 403, "admin": OK, "admin-write-token": 403}),
+    (
+        "read",
+        "GET",
+        "/workspaces/proj",
+        {"owner": "olga"},
+        {"owner": OK, "owner-read-token": OK, "shared": OK, "other": HIDDEN, "admin": OK, "admin-write-token": HIDDEN},
+    ),
+    (
+        "logs",
+        "GET",
+        "/workspaces/proj/logs",
+        {"owner": "olga"},
+        {"owner": OK, "owner-read-token": OK, "shared": OK, "other": HIDDEN, "admin": OK, "admin-write-token": HIDDEN},
+    ),
+    (
+        "stats",
+        "GET",
+        "/workspaces/proj/stats",
+        {"owner": "olga"},
+        {"owner": OK, "owner-read-token": OK, "shared": OK, "other": HIDDEN, "admin": OK, "admin-write-token": HIDDEN},
+    ),
+    (
+        "stop (stopped)",
+        "POST",
+        "/workspaces/idle/stop",
+        {"owner": "olga"},
+        {
+            "owner": 202,
+            "owner-read-token": SCOPE,
+            "shared": HIDDEN,
+            "other": HIDDEN,
+            "admin": 202,
+            "admin-write-token": HIDDEN,
+        },
+    ),
+    (
+        "list shares",
+        "GET",
+        "/workspaces/proj/shares",
+        {},
+        {
+            "owner": OK,
+            "owner-read-token": OK,
+            "shared": HIDDEN,
+            "other": HIDDEN,
+            "admin": HIDDEN,
+            "admin-write-token": HIDDEN,
+        },
+    ),
+    (
+        "share",
+        "POST",
+        "/workspaces/proj/shares",
+        {},
+        {
+            "owner": 409,
+            "owner-read-token": SCOPE,
+            "shared": HIDDEN,
+            "other": HIDDEN,
+            "admin": HIDDEN,
+            "admin-write-token": HIDDEN,
+        },
+    ),
+    (
+        "delete",
+        "DELETE",
+        "/workspaces/nonexistent",
+        {"owner": "olga"},
+        {
+            "owner": HIDDEN,
+            "owner-read-token": SCOPE,
+            "shared": HIDDEN,
+            "other": HIDDEN,
+            "admin": HIDDEN,
+            "admin-write-token": HIDDEN,
+        },
+    ),
+    (
+        "list all",
+        "GET",
+        "/workspaces",
+        {"all": "1"},
+        {"owner": 403, "owner-read-token": 403, "shared": 403, "other": 403, "admin": OK, "admin-write-token": 403},
+    ),
+    (
+        "users",
+        "GET",
+        "/users",
+        {},
+        {"owner": 403, "owner-read-token": 403, "shared": 403, "other": 403, "admin": OK, "admin-write-token": 403},
+    ),
+    (
+        "audit",
+        "GET",
+        "/audit",
+        {},
+        {"owner": 403, "owner-read-token": 403, "shared": 403, "other": 403, "admin": OK, "admin-write-token": 403},
+    ),
 ]
 
 
 @pytest.mark.parametrize("actor", list(ACTORS))
 @pytest.mark.parametrize("action, method, path, params, expected", MATRIX, ids=[m[0] for m in MATRIX])
-def test_api_matrix(manager: Manager, world: dict[str, Any], actor: str, action: str, method: str, path: str, params: dict[str, str], expected: dict[str, int]) -> None:
+def test_api_matrix(
+    manager: Manager,
+    world: dict[str, Any],
+    actor: str,
+    action: str,
+    method: str,
+    path: str,
+    params: dict[str, str],
+    expected: dict[str, int],
+) -> None:
     body = {"user": "sam"} if action == "share" else None
     assert call(manager, world["tokens"][actor], method, path, params=params, json=body) == expected[actor]
 
@@ -81,7 +189,10 @@ def test_gateway_http_matrix(manager: Manager, world: dict[str, Any], actor: str
 
 @pytest.mark.parametrize("actor", list(ACTORS))
 def test_gateway_websocket_matrix(manager: Manager, world: dict[str, Any], actor: str) -> None:
-    url = manager.url.replace("http://", "ws://") + "/w/olga/proj/stable-x?reconnectionToken=t&reconnection=false&skipWebSocketFrames=false"
+    url = (
+        manager.url.replace("http://", "ws://")
+        + "/w/olga/proj/stable-x?reconnectionToken=t&reconnection=false&skipWebSocketFrames=false"
+    )
     headers = {"authorization": f"Bearer {world['tokens'][actor]}"}
     if GATEWAY[actor] == 302:
         with connect(url, additional_headers=headers, origin=manager.url) as conn:  # type: ignore[arg-type]

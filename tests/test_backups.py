@@ -31,10 +31,16 @@ def bm(engine: install.Engine, tmp_path_factory: pytest.TempPathFactory) -> Iter
     mirror.mkdir()
     make_vsix(mirror, "devyardtest", "keeper", "1.0.0")
     config = base / "devyard.yaml"
-    config.write_text(json.dumps({
-        "devyard": {"extensions": {"gallery": "", "vsix_dir": str(mirror)}},
-        "extension_groups": [{"name": "keep", "extensions": ["devyardtest.keeper"], "user_settings": {"editor.tabSize": 3}}],
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "devyard": {"extensions": {"gallery": "", "vsix_dir": str(mirror)}},
+                "extension_groups": [
+                    {"name": "keep", "extensions": ["devyardtest.keeper"], "user_settings": {"editor.tabSize": 3}}
+                ],
+            }
+        )
+    )
     with start_manager(base / "data", args=("--config", str(config))) as m:
         yield m
 
@@ -111,16 +117,22 @@ def test_a_backup_while_saving_restores_everything_saved_before_it(bm: Manager, 
         assert refused.status_code == 422 and refused.json()["error"]["code"] == "not_a_backup"
         empty = api.post("/workspaces/restore", content=b"")
         assert empty.status_code == 422 and empty.json()["error"]["code"] == "backup_missing"
-        bad_name = api.post("/workspaces/restore", params={"name": "Bad Name"}, content=(tmp_path / "src.tar.gz").read_bytes())
+        bad_name = api.post(
+            "/workspaces/restore", params={"name": "Bad Name"}, content=(tmp_path / "src.tar.gz").read_bytes()
+        )
         assert bad_name.status_code == 422 and "name" in bad_name.json()["error"]["message"]
         assert api.get("/workspaces/nope").status_code == 404
     assert not [p for p in (bm.data_dir / "uploads").iterdir()]  # nothing left behind by the refusals
     missing = bm.cli("ws", "backup", "no-such", "-o", str(tmp_path / "x.tar.gz"))
-    assert missing.returncode == 1 and "no workspace 'no-such'" in missing.stderr and not (tmp_path / "x.tar.gz").exists()
+    assert (
+        missing.returncode == 1 and "no workspace 'no-such'" in missing.stderr and not (tmp_path / "x.tar.gz").exists()
+    )
 
 
 def test_scheduled_backups_keep_the_newest(engine: install.Engine, tmp_path: Path) -> None:
-    with start_manager(tmp_path / "data", extra_env={"DEVYARD_BACKUP_INTERVAL_S": "2", "DEVYARD_BACKUP_KEEP": "2"}) as bm:
+    with start_manager(
+        tmp_path / "data", extra_env={"DEVYARD_BACKUP_INTERVAL_S": "2", "DEVYARD_BACKUP_KEEP": "2"}
+    ) as bm:
         with bm.api() as api:
             assert api.post("/workspaces", json={"name": "sched", "start": False}).status_code == 201
         bm.wait_status("sched", "stopped")
@@ -146,7 +158,9 @@ def test_the_dashboard_downloads_a_backup_and_changes_the_size(bm: Manager, tmp_
         page = browser.new_page()
         login(page, bm.url, "admin", ADMIN_PASSWORD)
         page.goto(bm.url + "/workspaces/dash")
-        assert page.locator("[data-field=size]").first.inner_text() == "small"  # the default size: limits unless "none" is said
+        assert (
+            page.locator("[data-field=size]").first.inner_text() == "small"
+        )  # the default size: limits unless "none" is said
         page.select_option("#resize select", "large")
         page.click("#resize button")
         page.wait_for_selector("#resize-message:has-text('is now large')")

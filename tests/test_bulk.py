@@ -19,14 +19,29 @@ def workshop(engine: install.Engine, tmp_path_factory: pytest.TempPathFactory) -
     base = tmp_path_factory.mktemp("workshop")
     repo = make_repo(base / "repos" / "course.git", {"lesson1.md": "# Lesson 1\n"})
     config = base / "devyard.yaml"
-    config.write_text(json.dumps({
-        "devyard": {"git_file_roots": [str(base / "repos")]},
-        "packaged_assets": {"tabs": [{"name": "Course", "items": [{"name": "Lesson", "github_url": f"file://{repo}"}]}]},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "devyard": {"git_file_roots": [str(base / "repos")]},
+                "packaged_assets": {
+                    "tabs": [{"name": "Course", "items": [{"name": "Lesson", "github_url": f"file://{repo}"}]}]
+                },
+            }
+        )
+    )
     m = start_manager(base / "data", args=("--config", str(config)))
     try:
         for user in STUDENTS:
-            out = m.cli("user", "add", user, "--password-stdin", "--data-dir", str(m.data_dir), token=None, input=f"{user}-password\n")
+            out = m.cli(
+                "user",
+                "add",
+                user,
+                "--password-stdin",
+                "--data-dir",
+                str(m.data_dir),
+                token=None,
+                input=f"{user}-password\n",
+            )
             assert out.returncode == 0, out.stderr
         yield m
     finally:
@@ -36,7 +51,9 @@ def workshop(engine: install.Engine, tmp_path_factory: pytest.TempPathFactory) -
 def test_bulk_create_and_teardown_by_api(workshop: Manager) -> None:
     m = workshop
     with m.api() as api:
-        r = api.post("/workspaces/bulk", json={"users": [*STUDENTS, "nobody", "ana"], "name": "lab", "template": "Lesson"})
+        r = api.post(
+            "/workspaces/bulk", json={"users": [*STUDENTS, "nobody", "ana"], "name": "lab", "template": "Lesson"}
+        )
         assert r.status_code == 201, r.text
         outcomes = r.json()
         assert [o["user"] for o in outcomes] == [*STUDENTS, "nobody"]

@@ -10,7 +10,17 @@ from tests.support import ADMIN_PASSWORD, Manager
 def test_token_create_paths(manager: Manager) -> None:
     local = manager.cli("token", "create", "--data-dir", str(manager.data_dir), token=None)
     assert local.returncode == 0 and local.stdout.strip().startswith("dy_")
-    via_password = manager.cli("token", "create", "--password-stdin", "--name", "laptop", "--expires-in", "30d", token=None, input=ADMIN_PASSWORD + "\n")
+    via_password = manager.cli(
+        "token",
+        "create",
+        "--password-stdin",
+        "--name",
+        "laptop",
+        "--expires-in",
+        "30d",
+        token=None,
+        input=ADMIN_PASSWORD + "\n",
+    )
     assert via_password.returncode == 0, via_password.stderr
     tok = via_password.stdout.strip()
     with manager.api(tok) as api:
@@ -90,12 +100,16 @@ def test_users(manager: Manager) -> None:
     assert via_api.returncode == 0, via_api.stderr
     ls = manager.cli("user", "ls")
     assert ls.returncode == 0 and "gina" in ls.stdout and "hank" in ls.stdout
-    short = manager.cli("user", "add", "ivan", "--password-stdin", "--data-dir", str(manager.data_dir), token=None, input="short\n")
+    short = manager.cli(
+        "user", "add", "ivan", "--password-stdin", "--data-dir", str(manager.data_dir), token=None, input="short\n"
+    )
     assert short.returncode == 1 and "password" in short.stderr
 
 
 def test_doctor_and_version(manager: Manager) -> None:
     out = manager.cli("doctor", token=None)
     assert out.returncode == 0 and "engine" in out.stdout and "code-server" in out.stdout
-    assert "path mode: every workspace shares the dashboard's origin" in " ".join(out.stdout.split())  # the suite runs in path mode
+    assert "path mode: every workspace shares the dashboard's origin" in " ".join(
+        out.stdout.split()
+    )  # the suite runs in path mode
     assert manager.cli("--version", token=None).stdout.strip()

@@ -31,18 +31,38 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_vsix(folder, "devyardtest", "hello", "0.0.1")
     make_vsix(folder, "devyardtest", "second", "1.0.0")
     path = folder / "devyard.yaml"
-    path.write_text(json.dumps({
-        "devyard": {"extensions": {"gallery": "", "vsix_dir": str(folder)}},
-        "extension_groups": [
-            {"name": "basics", "description": "Editor basics", "extensions": ["devyardtest.hello"], "user_settings": {"editor.tabSize": 2}},
-            {"name": "extras", "description": "More tools", "extensions": ["devyardtest.second"]},
-        ],
-        "packaged_assets": {"tabs": [{"name": "Starters", "items": [
-            {"name": "python-starter", "description": "A Python project", "extensions_groups": ["extras"],
-             "thumbnail_url": "http://127.0.0.1:9/unreachable.png"},
-        ]}]},
-        "ui": {"default_extension_groups": ["basics"], "workspace": {"max_upload_size_mb": 1}},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "devyard": {"extensions": {"gallery": "", "vsix_dir": str(folder)}},
+                "extension_groups": [
+                    {
+                        "name": "basics",
+                        "description": "Editor basics",
+                        "extensions": ["devyardtest.hello"],
+                        "user_settings": {"editor.tabSize": 2},
+                    },
+                    {"name": "extras", "description": "More tools", "extensions": ["devyardtest.second"]},
+                ],
+                "packaged_assets": {
+                    "tabs": [
+                        {
+                            "name": "Starters",
+                            "items": [
+                                {
+                                    "name": "python-starter",
+                                    "description": "A Python project",
+                                    "extensions_groups": ["extras"],
+                                    "thumbnail_url": "http://127.0.0.1:9/unreachable.png",
+                                },
+                            ],
+                        }
+                    ]
+                },
+                "ui": {"default_extension_groups": ["basics"], "workspace": {"max_upload_size_mb": 1}},
+            }
+        )
+    )
     return path
 
 
@@ -153,7 +173,9 @@ def test_updates_are_pushed_not_polled(m: Manager, browser: BrowserContext) -> N
     # A workspace created elsewhere (the CLI, the API) appears and follows its status without a reload.
     with m.api("alice") as api:
         assert api.post("/workspaces", json={"name": "pushed"}).status_code == 201
-    expect(page.locator(card(page, "pushed")).locator("[data-field=status]")).to_have_text("running", timeout=WORKBENCH_TIMEOUT_MS)
+    expect(page.locator(card(page, "pushed")).locator("[data-field=status]")).to_have_text(
+        "running", timeout=WORKBENCH_TIMEOUT_MS
+    )
     with m.api("alice") as api:
         assert api.delete("/workspaces/pushed").status_code == 204
     expect(page.locator(card(page, "pushed"))).to_have_count(0, timeout=30_000)
@@ -271,6 +293,7 @@ def test_account_page(m: Manager, browser: BrowserContext) -> None:
     page = browser.new_page()
     login(page, m.url, "dora", "dora-password-1")
     page.goto(m.url + "/account")
+
     # Password: a wrong current password and a mismatch are explained; then it works.
     def change(current: str, new: str, confirm: str) -> None:
         for field, value in (("current_password", current), ("new_password", new), ("confirm", confirm)):
@@ -317,7 +340,9 @@ def test_account_page(m: Manager, browser: BrowserContext) -> None:
 
 def test_login_messages(engine: install.Engine, tmp_path: Path, browser: BrowserContext) -> None:
     # A manager of its own: throttling blocks the whole address for a while.
-    own = start_manager(tmp_path / "data", extra_env={"DEVYARD_LOGIN_ADDRESS_PER_MINUTE": "3", "DEVYARD_LOGIN_ADDRESS_PER_HOUR": "0"})
+    own = start_manager(
+        tmp_path / "data", extra_env={"DEVYARD_LOGIN_ADDRESS_PER_MINUTE": "3", "DEVYARD_LOGIN_ADDRESS_PER_HOUR": "0"}
+    )
     try:
         page = browser.new_page()
         page.goto(own.url + "/login")
@@ -377,7 +402,11 @@ def test_admin_pages(m: Manager, browser: BrowserContext) -> None:
     admin.locator("dialog[open] button.danger").click()
     expect(row.locator("[data-field=quota]")).to_contain_text("1 running")
     with m.api() as api:
-        assert api.get("/users/carol/quota").json()["own"] == {"max_workspaces": None, "max_running": 1, "max_disk_mb": None}
+        assert api.get("/users/carol/quota").json()["own"] == {
+            "max_workspaces": None,
+            "max_running": 1,
+            "max_disk_mb": None,
+        }
     shot(admin, "admin-users")
 
     # Every workspace, with its owner.

@@ -50,8 +50,20 @@ def of_kind(rendered: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 def test_everything_rendered_validates(rendered: list[dict[str, Any]]) -> None:
     kinds = sorted(d["kind"] for d in rendered)
-    assert kinds == ["ConfigMap", "Deployment", "Ingress", "LimitRange", "Namespace", "NetworkPolicy", "PodDisruptionBudget", "ResourceQuota",
-                     "Role", "RoleBinding", "Service", "ServiceAccount"]
+    assert kinds == [
+        "ConfigMap",
+        "Deployment",
+        "Ingress",
+        "LimitRange",
+        "Namespace",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "ResourceQuota",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ]
     for doc in rendered:
         kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
         if doc["kind"] != "Namespace":
@@ -63,7 +75,9 @@ def test_the_manager_deployment(rendered: list[dict[str, Any]]) -> None:
     assert deployment["replicas"] >= 2 and deployment["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     pod = deployment["template"]["spec"]
     labels = deployment["template"]["metadata"]["labels"]
-    assert KubernetesSettings().manager_labels.items() <= labels.items()  # the workspaces' NetworkPolicy admits these pods
+    assert (
+        KubernetesSettings().manager_labels.items() <= labels.items()
+    )  # the workspaces' NetworkPolicy admits these pods
     assert pod["serviceAccountName"] == "devyard" and pod["securityContext"]["runAsNonRoot"]
     (manager,) = pod["containers"]
     assert not manager["image"].endswith(":latest") and re.search(r":[0-9][^:/]*$", manager["image"]), manager["image"]
@@ -75,7 +89,9 @@ def test_the_manager_deployment(rendered: list[dict[str, Any]]) -> None:
     service = of_kind(rendered, "Service")["spec"]
     assert service["selector"].items() <= labels.items()
     ingress = of_kind(rendered, "Ingress")["metadata"]["annotations"]
-    assert int(ingress["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600  # editor WebSockets stay open for hours
+    assert (
+        int(ingress["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+    )  # editor WebSockets stay open for hours
     config = of_kind(rendered, "ConfigMap")
     path = DEPLOY / "devyard.yaml"
     assert config["data"]["devyard.yaml"] == path.read_text()
@@ -88,16 +104,24 @@ def test_the_namespace_is_locked_down(rendered: list[dict[str, Any]]) -> None:
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     container = {x["type"]: x for x in of_kind(rendered, "LimitRange")["spec"]["limits"]}["Container"]
     assert {"cpu", "memory"} <= container["default"].keys()  # anything made without limits gets some
-    assert {"pods", "limits.memory", "limits.cpu", "requests.storage"} <= of_kind(rendered, "ResourceQuota")["spec"]["hard"].keys()
+    assert {"pods", "limits.memory", "limits.cpu", "requests.storage"} <= of_kind(rendered, "ResourceQuota")["spec"][
+        "hard"
+    ].keys()
     # The manager is reached by the ingress controller and the workspaces' pods (their first start's seed), nothing else.
     policy = of_kind(rendered, "NetworkPolicy")["spec"]
-    assert policy["podSelector"]["matchLabels"] == KubernetesSettings().manager_labels and policy["policyTypes"] == ["Ingress"]
+    assert policy["podSelector"]["matchLabels"] == KubernetesSettings().manager_labels and policy["policyTypes"] == [
+        "Ingress"
+    ]
     sources = [peer for rule in policy["ingress"] for peer in rule["from"]]
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}} in sources
-    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "devyard"}}} in sources and len(sources) == 2
+    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "devyard"}}} in sources and len(
+        sources
+    ) == 2
     # trusted_proxies names the ingress controller, not the pod network the workspaces share with it.
     settings = Settings(**read_config_file(DEPLOY / "devyard.yaml"))
-    assert settings.trusted_proxies and all(ipaddress.ip_network(n).num_addresses <= 4096 for n in settings.trusted_proxies)
+    assert settings.trusted_proxies and all(
+        ipaddress.ip_network(n).num_addresses <= 4096 for n in settings.trusted_proxies
+    )
     # The manager's own pod meets the restricted profile.
     pod = of_kind(rendered, "Deployment")["spec"]["template"]["spec"]
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
@@ -115,7 +139,9 @@ def test_the_role_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
                 granted.setdefault((group, resource), set()).update(rule["verbs"])
     assert granted == BACKEND_CALLS
     binding = of_kind(rendered, "RoleBinding")
-    assert binding["roleRef"]["kind"] == "Role" and binding["subjects"] == [{"kind": "ServiceAccount", "name": "devyard", "namespace": "devyard"}]
+    assert binding["roleRef"]["kind"] == "Role" and binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "devyard", "namespace": "devyard"}
+    ]
 
 
 def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -161,6 +187,8 @@ def test_the_image_installs_the_locked_runtime() -> None:
         return dict(re.findall(r"^([A-Za-z0-9._-]+)==(\S+)", path.read_text(), re.M))
 
     runtime, everything = pins(ROOT / "deploy" / "requirements.lock"), pins(ROOT / "requirements.lock")
-    drift = {name: (version, everything.get(name)) for name, version in runtime.items() if everything.get(name) != version}
+    drift = {
+        name: (version, everything.get(name)) for name, version in runtime.items() if everything.get(name) != version
+    }
     assert not drift, f"deploy/requirements.lock and requirements.lock disagree: {drift}"
     assert "pytest" not in runtime and "kubernetes-asyncio" in runtime and "asyncpg" in runtime

@@ -55,12 +55,21 @@ def test_login_create_edit_terminal_stop_start_delete(fresh_manager: Manager, tm
         page.wait_for_selector(".terminal-wrapper .xterm", timeout=WORKBENCH_TIMEOUT_MS)
         page.locator(".terminal-wrapper .xterm").click()
         # xterm draws on a canvas here; its input is a textarea that has focus once the terminal is up.
-        page.wait_for_function("document.activeElement && document.activeElement.classList.contains('xterm-helper-textarea')", timeout=WORKBENCH_TIMEOUT_MS)
+        page.wait_for_function(
+            "document.activeElement && document.activeElement.classList.contains('xterm-helper-textarea')",
+            timeout=WORKBENCH_TIMEOUT_MS,
+        )
         page.keyboard.type("echo made-in-terminal > t.txt")
         page.keyboard.press("Enter")
-        wait_for(lambda: (files / "t.txt").exists() and (files / "t.txt").read_text() == "made-in-terminal\n", 30, "t.txt from the terminal")
+        wait_for(
+            lambda: (files / "t.txt").exists() and (files / "t.txt").read_text() == "made-in-terminal\n",
+            30,
+            "t.txt from the terminal",
+        )
         page.screenshot(path=str(tmp_path / "workbench.png"))
-        shutil.copy(tmp_path / "workbench.png", "/tmp/devyard-e2e-workbench.png") if os.environ.get("DEVYARD_KEEP_SCREENSHOT") else None
+        shutil.copy(tmp_path / "workbench.png", "/tmp/devyard-e2e-workbench.png") if os.environ.get(
+            "DEVYARD_KEEP_SCREENSHOT"
+        ) else None
         page.close()
 
     # Stop and start: files survive.

@@ -24,7 +24,9 @@ def test_partial_install_is_not_installed(tmp_path: Path) -> None:
     root = install.engine_root(tmp_path)
     root.mkdir(parents=True)
     assert install.locate(tmp_path) is None  # no marker: interrupted
-    (root / install.MARKER).write_text(json.dumps({"version": "x", "root": str(root), "node": str(root / "node"), "entry": str(root / "e.js")}))
+    (root / install.MARKER).write_text(
+        json.dumps({"version": "x", "root": str(root), "node": str(root / "node"), "entry": str(root / "e.js")})
+    )
     assert install.locate(tmp_path) is None  # marker, but files gone
     (root / install.MARKER).write_text("{broken")
     assert install.locate(tmp_path) is None

@@ -18,6 +18,7 @@ from tests.browser import chromium, login
 from tests.support import ADMIN_PASSWORD, Manager, start_manager, wait_for
 from tests.vsix import make_vsix
 
+
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("vsix")
@@ -32,15 +33,29 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def config(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "devyard.yaml"
-    path.write_text(json.dumps({
-        "devyard": {"extensions": {"gallery": "", "vsix_dir": str(mirror), "allow": ["devyardtest.*", "nosuch.*"]}},
-        "extension_groups": [
-            {"name": "tools", "extensions": ["devyardtest.hello", "nosuch.thing"], "user_settings": {"editor.tabSize": 3}},
-            {"name": "extra", "extensions": ["devyardtest.second"], "user_settings": {"editor.fontSize": 20, "files.autoSave": "afterDelay"}},
-            {"name": "forbidden", "extensions": ["evil.miner"]},
-            {"name": "activation", "extensions": ["devyardtest.broken", "devyardtest.lazy"]},
-        ],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "devyard": {
+                    "extensions": {"gallery": "", "vsix_dir": str(mirror), "allow": ["devyardtest.*", "nosuch.*"]}
+                },
+                "extension_groups": [
+                    {
+                        "name": "tools",
+                        "extensions": ["devyardtest.hello", "nosuch.thing"],
+                        "user_settings": {"editor.tabSize": 3},
+                    },
+                    {
+                        "name": "extra",
+                        "extensions": ["devyardtest.second"],
+                        "user_settings": {"editor.fontSize": 20, "files.autoSave": "afterDelay"},
+                    },
+                    {"name": "forbidden", "extensions": ["evil.miner"]},
+                    {"name": "activation", "extensions": ["devyardtest.broken", "devyardtest.lazy"]},
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -57,13 +72,20 @@ def spec(m: Manager, name: str) -> WorkspaceSpec:
     return WorkspaceSpec(uid="x", owner="admin", name=name, root=m.data_dir / "workspaces" / "admin" / name)
 
 
-def test_groups_install_from_the_mirror_and_activate(ext_manager: Manager, engine: install.Engine, tmp_path: Path) -> None:
+def test_groups_install_from_the_mirror_and_activate(
+    ext_manager: Manager, engine: install.Engine, tmp_path: Path
+) -> None:
     m = ext_manager
     with m.api() as api:
         assert api.post("/workspaces", json={"name": "exts", "extension_groups": ["tools"]}).status_code == 201
     ws = m.wait_status("exts", "running")
     # The unknown extension is named with its reason; the other one installed anyway.
-    assert ws["error"] and "nosuch.thing" in ws["error"] and "not found" in ws["error"] and "devyardtest.hello" not in ws["error"]
+    assert (
+        ws["error"]
+        and "nosuch.thing" in ws["error"]
+        and "not found" in ws["error"]
+        and "devyardtest.hello" not in ws["error"]
+    )
     listed = extensions.listed(engine, spec(m, "exts"), ExtensionSettings(gallery=""))
     assert listed == {"devyardtest.hello": "0.0.2"}
     log = (spec(m, "exts").log_file).read_text()
@@ -85,7 +107,11 @@ def test_groups_install_from_the_mirror_and_activate(ext_manager: Manager, engin
 def test_allow_list_and_bad_ids_are_refused(ext_manager: Manager) -> None:
     with ext_manager.api() as api:
         r = api.post("/workspaces", json={"name": "evil", "extension_groups": ["forbidden"]})
-        assert r.status_code == 422 and r.json()["error"]["code"] == "extension_not_allowed" and "evil.miner" in r.json()["error"]["message"]
+        assert (
+            r.status_code == 422
+            and r.json()["error"]["code"] == "extension_not_allowed"
+            and "evil.miner" in r.json()["error"]["message"]
+        )
         assert api.get("/workspaces/evil").status_code == 404
     with pytest.raises(Invalid, match="not extension ids"):
         extensions.check_allowed(["../../etc", "--force"], ExtensionSettings())
@@ -108,7 +134,12 @@ def test_adding_a_group_keeps_the_users_settings(ext_manager: Manager, engine: i
     assert json.loads(settings_file.read_text()) == {"editor.fontSize": 11, "files.autoSave": "afterDelay"}
     assert "devyardtest.second" in extensions.listed(engine, spec(m, "later-groups"), ExtensionSettings(gallery=""))
     out = m.cli("ws", "add-groups", "later-groups", "tools")
-    assert out.returncode == 1 and "installed" in out.stdout and "devyardtest.hello" in out.stdout and "nosuch.thing" in out.stdout
+    assert (
+        out.returncode == 1
+        and "installed" in out.stdout
+        and "devyardtest.hello" in out.stdout
+        and "nosuch.thing" in out.stdout
+    )
 
 
 def test_extensions_check_reports_each_extension(ext_manager: Manager, config: Path) -> None:
@@ -123,8 +154,12 @@ def test_extensions_check_reports_each_extension(ext_manager: Manager, config: P
     assert "activated (onStartupFinished)" in line_of("devyardtest.hello"), out.stdout
     assert line_of("devyardtest.second").startswith("ok")
     # Installed fine, but throws when the workbench activates it: the check says so, with the error.
-    assert line_of("devyardtest.broken").startswith("FAIL") and "broken on purpose" in line_of("devyardtest.broken"), out.stdout
-    assert line_of("devyardtest.lazy").startswith("ok") and "activates on: onLanguage:rust" in line_of("devyardtest.lazy")
+    assert line_of("devyardtest.broken").startswith("FAIL") and "broken on purpose" in line_of("devyardtest.broken"), (
+        out.stdout
+    )
+    assert line_of("devyardtest.lazy").startswith("ok") and "activates on: onLanguage:rust" in line_of(
+        "devyardtest.lazy"
+    )
     assert line_of("nosuch.thing").startswith("FAIL") and "not found" in line_of("nosuch.thing")
     assert line_of("evil.miner").startswith("FAIL") and "not allowed" in line_of("evil.miner")
     only = ext_manager.cli("extensions", "check", "--config", str(config), "--group", "extra", token=None)

@@ -55,14 +55,18 @@ def ws_url(manager: Manager, path: str) -> str:
 
 def test_unauthenticated_requests_never_reach_the_engine(manager: Manager, ws: str) -> None:
     r = httpx.get(manager.url + "/w/admin/gw/some/path?x=1", headers={"accept": "text/html"})
-    assert r.status_code == 302 and r.headers["location"] == "/login?next=/w/admin/gw/some/path%3Fx%3D1"
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/w/admin/gw/some/path%3Fx%3D1"
     r = httpx.get(manager.url + "/w/admin/gw/")
     assert r.status_code == 401 and r.json()["error"]["code"] == "not_authenticated"
     r = httpx.get(manager.url + "/w/admin/gw/", headers={"authorization": "Bearer dy_forged"})
     assert r.status_code == 401
     with pytest.raises(InvalidStatus) as exc:
         connect(ws_url(manager, "/w/admin/gw/"), origin=manager.url).close()  # type: ignore[arg-type]
-    assert exc.value.response.status_code == 401 and exc.value.response.body and b"not_authenticated" in exc.value.response.body
+    assert (
+        exc.value.response.status_code == 401
+        and exc.value.response.body
+        and b"not_authenticated" in exc.value.response.body
+    )
 
 
 def test_login_page_then_back(manager: Manager, ws: str) -> None:
@@ -81,11 +85,27 @@ def test_login_page_then_back(manager: Manager, ws: str) -> None:
 def test_trailing_slash_redirect(manager: Manager, ws: str) -> None:
     with manager.api() as api:
         r = httpx.get(manager.url + "/w/admin/gw?folder=x", headers=api.headers)
-    assert r.status_code == 302 and r.headers["location"] == "/w/admin/gw/?folder=x"
+        assert r.status_code == 302 and r.headers["location"] == "/w/admin/gw/?folder=x"
+        # An upgrade cannot follow a redirect: a WebSocket there is told plainly that nothing is there.
+        with pytest.raises(InvalidStatus) as exc:
+            connect(
+                ws_url(manager, "/w/admin/gw"), additional_headers={"authorization": api.headers["authorization"]}
+            ).close()
+    assert exc.value.response.status_code == 404 and "location" not in exc.value.response.headers
+    assert json.loads(exc.value.response.body or b"{}")["error"]["code"] == "not_found"
 
 
 def test_nobody_but_the_owner_gets_in(manager: Manager, ws: str) -> None:
-    out = manager.cli("user", "add", "frank", "--password-stdin", "--data-dir", str(manager.data_dir), token=None, input="frank-password\n")
+    out = manager.cli(
+        "user",
+        "add",
+        "frank",
+        "--password-stdin",
+        "--data-dir",
+        str(manager.data_dir),
+        token=None,
+        input="frank-password\n",
+    )
     assert out.returncode == 0, out.stderr
     with manager.api("frank") as frank:
         r = httpx.get(manager.url + "/w/admin/gw/", headers=frank.headers)
@@ -172,12 +192,22 @@ def test_engine_killed_under_the_gateway(manager: Manager) -> None:
         before = set(manager.engine_pids())
         with session(manager) as c:
             assert c.get("/w/admin/victim/").status_code == 302
-            record = next(p for p in (manager.data_dir / "run" / "engines").glob("*.json") if json.loads(p.read_text()).get("name") == "victim")
+            record = next(
+                p
+                for p in (manager.data_dir / "run" / "engines").glob("*.json")
+                if json.loads(p.read_text()).get("name") == "victim"
+            )
             os.killpg(json.loads(record.read_text())["pid"], signal.SIGKILL)
-            r = wait_for(lambda: (resp := c.get("/w/admin/victim/")).status_code != 302 and resp, 10, "the gateway to notice")
+            r = wait_for(
+                lambda: (resp := c.get("/w/admin/victim/")).status_code != 302 and resp, 10, "the gateway to notice"
+            )
             assert r.status_code in (502, 503)
         # A crash, not a stop: the engine is restarted (a new process) and the log says why.
-        wait_for(lambda: set(manager.engine_pids()) - before and api.get("/workspaces/victim").json()["status"] == "running", 60, "the restart")
+        wait_for(
+            lambda: set(manager.engine_pids()) - before and api.get("/workspaces/victim").json()["status"] == "running",
+            60,
+            "the restart",
+        )
         assert "exited" in "\n".join(api.get("/workspaces/victim/logs").json()["lines"])
 
 
@@ -189,11 +219,17 @@ def test_gateway_traffic_is_recorded_as_activity(engine: object, tmp_path: Path,
             m.wait_status("busy", "running")
             assert api.get("/workspaces/busy").json()["last_activity_at"] is None
             assert httpx.get(m.url + "/w/admin/busy/", headers=api.headers).status_code == 302
-            first = wait_for(lambda: api.get("/workspaces/busy").json()["last_activity_at"], 10, "activity from an HTTP request")
+            first = wait_for(
+                lambda: api.get("/workspaces/busy").json()["last_activity_at"], 10, "activity from an HTTP request"
+            )
             url = ws_url(m, f"/w/admin/busy/proxy/{echo_port}/ws")
             with connect(url, additional_headers={"authorization": api.headers["authorization"]}) as conn:
                 conn.send("ping")
                 assert conn.recv(timeout=10) == "ping"
-            wait_for(lambda: api.get("/workspaces/busy").json()["last_activity_at"] > first, 10, "activity from WebSocket messages")
+            wait_for(
+                lambda: api.get("/workspaces/busy").json()["last_activity_at"] > first,
+                10,
+                "activity from WebSocket messages",
+            )
     finally:
         m.stop()

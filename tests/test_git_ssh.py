@@ -47,20 +47,40 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     keygen(root / "client")
     (root / "authorized_keys").write_text((root / "client.pub").read_text())
     port = free_port()
-    (root / "sshd_config").write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {root / 'host'}", f"AuthorizedKeysFile {root / 'authorized_keys'}",
-        f"PidFile {root / 'sshd.pid'}", "UsePAM no", "StrictModes no", "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password", "",
-    ]))
+    (root / "sshd_config").write_text(
+        "\n".join(
+            [
+                f"Port {port}",
+                "ListenAddress 127.0.0.1",
+                f"HostKey {root / 'host'}",
+                f"AuthorizedKeysFile {root / 'authorized_keys'}",
+                f"PidFile {root / 'sshd.pid'}",
+                "UsePAM no",
+                "StrictModes no",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "PermitRootLogin prohibit-password",
+                "",
+            ]
+        )
+    )
     if os.geteuid() == 0:
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder (systemd makes it at boot)
+        Path("/run/sshd").mkdir(
+            mode=0o755, exist_ok=True
+        )  # sshd's privilege separation folder (systemd makes it at boot)
     log = (root / "sshd.log").open("wb")
-    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(root / "sshd_config")], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(SSHD), "-D", "-e", "-f", str(root / "sshd_config")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
+
         def listening() -> bool:
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", port)) == 0
+
         wait_for(lambda: listening() or proc.poll() is not None, 20, "sshd listening")
         assert proc.poll() is None, (root / "sshd.log").read_text()
         host_key = (root / "host.pub").read_text().split()
@@ -83,25 +103,41 @@ def test_clone_over_ssh_with_the_owners_key(engine: install.Engine, sshd: SshSer
             failed = manager.wait_status("no-key", "failed")
             assert "Permission denied" in failed["error"] and "publickey" in failed["error"]
             # A pinned host key that does not match: refused, never trusted on first sight.
-            wrong = sshd.host_key_line.rsplit(" ", 1)[0] + " AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+            wrong = (
+                sshd.host_key_line.rsplit(" ", 1)[0]
+                + " AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+            )
             assert api.put("/secrets/GIT_SSH_KEY", json={"value": sshd.client_key}).status_code == 201
             assert api.put("/secrets/GIT_KNOWN_HOSTS", json={"value": wrong}).status_code == 201
-            assert api.post("/workspaces", json={"name": "wrong-host", "git_url": url, "start": False}).status_code == 201
+            assert (
+                api.post("/workspaces", json={"name": "wrong-host", "git_url": url, "start": False}).status_code == 201
+            )
             assert "Host key verification failed" in manager.wait_status("wrong-host", "failed")["error"]
             # The right pinned host key and the owner's key: cloned.
             assert api.put("/secrets/GIT_KNOWN_HOSTS", json={"value": sshd.host_key_line}).status_code in (200, 201)
-            assert api.post("/workspaces", json={"name": "ssh-clone", "git_url": url, "start": False}).status_code == 201
+            assert (
+                api.post("/workspaces", json={"name": "ssh-clone", "git_url": url, "start": False}).status_code == 201
+            )
             manager.wait_status("ssh-clone", "stopped")
             # Without pinned host keys the first key seen is accepted.
             assert api.delete("/secrets/GIT_KNOWN_HOSTS").status_code == 204
-            scp_like = f"{getpass.getuser()}@127.0.0.1:{repos / 'starter.git'}"  # port 22: nothing listens, a clear failure
-            assert api.post("/workspaces", json={"name": "first-sight", "git_url": url, "start": False}).status_code == 201
-            assert api.post("/workspaces", json={"name": "scp-like", "git_url": scp_like, "start": False}).status_code == 201
+            scp_like = (
+                f"{getpass.getuser()}@127.0.0.1:{repos / 'starter.git'}"  # port 22: nothing listens, a clear failure
+            )
+            assert (
+                api.post("/workspaces", json={"name": "first-sight", "git_url": url, "start": False}).status_code == 201
+            )
+            assert (
+                api.post("/workspaces", json={"name": "scp-like", "git_url": scp_like, "start": False}).status_code
+                == 201
+            )
             manager.wait_status("first-sight", "stopped")
             assert "could not read from remote repository" in manager.wait_status("scp-like", "failed")["error"].lower()
         files = manager.data_dir / "workspaces" / "admin" / "ssh-clone" / "files"
         assert (files / "README.md").read_text() == "# over ssh\n" and (files / ".git" / "shallow").exists()
-        logs = manager.log + "".join(p.read_text() for p in (manager.data_dir / "workspaces" / "admin").glob("*/logs/engine.log"))
+        logs = manager.log + "".join(
+            p.read_text() for p in (manager.data_dir / "workspaces" / "admin").glob("*/logs/engine.log")
+        )
         key_body = sshd.client_key.splitlines()[1]
         assert key_body not in logs and key_body not in (files / ".git" / "config").read_text()
         assert not [p for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("devyard-ssh-*")]  # the key file is gone
@@ -111,6 +147,7 @@ def test_clone_over_ssh_with_the_owners_key(engine: install.Engine, sshd: SshSer
 
 def test_which_urls_go_over_ssh_and_which_secrets_count() -> None:
     from devyard.provision.git import is_ssh
+
     assert is_ssh("ssh://git@example.com/a.git") and is_ssh("git@github.com:a/b.git") and is_ssh("SSH://h/x")
     assert not is_ssh("https://example.com/a.git") and not is_ssh("file:///srv/a.git")
     assert Credentials.from_secrets({"OTHER": "x"}) is None

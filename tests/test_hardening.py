@@ -109,7 +109,12 @@ def assert_hardened(r: httpx.Response) -> dict[str, list[str]]:
 
 def test_security_headers_on_the_managers_own_pages(manager: Manager) -> None:
     with httpx.Client(base_url=manager.url) as anon:
-        responses = [anon.get("/login"), anon.get("/", headers={"accept": "text/html"}), anon.get("/api/v1/me"), anon.get("/static/devyard.css")]
+        responses = [
+            anon.get("/login"),
+            anon.get("/", headers={"accept": "text/html"}),
+            anon.get("/api/v1/me"),
+            anon.get("/static/devyard.css"),
+        ]
     assert [r.status_code for r in responses] == [200, 303, 401, 200]
     with httpx.Client(base_url=manager.url) as c:
         assert c.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code == 200
@@ -151,10 +156,21 @@ THUMBNAIL = "http://127.0.0.1:9/thumb.png"  # an admin's remote thumbnail (nothi
 @pytest.fixture
 def catalog_manager(engine: Engine, tmp_path: Path) -> Iterator[Manager]:
     config = tmp_path / "devyard.yaml"
-    config.write_text(json.dumps({
-        "extension_groups": [{"name": "basics", "description": "Editor basics", "extensions": []}],
-        "packaged_assets": {"tabs": [{"name": "Starters", "items": [{"name": "starter", "description": "A start", "thumbnail_url": THUMBNAIL}]}]},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "extension_groups": [{"name": "basics", "description": "Editor basics", "extensions": []}],
+                "packaged_assets": {
+                    "tabs": [
+                        {
+                            "name": "Starters",
+                            "items": [{"name": "starter", "description": "A start", "thumbnail_url": THUMBNAIL}],
+                        }
+                    ]
+                },
+            }
+        )
+    )
     m = start_manager(tmp_path / "data", args=("--config", str(config)))
     try:
         yield m
@@ -173,19 +189,33 @@ def test_dashboard_pages_break_no_rule_of_the_policy(catalog_manager: Manager, t
         page = browser.new_page()
         page.on("console", lambda msg: console.append(msg.text) if "Content Security Policy" in msg.text else None)
         response = page.goto(m.url + "/login")
-        assert response is not None and "img-src 'self' data: http://127.0.0.1:9;" in response.headers["content-security-policy"]
+        assert (
+            response is not None
+            and "img-src 'self' data: http://127.0.0.1:9;" in response.headers["content-security-policy"]
+        )
         page.fill("input[name=username]", "admin")
         page.fill("input[name=password]", ADMIN_PASSWORD)
         page.click("button[type=submit]")  # the form carries the dashboard's own Origin: let through
         page.wait_for_selector("#workspaces", state="attached")
         refused = []
-        for path in ("/", "/new", "/account", "/workspaces/csp", "/admin/users", "/admin/workspaces", "/admin/audit", "/workspaces/nope"):
+        for path in (
+            "/",
+            "/new",
+            "/account",
+            "/workspaces/csp",
+            "/admin/users",
+            "/admin/workspaces",
+            "/admin/audit",
+            "/workspaces/nope",
+        ):
             page.goto(m.url + path)
             page.wait_for_load_state("load")
             if path == "/new":  # the template cards, with the catalog's remote thumbnail
                 page.check("input[name=source][value=template]")
                 expect(page.locator(".template .thumb").first).to_be_visible()
-                page.wait_for_function("[...document.querySelectorAll('.template .thumb img')].every(img => img.complete)")
+                page.wait_for_function(
+                    "[...document.querySelectorAll('.template .thumb img')].every(img => img.complete)"
+                )
             if path == "/admin/users":  # a dialog built by script
                 page.locator("#users tr[data-user=admin] button[data-do=quota]").click()
                 expect(page.locator("dialog[open] input[name=max_running]")).to_be_visible()
@@ -235,19 +265,29 @@ def test_sso_redirect_uri_comes_from_public_url(engine: Engine, oidc_provider_di
     public = "http://127.0.0.1:8443"
     callback = public + "/auth/oidc/callback"
     port = free_port()
-    m = start_manager(tmp_path / "data", extra_env={
-        "DEVYARD_OIDC_ISSUER": f"http://127.0.0.1:{port}", "DEVYARD_OIDC_CLIENT_ID": "devyard",
-        "DEVYARD_OIDC_CLIENT_SECRET": "devyard-test-secret", "DEVYARD_OIDC_ALLOWED_DOMAINS": '["example.org"]',
-        "DEVYARD_PUBLIC_URL": public,
-    })
+    m = start_manager(
+        tmp_path / "data",
+        extra_env={
+            "DEVYARD_OIDC_ISSUER": f"http://127.0.0.1:{port}",
+            "DEVYARD_OIDC_CLIENT_ID": "devyard",
+            "DEVYARD_OIDC_CLIENT_SECRET": "devyard-test-secret",
+            "DEVYARD_OIDC_ALLOWED_DOMAINS": '["example.org"]',
+            "DEVYARD_PUBLIC_URL": public,
+        },
+    )
     try:
-        with peer([str(engine.node), str(SCRIPT), str(port), callback], env={**os.environ, "OIDC_PROVIDER_DIR": str(oidc_provider_dir)}):
+        with peer(
+            [str(engine.node), str(SCRIPT), str(port), callback],
+            env={**os.environ, "OIDC_PROVIDER_DIR": str(oidc_provider_dir)},
+        ):
             with httpx.Client(base_url=m.url) as c:
                 r = c.get("/auth/oidc/login", params={"next": "/"})
                 assert r.status_code == 302 and r.headers["location"].startswith(f"http://127.0.0.1:{port}/")
                 assert parse_qs(urlsplit(r.headers["location"]).query)["redirect_uri"] == [callback]
                 # A forged Host is refused, or at least never becomes the redirect_uri.
                 r = c.get("/auth/oidc/login", params={"next": "/"}, headers={"host": "evil.example"})
-                assert r.status_code >= 400 or parse_qs(urlsplit(r.headers["location"]).query)["redirect_uri"] == [callback]
+                assert r.status_code >= 400 or parse_qs(urlsplit(r.headers["location"]).query)["redirect_uri"] == [
+                    callback
+                ]
     finally:
         m.stop()

@@ -33,14 +33,31 @@ def test_no_database_write_dns_lookup_or_password_hash_per_request(engine: objec
             assert api.post("/workspaces", json={"name": "hot"}).status_code == 201
         m.wait_status("hot", "running")
         with httpx.Client(base_url=m.url, timeout=30) as c:
-            assert c.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code == 200
+            assert (
+                c.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code == 200
+            )
             for _ in range(20):
                 assert c.get("/w/admin/hot/").status_code == 302
             assert STRACE is not None
-            tracer = subprocess.Popen([STRACE, "-f", "-qq", "-p", str(m.proc.pid), "-o", str(trace),
-                                       "-e", "trace=connect,openat,write,pwrite64,writev,fsync,fdatasync,mmap"])
+            tracer = subprocess.Popen(
+                [
+                    STRACE,
+                    "-f",
+                    "-qq",
+                    "-p",
+                    str(m.proc.pid),
+                    "-o",
+                    str(trace),
+                    "-e",
+                    "trace=connect,openat,write,pwrite64,writev,fsync,fdatasync,mmap",
+                ]
+            )
             try:
-                wait_for(lambda: trace.exists() and trace.stat().st_size >= 0 and _attached(m.proc.pid), 10, "strace attached")
+                wait_for(
+                    lambda: trace.exists() and trace.stat().st_size >= 0 and _attached(m.proc.pid),
+                    10,
+                    "strace attached",
+                )
                 for i in range(300):
                     r = c.get("/w/admin/hot/" if i % 2 else "/w/admin/hot/healthz")
                     assert r.status_code in (200, 302)
@@ -56,7 +73,9 @@ def test_no_database_write_dns_lookup_or_password_hash_per_request(engine: objec
         assert not [c for c in calls if "openat(" in c and "devyard.db" in c], "the database was opened while proxying"
         dns = [c for c in calls if "connect(" in c and ("htons(53)" in c or "resolve" in c or "nscd" in c)]
         assert not dns, f"name lookups while proxying: {dns[:3]}"
-        hashes = [c for c in calls if "mmap(" in c and any(int(n) >= ARGON2_MEMORY for n in re.findall(r", (\d{8,}),", c))]
+        hashes = [
+            c for c in calls if "mmap(" in c and any(int(n) >= ARGON2_MEMORY for n in re.findall(r", (\d{8,}),", c))
+        ]
         assert not hashes, f"argon2-sized allocations (a password hash) while proxying: {hashes[:3]}"
     finally:
         m.stop()

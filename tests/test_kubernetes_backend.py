@@ -1,6 +1,6 @@
 """The kubernetes backend against kmock's API emulator over real HTTP, with the real kubernetes_asyncio client and its watch.
 
-The test plays the node: it reports pod statuses (ready, OOMKilled, an image pull error,
+What only this backend does; the Backend contract itself is tests/test_backend_contract.py. The test plays the node: it reports pod statuses (ready, OOMKilled, an image pull error,
 unschedulable) the way a kubelet and scheduler would, and checks what the backend made of them.
 """
 
@@ -34,25 +34,49 @@ def api(tmp_path: Path) -> Iterator[KubeApi]:
 
 
 def settings(api: KubeApi, tmp_path: Path, **k8s: Any) -> Settings:
-    return load_settings(data_dir=tmp_path / "data", backend="kubernetes",
-                         kubernetes=KubernetesSettings(**{"kubeconfig": api.kubeconfig, "start_timeout_s": 20, **k8s}))
+    return load_settings(
+        data_dir=tmp_path / "data",
+        backend="kubernetes",
+        kubernetes=KubernetesSettings(**{"kubeconfig": api.kubeconfig, "start_timeout_s": 20, **k8s}),
+    )
 
 
 def spec(s: Settings, limits: Limits = Limits(), **extra: Any) -> WorkspaceSpec:
-    return WorkspaceSpec(uid=UID, owner="ann", name="proj", root=s.workspaces_dir / "ann" / "proj", limits=limits, **extra)
+    return WorkspaceSpec(
+        uid=UID, owner="ann", name="proj", root=s.workspaces_dir / "ann" / "proj", limits=limits, **extra
+    )
 
 
 def test_manifests_validate_against_the_kubernetes_schemas() -> None:
     variants = [
         (KubernetesSettings(), WorkspaceSpec(UID, "ann", "proj", Path("/x"))),
-        (KubernetesSettings(storage_class="fast", image_pull_secrets=["regcred"], image="registry.example/engine:4.139.1"),
-         WorkspaceSpec(UID, "ann", "proj", Path("/x"), env={"OPENAI_API_KEY": "sk-1"}, files={".databrickscfg": "[DEFAULT]\n"},
-                       limits=Limits(memory_bytes=2 << 30, cpus=1.5, disk_bytes=10 << 30))),
+        (
+            KubernetesSettings(
+                storage_class="fast", image_pull_secrets=["regcred"], image="registry.example/engine:4.139.1"
+            ),
+            WorkspaceSpec(
+                UID,
+                "ann",
+                "proj",
+                Path("/x"),
+                env={"OPENAI_API_KEY": "sk-1"},
+                files={".databrickscfg": "[DEFAULT]\n"},
+                limits=Limits(memory_bytes=2 << 30, cpus=1.5, disk_bytes=10 << 30),
+            ),
+        ),
     ]
     for k8s, ws in variants:
-        made = [manifests.pod(ws, k8s, ("--reconnection-grace-time", "300"), "http://10.0.0.5:8000/api/v1/internal/seed/" + UID),
-                manifests.pod(ws, k8s, (), None), manifests.volume_claim(ws, k8s), manifests.service(ws, k8s),
-                manifests.network_policy(ws, k8s), manifests.env_secret(ws, k8s), manifests.init_secret(ws, k8s, "token", [".old"])]
+        made = [
+            manifests.pod(
+                ws, k8s, ("--reconnection-grace-time", "300"), "http://10.0.0.5:8000/api/v1/internal/seed/" + UID
+            ),
+            manifests.pod(ws, k8s, (), None),
+            manifests.volume_claim(ws, k8s),
+            manifests.service(ws, k8s),
+            manifests.network_policy(ws, k8s),
+            manifests.env_secret(ws, k8s),
+            manifests.init_secret(ws, k8s, "token", [".old"]),
+        ]
         for manifest in made:
             kubernetes_validate.validate(manifest, kubernetes_validate.latest_version(), strict=True)
             assert manifest["metadata"]["namespace"] == k8s.namespace  # watches filter on the object's own namespace
@@ -65,12 +89,21 @@ def test_pod_is_locked_down() -> None:
     assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["fsGroup"] == 1000
     for container in [*pod["initContainers"], *pod["containers"]]:
-        assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+        }
     engine = pod["containers"][0]
-    assert engine["resources"] == {"requests": {"memory": "1024Mi", "cpu": "500m"}, "limits": {"memory": "1024Mi", "cpu": "2000m"}}
+    assert engine["resources"] == {
+        "requests": {"memory": "1024Mi", "cpu": "500m"},
+        "limits": {"memory": "1024Mi", "cpu": "2000m"},
+    }
     assert engine["args"][engine["args"].index("--abs-proxy-base-path") + 1] == "/w/ann/proj"
     policy = manifests.network_policy(ws, KubernetesSettings())["spec"]
-    manager = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "devyard", "app.kubernetes.io/component": "manager"}}}
+    manager = {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "devyard", "app.kubernetes.io/component": "manager"}}
+    }
     assert policy["ingress"] == [{"from": [manager], "ports": [{"protocol": "TCP", "port": 8080}]}]
     # Egress: DNS, the manager's pods, and the internet without the private, link-local and loopback ranges.
     assert policy["policyTypes"] == ["Ingress", "Egress"]
@@ -78,13 +111,19 @@ def test_pod_is_locked_down() -> None:
     assert dns["to"] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
     assert {p["port"] for p in dns["ports"]} == {53} and to_manager == {"to": [manager]}
     v4 = internet["to"][0]["ipBlock"]
-    assert v4["cidr"] == "0.0.0.0/0" and {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(v4["except"])
+    assert v4["cidr"] == "0.0.0.0/0" and {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(
+        v4["except"]
+    )
     assert internet["to"][1]["ipBlock"] == {"cidr": "::/0", "except": ["fc00::/7", "fe80::/10", "::1/128"]}
     # Configurable: an allow-list of one network, with nothing of it denied.
-    narrow = manifests.network_policy(ws, KubernetesSettings(egress_allow=["203.0.113.0/24"], egress_deny=[]))["spec"]["egress"][2]
+    narrow = manifests.network_policy(ws, KubernetesSettings(egress_allow=["203.0.113.0/24"], egress_deny=[]))["spec"][
+        "egress"
+    ][2]
     assert narrow == {"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}]}
     # A pod whose size names no limits still has them.
-    bare = manifests.pod(WorkspaceSpec(UID, "ann", "proj", Path("/x")), KubernetesSettings(), (), None)["spec"]["containers"][0]
+    bare = manifests.pod(WorkspaceSpec(UID, "ann", "proj", Path("/x")), KubernetesSettings(), (), None)["spec"][
+        "containers"
+    ][0]
     assert bare["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
 
 
@@ -106,12 +145,19 @@ def test_no_cluster_configured_is_said_at_once(tmp_path: Path, monkeypatch: pyte
 
 def test_lifecycle(api: KubeApi, tmp_path: Path) -> None:
     s = settings(api, tmp_path)
-    ws = spec(s, Limits(memory_bytes=2 << 30, cpus=1, disk_bytes=5 << 30), env={"TOKEN": "t1"}, files={".netrc": "machine x"})
+    ws = spec(
+        s, Limits(memory_bytes=2 << 30, cpus=1, disk_bytes=5 << 30), env={"TOKEN": "t1"}, files={".netrc": "machine x"}
+    )
     pod = manifests.name_of(UID)
     # Not devyard's: a pod without its labels in the same namespace is never adopted or touched.
-    api.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "someone-else", "namespace": NAMESPACE, "labels": {"app": "db"}},
-                "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}})
-    api.emulator[kmock.method.GET, f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}/log"] << b"engine line 1\nengine line 2\n"
+    api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "someone-else", "namespace": NAMESPACE, "labels": {"app": "db"}},
+            "spec": {"containers": [{"name": "db", "image": "postgres:16"}]},
+        }
+    )
 
     async def until(what: str, check: Any) -> Any:
         for _ in range(200):
@@ -123,40 +169,42 @@ def test_lifecycle(api: KubeApi, tmp_path: Path) -> None:
 
     async def started(backend: KubernetesBackend, status: dict[str, Any]) -> Any:
         task = asyncio.create_task(backend.start(ws))
-        await until("a new pod", lambda: (api.get("pods", pod) or {"status": {"phase": "old"}}).get("status", {}).get("phase") is None)
+        await until(
+            "a new pod",
+            lambda: (api.get("pods", pod) or {"status": {"phase": "old"}}).get("status", {}).get("phase") is None,
+        )
         await asyncio.to_thread(api.set_status, pod, status)
         return await task
 
     async def scenario() -> None:
         backend = KubernetesBackend(s)
-        assert (await backend.status(ws)).state == "stopped"
-
         endpoint = await started(backend, ready("10.1.2.3"))
         ip = api.get("services", pod)["spec"]["clusterIP"]  # type: ignore[index]
         assert endpoint.host == ip and endpoint.port == 8080  # the Service's cluster IP: no DNS per connection
         claim = api.get("persistentvolumeclaims", pod)
         assert claim and claim["spec"]["resources"]["requests"]["storage"] == "5120Mi"
-        assert claim["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "devyard", "devyard.io/owner": "ann", "devyard.io/workspace": "proj",
-                                               "devyard.io/uid": UID}
+        assert claim["metadata"]["labels"] == {
+            "app.kubernetes.io/managed-by": "devyard",
+            "devyard.io/owner": "ann",
+            "devyard.io/workspace": "proj",
+            "devyard.io/uid": UID,
+        }
         assert pod in api.names("networkpolicies", "networking.k8s.io/v1")
         assert api.secret_data(pod + "-env") == {"TOKEN": "t1"}
         assert api.secret_data(pod + "-init") == {"f0": "machine x", "files.list": "f0 .netrc\n"}
-        running = await backend.status(ws)
-        assert running.state == "running" and running.endpoint == endpoint and running.started_at
-        assert await backend.start(ws) == endpoint  # already running: the same pod
-        assert await backend.logs(ws, 10) == ["engine line 1", "engine line 2"]
 
         # The kernel kills the engine for its memory limit: failed, out_of_memory, seen through the watch.
         api.set_status(pod, ended(137, "OOMKilled"))
         failed = await until("out_of_memory", lambda: backend._status(UID, backend._watcher.pods.get(UID)).reason)  # type: ignore[union-attr]
         assert failed == "out_of_memory"
         st = await backend.status(ws)
-        assert st.state == "failed" and st.detail == "the engine ran out of memory and was killed" and st.exit_code == 137
+        assert (
+            st.state == "failed" and st.detail == "the engine ran out of memory and was killed" and st.exit_code == 137
+        )
 
         # Started again: the failed pod is replaced, the volume kept.
         assert await started(backend, ready("10.1.2.4")) == endpoint
         await backend.stop(ws, timeout=1)
-        assert (await backend.status(ws)).state == "stopped"
         assert pod not in api.names("pods") and pod in api.names("persistentvolumeclaims")
 
         with pytest.raises(BackendError) as exc:
@@ -181,12 +229,18 @@ def test_lifecycle(api: KubeApi, tmp_path: Path) -> None:
         assert "someone-else" in api.names("pods")
 
         await again.write_files(dataclasses.replace(ws, files={".netrc": "machine y"}), [".old"])
-        assert api.secret_data(pod + "-init") == {"f0": "machine y", "files.list": "f0 .netrc\n", "removed.list": ".old\n"}
+        assert api.secret_data(pod + "-init") == {
+            "f0": "machine y",
+            "files.list": "f0 .netrc\n",
+            "removed.list": ".old\n",
+        }
 
         await again.stop(ws, timeout=1)
         await again.remove(ws, keep_files=True)
         assert pod in api.names("persistentvolumeclaims")
-        assert not {pod, pod + "-env", pod + "-init"} & (api.names("pods") | api.names("services") | api.names("secrets"))
+        assert not {pod, pod + "-env", pod + "-init"} & (
+            api.names("pods") | api.names("services") | api.names("secrets")
+        )
         assert pod not in api.names("networkpolicies", "networking.k8s.io/v1")
         await again.remove(ws, keep_files=False)
         assert pod not in api.names("persistentvolumeclaims")
@@ -194,8 +248,17 @@ def test_lifecycle(api: KubeApi, tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     # Status came from one watch, not from polling the API server.
-    pod_reads = [(r.action, r.name) for r in api.emulator if r.resource is not None and r.resource.plural == "pods" and r.method == kmock.method.GET and r.subresource is None]
-    assert sum(1 for action, _ in pod_reads if action == kmock.action.WATCH) <= 3  # one per backend instance, and a re-opened one at most
+    pod_reads = [
+        (r.action, r.name)
+        for r in api.emulator
+        if r.resource is not None
+        and r.resource.plural == "pods"
+        and r.method == kmock.method.GET
+        and r.subresource is None
+    ]
+    assert (
+        sum(1 for action, _ in pod_reads if action == kmock.action.WATCH) <= 3
+    )  # one per backend instance, and a re-opened one at most
     assert not [name for action, name in pod_reads if action == kmock.action.FETCH]
 
 

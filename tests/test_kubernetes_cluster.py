@@ -20,12 +20,18 @@ from devyard.backends.kubernetes import manifests
 from devyard.backends.kubernetes.backend import KubernetesBackend
 from devyard.config import KubernetesSettings, load_settings
 
-pytestmark = pytest.mark.skipif(not os.environ.get("KUBECONFIG"), reason="KUBECONFIG is not set: no real cluster to run against")
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("KUBECONFIG"), reason="KUBECONFIG is not set: no real cluster to run against"
+)
 
 
 def test_lifecycle_on_a_real_cluster(tmp_path: Path) -> None:
     namespace = os.environ.get("DEVYARD_TEST_NAMESPACE", "devyard-test")
-    s = load_settings(data_dir=tmp_path / "data", backend="kubernetes", kubernetes=KubernetesSettings(namespace=namespace, start_timeout_s=600))
+    s = load_settings(
+        data_dir=tmp_path / "data",
+        backend="kubernetes",
+        kubernetes=KubernetesSettings(namespace=namespace, start_timeout_s=600),
+    )
     ws = WorkspaceSpec(uid=secrets.token_hex(6), owner="ci", name="cluster-test", root=tmp_path / "ws")
 
     async def scenario() -> None:
@@ -47,4 +53,6 @@ def test_lifecycle_on_a_real_cluster(tmp_path: Path) -> None:
             await backend.close()
 
     asyncio.run(scenario())
-    print(f"ran against the cluster of {os.environ['KUBECONFIG']}, namespace {namespace}, pod {manifests.name_of(ws.uid)}")
+    print(
+        f"ran against the cluster of {os.environ['KUBECONFIG']}, namespace {namespace}, pod {manifests.name_of(ws.uid)}"
+    )

@@ -39,9 +39,14 @@ def cluster(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def manager_env(api: KubeApi, folder: Path, port: int) -> dict[str, str]:
-    return {"DEVYARD_BACKEND": "kubernetes", "DEVYARD_KUBERNETES__KUBECONFIG": str(api.kubeconfig),
-            "DEVYARD_KUBERNETES__ENGINE_PORT": str(port), "DEVYARD_KUBERNETES__START_TIMEOUT_S": "120",
-            "DEVYARD_GIT_FILE_ROOTS": f'["{folder}"]', "DEVYARD_SUPERVISE_INTERVAL_S": "0.2"}
+    return {
+        "DEVYARD_BACKEND": "kubernetes",
+        "DEVYARD_KUBERNETES__KUBECONFIG": str(api.kubeconfig),
+        "DEVYARD_KUBERNETES__ENGINE_PORT": str(port),
+        "DEVYARD_KUBERNETES__START_TIMEOUT_S": "120",
+        "DEVYARD_GIT_FILE_ROOTS": f'["{folder}"]',
+        "DEVYARD_SUPERVISE_INTERVAL_S": "0.2",
+    }
 
 
 def find_pod(api: KubeApi, workspace: str) -> dict[str, Any]:
@@ -76,8 +81,14 @@ def test_workspace_lifecycle_on_kubernetes(cluster: tuple[KubeApi, Node, Path], 
         assert (volume / "home" / ".config" / "code-server" / "config.yaml").read_text() == "auth: none\n"
 
         # The gateway reaches the engine over TCP: the workbench, and a WebSocket through its port forwarding.
-        with httpx.Client(base_url=m.url, timeout=60) as browser, peer([sys.executable, str(ECHO), str(port := free_port())]):
-            assert browser.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code == 200
+        with (
+            httpx.Client(base_url=m.url, timeout=60) as browser,
+            peer([sys.executable, str(ECHO), str(port := free_port())]),
+        ):
+            assert (
+                browser.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code
+                == 200
+            )
             r = browser.get("/w/admin/app/")
             assert r.status_code == 302 and r.headers["location"].startswith("./?folder=")
             page = browser.get("/w/admin/app/" + r.headers["location"][2:])
@@ -90,7 +101,9 @@ def test_workspace_lifecycle_on_kubernetes(cluster: tuple[KubeApi, Node, Path], 
 
         with m.api() as client:
             lines = client.get("/workspaces/app/logs", params={"lines": 200}).json()["lines"]
-            assert any("provisioning done" in line for line in lines) and any("HTTP server listening" in line for line in lines)
+            assert any("provisioning done" in line for line in lines) and any(
+                "HTTP server listening" in line for line in lines
+            )
             # The live log follows the pod's log: a line the engine writes now arrives.
             with client.stream("GET", "/workspaces/app/logs/stream", params={"lines": 0}) as stream:
                 said = threading.Event()
@@ -137,7 +150,9 @@ def test_workspace_lifecycle_on_kubernetes(cluster: tuple[KubeApi, Node, Path], 
         # Delete keeping the files: the volume stays, everything else goes.
         assert m.cli("ws", "rm", "app", "--keep-files").returncode == 0
         assert name in api.names("persistentvolumeclaims")
-        assert not {name, name + "-env", name + "-init"} & (api.names("pods") | api.names("services") | api.names("secrets"))
+        assert not {name, name + "-env", name + "-init"} & (
+            api.names("pods") | api.names("services") | api.names("secrets")
+        )
         assert name not in api.names("networkpolicies", "networking.k8s.io/v1")
     finally:
         m.stop()
@@ -162,7 +177,9 @@ def test_workbench_and_terminal_in_chromium_on_kubernetes(cluster: tuple[KubeApi
             shot(page, "kubernetes-detail")
             open_terminal(page, m.url + "/w/admin/web/")
             run_in_terminal(page, 'echo "$GREETING" > from-the-terminal.txt')
-            wait_for(lambda: (volume / "files" / "from-the-terminal.txt").exists(), 30, "the terminal's file in the volume")
+            wait_for(
+                lambda: (volume / "files" / "from-the-terminal.txt").exists(), 30, "the terminal's file in the volume"
+            )
             shot(page, "kubernetes-workbench")
         assert (volume / "files" / "from-the-terminal.txt").read_text() == "hello from a secret\n"
     finally:

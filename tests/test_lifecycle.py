@@ -21,8 +21,14 @@ from tests.support import Manager, kill_tree, start_manager, wait_for
 
 @pytest.fixture
 def crashy(engine: install.Engine, tmp_path: Path) -> Any:
-    m = start_manager(tmp_path / "data", extra_env={"DEVYARD_CRASH_RESTARTS": "2", "DEVYARD_CRASH_BACKOFF_S": "0.2",
-                                                     "DEVYARD_SUPERVISE_INTERVAL_S": "0.5"})
+    m = start_manager(
+        tmp_path / "data",
+        extra_env={
+            "DEVYARD_CRASH_RESTARTS": "2",
+            "DEVYARD_CRASH_BACKOFF_S": "0.2",
+            "DEVYARD_SUPERVISE_INTERVAL_S": "0.5",
+        },
+    )
     try:
         yield m
     finally:
@@ -44,8 +50,15 @@ def test_a_crashed_engine_is_restarted_and_a_crash_loop_fails(crashy: Manager) -
             old = _engine_pid(m)
             os.kill(old, signal.SIGKILL)
             # Noticed without anyone opening it, and restarted: a new engine process.
-            wait_for(lambda: m.engine_pids() and m.engine_pids() != [old] and api.get("/workspaces/fragile").json()["status"] == "running",
-                     30, f"the restart after crash {crash}")
+            wait_for(
+                lambda: (
+                    m.engine_pids()
+                    and m.engine_pids() != [old]
+                    and api.get("/workspaces/fragile").json()["status"] == "running"
+                ),
+                30,
+                f"the restart after crash {crash}",
+            )
             assert "restarting" in m.cli("ws", "logs", "fragile").stdout
         os.kill(_engine_pid(m), signal.SIGKILL)
         ws = m.wait_status("fragile", "failed", timeout=30)
@@ -60,7 +73,9 @@ def test_a_crashed_engine_is_restarted_and_a_crash_loop_fails(crashy: Manager) -
 
 
 def test_idle_workspaces_stop_and_wake_through_the_gateway(engine: install.Engine, tmp_path: Path) -> None:
-    m = start_manager(tmp_path / "data", extra_env={"DEVYARD_IDLE_TIMEOUT_S": "3", "DEVYARD_SUPERVISE_INTERVAL_S": "0.5"})
+    m = start_manager(
+        tmp_path / "data", extra_env={"DEVYARD_IDLE_TIMEOUT_S": "3", "DEVYARD_SUPERVISE_INTERVAL_S": "0.5"}
+    )
     try:
         with m.api() as api:
             assert api.post("/workspaces", json={"name": "sleepy"}).status_code == 201
@@ -74,6 +89,7 @@ def test_idle_workspaces_stop_and_wake_through_the_gateway(engine: install.Engin
                 def sleepy_stopped() -> bool:
                     assert gw.get("/w/admin/busy/healthz").status_code == 200
                     return bool(api.get("/workspaces/sleepy").json()["status"] == "stopped")
+
                 wait_for(sleepy_stopped, 30, "sleepy to be stopped for idleness", interval=1.0)
                 assert api.get("/workspaces/busy").json()["status"] == "running"
                 assert api.get("/workspaces/awake").json()["status"] == "running"  # its own timeout: never
@@ -92,33 +108,45 @@ def test_idle_workspaces_stop_and_wake_through_the_gateway(engine: install.Engin
 
 
 def test_quotas_refuse_with_a_message_naming_the_limit(engine: install.Engine, tmp_path: Path) -> None:
-    m = start_manager(tmp_path / "data", extra_env={"DEVYARD_MAX_WORKSPACES_PER_USER": "2", "DEVYARD_MAX_RUNNING_PER_USER": "1"})
+    m = start_manager(
+        tmp_path / "data", extra_env={"DEVYARD_MAX_WORKSPACES_PER_USER": "2", "DEVYARD_MAX_RUNNING_PER_USER": "1"}
+    )
     try:
         with m.api() as api:
             assert api.post("/workspaces", json={"name": "one"}).status_code == 201
             assert api.post("/workspaces", json={"name": "two", "start": False}).status_code == 201
             third = api.post("/workspaces", json={"name": "three", "start": False})
             assert third.status_code == 403 and third.json()["error"]["code"] == "quota_exceeded"
-            assert "max_workspaces" in third.json()["error"]["message"] and "at most 2" in third.json()["error"]["message"]
+            assert (
+                "max_workspaces" in third.json()["error"]["message"] and "at most 2" in third.json()["error"]["message"]
+            )
             m.wait_status("one", "running")
             m.wait_status("two", "stopped")
             second = api.post("/workspaces/two/start")
             assert second.status_code == 403 and "max_running" in second.json()["error"]["message"]
             # Opening it through the gateway says why instead of a starting page.
-            gw = httpx.get(m.url + "/w/admin/two/", headers={"authorization": f"Bearer {m.token()}", "accept": "text/html"})
+            gw = httpx.get(
+                m.url + "/w/admin/two/", headers={"authorization": f"Bearer {m.token()}", "accept": "text/html"}
+            )
             assert gw.status_code == 403 and "max_running" in gw.text
             info = api.get("/me/quota").json()
             assert info["effective"] == {"max_workspaces": 2, "max_running": 1, "max_disk_mb": None}
             assert info["workspaces"] == 2 and info["running"] == 1
             # An admin raises this user's own limit: the start goes through.
-            raised = api.put("/users/admin/quota", json={"max_workspaces": None, "max_running": 2, "max_disk_mb": None}).json()
+            raised = api.put(
+                "/users/admin/quota", json={"max_workspaces": None, "max_running": 2, "max_disk_mb": None}
+            ).json()
             assert raised["own"]["max_running"] == 2 and raised["effective"]["max_workspaces"] == 2
             assert api.post("/workspaces/two/start").status_code == 202
             m.wait_status("two", "running")
             # Disk: a limit already used up refuses the next start (set with the CLI this time).
             out = m.cli("user", "quota", "admin", "--max-running", "5", "--max-disk-mb", "0")
             assert out.returncode == 0, out.stderr
-            assert api.get("/users/admin/quota").json()["own"] == {"max_workspaces": None, "max_running": 5, "max_disk_mb": 0}
+            assert api.get("/users/admin/quota").json()["own"] == {
+                "max_workspaces": None,
+                "max_running": 5,
+                "max_disk_mb": 0,
+            }
             assert m.cli("user", "quota", "admin", "--max-running", "many").returncode != 0
             assert api.post("/workspaces/two/stop").status_code == 202
             m.wait_status("two", "stopped")
@@ -132,10 +160,18 @@ def test_parallel_creates_and_racing_commands(manager: Manager) -> None:
     m = manager
     with m.api() as api:
         with ThreadPoolExecutor(20) as pool:
-            codes = list(pool.map(lambda i: api.post("/workspaces", json={"name": f"par-{i}", "start": False}).status_code, range(20)))
+            codes = list(
+                pool.map(
+                    lambda i: api.post("/workspaces", json={"name": f"par-{i}", "start": False}).status_code, range(20)
+                )
+            )
         assert codes == [201] * 20
         with ThreadPoolExecutor(10) as pool:
-            same = sorted(pool.map(lambda _: api.post("/workspaces", json={"name": "same", "start": False}).status_code, range(10)))
+            same = sorted(
+                pool.map(
+                    lambda _: api.post("/workspaces", json={"name": "same", "start": False}).status_code, range(10)
+                )
+            )
         assert same == [201] + [409] * 9
         names = [w["name"] for w in api.get("/workspaces").json()]
         assert names.count("same") == 1 and all(f"par-{i}" in names for i in range(20))
@@ -144,8 +180,13 @@ def test_parallel_creates_and_racing_commands(manager: Manager) -> None:
         assert api.post("/workspaces", json={"name": "racy"}).status_code == 201
         m.wait_status("racy", "running")
         before = set(m.engine_pids())
-        calls = [("post", "/workspaces/racy/stop"), ("post", "/workspaces/racy/start"), ("post", "/workspaces/racy/restart"),
-                 ("delete", "/workspaces/racy"), ("post", "/workspaces/racy/start")]
+        calls = [
+            ("post", "/workspaces/racy/stop"),
+            ("post", "/workspaces/racy/start"),
+            ("post", "/workspaces/racy/restart"),
+            ("delete", "/workspaces/racy"),
+            ("post", "/workspaces/racy/start"),
+        ]
         with ThreadPoolExecutor(len(calls)) as pool:
             answers = list(pool.map(lambda c: getattr(api, c[0])(c[1]).status_code, calls))
         assert all(code < 500 for code in answers), answers
@@ -209,17 +250,26 @@ def test_stop_workspaces_on_exit_metrics_and_json_logs(engine: install.Engine, t
             metrics = api.get(m.url + "/metrics")
             assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
             text = metrics.text
-            for expected in ('devyard_workspaces{status="running"} 1.0', "devyard_workspace_starts_total 1.0",
-                             'devyard_gateway_requests_total{code="302"}', "devyard_workspace_start_seconds_count 1.0",
-                             "devyard_gateway_open_websockets 0.0", 'devyard_engine_memory_bytes{owner="admin",workspace="counted"}'):
+            for expected in (
+                'devyard_workspaces{status="running"} 1.0',
+                "devyard_workspace_starts_total 1.0",
+                'devyard_gateway_requests_total{code="302"}',
+                "devyard_workspace_start_seconds_count 1.0",
+                "devyard_gateway_open_websockets 0.0",
+                'devyard_engine_memory_bytes{owner="admin",workspace="counted"}',
+            ):
                 assert expected in text, expected
             assert api.post("/users", json={"name": "viewer", "password": "viewer-password"}).status_code == 201
         assert httpx.get(m.url + "/metrics").status_code == 401
-        assert httpx.get(m.url + "/metrics", headers={"authorization": f"Bearer {m.token('viewer')}"}).status_code == 403
+        assert (
+            httpx.get(m.url + "/metrics", headers={"authorization": f"Bearer {m.token('viewer')}"}).status_code == 403
+        )
     finally:
         m.stop(kill_engines=False)
     # Stopped with the manager, as asked.
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     records = [json.loads(line) for line in m.log.splitlines() if line.startswith("{")]
-    assert any(r["logger"] == "devyard.workspaces" and r["message"] == "workspace admin/counted: running" for r in records)
+    assert any(
+        r["logger"] == "devyard.workspaces" and r["message"] == "workspace admin/counted: running" for r in records
+    )
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)

@@ -52,11 +52,20 @@ def sized(engine: install.Engine, tmp_path_factory: pytest.TempPathFactory) -> I
     """A manager with a tiny preset (the engine cannot even boot in it) and a default size."""
     base = tmp_path_factory.mktemp("sized")
     config = base / "devyard.yaml"
-    config.write_text(json.dumps({"devyard": {
-        "sizes": {"tiny": {"memory_mb": 40, "cpus": 0.5}, "small": {"memory_mb": 1024, "cpus": 1, "disk_mb": 1},
-                  "medium": {"memory_mb": 1536, "cpus": 1.5, "disk_mb": 1024, "description": "for builds"}},
-        "default_size": "medium",
-    }}))
+    config.write_text(
+        json.dumps(
+            {
+                "devyard": {
+                    "sizes": {
+                        "tiny": {"memory_mb": 40, "cpus": 0.5},
+                        "small": {"memory_mb": 1024, "cpus": 1, "disk_mb": 1},
+                        "medium": {"memory_mb": 1536, "cpus": 1.5, "disk_mb": 1024, "description": "for builds"},
+                    },
+                    "default_size": "medium",
+                }
+            }
+        )
+    )
     with start_manager(base / "data", args=("--config", str(config))) as m:
         yield m
 
@@ -76,7 +85,11 @@ def test_sizes_are_chosen_and_changed_while_stopped(sized: Manager) -> None:
         assert [(s["name"], s["default"]) for s in listed] == [("tiny", False), ("small", False), ("medium", True)]
         assert listed[2]["description"] == "for builds" and listed[2]["memory_mb"] == 1536
         bad = api.post("/workspaces", json={"name": "nope", "size": "huge"})
-        assert bad.status_code == 422 and bad.json()["error"]["code"] == "unknown_size" and "medium" in bad.json()["error"]["message"]
+        assert (
+            bad.status_code == 422
+            and bad.json()["error"]["code"] == "unknown_size"
+            and "medium" in bad.json()["error"]["message"]
+        )
         created = api.post("/workspaces", json={"name": "sz"})
         assert created.status_code == 201 and created.json()["size"] == "medium"  # the default
     sized.wait_status("sz", "running")
@@ -85,7 +98,9 @@ def test_sizes_are_chosen_and_changed_while_stopped(sized: Manager) -> None:
     assert record is not None
     if support.available:
         groups = [Path(g) for g in record["cgroups"]]
-        limits = "".join((g / f).read_text() for g in groups for f in ("memory.max", "memory.limit_in_bytes") if (g / f).exists())
+        limits = "".join(
+            (g / f).read_text() for g in groups for f in ("memory.max", "memory.limit_in_bytes") if (g / f).exists()
+        )
         assert str(1536 * MB) in limits
         assert str(record["pid"]) in (groups[0] / "cgroup.procs").read_text().split()
     else:
@@ -169,15 +184,26 @@ def test_no_limits_must_be_asked_for_and_keep_the_pids_limit(engine: install.Eng
         support = cgroups.detect()
         if support.available and support.pids is not None:
             (pids,) = [Path(g) for g in record["cgroups"] if (Path(g) / "pids.max").exists()]
-            assert (pids / "pids.max").read_text().strip() == "4096" and str(record["pid"]) in (pids / "cgroup.procs").read_text().split()
+            assert (pids / "pids.max").read_text().strip() == "4096" and str(record["pid"]) in (
+                pids / "cgroup.procs"
+            ).read_text().split()
         else:
             print(f"no pids controller here: {support.detail}")
 
 
 def test_a_running_workspace_over_its_disk_is_warned_then_stopped(engine: install.Engine, tmp_path: Path) -> None:
     config = tmp_path / "devyard.yaml"
-    config.write_text(json.dumps({"devyard": {"sizes": {"small": {"memory_mb": 1024, "cpus": 1, "disk_mb": 20}},
-                                              "disk_check_interval_s": 0.5, "disk_grace_s": 4}}))
+    config.write_text(
+        json.dumps(
+            {
+                "devyard": {
+                    "sizes": {"small": {"memory_mb": 1024, "cpus": 1, "disk_mb": 20}},
+                    "disk_check_interval_s": 0.5,
+                    "disk_grace_s": 4,
+                }
+            }
+        )
+    )
     with start_manager(tmp_path / "data", args=("--config", str(config))) as m:
         with m.api() as api:
             for name in ("full", "tidy"):
@@ -188,9 +214,15 @@ def test_a_running_workspace_over_its_disk_is_warned_then_stopped(engine: instal
         for name in ("full", "tidy"):
             (root / name / "files" / "big.bin").write_bytes(b"x" * (30 * MB))
         with m.api() as api:
+
             def warned(name: str) -> dict[str, Any] | None:
                 ws: dict[str, Any] = api.get(f"/workspaces/{name}").json()
-                return ws if ws["status"] == "running" and "more than its size 'small' allows (20 MB)" in (ws["error"] or "") else None
+                return (
+                    ws
+                    if ws["status"] == "running" and "more than its size 'small' allows (20 MB)" in (ws["error"] or "")
+                    else None
+                )
+
             for name in ("full", "tidy"):
                 assert "it stops in" in wait_for(lambda: warned(name), 30, f"{name} warned")["error"]
             # Brought back under its allowance in time: the warning goes and it runs on.

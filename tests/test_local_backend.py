@@ -1,9 +1,10 @@
-"""The Backend contract, run directly against the local backend with the real engine."""
+"""What only the local backend does, with the real engine; the Backend contract itself is tests/test_backend_contract.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 
 import psutil
@@ -11,10 +12,10 @@ import pytest
 
 from devyard.backends.base import WorkspaceSpec
 from devyard.backends.local import LocalBackend
-from devyard.logfiles import tail
 from devyard.config import load_settings
 from devyard.engine.install import CODE_SERVER_VERSION, Engine
 from devyard.errors import BackendError
+from devyard.logfiles import tail
 
 
 @pytest.fixture
@@ -26,37 +27,43 @@ def spec(backend: LocalBackend, uid: str = "aaaa11112222") -> WorkspaceSpec:
     return WorkspaceSpec(uid=uid, owner="ann", name="proj", root=backend.settings.workspaces_dir / "ann" / "proj")
 
 
-def test_contract(backend: LocalBackend) -> None:
+def test_engine_is_a_detached_process_tree_on_a_private_socket(backend: LocalBackend) -> None:
+    """What only the local backend promises (the shared contract is tests/test_backend_contract.py)."""
     ws = spec(backend)
 
     async def scenario() -> None:
-        assert (await backend.status(ws)).state == "stopped"
-        stats = await backend.stats(ws)
-        assert stats.memory_bytes == 0 and stats.uptime_s == 0
         endpoint = await backend.start(ws)
         assert endpoint.unix_socket and Path(endpoint.unix_socket).is_socket()
         assert oct(Path(endpoint.unix_socket).stat().st_mode & 0o777) == "0o600"
         assert oct(backend.run_dir.stat().st_mode & 0o777) == "0o700"
-        assert await backend.start(ws) == endpoint  # already running: same endpoint, no second engine
         st = await backend.status(ws)
-        assert st.state == "running" and st.pid and psutil.Process(st.pid).is_running()
-        stats = await backend.stats(ws)
-        assert stats.memory_bytes > 10_000_000 and stats.uptime_s >= 0
-
-        # A new backend instance (a restarted manager) finds the engine from disk alone.
-        adopted = await LocalBackend(backend.settings).adopt()
-        assert [(a.uid, a.pid) for a in adopted] == [(ws.uid, st.pid)]
+        assert st.pid and psutil.Process(st.pid).is_running()
+        assert (await backend.stats(ws)).memory_bytes > 10_000_000
+        # A restarted manager knows the engine by its pid (and start time) from disk alone.
+        assert [(a.uid, a.pid) for a in await LocalBackend(backend.settings).adopt()] == [(ws.uid, st.pid)]
 
         engine = psutil.Process(st.pid)
         tree = [engine, *engine.children(recursive=True)]
         await backend.stop(ws, timeout=5)
         assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)
-        assert (await backend.status(ws)).state == "stopped"
         assert not Path(endpoint.unix_socket).exists()
-        await backend.stop(ws, timeout=5)  # stopping a stopped engine is a no-op
-        assert any("HTTP server listening" in line for line in tail(ws.log_file, 50))
 
     asyncio.run(scenario())
+
+
+def test_remove_keeps_only_the_files_when_asked(backend: LocalBackend) -> None:
+    ws = spec(backend, "eeee11112222")
+    for folder in (ws.files_dir, ws.home_dir, ws.data_dir):
+        folder.mkdir(parents=True)
+        (folder / "x").write_text("x")
+    asyncio.run(backend.remove(ws, keep_files=True))
+    assert sorted(p.name for p in ws.root.iterdir()) == ["files"] and (ws.files_dir / "x").exists()
+    # A file where the workspace's folder belongs: the OSError is the backend's error, naming the workspace.
+    shutil.rmtree(ws.root)
+    ws.root.write_text("not a folder")
+    with pytest.raises(BackendError) as exc:
+        asyncio.run(backend.remove(ws, keep_files=True))
+    assert exc.value.message.startswith("could not remove workspace ann/proj: ") and str(ws.root) in exc.value.message
 
 
 def test_reused_pid_is_not_adopted(backend: LocalBackend) -> None:
@@ -85,7 +92,9 @@ def test_engine_exiting_while_starting_reports_its_log(tmp_path: Path) -> None:
     version_dir.mkdir(parents=True)
     script = version_dir / "entry.sh"
     script.write_text("echo 'fatal: cannot load native module' >&2\nexit 3\n")
-    (version_dir / "engine.json").write_text(json.dumps({"version": CODE_SERVER_VERSION, "root": str(version_dir), "node": "/bin/sh", "entry": str(script)}))
+    (version_dir / "engine.json").write_text(
+        json.dumps({"version": CODE_SERVER_VERSION, "root": str(version_dir), "node": "/bin/sh", "entry": str(script)})
+    )
     backend = LocalBackend(load_settings(data_dir=tmp_path / "d", engine_dir=tmp_path / "engines"))
     ws = spec(backend, "dddd11112222")
     with pytest.raises(BackendError) as exc:

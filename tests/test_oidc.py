@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from devyard.config import load_settings
 from devyard.engine.install import Engine
 from devyard.errors import Invalid
 from tests.browser import chromium
-from tests.support import Manager, peer, start_manager
+from tests.support import Manager, free_port, peer, start_manager
 
 PROVIDER_VERSION = "9.13.3"
 PEERS = Path(os.environ.get("DEVYARD_TEST_PEERS", Path.home() / ".cache" / "devyard" / "test-peers"))
@@ -32,28 +31,35 @@ def oidc_provider_dir() -> Path:
     with FileLock(str(folder) + ".lock"):
         if not (folder / "node_modules" / "oidc-provider" / "package.json").exists():
             folder.mkdir(exist_ok=True)
-            (folder / "package.json").write_text(json.dumps({"name": "devyard-oidc-peer", "private": True, "dependencies": {"oidc-provider": PROVIDER_VERSION}}))
-            subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=folder, check=True, capture_output=True, timeout=300)
+            (folder / "package.json").write_text(
+                json.dumps(
+                    {"name": "devyard-oidc-peer", "private": True, "dependencies": {"oidc-provider": PROVIDER_VERSION}}
+                )
+            )
+            subprocess.run(
+                ["npm", "install", "--no-audit", "--no-fund"], cwd=folder, check=True, capture_output=True, timeout=300
+            )
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def sso(engine: Engine, oidc_provider_dir: Path, tmp_path: Path) -> Iterator[Manager]:
     """A manager whose SSO issuer is a running oidc-provider allowing @example.org."""
     port = free_port()
-    manager = start_manager(tmp_path / "data", extra_env={
-        "DEVYARD_OIDC_ISSUER": f"http://127.0.0.1:{port}", "DEVYARD_OIDC_CLIENT_ID": "devyard",
-        "DEVYARD_OIDC_CLIENT_SECRET": "devyard-test-secret", "DEVYARD_OIDC_ALLOWED_DOMAINS": '["example.org"]',
-    })
+    manager = start_manager(
+        tmp_path / "data",
+        extra_env={
+            "DEVYARD_OIDC_ISSUER": f"http://127.0.0.1:{port}",
+            "DEVYARD_OIDC_CLIENT_ID": "devyard",
+            "DEVYARD_OIDC_CLIENT_SECRET": "devyard-test-secret",
+            "DEVYARD_OIDC_ALLOWED_DOMAINS": '["example.org"]',
+        },
+    )
     try:
-        with peer([str(engine.node), str(SCRIPT), str(port), manager.url + "/auth/oidc/callback"],
-                  env={**os.environ, "OIDC_PROVIDER_DIR": str(oidc_provider_dir)}):
+        with peer(
+            [str(engine.node), str(SCRIPT), str(port), manager.url + "/auth/oidc/callback"],
+            env={**os.environ, "OIDC_PROVIDER_DIR": str(oidc_provider_dir)},
+        ):
             yield manager
     finally:
         manager.stop()
@@ -78,7 +84,16 @@ def sign_in(browser: object, manager: Manager, login: str) -> object:
 
 def test_sso_sign_in(sso: Manager, tmp_path: Path) -> None:
     # A local account named like the SSO user must not be taken over.
-    out = sso.cli("user", "add", "olivia", "--password-stdin", "--data-dir", str(sso.data_dir), token=None, input="local-olivia-pw\n")
+    out = sso.cli(
+        "user",
+        "add",
+        "olivia",
+        "--password-stdin",
+        "--data-dir",
+        str(sso.data_dir),
+        token=None,
+        input="local-olivia-pw\n",
+    )
     assert out.returncode == 0
     with chromium(tmp_path / "profile") as browser:
         page = sign_in(browser, sso, "olivia")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import socket
 import time
-from contextlib import closing
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from tests.support import Manager, start_manager, wait_for
 PASSWORD = "correct horse battery"
 APP_PORT = 8123
 EDITOR_WS = "/stable-x?reconnectionToken=t&reconnection=false&skipWebSocketFrames=false"
-SERVER = r'''
+SERVER = r"""
 import base64, hashlib, http.server, json, socketserver, sys
 LOG = sys.argv[2]
 
@@ -74,7 +74,7 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 print("serving on http://localhost:%s" % sys.argv[1], flush=True)
 Server(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-'''
+"""
 
 
 @dataclass
@@ -112,7 +112,9 @@ class Site:
 
     def login(self, user: str, password: str = PASSWORD) -> httpx.Client:
         """A browser-like client logged in on the dashboard (its session cookie is host-only there)."""
-        client = httpx.Client(base_url=self.m.url, headers={"host": f"localhost:{self.port}"}, follow_redirects=False, timeout=30)
+        client = httpx.Client(
+            base_url=self.m.url, headers={"host": f"localhost:{self.port}"}, follow_redirects=False, timeout=30
+        )
         r = client.post("/api/v1/auth/login", json={"username": user, "password": password})
         assert r.status_code == 200, r.text
         return client
@@ -150,7 +152,9 @@ def _still_open(conn: ClientConnection) -> bool:
 @pytest.fixture(scope="module")
 def site(engine: install.Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     base = tmp_path_factory.mktemp("origins")
-    m = start_manager(base / "data", extra_env={"DEVYARD_WORKSPACE_DOMAIN": "localhost", "DEVYARD_PUBLIC_PORTS": "true"})
+    m = start_manager(
+        base / "data", extra_env={"DEVYARD_WORKSPACE_DOMAIN": "localhost", "DEVYARD_PUBLIC_PORTS": "true"}
+    )
     try:
         port = int(m.url.rsplit(":", 1)[1])
         with m.api() as admin:
@@ -176,7 +180,11 @@ def site(engine: install.Engine, tmp_path_factory: pytest.TempPathFactory) -> It
             open_terminal(page, f"http://app--alice.localhost:{port}/")
             run_in_terminal(page, f"python3 server.py {APP_PORT} requests.log")
             site = Site(m, port, tokens, files, page, context)
-            wait_for(lambda: site.get("/", site.host(APP_PORT), **site.bearer("alice")).status_code == 200, 60, "alice's app to answer")
+            wait_for(
+                lambda: site.get("/", site.host(APP_PORT), **site.bearer("alice")).status_code == 200,
+                60,
+                "alice's app to answer",
+            )
             yield site
     finally:
         m.stop()
@@ -196,7 +204,8 @@ def test_a_workspace_page_cannot_use_the_dashboard_api(site: Site) -> None:
     page = site.page
     with site.m.api(site.tokens["alice"]) as alice:
         before = len(alice.get("/tokens").json())
-    outcome = page.evaluate("""async (api) => {
+    outcome = page.evaluate(
+        """async (api) => {
         const out = {};
         try { const r = await fetch(api + "/api/v1/me", {credentials: "include"}); out.read = r.status; }
         catch (e) { out.read = "refused"; }
@@ -206,7 +215,9 @@ def test_a_workspace_page_cannot_use_the_dashboard_api(site: Site) -> None:
             out.write = "sent";
         } catch (e) { out.write = "refused"; }
         return out;
-    }""", site.dashboard)
+    }""",
+        site.dashboard,
+    )
     assert outcome["read"] == "refused"  # no CORS: the answer never reaches the page
     with site.m.api(site.tokens["alice"]) as alice:
         assert len(alice.get("/tokens").json()) == before  # and nothing was created
@@ -223,7 +234,9 @@ def test_an_app_with_absolute_paths_works_at_its_port_origin_and_never_sees_devy
         page.close()
     seen = [json.loads(line) for line in (site.files / "requests.log").read_text().splitlines()]
     assert any(r["path"] == "/app.js" for r in seen)
-    assert not [r for r in seen if "devyard" in r["cookie"]]  # neither the session nor the origin's own cookie reach the engine
+    assert not [
+        r for r in seen if "devyard" in r["cookie"]
+    ]  # neither the session nor the origin's own cookie reach the engine
 
 
 def test_the_ports_view_shows_the_ports_own_origin(site: Site) -> None:
@@ -329,7 +342,7 @@ def test_cookies_are_bound_to_one_origin_and_websockets_to_their_own(site: Site)
 
 def test_without_a_cookie_a_browser_is_sent_to_the_dashboard_and_scripts_get_401(site: Site) -> None:
     r = site.get("/some/where?x=1", site.host(), accept="text/html")
-    assert r.status_code == 302
+    assert r.status_code == 303
     to = urlsplit(r.headers["location"])
     assert to.netloc == f"localhost:{site.port}" and to.path == "/auth/workspace"
     r = site.get("/healthz", site.host())
@@ -361,7 +374,9 @@ def _keep_alive(site: Site, cookie: str) -> socket.socket:
     while b"\r\n\r\n" not in head:
         head += sock.recv(65536)
     assert head.startswith(b"HTTP/1.1 200"), head
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
     body = head.split(b"\r\n\r\n", 1)[1]
     while len(body) < length:
         body += sock.recv(65536)
@@ -397,8 +412,11 @@ def test_logging_out_closes_live_connections(site: Site) -> None:
 def test_a_password_change_closes_live_connections(site: Site) -> None:
     bob, conn = _as_bob_in_a_browser(site)
     with closing(bob), conn:
-        r = bob.post("/api/v1/me/password", json={"current_password": PASSWORD, "new_password": PASSWORD + "!"},
-                     headers={"origin": site.dashboard})
+        r = bob.post(
+            "/api/v1/me/password",
+            json={"current_password": PASSWORD, "new_password": PASSWORD + "!"},
+            headers={"origin": site.dashboard},
+        )
         assert r.status_code == 204, r.text
         assert _closes_within(conn, 1.0)
     with site.m.api() as admin:
@@ -447,7 +465,9 @@ def test_narrowing_a_ports_visibility_closes_its_connections(site: Site) -> None
 
 
 def test_path_links_lead_to_the_workspaces_own_origin(site: Site) -> None:
-    r = httpx.get(site.m.url + "/w/alice/app/some/file?x=1", headers={"host": site.dashboard[7:]}, follow_redirects=False)
+    r = httpx.get(
+        site.m.url + "/w/alice/app/some/file?x=1", headers={"host": site.dashboard[7:]}, follow_redirects=False
+    )
     assert r.status_code == 302 and r.headers["location"] == f"http://{site.host()}/some/file?x=1"
     # A loopback address is sent to localhost, where the workspaces' sign-in can see the login.
     r = httpx.get(site.m.url + "/", headers={"accept": "text/html"}, follow_redirects=False)
@@ -472,9 +492,16 @@ def test_public_ports_need_an_admins_permission(engine: install.Engine, tmp_path
 
 
 def test_public_url_refuses_other_hosts(engine: install.Engine, tmp_path: Path) -> None:
-    m = start_manager(tmp_path / "data", extra_env={"DEVYARD_WORKSPACE_DOMAIN": "ws.example.test", "DEVYARD_PUBLIC_URL": "https://devyard.example.test",
-                                                    "DEVYARD_PUBLIC_PORTS": "true"})
+    m = start_manager(
+        tmp_path / "data",
+        extra_env={
+            "DEVYARD_WORKSPACE_DOMAIN": "ws.example.test",
+            "DEVYARD_PUBLIC_URL": "https://devyard.example.test",
+            "DEVYARD_PUBLIC_PORTS": "true",
+        },
+    )
     try:
+
         def status(host: str) -> int:
             return httpx.get(m.url + "/healthz", headers={"host": host}).status_code
 
@@ -490,10 +517,18 @@ def test_public_url_refuses_other_hosts(engine: install.Engine, tmp_path: Path) 
         # Anyone may open a public port, but only those who may open the workspace start it.
         r = httpx.get(m.url + "/", headers={"host": "3000--" + host, "accept": "text/html"})
         assert r.status_code == 503 and "not running" in r.text
+        # Signed in is not enough: a user the workspace is not shared with does not wake it either.
+        with m.api() as api:
+            assert api.post("/users", json={"name": "stranger", "password": "a long password 1"}).status_code == 201
+        stranger = {"host": "3000--" + host, "accept": "text/html", "authorization": f"Bearer {m.token('stranger')}"}
+        r = httpx.get(m.url + "/", headers=stranger)
+        assert r.status_code == 503 and "not running" in r.text
         with m.api() as api:
             assert api.get("/workspaces/away").json()["status"] == "stopped"
         # The gateway's own pages on a workspace's origin take styles and links from the dashboard, whose API is out of their reach.
-        r = httpx.get(m.url + "/", headers={"host": host, "accept": "text/html", "authorization": f"Bearer {m.token()}"})
+        r = httpx.get(
+            m.url + "/", headers={"host": host, "accept": "text/html", "authorization": f"Bearer {m.token()}"}
+        )
         assert r.status_code == 503 and 'href="https://devyard.example.test/static/devyard.css"' in r.text
         assert 'http-equiv="refresh"' in r.text and "starting.js" not in r.text
         assert httpx.get(m.url + "/_devyard/anything", headers={"host": host}).status_code == 404

@@ -21,8 +21,10 @@ def test_plain_names_round_trip(owner: str, name: str) -> None:
     assert parse_label(port_label(owner, name, "abc123", 3000)) == HostTarget(owner=owner, name=name, port=3000)
 
 
-@pytest.mark.parametrize(("owner", "name"), [("jane.doe", "app"), ("j_d", "app"), ("alice", "a--b"), ("alice", "trailing-"),
-                                             ("o" * 39, "n" * 39)])
+@pytest.mark.parametrize(
+    ("owner", "name"),
+    [("jane.doe", "app"), ("j_d", "app"), ("alice", "a--b"), ("alice", "trailing-"), ("o" * 39, "n" * 39)],
+)
 def test_names_that_cannot_be_a_label_use_the_uid(owner: str, name: str) -> None:
     label = workspace_label(owner, name, "abc123")
     assert label == "id---abc123" and len(port_label(owner, name, "abc123", 65535)) <= 63
@@ -30,8 +32,21 @@ def test_names_that_cannot_be_a_label_use_the_uid(owner: str, name: str) -> None
     assert parse_label(port_label(owner, name, "abc123", 8080)) == HostTarget(uid="abc123", port=8080)
 
 
-@pytest.mark.parametrize("label", ["app", "a--b--c--d", "app---alice", "x--id---abc", "0--app--alice", "70000--app--alice", "-a--b",
-                                   "id---", "id---a.b", "3000--"])
+@pytest.mark.parametrize(
+    "label",
+    [
+        "app",
+        "a--b--c--d",
+        "app---alice",
+        "x--id---abc",
+        "0--app--alice",
+        "70000--app--alice",
+        "-a--b",
+        "id---",
+        "id---a.b",
+        "3000--",
+    ],
+)
 def test_labels_that_name_nothing(label: str) -> None:
     assert parse_label(label) is None
 
@@ -57,7 +72,10 @@ def test_urls_hosts_and_refusals() -> None:
     assert local.elsewhere("127.0.0.1:8000") == "http://localhost:8000" and local.elsewhere("localhost:8000") is None
     path = Origins(None)
     assert path.path_mode and path.workspace_url("alice", "app", "u1") == "/w/alice/app/"
-    assert path.port_url("alice", "app", "u1", 3000) == "/w/alice/app/proxy/3000/" and path.target("x--y.localhost") is None
+    assert (
+        path.port_url("alice", "app", "u1", 3000) == "/w/alice/app/proxy/3000/"
+        and path.target("x--y.localhost") is None
+    )
 
 
 def test_domain_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,8 +84,12 @@ def test_domain_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_domain(Settings(workspace_domain="auto", host="0.0.0.0")) is None  # no wildcard to assume: path mode
     assert resolve_domain(Settings(workspace_domain="auto", public_url="https://devyard.example.com")) is None
     assert resolve_domain(Settings(workspace_domain="none")) is None
-    for bad, words in [({"workspace_domain": "ws.example.com"}, "set public_url"), ({"workspace_domain": "-x.com"}, "not a domain name"),
-                       ({"public_url": "https://x.example.com/path"}, "scheme and host only"), ({"public_url": "ftp://x"}, "scheme and host only")]:
+    for bad, words in [
+        ({"workspace_domain": "ws.example.com"}, "set public_url"),
+        ({"workspace_domain": "-x.com"}, "not a domain name"),
+        ({"public_url": "https://x.example.com/path"}, "scheme and host only"),
+        ({"public_url": "ftp://x"}, "scheme and host only"),
+    ]:
         with pytest.raises(ValidationError, match=words):
             Settings(**bad)
 

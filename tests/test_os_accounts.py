@@ -21,7 +21,7 @@ import httpx
 import psutil
 import pytest
 
-from devyard.backends import accounts
+from devyard import osaccounts as accounts
 from devyard.engine import install
 from tests.browser import chromium, login, open_terminal, run_in_terminal
 from tests.support import ADMIN_PASSWORD, DEVYARD, Manager, start_manager, wait_for
@@ -58,7 +58,9 @@ def users() -> Iterator[list[str]]:
 def add_user(m: Manager, name: str) -> str:
     """Add user `name` with a known password; return the password."""
     password = f"{name}-password"
-    out = m.cli("user", "add", name, "--password-stdin", "--data-dir", str(m.data_dir), token=None, input=password + "\n")
+    out = m.cli(
+        "user", "add", name, "--password-stdin", "--data-dir", str(m.data_dir), token=None, input=password + "\n"
+    )
     assert out.returncode == 0, out.stderr
     return password
 
@@ -72,13 +74,19 @@ def engine_of(m: Manager, user: str, name: str) -> psutil.Process:
     for pid in m.engine_pids():
         for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
             cmdline = proc.cmdline()
-            if "--socket" in cmdline and Path(cmdline[0]).name == "node" and f"/workspaces/{user}/{name}/files" in " ".join(cmdline):
+            if (
+                "--socket" in cmdline
+                and Path(cmdline[0]).name == "node"
+                and f"/workspaces/{user}/{name}/files" in " ".join(cmdline)
+            ):
                 return proc
     raise AssertionError(f"no engine for {user}/{name}")
 
 
 @as_root
-def test_terminal_cannot_reach_another_users_workspace(engine: install.Engine, passable: Path, users: list[str]) -> None:
+def test_terminal_cannot_reach_another_users_workspace(
+    engine: install.Engine, passable: Path, users: list[str]
+) -> None:
     a, b = users
     m = start_manager(passable / "data", extra_env={"DEVYARD_OS_ACCOUNTS": "on"})
     try:
@@ -113,9 +121,11 @@ def test_terminal_cannot_reach_another_users_workspace(engine: install.Engine, p
 
         # A's own terminal, in the browser, tries to read B's file, connect to B's engine and signal it.
         files_a = m.data_dir / "workspaces" / a / "wa" / "files"
-        probe = (f"id -un > r_id; cat {secret} > r_cat 2>&1; "
-                 f"/usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' {sock_b} > r_sock 2>&1; "
-                 f"kill -0 {engine_b.pid} > r_kill 2>&1; cat {m.data_dir / 'devyard.db'} > r_db 2>&1; echo done > r_done")
+        probe = (
+            f"id -un > r_id; cat {secret} > r_cat 2>&1; "
+            f"/usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' {sock_b} > r_sock 2>&1; "
+            f"kill -0 {engine_b.pid} > r_kill 2>&1; cat {m.data_dir / 'devyard.db'} > r_db 2>&1; echo done > r_done"
+        )
         with chromium(passable / "profile") as browser:
             page = browser.new_page()
             login(page, m.url, a, password)
@@ -126,7 +136,10 @@ def test_terminal_cannot_reach_another_users_workspace(engine: install.Engine, p
         result = {name: (files_a / name).read_text() for name in ("r_id", "r_cat", "r_sock", "r_kill", "r_db")}
         assert result["r_id"].strip() == acc_a.name
         # Refused by the accounts' permissions, or (sandboxed) not even there to be refused.
-        assert any(e in result["r_cat"] for e in ("Permission denied", "No such file")) and "b's secret" not in result["r_cat"]
+        assert (
+            any(e in result["r_cat"] for e in ("Permission denied", "No such file"))
+            and "b's secret" not in result["r_cat"]
+        )
         assert any(e in result["r_sock"] for e in ("PermissionError", "FileNotFoundError"))
         assert any(e in result["r_kill"] for e in ("Operation not permitted", "No such process"))
         assert any(e in result["r_db"] for e in ("Permission denied", "No such file"))
@@ -137,7 +150,9 @@ def test_terminal_cannot_reach_another_users_workspace(engine: install.Engine, p
 
 
 @as_root
-def test_existing_workspace_moves_to_its_account_and_survives_restart(engine: install.Engine, passable: Path, users: list[str]) -> None:
+def test_existing_workspace_moves_to_its_account_and_survives_restart(
+    engine: install.Engine, passable: Path, users: list[str]
+) -> None:
     user = users[0]
     data = passable / "data"
     m = start_manager(data)  # os_accounts off: engines run as root
@@ -177,10 +192,22 @@ def test_existing_workspace_moves_to_its_account_and_survives_restart(engine: in
         # so with the workspace's HOME) ends with their last workspace; the account's processes that
         # no workspace of this manager started (another manager's, with the same user name) do not.
         home = data / "workspaces" / user / "old" / "home"
-        stray = subprocess.Popen(["sleep", "600"], user=account.uid, group=account.gid, extra_groups=[], start_new_session=True,
-                                 env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
-        other = subprocess.Popen(["sleep", "600"], user=account.uid, group=account.gid, extra_groups=[], start_new_session=True,
-                                 env={"HOME": "/elsewhere", "PATH": "/usr/bin:/bin"})
+        stray = subprocess.Popen(
+            ["sleep", "600"],
+            user=account.uid,
+            group=account.gid,
+            extra_groups=[],
+            start_new_session=True,
+            env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+        )
+        other = subprocess.Popen(
+            ["sleep", "600"],
+            user=account.uid,
+            group=account.gid,
+            extra_groups=[],
+            start_new_session=True,
+            env={"HOME": "/elsewhere", "PATH": "/usr/bin:/bin"},
+        )
         with m.api(user) as api:
             assert api.post("/workspaces/old/stop").status_code == 202
         m.wait_status("old", "stopped", token=user)
@@ -198,9 +225,15 @@ def test_existing_workspace_moves_to_its_account_and_survives_restart(engine: in
 def test_data_dir_accounts_cannot_reach_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "data"  # below pytest's 0700 folders
     env = {**os.environ, "DEVYARD_OS_ACCOUNTS": "on", "DEVYARD_DATA_DIR": str(data)}
-    out = subprocess.run([DEVYARD, "up", "--port", "0", "--no-install-engine"], env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [DEVYARD, "up", "--port", "0", "--no-install-engine"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode != 0
-    assert "is closed to other accounts" in out.stderr and "/var/lib/devyard" in out.stderr and "Traceback" not in out.stderr
+    assert (
+        "is closed to other accounts" in out.stderr
+        and "/var/lib/devyard" in out.stderr
+        and "Traceback" not in out.stderr
+    )
     doctor = subprocess.run([DEVYARD, "doctor"], env=env, capture_output=True, text=True, timeout=60)
     assert "isolation" in doctor.stdout and "closed to other accounts" in doctor.stdout
 
@@ -221,7 +254,9 @@ def test_shared_account_is_said_plainly(manager: Manager) -> None:
 
 
 @as_root
-def test_folders_are_private_from_creation_and_a_missing_sandbox_is_said(engine: install.Engine, passable: Path, users: list[str]) -> None:
+def test_folders_are_private_from_creation_and_a_missing_sandbox_is_said(
+    engine: install.Engine, passable: Path, users: list[str]
+) -> None:
     user = users[0]
     env = {"DEVYARD_OS_ACCOUNTS": "on", "DEVYARD_SANDBOX": "off"}
     m = start_manager(passable / "data", extra_env=env)
@@ -240,16 +275,27 @@ def test_folders_are_private_from_creation_and_a_missing_sandbox_is_said(engine:
             assert (d.lstat().st_uid, d.lstat().st_gid, mode(d)) == (0, account.gid, 0o710)
         assert ((root / "logs").lstat().st_uid, mode(root / "logs")) == (0, 0o700)
         # Without the sandbox, everyone is told in one sentence: doctor, the dashboard, the manager's log.
-        doctor = subprocess.run([DEVYARD, "doctor"], env={**os.environ, **env, "DEVYARD_DATA_DIR": str(m.data_dir), "NO_COLOR": "1", "COLUMNS": "250"},
-                                capture_output=True, text=True, timeout=60)
+        doctor = subprocess.run(
+            [DEVYARD, "doctor"],
+            env={**os.environ, **env, "DEVYARD_DATA_DIR": str(m.data_dir), "NO_COLOR": "1", "COLUMNS": "250"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         lines = {line.split()[1]: line for line in doctor.stdout.splitlines() if len(line.split()) > 1}
         assert "warn" in lines["sandbox"] and "engines are not sandboxed: sandbox: off" in lines["sandbox"]
         assert "warn" in lines["isolation"] and "Workspaces are not sandboxed (sandbox: off)" in lines["isolation"]
         with httpx.Client(base_url=m.url) as c:
-            assert c.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code == 200
+            assert (
+                c.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code == 200
+            )
             for page in ("/", "/admin/users"):
                 text = c.get(page).text
-                assert 'id="isolation-notice"' in text and "not sandboxed (sandbox: off)" in text and "reach other users&#39; ports" in text
+                assert (
+                    'id="isolation-notice"' in text
+                    and "not sandboxed (sandbox: off)" in text
+                    and "reach other users&#39; ports" in text
+                )
         assert "NOT sandboxed (sandbox: off)" in m.log
     finally:
         m.stop()

@@ -64,7 +64,11 @@ def test_a_pooled_engine_becomes_the_workspace(pooled: Manager, tmp_path: Path) 
             login(page, m.url, "admin", ADMIN_PASSWORD)
             open_terminal(page, m.url + "/w/admin/pw/")
             run_in_terminal(page, "echo pooled-$((6*7)) > made-in-terminal.txt")
-            wait_for(lambda: (root / "files" / "made-in-terminal.txt").exists(), 60, "the terminal's file in the workspace folder")
+            wait_for(
+                lambda: (root / "files" / "made-in-terminal.txt").exists(),
+                60,
+                "the terminal's file in the workspace folder",
+            )
         assert (root / "files" / "made-in-terminal.txt").read_text() == "pooled-42\n"
 
         # Stopped, the borrowed paths go; the next start is an ordinary engine on the workspace's own paths.
@@ -90,12 +94,23 @@ def test_what_the_pool_does_not_serve_and_a_manager_restart(pooled: Manager) -> 
             assert api.post("/workspaces", json={"name": "sized", "size": "medium"}).status_code == 201
         m.wait_status("sized", "running")
         assert slot in folder_of(m, "sized")
-        record = next(json.loads(p.read_text()) for p in (m.data_dir / "run" / "engines").glob("*.json") if '"sized"' in p.read_text())
+        record = next(
+            json.loads(p.read_text())
+            for p in (m.data_dir / "run" / "engines").glob("*.json")
+            if '"sized"' in p.read_text()
+        )
         assert record["memory_bytes"] == 4096 << 20
         if cgroups.detect().available:
             memory = Path(record["cgroups"][0])
-            limit = (memory / "memory.limit_in_bytes") if (memory / "memory.limit_in_bytes").exists() else memory / "memory.max"
-            assert limit.read_text().strip() == str(4096 << 20) and str(record["pid"]) in (memory / "cgroup.procs").read_text().split()
+            limit = (
+                (memory / "memory.limit_in_bytes")
+                if (memory / "memory.limit_in_bytes").exists()
+                else memory / "memory.max"
+            )
+            assert (
+                limit.read_text().strip() == str(4096 << 20)
+                and str(record["pid"]) in (memory / "cgroup.procs").read_text().split()
+            )
 
         # Secret variables are fixed when an engine boots: a workspace whose owner has some starts its own.
         wait_pool(m, 2)
@@ -104,7 +119,9 @@ def test_what_the_pool_does_not_serve_and_a_manager_restart(pooled: Manager) -> 
             assert api.put("/secrets/POOL_TEST", json={"value": "x"}).status_code == 201
             assert api.post("/workspaces", json={"name": "secretive"}).status_code == 201
             m.wait_status("secretive", "running")
-            assert folder_of(m, "secretive") == str(m.data_dir / "workspaces" / "admin" / "secretive" / "files") and slot in pool_records(m)
+            assert folder_of(m, "secretive") == str(
+                m.data_dir / "workspaces" / "admin" / "secretive" / "files"
+            ) and slot in pool_records(m)
             assert api.delete("/secrets/POOL_TEST").status_code == 204
 
         # A manager killed outright: the waiting engine is taken back into the pool, not booted again.
@@ -119,7 +136,11 @@ def test_what_the_pool_does_not_serve_and_a_manager_restart(pooled: Manager) -> 
         assert slot in folder_of(m, "after")
         with m.api() as api:
             assert api.delete("/workspaces/after").status_code == 204
-        wait_for(lambda: not (m.data_dir / "workspaces" / "admin" / "after").exists(), 30, "the deleted workspace's folder gone")
+        wait_for(
+            lambda: not (m.data_dir / "workspaces" / "admin" / "after").exists(),
+            30,
+            "the deleted workspace's folder gone",
+        )
         assert not os.path.lexists(m.data_dir / "pool" / slot)
         ok = True
     finally:
@@ -127,7 +148,9 @@ def test_what_the_pool_does_not_serve_and_a_manager_restart(pooled: Manager) -> 
     # A pool of 0: engines left waiting are stopped at the next start instead of kept.
     m = start_manager(m.data_dir, extra_env={"DEVYARD_POOL__SIZE": "0"})
     try:
-        assert pool_records(m) == {} and not any(p.name.startswith("pool-") and p.is_dir() and not p.is_symlink() for p in (m.data_dir / "pool").iterdir())
+        assert pool_records(m) == {} and not any(
+            p.name.startswith("pool-") and p.is_dir() and not p.is_symlink() for p in (m.data_dir / "pool").iterdir()
+        )
     finally:
         m.stop()
 

@@ -17,8 +17,13 @@ def test_the_manager_keeps_its_state_in_postgres(pg: Postgres, engine: Engine, t
         out = m.cli("user", "add", "alice")
         assert out.returncode == 0, out.stderr
         with m.api() as api:
-            assert api.post("/workspaces", json={"name": "pgws", "size": "small", "idle_timeout_s": 600}).status_code == 201
-            assert api.post("/workspaces", json={"name": "pgws"}).json()["error"]["code"] == "workspace_exists"  # the unique constraint
+            assert (
+                api.post("/workspaces", json={"name": "pgws", "size": "small", "idle_timeout_s": 600}).status_code
+                == 201
+            )
+            assert (
+                api.post("/workspaces", json={"name": "pgws"}).json()["error"]["code"] == "workspace_exists"
+            )  # the unique constraint
             m.wait_status("pgws", "running")
             assert api.post("/workspaces/pgws/shares", json={"user": "alice"}).status_code == 201
             assert api.post("/workspaces/pgws/shares", json={"user": "alice"}).status_code == 409
@@ -34,7 +39,12 @@ def test_the_manager_keeps_its_state_in_postgres(pg: Postgres, engine: Engine, t
             actions = {e["action"] for e in api.get("/audit").json()}
             assert {"workspace.create", "workspace.share", "user.create"} <= actions
         # What the database holds is what the manager said.
-        assert pg.sql("SELECT status, address IS NULL, busy_replica IS NULL FROM workspaces WHERE name = 'pgws'", "manager") == "stopped|t|t"
+        assert (
+            pg.sql(
+                "SELECT status, address IS NULL, busy_replica IS NULL FROM workspaces WHERE name = 'pgws'", "manager"
+            )
+            == "stopped|t|t"
+        )
         assert pg.sql("SELECT count(*) FROM shares", "manager") == "1"
         m.stop()
         m = start_manager(tmp_path / "data", {"DEVYARD_DATABASE_URL": url})  # a restart finds it all again

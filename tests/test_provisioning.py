@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import io
 import json
-import shutil
 import os
+import shutil
 import sys
 import tarfile
 import zipfile
@@ -24,20 +24,41 @@ from devyard import provision
 from devyard.backends.base import WorkspaceSpec
 from devyard.config import load_settings
 from devyard.engine import install
-from devyard.errors import Invalid
+from devyard.errors import ArchiveRefused, Invalid
 from devyard.provision import archive, usersettings
-from devyard.workspaces import backups
 from devyard.provision.git import check_url, redact
 from devyard.tls import CERT_NAME
+from devyard.workspaces import backups
 from tests.support import Manager, make_repo, peer, start_manager, wait_for
 
 ATTACK_URLS = [
-    "ext::sh -c touch% /tmp/pwned", "ext::sh", "fd::17", "fd::0/x", "-uupload-pack=touch /tmp/pwned", "--upload-pack=touch",
-    "ssh://-oProxyCommand=touch%20/tmp/pwned/x", "-oProxyCommand=touch:x", "git://example.com/x.git", "http://example.com/x.git",
-    "https://user:secret@example.com/x.git", "file:///etc", "/srv/repo", "./repo", "https://exa mple.com/x", "https://",
-    "https://-host/x", "ftp://example.com/x", "https://example.com/x\n--upload-pack=y", "",
+    "ext::sh -c touch% /tmp/pwned",
+    "ext::sh",
+    "fd::17",
+    "fd::0/x",
+    "-uupload-pack=touch /tmp/pwned",
+    "--upload-pack=touch",
+    "ssh://-oProxyCommand=touch%20/tmp/pwned/x",
+    "-oProxyCommand=touch:x",
+    "git://example.com/x.git",
+    "http://example.com/x.git",
+    "https://user:secret@example.com/x.git",
+    "file:///etc",
+    "/srv/repo",
+    "./repo",
+    "https://exa mple.com/x",
+    "https://",
+    "https://-host/x",
+    "ftp://example.com/x",
+    "https://example.com/x\n--upload-pack=y",
+    "",
 ]
-GOOD_URLS = ["https://github.com/a/b.git", "ssh://git@example.com/a/b.git", "git@github.com:a/b.git", "ssh://example.com:2222/x"]
+GOOD_URLS = [
+    "https://github.com/a/b.git",
+    "ssh://git@example.com/a/b.git",
+    "git@github.com:a/b.git",
+    "ssh://example.com:2222/x",
+]
 
 
 @pytest.mark.parametrize("url", ATTACK_URLS)
@@ -54,7 +75,11 @@ def test_ordinary_git_urls_pass(url: str, tmp_path: Path) -> None:
 def test_file_urls_only_below_allowed_roots(tmp_path: Path) -> None:
     (tmp_path / "repos" / "r.git").mkdir(parents=True)
     assert check_url(f"file://{tmp_path}/repos/r.git", [tmp_path / "repos"])
-    for url in (f"file://{tmp_path}/repos/../other", f"file://{tmp_path}/elsewhere", f"file://host{tmp_path}/repos/r.git"):
+    for url in (
+        f"file://{tmp_path}/repos/../other",
+        f"file://{tmp_path}/elsewhere",
+        f"file://host{tmp_path}/repos/r.git",
+    ):
         with pytest.raises(Invalid):
             check_url(url, [tmp_path / "repos"])
     with pytest.raises(Invalid, match="none are configured"):
@@ -68,7 +93,11 @@ def test_settings_merge_keeps_what_the_user_has(tmp_path: Path) -> None:
     path.write_text('{\n  // mine\n  "editor.fontSize": 17, /* keep */\n  "files.autoSave": "off",\n}\n')
     added = usersettings.merge(tmp_path, {"editor.fontSize": 12, "python.analysis.typeCheckingMode": "strict"})
     assert added == ["python.analysis.typeCheckingMode"]
-    assert json.loads(path.read_text()) == {"editor.fontSize": 17, "files.autoSave": "off", "python.analysis.typeCheckingMode": "strict"}
+    assert json.loads(path.read_text()) == {
+        "editor.fontSize": 17,
+        "files.autoSave": "off",
+        "python.analysis.typeCheckingMode": "strict",
+    }
     path.write_text("{ not json")
     usersettings.merge(tmp_path, {"a": 1})
     assert json.loads(path.read_text()) == {"a": 1}
@@ -84,7 +113,9 @@ def test_settings_merge_never_writes_through_a_planted_link(tmp_path: Path) -> N
     (data / "User" / ".settings.json.tmp").symlink_to(outside / "target")  # what the old merge wrote through
     (data / "User" / "settings.json").symlink_to(outside / "target")
     assert usersettings.merge(data, {"a": 1}) == ["a"]
-    assert (outside / "target").read_text() == "root's\n" and json.loads((data / "User" / "settings.json").read_text()) == {"a": 1}
+    assert (outside / "target").read_text() == "root's\n" and json.loads(
+        (data / "User" / "settings.json").read_text()
+    ) == {"a": 1}
     shutil.rmtree(data / "User")
     (data / "User").symlink_to(outside)  # the folder itself a link
     with pytest.raises(OSError):
@@ -117,7 +148,7 @@ def zip_bytes(files: dict[str, bytes], links: dict[str, str] | None = None) -> b
             zf.writestr(name, content)
         for name, target in (links or {}).items():
             info = zipfile.ZipInfo(name)
-            info.external_attr = (0o120777 << 16)
+            info.external_attr = 0o120777 << 16
             zf.writestr(info, target)
     return buf.getvalue()
 
@@ -150,15 +181,25 @@ ARCHIVE_ATTACKS: dict[str, Any] = {
     "zip slip": lambda: zip_bytes({"../../escaped.txt": b"pwned"}),
     "tar slip": lambda: tar_bytes([entry("ok/../../escaped.txt")], {"ok/../../escaped.txt": b"pwned"}),
     "absolute path": lambda: tar_bytes([entry("/tmp/devyard-escaped.txt")], {"/tmp/devyard-escaped.txt": b"pwned"}),
-    "symlink escape": lambda: tar_bytes([entry("up", tarfile.SYMTYPE, "../../.."), entry("up/escaped.txt")], {"up/escaped.txt": b"pwned"}),
+    "symlink escape": lambda: tar_bytes(
+        [entry("up", tarfile.SYMTYPE, "../../.."), entry("up/escaped.txt")], {"up/escaped.txt": b"pwned"}
+    ),
     "absolute symlink": lambda: tar_bytes([entry("etc", tarfile.SYMTYPE, "/etc")]),
     "zip symlink escape": lambda: zip_bytes({}, {"out": "../../../outside"}),
     # Each link looks inside by its text; on disk `x` is the folder itself, so x/x/x/data leads three folders up.
-    "chained links": lambda: tar_bytes([entry("x", tarfile.SYMTYPE, "."), entry("x/x/x/data", tarfile.SYMTYPE, "../../../outside")]),
+    "chained links": lambda: tar_bytes(
+        [entry("x", tarfile.SYMTYPE, "."), entry("x/x/x/data", tarfile.SYMTYPE, "../../../outside")]
+    ),
     # l1 leads inside while l2 does; a later entry makes l2 the folder itself, and l1 then leads out.
-    "link changed by a later entry": lambda: tar_bytes([entry("deep", tarfile.DIRTYPE), entry("deep/in", tarfile.DIRTYPE),
-                                                       entry("l2", tarfile.SYMTYPE, "deep/in"), entry("l1", tarfile.SYMTYPE, "l2/x/../.."),
-                                                       entry("l2", tarfile.SYMTYPE, ".")]),
+    "link changed by a later entry": lambda: tar_bytes(
+        [
+            entry("deep", tarfile.DIRTYPE),
+            entry("deep/in", tarfile.DIRTYPE),
+            entry("l2", tarfile.SYMTYPE, "deep/in"),
+            entry("l1", tarfile.SYMTYPE, "l2/x/../.."),
+            entry("l2", tarfile.SYMTYPE, "."),
+        ]
+    ),
     "hard link escape": lambda: tar_bytes([entry("passwd", tarfile.LNKTYPE, "../../../../etc/passwd")]),
     "device file": lambda: tar_bytes([entry("null", tarfile.CHRTYPE)]),
     "fifo": lambda: tar_bytes([entry("pipe", tarfile.FIFOTYPE)]),
@@ -177,7 +218,7 @@ def test_archive_attacks_are_refused(attack: str, tmp_path: Path) -> None:
     source.write_bytes(ARCHIVE_ATTACKS[attack]())
     jail = tmp_path / "a" / "b" / "c"
     jail.mkdir(parents=True)
-    with pytest.raises(archive.Refused):
+    with pytest.raises(ArchiveRefused):
         archive.extract(source, jail / "dest", LIMITS)
     assert not (jail / "dest").exists()
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "c", "upload"]
@@ -200,8 +241,18 @@ def test_archives_unpack_with_folders_links_and_modes(tmp_path: Path) -> None:
     exe = entry("bin/run.sh")
     exe.mode = 0o4755  # setuid is dropped
     source = tmp_path / "ok.tar.gz"
-    source.write_bytes(tar_bytes([entry("bin", tarfile.DIRTYPE), exe, entry("README.md"), entry("docs/readme", tarfile.SYMTYPE, "../README.md"),
-                                  entry("copy.md", tarfile.LNKTYPE, "README.md")], {"bin/run.sh": b"#!/bin/sh\necho hi\n", "README.md": b"# hi\n"}))
+    source.write_bytes(
+        tar_bytes(
+            [
+                entry("bin", tarfile.DIRTYPE),
+                exe,
+                entry("README.md"),
+                entry("docs/readme", tarfile.SYMTYPE, "../README.md"),
+                entry("copy.md", tarfile.LNKTYPE, "README.md"),
+            ],
+            {"bin/run.sh": b"#!/bin/sh\necho hi\n", "README.md": b"# hi\n"},
+        )
+    )
     assert archive.extract(source, tmp_path / "out", LIMITS) == 3
     out = tmp_path / "out"
     assert (out / "docs" / "readme").read_text() == "# hi\n" and os.readlink(out / "docs" / "readme") == "../README.md"
@@ -209,7 +260,10 @@ def test_archives_unpack_with_folders_links_and_modes(tmp_path: Path) -> None:
     assert (out / "bin" / "run.sh").stat().st_mode & 0o7777 == 0o755
     z = tmp_path / "ok.zip"
     z.write_bytes(zip_bytes({"src/main.py": b"print(1)\n", "src/": b""}))
-    assert archive.extract(z, tmp_path / "zout", LIMITS) == 1 and (tmp_path / "zout" / "src" / "main.py").read_text() == "print(1)\n"
+    assert (
+        archive.extract(z, tmp_path / "zout", LIMITS) == 1
+        and (tmp_path / "zout" / "src" / "main.py").read_text() == "print(1)\n"
+    )
 
 
 # -- against a real manager -------------------------------------------------------------------
@@ -225,18 +279,42 @@ def prov(engine: install.Engine, repos: Path, tmp_path_factory: pytest.TempPathF
     """A manager with a template catalog, extension groups, file:// allowed under `repos` and small archive limits."""
     base = tmp_path_factory.mktemp("prov")
     config = base / "devyard.yaml"
-    config.write_text(json.dumps({
-        "devyard": {"git_file_roots": [str(repos)], "archive_max_entries": 5000, "archive_max_expanded_mb": 100},
-        "extension_groups": [
-            {"name": "python", "extensions": [], "user_settings": {"python.analysis.typeCheckingMode": "strict", "editor.tabSize": 4}},
-            {"name": "web", "extensions": [], "user_settings": {"editor.tabSize": 2, "files.eol": "\n"}},
-        ],
-        "packaged_assets": {"tabs": [{"name": "Starters", "items": [
-            {"name": "Python starter", "description": "A tiny app", "extensions_groups": ["python"],
-             "github_url": f"file://{repos}/starter.git", "thumbnail_url": "https://example.com/t.png"},
-        ]}]},
-        "ui": {"default_extension_groups": ["python"], "workspace": {"max_upload_size_mb": 8}},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "devyard": {
+                    "git_file_roots": [str(repos)],
+                    "archive_max_entries": 5000,
+                    "archive_max_expanded_mb": 100,
+                },
+                "extension_groups": [
+                    {
+                        "name": "python",
+                        "extensions": [],
+                        "user_settings": {"python.analysis.typeCheckingMode": "strict", "editor.tabSize": 4},
+                    },
+                    {"name": "web", "extensions": [], "user_settings": {"editor.tabSize": 2, "files.eol": "\n"}},
+                ],
+                "packaged_assets": {
+                    "tabs": [
+                        {
+                            "name": "Starters",
+                            "items": [
+                                {
+                                    "name": "Python starter",
+                                    "description": "A tiny app",
+                                    "extensions_groups": ["python"],
+                                    "github_url": f"file://{repos}/starter.git",
+                                    "thumbnail_url": "https://example.com/t.png",
+                                },
+                            ],
+                        }
+                    ]
+                },
+                "ui": {"default_extension_groups": ["python"], "workspace": {"max_upload_size_mb": 8}},
+            }
+        )
+    )
     m = start_manager(base / "data", args=("--config", str(config)))
     try:
         yield m
@@ -249,7 +327,9 @@ def files_of(m: Manager, name: str, owner: str = "admin") -> Path:
 
 
 def user_settings(m: Manager, name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((m.data_dir / "workspaces" / "admin" / name / "data" / "User" / "settings.json").read_text())
+    data: dict[str, Any] = json.loads(
+        (m.data_dir / "workspaces" / "admin" / name / "data" / "User" / "settings.json").read_text()
+    )
     return data
 
 
@@ -258,7 +338,9 @@ def test_templates_are_listed_and_used(prov: Manager) -> None:
         listed = api.get("/templates").json()
         assert [t["name"] for t in listed] == ["empty", "Python starter"]
         assert listed[1]["tab"] == "Starters" and listed[1]["extension_groups"] == ["python"]
-        r = api.post("/workspaces", json={"name": "from-template", "template": "Python starter", "extension_groups": ["web"]})
+        r = api.post(
+            "/workspaces", json={"name": "from-template", "template": "Python starter", "extension_groups": ["web"]}
+        )
         assert r.status_code == 201, r.text
         assert r.json()["extension_groups"] == ["python", "web"]
         bad = api.post("/workspaces", json={"name": "nope", "template": "No such"})
@@ -270,7 +352,10 @@ def test_templates_are_listed_and_used(prov: Manager) -> None:
     # Groups in order: web's tabSize wins over python's; the base defaults are there too.
     assert settings["python.analysis.typeCheckingMode"] == "strict" and settings["editor.tabSize"] == 2
     assert settings["telemetry.telemetryLevel"] == "off"
-    assert "provisioning: clone" in (prov.data_dir / "workspaces" / "admin" / "from-template" / "logs" / "engine.log").read_text()
+    assert (
+        "provisioning: clone"
+        in (prov.data_dir / "workspaces" / "admin" / "from-template" / "logs" / "engine.log").read_text()
+    )
 
 
 def test_git_url_attacks_are_refused_by_the_api(prov: Manager) -> None:
@@ -299,13 +384,17 @@ def test_failed_clone_can_be_retried(prov: Manager, repos: Path) -> None:
 
 def test_clone_over_https_from_git_http_backend(prov: Manager, repos: Path, tmp_path: Path) -> None:
     token = "tok-" + os.urandom(8).hex()
-    with peer([sys.executable, "-m", "tests.peers.git_https", str(repos), str(tmp_path / "cert"), token],
-              cwd=Path(__file__).parent.parent) as ready:
+    with peer(
+        [sys.executable, "-m", "tests.peers.git_https", str(repos), str(tmp_path / "cert"), token],
+        cwd=Path(__file__).parent.parent,
+    ) as ready:
         port = int(ready.split()[1])
         url = f"https://127.0.0.1:{port}/starter.git"
         cert = tmp_path / "cert" / CERT_NAME
         # Only what the admin gives engines and clones (engine_env) reaches git, never the manager's own environment.
-        manager = start_manager(tmp_path / "data", extra_env={"DEVYARD_ENGINE_ENV": json.dumps({"GIT_SSL_CAINFO": str(cert)})})
+        manager = start_manager(
+            tmp_path / "data", extra_env={"DEVYARD_ENGINE_ENV": json.dumps({"GIT_SSL_CAINFO": str(cert)})}
+        )
         try:
             with manager.api() as api:
                 # Without the owner's GIT_TOKEN secret the server refuses, and the workspace says so.
@@ -318,7 +407,10 @@ def test_clone_over_https_from_git_http_backend(prov: Manager, repos: Path, tmp_
             assert (files_of(manager, "https-clone") / "README.md").read_text() == "# starter\n"
             assert (files_of(manager, "https-clone") / ".git" / "shallow").exists()  # --depth 1
             git_config = (files_of(manager, "https-clone") / ".git" / "config").read_text()
-            logs = manager.log + (manager.data_dir / "workspaces" / "admin" / "https-clone" / "logs" / "engine.log").read_text()
+            logs = (
+                manager.log
+                + (manager.data_dir / "workspaces" / "admin" / "https-clone" / "logs" / "engine.log").read_text()
+            )
             assert token not in git_config and token not in logs
         finally:
             manager.stop()
@@ -330,7 +422,9 @@ def upload(m: Manager, name: str, content: bytes, filename: str = "a.tar.gz", **
 
 
 def test_archive_upload_creates_a_workspace(prov: Manager, tmp_path: Path) -> None:
-    body = tar_bytes([entry("project/main.py"), entry("project/data", tarfile.DIRTYPE)], {"project/main.py": b"print('up')\n"})
+    body = tar_bytes(
+        [entry("project/main.py"), entry("project/data", tarfile.DIRTYPE)], {"project/main.py": b"print('up')\n"}
+    )
     r = upload(prov, "uploaded", body, extension_groups="web")
     assert r.status_code == 201, r.text
     assert r.json()["extension_groups"] == ["web"]
@@ -357,7 +451,11 @@ def test_archive_attacks_are_refused_by_the_api(prov: Manager, attack: str) -> N
         assert api.get(f"/workspaces/{name}").status_code == 404
     assert not list((prov.data_dir / "uploads").iterdir())
     assert not (prov.data_dir / "workspaces" / "admin" / name).exists()
-    for outside in (prov.data_dir / "escaped.txt", prov.data_dir.parent / "escaped.txt", Path("/tmp/devyard-escaped.txt")):
+    for outside in (
+        prov.data_dir / "escaped.txt",
+        prov.data_dir.parent / "escaped.txt",
+        Path("/tmp/devyard-escaped.txt"),
+    ):
         assert not outside.exists()
 
 
@@ -393,7 +491,10 @@ def test_progress_is_reported_while_provisioning(prov: Manager, repos: Path, tmp
     # Through the manager: the API shows progress while provisioning, the log stream has the steps.
     shown: list[dict[str, Any]] = []
     with prov.api() as api:
-        assert api.post("/workspaces", json={"name": "progress", "git_url": f"file://{repos}/bigger.git"}).status_code == 201
+        assert (
+            api.post("/workspaces", json={"name": "progress", "git_url": f"file://{repos}/bigger.git"}).status_code
+            == 201
+        )
 
         def settled() -> bool:
             ws = api.get("/workspaces/progress").json()
@@ -404,5 +505,9 @@ def test_progress_is_reported_while_provisioning(prov: Manager, repos: Path, tmp
         wait_for(settled, 120, "the workspace to settle", interval=0.02)
     assert all(set(p) == {"step", "current", "total"} for p in shown)
     log = (prov.data_dir / "workspaces" / "admin" / "progress" / "logs" / "engine.log").read_text()
-    assert "provisioning: folders 1/3" in log and "provisioning: clone: receiving objects" in log and "provisioning done" in log
+    assert (
+        "provisioning: folders 1/3" in log
+        and "provisioning: clone: receiving objects" in log
+        and "provisioning done" in log
+    )
     assert (files_of(prov, "progress") / "dir29" / "file29.txt").exists()

@@ -51,6 +51,7 @@ def test_leadership_liveness_and_notices(pg: Postgres) -> None:
         assert not await first.alive("replica-gone")
 
         from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
         engine = create_async_engine(url)
         async with AsyncSession(engine) as s:
             await first.notify(s, "uid-one")
@@ -89,9 +90,13 @@ def leads(m: Manager) -> bool:
 
 def test_two_replicas(pg: Postgres, cluster: tuple[KubeApi, Node], tmp_path: Path) -> None:
     api, node = cluster
-    env = {"DEVYARD_DATABASE_URL": pg.create_database("replicas"), "DEVYARD_BACKEND": "kubernetes",
-           "DEVYARD_KUBERNETES__KUBECONFIG": str(api.kubeconfig), "DEVYARD_KUBERNETES__ENGINE_PORT": str(free_port()),
-           "DEVYARD_SUPERVISE_INTERVAL_S": "0.2"}
+    env = {
+        "DEVYARD_DATABASE_URL": pg.create_database("replicas"),
+        "DEVYARD_BACKEND": "kubernetes",
+        "DEVYARD_KUBERNETES__KUBECONFIG": str(api.kubeconfig),
+        "DEVYARD_KUBERNETES__ENGINE_PORT": str(free_port()),
+        "DEVYARD_SUPERVISE_INTERVAL_S": "0.2",
+    }
     a = start_manager(tmp_path / "a", env)
     # The replicas share their keys (a deployment mounts one Secret into each): sessions and secrets work on either.
     shutil.copytree(tmp_path / "a" / "secrets", tmp_path / "b" / "secrets")
@@ -102,13 +107,19 @@ def test_two_replicas(pg: Postgres, cluster: tuple[KubeApi, Node], tmp_path: Pat
             assert client.post("/workspaces", json={"name": "both"}).status_code == 201
         a.wait_status("both", "running", timeout=120)
         with httpx.Client(base_url=b.url, timeout=60) as browser:  # B never touched it: its route came through NOTIFY
-            assert browser.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code == 200
+            assert (
+                browser.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code
+                == 200
+            )
             wait_for(lambda: browser.get("/w/admin/both/").status_code == 302, 10, "B's gateway to reach the engine")
 
         # A token revoked through A closes what it opened through B at once (A's notice, over NOTIFY).
         with a.api() as client:
             made = client.post("/tokens", json={"name": "short"}).json()
-        editor = b.url.replace("http://", "ws://") + "/w/admin/both/stable-x?reconnectionToken=t&reconnection=false&skipWebSocketFrames=false"
+        editor = (
+            b.url.replace("http://", "ws://")
+            + "/w/admin/both/stable-x?reconnectionToken=t&reconnection=false&skipWebSocketFrames=false"
+        )
         with connect(editor, additional_headers={"authorization": f"Bearer {made['token']}"}, open_timeout=30) as conn:
             with pytest.raises(TimeoutError):
                 conn.recv(timeout=0.3)  # open, and quiet
@@ -129,7 +140,9 @@ def test_two_replicas(pg: Postgres, cluster: tuple[KubeApi, Node], tmp_path: Pat
         a.proc.kill()  # the leader dies without a word: B takes over the background work
         a.proc.wait()
         wait_for(lambda: leads(b), 15, "B to lead")
-        pod = next(p["metadata"]["name"] for p in api.list("pods") if p["metadata"]["labels"]["devyard.io/workspace"] == "both")
+        pod = next(
+            p["metadata"]["name"] for p in api.list("pods") if p["metadata"]["labels"]["devyard.io/workspace"] == "both"
+        )
         api.set_status(pod, ended(137, "OOMKilled"))
         assert b.wait_status("both", "failed", timeout=30)["reason"] == "out_of_memory"  # B's supervisor saw it
 
@@ -138,7 +151,11 @@ def test_two_replicas(pg: Postgres, cluster: tuple[KubeApi, Node], tmp_path: Pat
         with a.api() as client:
             assert client.get("/workspaces/both").json()["status"] == "failed"
             assert client.delete("/workspaces/both").status_code == 204
-        wait_for(lambda: not any(p["metadata"]["labels"].get("devyard.io/workspace") == "both" for p in api.list("pods")), 30, "the pod to go")
+        wait_for(
+            lambda: not any(p["metadata"]["labels"].get("devyard.io/workspace") == "both" for p in api.list("pods")),
+            30,
+            "the pod to go",
+        )
     finally:
         a.stop()
         b.stop()

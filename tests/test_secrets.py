@@ -43,7 +43,9 @@ def test_files_are_never_written_through_links(tmp_path: Path) -> None:
     assert not (home / ".netrc").is_symlink() and (home / ".netrc").read_text() == "x"
     assert not list(outside.iterdir())
     homefiles.write(home, {"a/b/c.cfg": "v"}, [])
-    assert (home / "a" / "b" / "c.cfg").read_text() == "v" and stat.S_IMODE((home / "a" / "b" / "c.cfg").stat().st_mode) == 0o600
+    assert (home / "a" / "b" / "c.cfg").read_text() == "v" and stat.S_IMODE(
+        (home / "a" / "b" / "c.cfg").stat().st_mode
+    ) == 0o600
     homefiles.write(home, {}, ["a/b/c.cfg", "not/there"])
     assert not (home / "a" / "b" / "c.cfg").exists()
 

@@ -29,9 +29,9 @@ from sqlalchemy.exc import OperationalError
 
 from devyard.auth.passwords import hash_password
 from devyard.auth.secrets import TOKEN_PREFIX, digest, new_secret
+from devyard.config import load_settings
 from devyard.engine import install
 from devyard.errors import StorageFull
-from devyard.config import load_settings
 from devyard.store.db import MIGRATIONS, migrate, sync_url
 from tests.pg import Postgres
 from tests.support import ADMIN_PASSWORD, DEVYARD, Manager, make_repo, start_manager, wait_for
@@ -46,8 +46,11 @@ def mount_tmpfs(where: Path, size_mb: int) -> None:
     if os.geteuid() != 0:
         pytest.skip("a full disk is simulated with a small tmpfs, and mounting one needs root")
     where.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0700", "tmpfs", str(where)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0700", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs at {where} here: {(done.stderr or done.stdout).strip()}")
 
@@ -136,15 +139,24 @@ def test_full_disk_while_provisioning_fails_clearly_and_can_be_retried(small: tu
         filler = fill(m.data_dir, leave=2 * MB)
         try:
             # An upload that expands past the free space: refused at once, nothing left behind.
-            r = api.post("/workspaces/upload", data={"name": "unpacked", "start": "false"},
-                         files={"archive": ("z.tar.gz", zeros_tar_gz(8 * MB))})
+            r = api.post(
+                "/workspaces/upload",
+                data={"name": "unpacked", "start": "false"},
+                files={"archive": ("z.tar.gz", zeros_tar_gz(8 * MB))},
+            )
             assert r.status_code == 507, r.text
-            assert r.json()["error"] == {"code": "storage_full", "message": StorageFull.during("unpacking the archive", "upload it again").message}
+            assert r.json()["error"] == {
+                "code": "storage_full",
+                "message": StorageFull.during("unpacking the archive", "upload it again").message,
+            }
             assert api.get("/workspaces/unpacked").status_code == 404
             assert not list((m.data_dir / "uploads").iterdir())
 
             # A clone that does not fit: the workspace fails, saying so, and the rest is untouched.
-            assert api.post("/workspaces", json={"name": "big", "git_url": f"file://{repo}", "start": False}).status_code == 201
+            assert (
+                api.post("/workspaces", json={"name": "big", "git_url": f"file://{repo}", "start": False}).status_code
+                == 201
+            )
             failed = m.wait_status("big", "failed")
             # Needs this issue's change to Provisioner.run (workspaces/provisioning.py); without it the
             # error is git's own last lines ("... No space left on device fatal: fetch-pack: ...").
@@ -172,15 +184,20 @@ def test_full_disk_under_the_database_is_507_and_corrupts_nothing(small: tuple[M
     db = m.data_dir / "devyard.db"
     with m.api() as api:
         before = sorted(w["name"] for w in api.get("/workspaces").json())
+
         # Empty the write-ahead log, so the next write must grow a file instead of reusing its pages
         # (the first value is 1 while a reader of the manager's holds the log: try again).
         def truncated() -> bool:
             with connect(db) as c:
                 return bool(c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0)
+
         wait_for(truncated, 10, "an empty write-ahead log")
         filler = fill(m.data_dir, leave=0)
         try:
-            for path, body in (("/users", {"name": "carol", "password": "carol-password"}), ("/workspaces", {"name": "more", "start": False})):
+            for path, body in (
+                ("/users", {"name": "carol", "password": "carol-password"}),
+                ("/workspaces", {"name": "more", "start": False}),
+            ):
                 r = api.post(path, json=body)
                 assert r.status_code == 507, (path, r.text)
                 error = r.json()["error"]
@@ -204,16 +221,26 @@ def test_full_disk_during_an_upgrade_changes_nothing(tmp_path: Path) -> None:
         url = f"sqlite+aiosqlite:///{disk / 'devyard.db'}"
         migrate(url, "0001")
         with connect(disk / "devyard.db") as c:  # rebuilding `users` (0003) copies these: ~2 MB
-            c.executemany("INSERT INTO users (name, password_hash, is_admin, created_at) VALUES (?, ?, 0, '2024-01-01 00:00:00')",
-                          [(f"user{i}", "h" * 255) for i in range(6000)])
-            c.execute("INSERT INTO workspaces (uid, owner_id, name, status, extension_groups, created_at) "
-                      "VALUES ('u1', 1, 'w1', 'stopped', '[]', '2024-01-01 00:00:00')")
+            c.executemany(
+                "INSERT INTO users (name, password_hash, is_admin, created_at) VALUES (?, ?, 0, '2024-01-01 00:00:00')",
+                [(f"user{i}", "h" * 255) for i in range(6000)],
+            )
+            c.execute(
+                "INSERT INTO workspaces (uid, owner_id, name, status, extension_groups, created_at) "
+                "VALUES ('u1', 1, 'w1', 'stopped', '[]', '2024-01-01 00:00:00')"
+            )
         filler = fill(disk, leave=256 * 1024)
         try:
-            with pytest.raises(StorageFull, match="while upgrading the database: free some space, then start devyard again"):
+            with pytest.raises(
+                StorageFull, match="while upgrading the database: free some space, then start devyard again"
+            ):
                 migrate(url)
-            up = subprocess.run([DEVYARD, "up", "--data-dir", str(disk), "--port", "0", "--no-install-engine"],
-                                capture_output=True, text=True, timeout=120)
+            up = subprocess.run(
+                [DEVYARD, "up", "--data-dir", str(disk), "--port", "0", "--no-install-engine"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert up.returncode == 1 and "no space left on device while upgrading the database" in up.stderr, up.stderr
             assert "Traceback" not in up.stderr
             assert schema_of(sqlite_url(disk / "devyard.db"))["version"] == "0001"  # all or nothing
@@ -253,7 +280,11 @@ def schema_of(url: str) -> dict[str, Any]:
         found = inspect(engine)
         tables = found.get_table_names()
         with engine.connect() as c:
-            version = c.execute(text("SELECT version_num FROM alembic_version")).scalar() if "alembic_version" in tables else None
+            version = (
+                c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                if "alembic_version" in tables
+                else None
+            )
         return {"version": version, **{t: [col["name"] for col in found.get_columns(t)] for t in tables}}
     finally:
         engine.dispose()
@@ -263,7 +294,10 @@ def insert(c: Connection, table: str, columns: list[str], row: dict[str, Any]) -
     """Insert the values of `row` this revision has columns for; the new row's id (0 for a table without one)."""
     values = {k: v for k, v in row.items() if k in columns}
     returning = " RETURNING id" if "id" in columns else ""
-    found = c.execute(text(f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join(':' + k for k in values)}){returning}"), values)
+    found = c.execute(
+        text(f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join(':' + k for k in values)}){returning}"),
+        values,
+    )
     return int(found.scalar_one()) if returning else 0
 
 
@@ -294,17 +328,46 @@ def seed(data_dir: Path, revision: str, url: str) -> str:
     passwords = {"admin": ADMIN_PASSWORD, "alice": "alice-password"}
     engine = create_engine(sync_url(url))
     with engine.begin() as c:
-        users = {name: insert(c, "users", columns["users"], {"name": name, "password_hash": hash_password(pw), "is_admin": name == "admin",
-                                                             "created_at": CREATED, "disabled": False})
-                 for name, pw in passwords.items()}
-        insert(c, "api_tokens", columns["api_tokens"], {"user_id": users["alice"], "name": "old", "token_hash": digest(token), "created_at": CREATED})
+        users = {
+            name: insert(
+                c,
+                "users",
+                columns["users"],
+                {
+                    "name": name,
+                    "password_hash": hash_password(pw),
+                    "is_admin": name == "admin",
+                    "created_at": CREATED,
+                    "disabled": False,
+                },
+            )
+            for name, pw in passwords.items()
+        }
+        insert(
+            c,
+            "api_tokens",
+            columns["api_tokens"],
+            {"user_id": users["alice"], "name": "old", "token_hash": digest(token), "created_at": CREATED},
+        )
         ids = {}
         for n, (name, (owner, status, template, groups, error)) in enumerate(SEEDED.items()):
-            ids[name] = insert(c, "workspaces", columns["workspaces"], {
-                "uid": f"seeded{n:06d}", "owner_id": users[owner], "name": name, "status": status, "template": template,
-                "extension_groups": json.dumps(groups), "error": error, "created_at": CREATED, "idle_timeout_s": 600,
-                "provisioned_at": None if status == "provisioning" else CREATED,
-            })
+            ids[name] = insert(
+                c,
+                "workspaces",
+                columns["workspaces"],
+                {
+                    "uid": f"seeded{n:06d}",
+                    "owner_id": users[owner],
+                    "name": name,
+                    "status": status,
+                    "template": template,
+                    "extension_groups": json.dumps(groups),
+                    "error": error,
+                    "created_at": CREATED,
+                    "idle_timeout_s": 600,
+                    "provisioned_at": None if status == "provisioning" else CREATED,
+                },
+            )
             folder = data_dir / "workspaces" / owner / name
             (folder / "files" / "src").mkdir(parents=True)
             (folder / "files" / "src" / "main.py").write_text(f"print({name!r})\n")
@@ -312,7 +375,12 @@ def seed(data_dir: Path, revision: str, url: str) -> str:
             (folder / "home").mkdir()
             (folder / "home" / ".bash_history").write_text("ls\n")
         if "shares" in columns:
-            insert(c, "shares", columns["shares"], {"workspace_id": ids["alpha"], "user_id": users["alice"], "created_at": CREATED})
+            insert(
+                c,
+                "shares",
+                columns["shares"],
+                {"workspace_id": ids["alpha"], "user_id": users["alice"], "created_at": CREATED},
+            )
     engine.dispose()
     return token
 
@@ -335,7 +403,9 @@ def test_upgrade_is_one_transaction(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("revision", OLDER)
-def test_upgrade_keeps_every_workspace(engine: install.Engine, tmp_path: Path, revision: str, database: str, request: pytest.FixtureRequest) -> None:
+def test_upgrade_keeps_every_workspace(
+    engine: install.Engine, tmp_path: Path, revision: str, database: str, request: pytest.FixtureRequest
+) -> None:
     data_dir = tmp_path / "data"
     if database == "postgresql":
         pg: Postgres = request.getfixturevalue("pg")
@@ -368,7 +438,9 @@ def test_upgrade_keeps_every_workspace(engine: install.Engine, tmp_path: Path, r
             with m.api() as api:
                 assert api.post("/workspaces/alpha/start").status_code == 202
             m.wait_status("alpha", "running")
-            assert (data_dir / "workspaces" / "admin" / "alpha" / "files" / "src" / "main.py").read_text() == "print('alpha')\n"
+            assert (
+                data_dir / "workspaces" / "admin" / "alpha" / "files" / "src" / "main.py"
+            ).read_text() == "print('alpha')\n"
     finally:
         m.stop()
     if database == "sqlite":

@@ -31,11 +31,12 @@ import pytest
 import yaml
 from playwright.sync_api import Page
 
-from devyard.backends import accounts, cgroups, sandbox
-from devyard.backends.accounts import Account
+from devyard import osaccounts as accounts
+from devyard.backends import cgroups, sandbox
 from devyard.config import load_settings
 from devyard.engine import install
 from devyard.gateway.assets import engine_commit
+from devyard.osaccounts import Account
 from devyard.tls import CERT_NAME
 from tests.browser import chromium, login, open_terminal, run_in_terminal
 from tests.support import Manager, make_repo, peer, start_manager, wait_for
@@ -121,7 +122,9 @@ class Site:
 
 def _add_user(m: Manager, name: str) -> str:
     password = f"{name}-password"
-    out = m.cli("user", "add", name, "--password-stdin", "--data-dir", str(m.data_dir), token=None, input=password + "\n")
+    out = m.cli(
+        "user", "add", name, "--password-stdin", "--data-dir", str(m.data_dir), token=None, input=password + "\n"
+    )
     assert out.returncode == 0, out.stderr
     return password
 
@@ -147,27 +150,39 @@ def site(engine: install.Engine) -> Iterator[Site]:
     home.mkdir(mode=0o700)
     token = "tok-" + secrets.token_hex(8)
     marker = base / "helper-was-run"
-    (home / ".gitconfig").write_text(f'[credential]\n\thelper = "!f() {{ touch {marker}; echo username=x; echo password={token}; }}; f"\n')
+    (home / ".gitconfig").write_text(
+        f'[credential]\n\thelper = "!f() {{ touch {marker}; echo username=x; echo password={token}; }}; f"\n'
+    )
     (home / ".netrc").write_text(f"machine 127.0.0.1 login x password {token}\n")
     repos = base / "repos"
     make_repo(repos / "private.git", {"README.md": "root's private repository\n"})
     config = base / "devyard.yaml"
-    config.write_text(yaml.safe_dump({
-        "extension_groups": [{"name": "tidy", "extensions": [], "user_settings": GROUP_SETTING}],
-        "devyard": {"sizes": {"small": {"memory_mb": 2048, "cpus": 1, "disk_mb": 10240, "pids_max": PIDS_MAX}}},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "extension_groups": [{"name": "tidy", "extensions": [], "user_settings": GROUP_SETTING}],
+                "devyard": {"sizes": {"small": {"memory_mb": 2048, "cpus": 1, "disk_mb": 10240, "pids_max": PIDS_MAX}}},
+            }
+        )
+    )
     names = [f"ha{secrets.token_hex(3)}", f"hb{secrets.token_hex(3)}"]
     cert_dir = base / "cert"
     with peer([sys.executable, "-m", "tests.peers.git_https", str(repos), str(cert_dir), token], cwd=ROOT) as ready:
         cert = cert_dir / CERT_NAME
         os.chmod(cert_dir, 0o711)  # the accounts' clones read the server's certificate (engine_env's GIT_SSL_CAINFO)
         os.chmod(cert, 0o644)
-        env = {"DEVYARD_OS_ACCOUNTS": "on", "DEVYARD_SANDBOX": "on", "HOME": str(home), "DEVYARD_ENGINE_DIR": str(engine.root.parent),
-               "PLANTED_SECRET": "planted-" + secrets.token_hex(6), "DEVYARD_ENGINE_ENV": json.dumps({"GIT_SSL_CAINFO": str(cert)})}
+        env = {
+            "DEVYARD_OS_ACCOUNTS": "on",
+            "DEVYARD_SANDBOX": "on",
+            "HOME": str(home),
+            "DEVYARD_ENGINE_DIR": str(engine.root.parent),
+            "PLANTED_SECRET": "planted-" + secrets.token_hex(6),
+            "DEVYARD_ENGINE_ENV": json.dumps({"GIT_SSL_CAINFO": str(cert)}),
+        }
         m = start_manager(base / "data", extra_env=env, args=("--config", str(config)))
         tenants: list[Tenant] = []
         try:
-            for user, ws in zip(names, ("wa", "wb")):
+            for user, ws in zip(names, ("wa", "wb"), strict=True):
                 password = _add_user(m, user)
                 with m.api(user) as api:
                     assert api.put("/secrets/OWN_SECRET", json={"value": f"{user}-own"}).status_code == 201
@@ -188,8 +203,17 @@ def site(engine: install.Engine) -> Iterator[Site]:
                     open_terminal(tenant.page, url + f"/w/{tenant.name}/{tenant.workspace}/")
                     tenant.url = url
                     tenant.session = _session(m, tenant.name, tenant.password)
-                yield Site(m, a, b, base, outside, engine_commit(engine.static_root) or "", engine.static_root,
-                           git_url=f"https://127.0.0.1:{ready.split()[1]}/private.git", helper_marker=marker)
+                yield Site(
+                    m,
+                    a,
+                    b,
+                    base,
+                    outside,
+                    engine_commit(engine.static_root) or "",
+                    engine.static_root,
+                    git_url=f"https://127.0.0.1:{ready.split()[1]}/private.git",
+                    helper_marker=marker,
+                )
         finally:
             for tenant in tenants:
                 if tenant.session is not None:
@@ -224,14 +248,22 @@ def test_ports_processes_tmp_and_environment_of_others_are_out_of_reach(site: Si
     # b's dev server on its localhost, and a file in its /tmp: b itself reaches both (the control).
     b.write("index.html", "b's dev server\n")
     b.start("exec python3 -m http.server 9011 --bind 127.0.0.1")
-    b.run("echo b-tmp-secret > /tmp/b-secret; for i in $(seq 50); do curl -s -m 2 http://127.0.0.1:9011/ > r_own && break; sleep 0.2; done")
+    b.run(
+        "echo b-tmp-secret > /tmp/b-secret; for i in $(seq 50); do curl -s -m 2 http://127.0.0.1:9011/ > r_own && break; sleep 0.2; done"
+    )
     assert b.read("r_own") == "b's dev server\n"
     assert b.session is not None and b.session.get(f"/w/{b.name}/wb/proxy/9011/").text == "b's dev server\n"
     # A service of the host's, on all its addresses, and the manager's own port: reachable from the host (the control).
     host, manager_port = _host_address(), int(m.url.rsplit(":", 1)[1])
-    with peer([sys.executable, "-c", "import http.server, sys\n"
-               "s = http.server.HTTPServer(('0.0.0.0', 0), http.server.SimpleHTTPRequestHandler)\n"
-               "print('ready', s.server_address[1], flush=True)\ns.serve_forever()"]) as ready:
+    with peer(
+        [
+            sys.executable,
+            "-c",
+            "import http.server, sys\n"
+            "s = http.server.HTTPServer(('0.0.0.0', 0), http.server.SimpleHTTPRequestHandler)\n"
+            "print('ready', s.server_address[1], flush=True)\ns.serve_forever()",
+        ]
+    ) as ready:
         host_port = int(ready.split()[1])
         assert _reachable_from_host(f"http://{host}:{host_port}/")
         metadata = _reachable_from_host("http://169.254.169.254/")
@@ -276,7 +308,9 @@ def test_socket_swap_cannot_fill_what_others_are_served(site: Site) -> None:
     js = "out/vs/code/browser/workbench/workbench.js"
     real = (site.static_root / js).read_bytes()
     # a rebinds its engine's socket to a server of its own that answers everything with its script.
-    a.write("evil.py", """import os, re, socket, subprocess
+    a.write(
+        "evil.py",
+        """import os, re, socket, subprocess
 out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
 path = re.search(r"--socket (\\S+)", out).group(1)
 os.unlink(path)
@@ -294,7 +328,8 @@ while True:
                      b"Content-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s" % (len(body), body))
     finally:
         conn.close()
-""")
+""",
+    )
     a.start("exec python3 evil.py")
     wait_for(lambda: (a.files / "evil_ready").exists(), 60, "a's server on its engine's socket")
     time.sleep(4)  # past the gateway's idle-connection reuse: every new request reaches a's server
@@ -322,7 +357,9 @@ while True:
 
 def test_a_socket_linked_to_another_engine_reaches_nothing(site: Site) -> None:
     a, b, m = site.a, site.b, site.m
-    theirs = json.loads(next(p for p in (m.data_dir / "run" / "engines").glob("*.json") if '"wb"' in p.read_text()).read_text())["socket"]
+    theirs = json.loads(
+        next(p for p in (m.data_dir / "run" / "engines").glob("*.json") if '"wb"' in p.read_text()).read_text()
+    )["socket"]
     # a swaps its engine's socket for a link to b's (the gateway, root, would follow it) and asks for its own workspace.
     a.run(f"""sock=$(ps -eo args | grep -o -- '--socket [^ ]*' | head -1 | cut -d' ' -f2)
 rm -f "$sock" && ln -s {theirs} "$sock" && ls -l "$sock" > r_link""")
@@ -331,8 +368,14 @@ rm -f "$sock" && ln -s {theirs} "$sock" && ls -l "$sock" > r_link""")
     try:
         assert a.session is not None
         r = a.session.get(f"/w/{a.name}/wa/", follow_redirects=False)
-        assert r.status_code == 502 and "wb" not in r.headers.get("location", "") and r.json()["error"]["code"] == "engine_unreachable"
-        assert b.session is not None and b.session.get(f"/w/{b.name}/wb/").status_code == 302  # b's engine itself is fine
+        assert (
+            r.status_code == 502
+            and "wb" not in r.headers.get("location", "")
+            and r.json()["error"]["code"] == "engine_unreachable"
+        )
+        assert (
+            b.session is not None and b.session.get(f"/w/{b.name}/wb/").status_code == 302
+        )  # b's engine itself is fine
     finally:
         with m.api(a.name) as api:
             assert api.post("/workspaces/wa/restart").status_code == 202
@@ -368,8 +411,12 @@ def test_a_chained_link_backup_moves_nothing_of_the_host_in(site: Site) -> None:
     a, m = site.a, site.m
     before = {p.name: p.read_bytes() for p in site.outside.iterdir()}
     assert a.session is not None
-    r = a.session.post("/api/v1/workspaces/restore", params={"name": "chain"}, content=_chained_backup(site.outside, m.data_dir),
-                       headers={"content-type": "application/gzip", "origin": m.url})
+    r = a.session.post(
+        "/api/v1/workspaces/restore",
+        params={"name": "chain"},
+        content=_chained_backup(site.outside, m.data_dir),
+        headers={"content-type": "application/gzip", "origin": m.url},
+    )
     assert r.status_code == 422 and r.json()["error"]["code"] == "archive_refused", r.text
     assert "outside" in r.json()["error"]["message"]
     assert {p.name: p.read_bytes() for p in site.outside.iterdir()} == before
@@ -388,7 +435,10 @@ def test_a_planted_settings_link_before_adding_groups_writes_nowhere_else(site: 
     assert r.status_code == 200, r.text
     assert victim.read_bytes() == before
     settings = user / "settings.json"
-    assert not settings.is_symlink() and json.loads(settings.read_text())["editor.tabSize"] == GROUP_SETTING["editor.tabSize"]
+    assert (
+        not settings.is_symlink()
+        and json.loads(settings.read_text())["editor.tabSize"] == GROUP_SETTING["editor.tabSize"]
+    )
     assert settings.stat().st_uid == a.account.uid
 
 
@@ -399,7 +449,9 @@ def test_backups_never_read_through_a_swapped_link(site: Site) -> None:
     # 200 names, each flipped between a file of a's and a link to root's file by one atomic exchange
     # (renameat2 RENAME_EXCHANGE), round and round, as fast as a loop can: a reader that looks, then
     # opens by name, is caught between the two every few files.
-    a.write("swap.py", f"""import ctypes, os, time
+    a.write(
+        "swap.py",
+        f"""import ctypes, os, time
 libc = ctypes.CDLL(None, use_errno=True)
 AT_FDCWD, RENAME_EXCHANGE = -100, 2
 pairs = []
@@ -413,7 +465,8 @@ end = time.time() + 120
 while time.time() < end and not os.path.exists("stop_swap"):
     for a, b in pairs:
         libc.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)
-""")
+""",
+    )
     a.start("exec python3 swap.py")
     wait_for(lambda: (a.files / "swap_ready").exists(), 30, "the swapping loop")
     assert a.session is not None
@@ -439,11 +492,17 @@ def test_a_planted_run_folder_link_is_never_written_through(site: Site) -> None:
     a, m = site.a, site.m
     victim = site.outside / "victim2"
     before = victim.read_bytes()
-    record = next(json.loads(p.read_text()) for p in (m.data_dir / "run" / "engines").glob("*.json") if json.loads(p.read_text()).get("name") == "wa2")
+    record = next(
+        json.loads(p.read_text())
+        for p in (m.data_dir / "run" / "engines").glob("*.json")
+        if json.loads(p.read_text()).get("name") == "wa2"
+    )
     runtime = Path(record["socket"]).parent
     # From wa, a plants links where the engine of its other workspace, wa2, had its runtime files, while wa2 restarts.
-    a.start(f"end=$((SECONDS+40)); while [ $SECONDS -lt $end ] && [ ! -e stop_plant ]; do "
-            f"ln -sfn {victim} {runtime}/code-server.yaml 2>>r_plant; ln -sfn {victim} {runtime}/.code-server.yaml.tmp 2>>r_plant; done")
+    a.start(
+        f"end=$((SECONDS+40)); while [ $SECONDS -lt $end ] && [ ! -e stop_plant ]; do "
+        f"ln -sfn {victim} {runtime}/code-server.yaml 2>>r_plant; ln -sfn {victim} {runtime}/.code-server.yaml.tmp 2>>r_plant; done"
+    )
     try:
         for _ in range(3):
             with m.api(a.name) as api:
@@ -483,17 +542,27 @@ def _server_token(site: Site) -> str:
 
 def test_a_fork_bomb_is_contained(site: Site) -> None:
     a, b, m = site.a, site.b, site.m
-    record = next(json.loads(p.read_text()) for p in (m.data_dir / "run" / "engines").glob("*.json") if json.loads(p.read_text()).get("name") == "wa")
+    record = next(
+        json.loads(p.read_text())
+        for p in (m.data_dir / "run" / "engines").glob("*.json")
+        if json.loads(p.read_text()).get("name") == "wa"
+    )
     limited = cgroups.detect().pids is not None
     pids_group = next((Path(g) for g in record["cgroups"] if (Path(g) / "pids.max").exists()), None)
     if limited:
         assert pids_group is not None and (pids_group / "pids.max").read_text().strip() == str(PIDS_MAX)
     else:
-        print("no pids controller on this host: the bomb is contained by the sandbox's process namespace and memory limit only")
+        print(
+            "no pids controller on this host: the bomb is contained by the sandbox's process namespace and memory limit only"
+        )
     assert a.page is not None
     run_in_terminal(a.page, "bomb() { bomb | bomb & }; bomb")
     if pids_group is not None:  # it really ran, and hit the wall
-        wait_for(lambda: int((pids_group / "pids.current").read_text()) >= PIDS_MAX * 0.9, 60, "the bomb to reach the pids limit")
+        wait_for(
+            lambda: int((pids_group / "pids.current").read_text()) >= PIDS_MAX * 0.9,
+            60,
+            "the bomb to reach the pids limit",
+        )
     else:
         time.sleep(10)
     # Contained: the manager answers, b's workspace works, and a's processes stay at the limit.
@@ -505,6 +574,18 @@ def test_a_fork_bomb_is_contained(site: Site) -> None:
     with m.api(a.name) as api:
         assert api.post("/workspaces/wa/stop").status_code == 202
     m.wait_status("wa", "stopped", token=a.name, timeout=120)
-    wait_for(lambda: not psutil.pid_exists(record["pid"]) and not psutil.pid_exists(record["sandbox"]["pid"]), 30, "a's sandbox gone")
-    wait_for(lambda: not any(p.info["uids"] and p.info["uids"].real == a.account.uid and p.info["name"] == "bash"
-                             for p in psutil.process_iter(["uids", "name"])), 60, "the bomb's processes ended with the workspace")
+    wait_for(
+        lambda: not psutil.pid_exists(record["pid"]) and not psutil.pid_exists(record["sandbox"]["pid"]),
+        30,
+        "a's sandbox gone",
+    )
+    wait_for(
+        lambda: (
+            not any(
+                p.info["uids"] and p.info["uids"].real == a.account.uid and p.info["name"] == "bash"
+                for p in psutil.process_iter(["uids", "name"])
+            )
+        ),
+        60,
+        "the bomb's processes ended with the workspace",
+    )

@@ -17,8 +17,16 @@ from tests.support import ADMIN_PASSWORD, start_manager, wait_for
 TOOLS = [{"name": "json", "npm": "json@11.0.0"}, {"name": "cowsay", "pypi": "cowsay==6.1"}]
 
 
-@pytest.mark.parametrize("bad", [{"name": "x", "npm": "json"}, {"name": "x", "pypi": "cowsay>=6"}, {"name": "x"},
-                                 {"name": "x", "npm": "--global@1"}, {"name": "X Y", "npm": "json@11.0.0"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"name": "x", "npm": "json"},
+        {"name": "x", "pypi": "cowsay>=6"},
+        {"name": "x"},
+        {"name": "x", "npm": "--global@1"},
+        {"name": "X Y", "npm": "json@11.0.0"},
+    ],
+)
 def test_tools_must_be_one_pinned_package(bad: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
         Tool(**bad)
@@ -50,8 +58,15 @@ def test_tools_are_on_the_terminals_path(engine: install.Engine, tmp_path: Path)
             page = browser.new_page()
             login(page, m.url, "admin", ADMIN_PASSWORD)
             open_terminal(page, m.url + "/w/admin/t1/")
-            run_in_terminal(page, "echo '{\"tool\":\"json\"}' | json tool > j.txt; cowsay -t moo > c.txt; python3 -c 'import sys; print(sys.prefix)' > p.txt")
-            wait_for(lambda: all((files / n).exists() and (files / n).stat().st_size for n in ("j.txt", "c.txt", "p.txt")), 60, "the tools to run")
+            run_in_terminal(
+                page,
+                "echo '{\"tool\":\"json\"}' | json tool > j.txt; cowsay -t moo > c.txt; python3 -c 'import sys; print(sys.prefix)' > p.txt",
+            )
+            wait_for(
+                lambda: all((files / n).exists() and (files / n).stat().st_size for n in ("j.txt", "c.txt", "p.txt")),
+                60,
+                "the tools to run",
+            )
             page.close()
         assert (files / "j.txt").read_text().strip() == "json"
         assert "moo" in (files / "c.txt").read_text() and "^__^" in (files / "c.txt").read_text()

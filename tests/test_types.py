@@ -10,5 +10,7 @@ ROOT = Path(__file__).parent.parent
 
 
 def test_mypy_strict() -> None:
-    out = subprocess.run([sys.executable, "-m", "mypy", "src/devyard"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "src/devyard"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]

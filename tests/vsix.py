@@ -14,16 +14,30 @@ MANIFEST = """<?xml version="1.0" encoding="utf-8"?>
   <Dependencies/>
   <Assets><Asset Type="Microsoft.VisualStudio.Code.Manifest" Path="extension/package.json" Addressable="true"/></Assets>
 </PackageManifest>"""
-CONTENT_TYPES = ('<?xml version="1.0" encoding="utf-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-                 '<Default Extension=".json" ContentType="application/json"/><Default Extension=".js" ContentType="application/javascript"/>'
-                 '<Default Extension=".vsixmanifest" ContentType="text/xml"/></Types>')
+CONTENT_TYPES = (
+    '<?xml version="1.0" encoding="utf-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension=".json" ContentType="application/json"/><Default Extension=".js" ContentType="application/javascript"/>'
+    '<Default Extension=".vsixmanifest" ContentType="text/xml"/></Types>'
+)
 
 
-def make_vsix(folder: Path, publisher: str, name: str, version: str, event: str = "onStartupFinished", activate: str | None = None) -> Path:
+def make_vsix(
+    folder: Path, publisher: str, name: str, version: str, event: str = "onStartupFinished", activate: str | None = None
+) -> Path:
     """A real, minimal VS Code extension that writes $HOME/<publisher>.<name>-activated when it activates on `event`."""
-    package = {"name": name, "publisher": publisher, "version": version, "engines": {"vscode": "^1.80.0"},
-               "main": "./extension.js", "activationEvents": [event], "displayName": name}
-    body = activate or f"require('fs').writeFileSync(require('path').join(process.env.HOME, '{publisher}.{name}-activated'), '{version}')"
+    package = {
+        "name": name,
+        "publisher": publisher,
+        "version": version,
+        "engines": {"vscode": "^1.80.0"},
+        "main": "./extension.js",
+        "activationEvents": [event],
+        "displayName": name,
+    }
+    body = (
+        activate
+        or f"require('fs').writeFileSync(require('path').join(process.env.HOME, '{publisher}.{name}-activated'), '{version}')"
+    )
     code = f"exports.activate = () => {{ {body}; }};\nexports.deactivate = () => {{}};\n"
     path = folder / f"{publisher}.{name}-{version}.vsix"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:

@@ -9,30 +9,50 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.middleware.sessions import SessionMiddleware
 
 from devyard import __version__
 from devyard.api import auth as auth_api
 from devyard.api import backups, bulk, events, meta, metrics, secrets, seed, uploads, users, workspaces
 from devyard.api.errors import install_handlers
+from devyard.audit import AuditLog
 from devyard.auth.identity import Authenticator
 from devyard.auth.oidc import OidcLogin, check_settings
-from devyard.audit import AuditLog
 from devyard.auth.secrets import load_or_create_key
 from devyard.auth.throttle import LoginThrottle, Rate
 from devyard.backends import load_backend
+from devyard.backends.base import Backend
 from devyard.config import Settings
 from devyard.engine import install
-from devyard.gateway import Gateway, tunnel
+from devyard.gateway import Gateway
 from devyard.gateway.assets import StaticAssets
 from devyard.gateway.handoff import Handoff
+from devyard.loops import Loop
+from devyard.metrics import Metrics
+from devyard.models import Progress
 from devyard.origins import Origins
 from devyard.store import coordination
+from devyard.store.coordination import Coordinator
 from devyard.store.db import migrate_apart, open_engine, sessionmaker
+from devyard.usersecrets import SecretStore
 from devyard.web import admin, handoff, pages, sso, views
 from devyard.web.security_headers import SecurityHeaders
-from devyard.usersecrets import SecretStore
+from devyard.workspaces.access import Listeners
+from devyard.workspaces.activity import Activity
+from devyard.workspaces.backups import Scheduler
+from devyard.workspaces.diskwatch import DiskWatch
+from devyard.workspaces.events import EventHub, StatsSampler, sample_running
+from devyard.workspaces.lifecycle import Lifecycle
+from devyard.workspaces.ports import PortTable
+from devyard.workspaces.presenter import Presenter
+from devyard.workspaces.provisioning import Provisioner
+from devyard.workspaces.replicas import Replicas
+from devyard.workspaces.repository import Repository
+from devyard.workspaces.routes import RouteTable
+from devyard.workspaces.runner import Runner
 from devyard.workspaces.service import WorkspaceService
+from devyard.workspaces.supervisor import Supervisor
 
 log = logging.getLogger("devyard")
 
@@ -51,16 +71,21 @@ def create_app(settings: Settings) -> FastAPI:
             per_user=Rate(settings.login_user_per_minute, settings.login_user_per_hour),
         )
         audit = AuditLog(db)
-        auth = Authenticator(db, throttle, audit, key, settings.session_ttl_s, settings.session_idle_s)
+        auth = Authenticator(
+            db, throttle, audit, key, settings.session_ttl_s, settings.session_idle_s, settings.identity_cache_s
+        )
         coordinator = coordination.for_database(settings.db_url, settings.run_dir / "leader.lock")
-        service = WorkspaceService(settings, db, backend, SecretStore(db, secrets_key), coordinator, origins)
+        service = build_workspaces(settings, db, backend, SecretStore(db, secrets_key), coordinator, origins)
         app.state.db, app.state.auth, app.state.audit, app.state.workspaces = db, auth, audit, service
         installed = install.locate(settings.engine_dir)
-        assets = StaticAssets(installed.static_root if installed else None, settings.data_dir / "cache" / "static",
-                              settings.asset_cache_mb << 20, service.metrics.registry)
+        assets = StaticAssets(
+            installed.static_root if installed else None,
+            settings.data_dir / "cache" / "static",
+            settings.asset_cache_mb << 20,
+            service.metrics.registry,
+        )
         app.state.handoff = Handoff(db, key)
         app.state.gateway = Gateway(auth, service, assets, app.state.handoff)
-        tunnel.attach(app.state.gateway)
         await service.startup()
         # What exists now lives as long as the process (modules, routes, the app): out of the
         # collector's sight, so a full collection no longer rescans ~170k objects every few
@@ -69,13 +94,14 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            tunnel.attach(None)
             await service.shutdown()
             await app.state.gateway.close()
             await engine.dispose()
 
     # The API description is served to logged-in users only (meta.router), like every route but a few.
-    app = FastAPI(title="devyard", version=__version__, lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="devyard", version=__version__, lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
     origins = app.state.origins = Origins.from_settings(settings)
     check_settings(settings)
@@ -83,11 +109,19 @@ def create_app(settings: Settings) -> FastAPI:
     backend = load_backend(settings)  # before serving: a backend that cannot work here says why now
     app.state.oidc = OidcLogin(settings) if settings.oidc_issuer else None
     key = load_or_create_key(settings.secrets_dir / "session.key")
-    secrets_key = load_or_create_key(settings.secrets_dir / "secrets.key")  # both before serving: a missing one is said at once
+    secrets_key = load_or_create_key(
+        settings.secrets_dir / "secrets.key"
+    )  # both before serving: a missing one is said at once
     install_handlers(app)
     # Holds the OIDC state for the few minutes of a sign-in; inside the gateway, which never needs it.
-    app.add_middleware(SessionMiddleware, secret_key=key.hex(), session_cookie="devyard_sso", max_age=600, same_site="lax",
-                       https_only=settings.secure_cookies or settings.tls_cert is not None)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=key.hex(),
+        session_cookie="devyard_sso",
+        max_age=600,
+        same_site="lax",
+        https_only=settings.secure_cookies or settings.tls_cert is not None,
+    )
     app.add_middleware(SecurityHeaders, settings=settings)  # the manager's own pages only: the gateway is outside
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: no authentication")
@@ -95,8 +129,18 @@ def create_app(settings: Settings) -> FastAPI:
         """Always {"status": "ok"} while the manager serves."""
         return {"status": "ok"}
 
-    for router in (auth_api.router, users.router, secrets.router, bulk.router, uploads.router, backups.router, workspaces.router, events.router,
-                   meta.router, seed.router):
+    for router in (
+        auth_api.router,
+        users.router,
+        secrets.router,
+        bulk.router,
+        uploads.router,
+        backups.router,
+        workspaces.router,
+        events.router,
+        meta.router,
+        seed.router,
+    ):
         app.include_router(router, prefix="/api/v1")
     app.include_router(metrics.router)
     app.include_router(views.router)
@@ -106,6 +150,56 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(handoff.router)
     app.mount("/static", views.static, name="static")
     return app
+
+
+def build_workspaces(
+    settings: Settings,
+    db: async_sessionmaker[AsyncSession],
+    backend: Backend,
+    secrets: SecretStore,
+    coordinator: Coordinator,
+    origins: Origins,
+) -> WorkspaceService:
+    """The workspace core, wired: each part gets only what it uses; the service is the API's façade over them."""
+    routes, events, metrics = RouteTable(), EventHub(), Metrics()
+    progress: dict[
+        str, Progress
+    ] = {}  # uid → where its provisioning is: written by the provisioner, shown by the presenter
+    presenter = Presenter(settings, origins, routes, events, progress)
+    lifecycle = Lifecycle(
+        settings,
+        Repository(db, coordinator.notify),
+        routes,
+        Runner(),
+        backend,
+        Activity(db, settings.activity_flush_s),
+        PortTable(db, settings.public_ports),
+        metrics,
+        presenter,
+        secrets,
+        coordinator,
+    )
+    supervisor = Supervisor(settings, lifecycle, lifecycle.activity, metrics)
+    loops: list[Loop] = [supervisor]
+    if backend.local_files:
+        loops.append(DiskWatch(settings, lifecycle))
+    if settings.backup_interval_s:
+        loops.append(Scheduler(settings, backend.local_files, lifecycle))
+    listeners = Listeners()
+    replicas = Replicas(
+        coordinator, lifecycle, listeners, loops, lambda leading: metrics.leader.set(1 if leading else 0)
+    )
+    provisioner = Provisioner(settings, lifecycle, lifecycle.repo, secrets, backend.local_files, progress)
+    return WorkspaceService(
+        lifecycle,
+        presenter,
+        provisioner,
+        supervisor,
+        replicas,
+        StatsSampler(events, lambda: sample_running(lifecycle)),
+        origins,
+        listeners,
+    )
 
 
 def _protect(settings: Settings) -> None:

@@ -15,7 +15,13 @@ from devyard.cli import app
 
 HEADER = "# CLI reference\n\nGenerated from `devyard --help` by `python -m devyard.clidoc > docs/cli.md`; do not edit by hand.\n"
 # Fixed width and no colour, so the text is the same on every machine.
-HELP_ENV = {"COLUMNS": "100", "TERMINAL_WIDTH": "100", "NO_COLOR": "1", "TERM": "dumb", "_TYPER_FORCE_DISABLE_TERMINAL": "1"}
+HELP_ENV = {
+    "COLUMNS": "100",
+    "TERMINAL_WIDTH": "100",
+    "NO_COLOR": "1",
+    "TERM": "dumb",
+    "_TYPER_FORCE_DISABLE_TERMINAL": "1",
+}
 
 
 def _help(path: list[str]) -> str:

@@ -1,27 +1,39 @@
 """Every exception devyard raises on purpose, in one tree.
 
     DevyardError                 code, status, message
-    ├── Invalid          422     bad input (names, fields, values)
-    ├── Unauthorized     401     no or bad credentials
-    ├── Forbidden        403     authenticated but not allowed
+    ├── Invalid          422     bad input (names, fields, values), e.g. ArchiveRefused
+    ├── Unauthorized     401     no or bad credentials, e.g. LoginRequired (a page: go to /login)
+    ├── Forbidden        403     authenticated but not allowed, e.g. QuotaExceeded
     ├── NotFound         404     e.g. WorkspaceNotFound, UserNotFound
     ├── Conflict         409     e.g. WorkspaceExists, UserExists, NotOnThisBackend
+    ├── TooLarge         413     an upload over its limit
     ├── Throttled        429     too many attempts
     ├── BackendError     500     an engine could not be started, stopped or read
     ├── EngineError      500     the engine is not installed or failed to install
     ├── ProvisionError   500     a workspace's files could not be made
     ├── StoreError       500     the database could not be migrated
-    └── StorageFull      507     the disk holding the data dir (or the database on it) is full
+    ├── StorageFull      507     the disk holding the data dir (or the database on it) is full
+    └── ApiError         any     the CLI's view of an error answer from the manager (status and code as sent)
 
-One handler in api/errors.py renders them as {"error": {"code", "message"}}; the CLI prints
-the message on one line and exits non-zero. `is_storage_full` recognises a full disk in the
-foreign errors it surfaces as (OSError, SQLite's, a tool's output), so the boundary that
-translates them can say so plainly instead of passing on a traceback.
+    EngineUnreachable            the gateway could not reach an engine (the browser gets 502)
+    StreamCut                    an engine's answer ended in the middle of its body
+
+The last two never leave the gateway: they are not DevyardErrors because no handler renders
+them (the gateway answers 502, or cuts the response short once its head is sent).
+
+One handler in api/errors.py renders them as {"error": {"code", "message"}} (`error_body`, the one
+writer of that body, which the gateway and its WebSocket tunnel use too); the CLI prints the
+message on one line and exits non-zero. `is_storage_full` recognises a full disk in the foreign
+errors it surfaces as (OSError, SQLite's, a tool's output), so the boundary that translates them
+can say so plainly instead of passing on a traceback.
+
+The bottom layer: nothing here imports from devyard, so every module may import this one.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 
 
@@ -44,14 +56,32 @@ class Invalid(DevyardError):
     code = "invalid"
 
 
+class ArchiveRefused(Invalid):
+    """The archive holds something devyard will not unpack (provision/archive.py)."""
+
+    code = "archive_refused"
+
+
 class Unauthorized(DevyardError):
     status = 401
     code = "unauthorized"
 
 
+class LoginRequired(Unauthorized):
+    """A page was asked for without a session: the error handler sends the browser to /login."""
+
+    code = "login_required"
+
+
 class Forbidden(DevyardError):
     status = 403
     code = "forbidden"
+
+
+class QuotaExceeded(Forbidden):
+    """A per-user limit would be passed (workspaces/quotas.py)."""
+
+    code = "quota_exceeded"
 
 
 class NotFound(DevyardError):
@@ -126,6 +156,29 @@ class StorageFull(DevyardError):
     def during(cls, doing: str, then: str = "try again") -> StorageFull:
         """The error for a full disk met while `doing`, telling what to do `then` once space is freed."""
         return cls(f"no space left on device while {doing}: free some space, then {then}")
+
+
+class ApiError(DevyardError):
+    """An error answer from the manager, carrying its status and code (the CLI's client)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+class EngineUnreachable(Exception):
+    """The engine did not take the request or answer it."""
+
+
+class StreamCut(Exception):
+    """The engine's connection ended in the middle of an answer's body."""
+
+
+def error_body(code: str, message: str) -> bytes:
+    """The JSON body of every error answer: {"error": {"code": ..., "message": ...}}."""
+    # As Starlette's JSONResponse renders: compact, UTF-8 (the API's errors were its bytes before).
+    body = {"error": {"code": code, "message": message}}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 # What a full disk looks like from here: the OS's errno, SQLite's result code, and the text tools print.

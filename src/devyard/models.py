@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from devyard.workspaces.states import Status as Status  # shown by the API's models, owned by the state rules
 
 WORKSPACE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,38}$")
 USER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,38}$")
@@ -24,21 +26,20 @@ def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-WorkspaceName = Annotated[str, _matching(WORKSPACE_NAME, "workspace names are 1-39 characters: lower-case letters, digits and '-', starting with a letter or digit")]
-UserName = Annotated[str, _matching(USER_NAME, "user names are 1-39 characters: lower-case letters, digits, '_', '.', '-', starting with a letter or digit")]
-
-
-class Status(StrEnum):
-    """Lifecycle states of a workspace (design.md §5)."""
-
-    creating = "creating"
-    provisioning = "provisioning"
-    starting = "starting"
-    running = "running"
-    stopping = "stopping"
-    stopped = "stopped"
-    failed = "failed"
-    deleting = "deleting"
+WorkspaceName = Annotated[
+    str,
+    _matching(
+        WORKSPACE_NAME,
+        "workspace names are 1-39 characters: lower-case letters, digits and '-', starting with a letter or digit",
+    ),
+]
+UserName = Annotated[
+    str,
+    _matching(
+        USER_NAME,
+        "user names are 1-39 characters: lower-case letters, digits, '_', '.', '-', starting with a letter or digit",
+    ),
+]
 
 
 class LoginRequest(BaseModel):
@@ -80,7 +81,6 @@ class UserCreate(BaseModel):
     name: UserName
     password: str = Field(min_length=8, max_length=1024)
     is_admin: bool = False
-
 
 
 class TokenCreate(BaseModel):
@@ -146,15 +146,28 @@ class WorkspaceCreate(BaseModel):
     extension_groups: list[str] = Field(default_factory=list)
     git_url: str | None = None
     start: bool = True
-    idle_timeout_s: int | None = Field(default=None, ge=0, description="Stop it after this many seconds without use (0: never; none: the manager's default).")
-    size: str | None = Field(default=None, description="A size preset (GET /api/v1/sizes); none: the manager's default_size.")
+    idle_timeout_s: int | None = Field(
+        default=None,
+        ge=0,
+        description="Stop it after this many seconds without use (0: never; none: the manager's default).",
+    )
+    size: str | None = Field(
+        default=None, description="A size preset (GET /api/v1/sizes); none: the manager's default_size."
+    )
 
 
 class WorkspaceUpdate(BaseModel):
     """Body of PATCH /api/v1/workspaces/{name}: only the fields given change."""
 
-    idle_timeout_s: int | None = Field(default=None, ge=0, description="Seconds without use before it is stopped; 0: never; null: the manager's default.")
-    size: str | None = Field(default=None, description="A size preset; only while the workspace is stopped (or failed); null: the manager's default_size.")
+    idle_timeout_s: int | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds without use before it is stopped; 0: never; null: the manager's default.",
+    )
+    size: str | None = Field(
+        default=None,
+        description="A size preset; only while the workspace is stopped (or failed); null: the manager's default_size.",
+    )
 
 
 class SizeInfo(BaseModel):
@@ -186,9 +199,12 @@ class QuotaInfo(BaseModel):
     running: int
     disk_mb: float
 
-class Template(BaseModel):
+
+@dataclass(frozen=True)
+class Template:
     """A template card: a git URL to clone and extension groups to install (or `empty`)."""
 
+    # A plain dataclass, the one shape of a template: provisioning finds them (provision.templates), the API shows them.
     name: str
     description: str
     tab: str
@@ -222,7 +238,7 @@ class BulkOutcome(BaseModel):
     """One user's result: their workspace, or why there is none."""
 
     user: str
-    workspace: "Workspace | None" = None
+    workspace: Workspace | None = None
     error: str | None = None
 
 
@@ -230,7 +246,9 @@ class SecretPut(BaseModel):
     """Body of PUT /api/v1/secrets/{name}."""
 
     value: str = Field(max_length=65536, repr=False)
-    file: str | None = Field(None, description="Write the value to this path in each workspace's home (mode 0600) instead of a variable.")
+    file: str | None = Field(
+        None, description="Write the value to this path in each workspace's home (mode 0600) instead of a variable."
+    )
 
 
 class SecretInfo(BaseModel):
@@ -259,7 +277,7 @@ class ExtensionOutcome(BaseModel):
 class ExtensionGroupsAdded(BaseModel):
     """The workspace after adding groups, and each extension's outcome."""
 
-    workspace: "Workspace"
+    workspace: Workspace
     extensions: list[ExtensionOutcome]
 
 
@@ -297,8 +315,12 @@ class WorkspacePort(BaseModel):
     """A forwarded port of a workspace: who may open it at its own origin, and where."""
 
     port: int = Field(ge=1, le=65535)
-    visibility: PortVisibility = Field(description="private: the owner; shared: the owner and the users the workspace is shared with; public: anyone with the link")
-    listening: bool = Field(description="Whether a process of the workspace listens on it now (read from outside the engine)")
+    visibility: PortVisibility = Field(
+        description="private: the owner; shared: the owner and the users the workspace is shared with; public: anyone with the link"
+    )
+    listening: bool = Field(
+        description="Whether a process of the workspace listens on it now (read from outside the engine)"
+    )
     url: str = Field(description="Where it opens")
 
 
@@ -310,9 +332,11 @@ class PortChange(BaseModel):
     visibility: PortVisibility
 
 
-class Stats(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Stats:
     """Resource use of a workspace's engine and folder."""
 
+    # A plain dataclass, the one shape of these figures: backends measure them (Backend.stats), the API shows them.
     cpu_percent: float
     memory_bytes: int
     uptime_s: float

@@ -138,15 +138,27 @@ def check_settings(settings: Settings) -> None:
     """ValueError naming the problem when workspace_domain or public_url cannot work."""
     if settings.public_url is not None:
         parts = urlsplit(settings.public_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError(f"public_url {settings.public_url!r}: give the dashboard's URL, scheme and host only, such as https://devyard.example.com")
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError(
+                f"public_url {settings.public_url!r}: give the dashboard's URL, scheme and host only, such as https://devyard.example.com"
+            )
     domain = settings.workspace_domain.strip().lower().rstrip(".")
     if domain in (AUTO, NONE):
         return
     if not _DOMAIN.match(domain):
-        raise ValueError(f"workspace_domain {settings.workspace_domain!r} is not a domain name (such as ws.example.com), `auto` or `none`")
+        raise ValueError(
+            f"workspace_domain {settings.workspace_domain!r} is not a domain name (such as ws.example.com), `auto` or `none`"
+        )
     if domain != LOCALHOST and settings.public_url is None:
-        raise ValueError(f"workspace_domain {domain}: set public_url too (the dashboard's URL), so that links and redirects never come from a request's Host")
+        raise ValueError(
+            f"workspace_domain {domain}: set public_url too (the dashboard's URL), so that links and redirects never come from a request's Host"
+        )
 
 
 PORT_URI_TEMPLATE = "//{{port}}--{{host}}/"
@@ -165,13 +177,15 @@ def engine_proxy_uri(settings: Settings) -> str | None:
 class Origins:
     """The origins in force: path mode or a workspace domain, and the URLs of the dashboard, workspaces and ports."""
 
-    def __init__(self, domain: str | None, public_url: str | None = None, scheme: str = "http", port: int | None = None) -> None:
+    def __init__(
+        self, domain: str | None, public_url: str | None = None, scheme: str = "http", port: int | None = None
+    ) -> None:
         self.domain = domain
         self.public = urlsplit(public_url) if public_url else None
         self.scheme, self.port = scheme, port
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Origins":
+    def from_settings(cls, settings: Settings) -> Origins:
         """The origins `settings` ask for (the listening port is learned when the server has bound it)."""
         scheme = "https" if settings.tls_cert or settings.tls == "self-signed" else "http"
         return cls(resolve_domain(settings), settings.public_url, scheme, settings.port or None)
@@ -244,7 +258,12 @@ class Origins:
         if not host:
             return False
         name = _hostname(host)
-        return name == (self.public.hostname or "").lower() or self.target(host) is not None or name == LOCALHOST or _is_ip(name)
+        return (
+            name == (self.public.hostname or "").lower()
+            or self.target(host) is not None
+            or name == LOCALHOST
+            or _is_ip(name)
+        )
 
     def elsewhere(self, host: str | None) -> str | None:
         """The dashboard's URL when a browser reached it at a loopback address instead of `localhost`, else None.

@@ -12,6 +12,15 @@ from pathlib import Path
 
 from devyard.errors import Invalid
 
+# In the run folder (Settings.run_dir): where a running `devyard up` says where it serves ({"url", "pid", "ca"}),
+# for the CLI on the same machine and for pods reaching a manager started with --port 0.
+MANAGER_FILE = "manager.json"
+
+
+def manager_record(run_dir: Path) -> Path:
+    """The file in `run_dir` where the manager serving from it records its address."""
+    return run_dir / MANAGER_FILE
+
 
 def child(base: Path, *names: str) -> Path:
     """base/name/..., refusing a name that is empty, `.`, `..`, or holds `/` or NUL."""

@@ -16,21 +16,23 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 from uvicorn.config import LOGGING_CONFIG
 
-from devyard.gateway.tunnel import TunnelProtocol
 from devyard.app import create_app
-from devyard.gateway import GatewayMiddleware
-from devyard.cli.client import MANAGER_FILE
 from devyard.config import Settings
 from devyard.forwarded import ForwardedHeaders, bind_unix, trusted_hosts
+from devyard.gateway import GatewayMiddleware
+from devyard.gateway.tunnel import TunnelProtocol
 from devyard.live import LiveConnections
 from devyard.origins import Origins
+from devyard.paths import MANAGER_FILE
 
 WS_MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # VS Code can send large messages (file contents)
 GRACEFUL_SHUTDOWN_S = 5
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, settings: Settings, app: FastAPI, on_ready: Callable[[str, str], None]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, settings: Settings, app: FastAPI, on_ready: Callable[[str, str], None]
+    ) -> None:
         super().__init__(config)
         self.settings = settings
         self.app = app
@@ -75,16 +77,28 @@ def serve(settings: Settings, on_ready: Callable[[str, str], None]) -> None:
     if settings.trusted_proxies or settings.uds:  # nobody to believe otherwise: no layer on every request's path
         app = ForwardedHeaders(app, settings.trusted_proxies)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
         # /w/ upgrades become byte tunnels to engines; the rest goes on to websockets-sansio (tunnel.py).
-        ws=TunnelProtocol, ws_max_size=WS_MAX_MESSAGE_BYTES, lifespan="on",
+        # Tunnels find the Gateway in the lifespan state (GatewayMiddleware puts it there): the lifespan must run.
+        ws=TunnelProtocol,
+        ws_max_size=WS_MAX_MESSAGE_BYTES,
+        lifespan="on",
         # X-Forwarded-For/-Proto only from the configured proxies and the unix socket (forwarded.py):
         # anyone else could forge them. The tunnel reads forwarded_allow_ips for its upgrades.
-        proxy_headers=False, forwarded_allow_ips=trusted_hosts(settings.trusted_proxies),
-        server_header=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_level="info",
+        proxy_headers=False,
+        forwarded_allow_ips=trusted_hosts(settings.trusted_proxies),
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        log_level="info",
         # JSON logs: uvicorn's own records go through the root handler (devyard.logs) instead of its text formatters.
         log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
-        access_log=False, ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key,
+        access_log=False,
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
     )
     sockets = [config.bind_socket()]
     if settings.uds:

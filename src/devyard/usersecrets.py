@@ -25,7 +25,17 @@ from devyard.store.tables import SecretRow, utcnow
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_VALUE = 64 * 1024
 # Variables an engine needs for itself: a secret must not replace them.
-RESERVED = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "XDG_RUNTIME_DIR", "LD_PRELOAD", "LD_LIBRARY_PATH", "NODE_OPTIONS"}
+RESERVED = {
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "XDG_RUNTIME_DIR",
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "NODE_OPTIONS",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +59,10 @@ class Materials:
 def check_name(name: str) -> str:
     """`name` when it can be an environment variable name devyard allows; Invalid otherwise."""
     if not NAME.match(name):
-        raise Invalid("secret names are 1-128 letters, digits and '_', not starting with a digit (like environment variables)",
-                      code="invalid_secret_name")
+        raise Invalid(
+            "secret names are 1-128 letters, digits and '_', not starting with a digit (like environment variables)",
+            code="invalid_secret_name",
+        )
     if name.upper() in RESERVED or name.upper().startswith("DEVYARD_"):
         raise Invalid(f"'{name}' is used by the engine itself; choose another name", code="reserved_secret_name")
     return name
@@ -59,7 +71,10 @@ def check_name(name: str) -> str:
 def check_file(path: str) -> str:
     """A relative path inside the home folder (e.g. `.databrickscfg`), normalized; Invalid otherwise."""
     if not path or len(path) > 255 or "\0" in path or path.startswith("/") or "\\" in path:
-        raise Invalid("a secret file is a relative path in the workspace's home, such as .databrickscfg", code="invalid_secret_file")
+        raise Invalid(
+            "a secret file is a relative path in the workspace's home, such as .databrickscfg",
+            code="invalid_secret_file",
+        )
     parts = [p for p in PurePosixPath(path).parts if p != "."]
     if not parts or ".." in parts:
         raise Invalid("a secret file must stay inside the workspace's home (no '..')", code="invalid_secret_file")
@@ -78,7 +93,9 @@ class SecretStore:
         return nonce + self._aead.encrypt(nonce, value.encode(), f"{user_id}/{name}".encode())
 
     def _open(self, row: SecretRow) -> str:
-        return self._aead.decrypt(row.ciphertext[:12], row.ciphertext[12:], f"{row.user_id}/{row.name}".encode()).decode()
+        return self._aead.decrypt(
+            row.ciphertext[:12], row.ciphertext[12:], f"{row.user_id}/{row.name}".encode()
+        ).decode()
 
     async def put(self, user_id: int, name: str, value: str, file: str | None) -> tuple[SecretInfo, bool, str | None]:
         """Set (or replace) a secret: (the secret as listed, whether it is new, the file it was written to before)."""
@@ -88,7 +105,11 @@ class SecretStore:
             raise Invalid(f"a secret holds at most {MAX_VALUE // 1024} KB", code="secret_too_large")
         async with self.db() as s:
             if file is not None:
-                clash = await s.scalar(select(SecretRow.name).where(SecretRow.user_id == user_id, SecretRow.file == file, SecretRow.name != name))
+                clash = await s.scalar(
+                    select(SecretRow.name).where(
+                        SecretRow.user_id == user_id, SecretRow.file == file, SecretRow.name != name
+                    )
+                )
                 if clash:
                     raise Conflict(f"secret {clash} is already written to {file}", code="secret_file_taken")
             row = await s.scalar(select(SecretRow).where(SecretRow.user_id == user_id, SecretRow.name == name))
@@ -107,7 +128,9 @@ class SecretStore:
     async def list(self, user_id: int) -> list[SecretInfo]:
         """The user's secrets by name (never values)."""
         async with self.db() as s:
-            rows = (await s.scalars(select(SecretRow).where(SecretRow.user_id == user_id).order_by(SecretRow.name))).all()
+            rows = (
+                await s.scalars(select(SecretRow).where(SecretRow.user_id == user_id).order_by(SecretRow.name))
+            ).all()
         return [SecretInfo(r.name, r.file, r.created_at, r.updated_at) for r in rows]
 
     async def delete(self, user_id: int, name: str) -> str | None:

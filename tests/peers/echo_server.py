@@ -24,7 +24,9 @@ def process_request(connection: ServerConnection, request: Request) -> Response 
 
 
 async def main(port: int) -> None:
-    async with serve(echo, "127.0.0.1", port, process_request=process_request, max_size=None, compression=None) as server:
+    async with serve(
+        echo, "127.0.0.1", port, process_request=process_request, max_size=None, compression=None
+    ) as server:
         print("ready", flush=True)
         await server.serve_forever()
 

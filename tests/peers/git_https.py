@@ -36,10 +36,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
         env = {
-            "GIT_PROJECT_ROOT": self.root, "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path, "QUERY_STRING": query,
-            "REQUEST_METHOD": self.command, "CONTENT_TYPE": self.headers.get("content-type", ""),
-            "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": self.client_address[0], "PATH": "/usr/bin:/bin",
-            "GIT_PROTOCOL": self.headers.get("git-protocol", ""), "HTTP_CONTENT_ENCODING": self.headers.get("content-encoding", ""),
+            "GIT_PROJECT_ROOT": self.root,
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "REQUEST_METHOD": self.command,
+            "CONTENT_TYPE": self.headers.get("content-type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_ADDR": self.client_address[0],
+            "PATH": "/usr/bin:/bin",
+            "GIT_PROTOCOL": self.headers.get("git-protocol", ""),
+            "HTTP_CONTENT_ENCODING": self.headers.get("content-encoding", ""),
         }
         out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, check=False).stdout
         head, _, payload = out.partition(b"\r\n\r\n")

@@ -19,8 +19,13 @@ def set_session_cookie(request: Request, response: Response, cookie: str) -> Non
     """Attach the session cookie: HttpOnly, SameSite=Lax, Secure under TLS."""
     settings = request.app.state.settings
     response.set_cookie(
-        SESSION_COOKIE, cookie, max_age=settings.session_ttl_s, httponly=True, samesite="lax",
-        secure=settings.secure_cookies or request.url.scheme == "https", path="/",
+        SESSION_COOKIE,
+        cookie,
+        max_age=settings.session_ttl_s,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies or request.url.scheme == "https",
+        path="/",
     )
 
 

@@ -28,9 +28,15 @@ router = APIRouter(prefix="/workspaces", tags=["workspaces"])
 Owner = Query(None, description="Owner of the workspace (default: you).")
 
 
-@router.post("/{name}/backup", summary="Download a backup (.tar.gz of files, user-data and extension list), even while it runs",
-             response_class=StreamingResponse, responses={200: {"content": {"application/gzip": {}}}})
-async def backup_workspace(name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner) -> StreamingResponse:
+@router.post(
+    "/{name}/backup",
+    summary="Download a backup (.tar.gz of files, user-data and extension list), even while it runs",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/gzip": {}}}},
+)
+async def backup_workspace(
+    name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner
+) -> StreamingResponse:
     """200 with the archive streamed; the owner's only (a backup holds every file)."""
     row = await service.find(ident, name, owner, Action.configure)
     service.need_local_files("backups")
@@ -39,15 +45,29 @@ async def backup_workspace(name: str, ident: CurrentUser, service: Workspaces, r
     await record(request, "workspace.backup", f"{row.owner.name}/{name}")
     filename = backups.file_name(name)
     spec, manifest = service.spec(row), backups.manifest_of(row)
-    return StreamingResponse(written(lambda out: backups.write(spec, manifest, out), f"backup-{row.uid}"), media_type="application/gzip",
-                             headers={"content-disposition": f'attachment; filename="{filename}"'})
+    return StreamingResponse(
+        written(lambda out: backups.write(spec, manifest, out), f"backup-{row.uid}"),
+        media_type="application/gzip",
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    )
 
 
-@router.post("/restore", response_model=Workspace, status_code=201, summary="Create a workspace from a backup (the request body)",
-             openapi_extra={"requestBody": {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}})
-async def restore_workspace(request: Request, ident: CurrentUser, service: Workspaces,
-                            name: str | None = Query(None, description="Name of the new workspace (default: the backed-up one's)."),
-                            start: bool = True) -> Workspace:
+@router.post(
+    "/restore",
+    response_model=Workspace,
+    status_code=201,
+    summary="Create a workspace from a backup (the request body)",
+    openapi_extra={
+        "requestBody": {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}
+    },
+)
+async def restore_workspace(
+    request: Request,
+    ident: CurrentUser,
+    service: Workspaces,
+    name: str | None = Query(None, description="Name of the new workspace (default: the backed-up one's)."),
+    start: bool = True,
+) -> Workspace:
     """201 with the new workspace, provisioned from the backup's files and user-data, its extensions installed again."""
     settings = service.settings
     limit = settings.archive_max_expanded_mb << 20
@@ -60,7 +80,9 @@ async def restore_workspace(request: Request, ident: CurrentUser, service: Works
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
-                    raise TooLarge(f"the backup is larger than the limit of {settings.archive_max_expanded_mb} MB (archive_max_expanded_mb)")
+                    raise TooLarge(
+                        f"the backup is larger than the limit of {settings.archive_max_expanded_mb} MB (archive_max_expanded_mb)"
+                    )
                 sink.write(chunk)
         if size == 0:
             raise Invalid("send the backup file as the request body", code="backup_missing")
@@ -72,13 +94,21 @@ async def restore_workspace(request: Request, ident: CurrentUser, service: Works
         backups.real_folders(unpacked)
         (unpacked / "files").mkdir(exist_ok=True)
         try:
-            req = WorkspaceCreate(name=name or manifest.name, start=start, idle_timeout_s=manifest.idle_timeout_s,
-                                  size=manifest.size if manifest.size in settings.sizes else None)
+            req = WorkspaceCreate(
+                name=name or manifest.name,
+                start=start,
+                idle_timeout_s=manifest.idle_timeout_s,
+                size=manifest.size if manifest.size in settings.sizes else None,
+            )
         except ValidationError as exc:
             raise Invalid(f"name: {exc.errors()[0]['msg']}", code="invalid_name") from exc
-        row = await service.create(ident, req, unpacked=unpacked / "files", restore=backups.restore_folder(unpacked, manifest))
+        row = await service.create(
+            ident, req, unpacked=unpacked / "files", restore=backups.restore_folder(unpacked, manifest)
+        )
     finally:
         received.unlink(missing_ok=True)
         shutil.rmtree(unpacked, ignore_errors=True)
-    await record(request, "workspace.restore", f"{ident.name}/{req.name}", detail={"from": f"{manifest.owner}/{manifest.name}"})
+    await record(
+        request, "workspace.restore", f"{ident.name}/{req.name}", detail={"from": f"{manifest.owner}/{manifest.name}"}
+    )
     return service.to_model(row)

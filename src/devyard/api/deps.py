@@ -8,18 +8,12 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from devyard.audit import AuditLog
+from devyard.auth.credentials import bearer_token
 from devyard.auth.csrf import UNSAFE_METHODS, cross_site
 from devyard.auth.identity import SESSION_COOKIE, Authenticator, Identity
 from devyard.errors import Forbidden, Unauthorized
 from devyard.live import Live, until_closed
 from devyard.workspaces.service import WorkspaceService
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header."""
-    if authorization and authorization[:7].lower() == "bearer ":
-        return authorization[7:].strip() or None
-    return None
 
 
 def authenticator(request: Request) -> Authenticator:
@@ -36,10 +30,16 @@ def workspaces(request: Request) -> WorkspaceService:
 
 async def current_identity(request: Request) -> Identity:
     """The authenticated caller; 401 without valid credentials, 403 on a cross-site cookie request."""
-    ident = await authenticator(request).resolve(request.cookies.get(SESSION_COOKIE), bearer_token(request.headers.get("authorization")))
+    ident = await authenticator(request).resolve(
+        request.cookies.get(SESSION_COOKIE), bearer_token(request.headers.get("authorization"))
+    )
     if ident is None:
         raise Unauthorized("log in or send an API token (Authorization: Bearer <token>)", code="not_authenticated")
-    if ident.via == "session" and request.method in UNSAFE_METHODS and cross_site(request.headers.get("origin"), request.headers.get("host")):
+    if (
+        ident.via == "session"
+        and request.method in UNSAFE_METHODS
+        and cross_site(request.headers.get("origin"), request.headers.get("host"))
+    ):
         raise Forbidden("cross-site request refused", code="csrf_refused")
     if ident.scope == "read" and request.method not in ("GET", "HEAD"):
         raise Forbidden("this token may only read; create a write-scoped token to make changes", code="token_scope")
@@ -49,7 +49,9 @@ async def current_identity(request: Request) -> Identity:
 
 def live_stream(request: Request, ident: Identity, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """An event stream that ends as soon as the credential it was opened with does (logout, token revoked, user disabled)."""
-    credential = authenticator(request).credential_key(request.cookies.get(SESSION_COOKIE), bearer_token(request.headers.get("authorization")))
+    credential = authenticator(request).credential_key(
+        request.cookies.get(SESSION_COOKIE), bearer_token(request.headers.get("authorization"))
+    )
     gateway = request.app.state.gateway
     return until_closed(gateway.live, Live(credential or "", ident.user_id, ident.name, lambda: None), stream)
 
@@ -74,10 +76,19 @@ def audit_log(request: Request) -> AuditLog:
     return log
 
 
-async def record(request: Request, action: str, target: str | None = None, *, success: bool = True, detail: dict[str, Any] | None = None) -> None:
+async def record(
+    request: Request,
+    action: str,
+    target: str | None = None,
+    *,
+    success: bool = True,
+    detail: dict[str, Any] | None = None,
+) -> None:
     """Write an audit entry for the request's caller and address."""
     ident: Identity | None = getattr(request.state, "identity", None)
-    await audit_log(request).record(ident.name if ident else None, action, target, success=success, address=client_address(request), detail=detail)
+    await audit_log(request).record(
+        ident.name if ident else None, action, target, success=success, address=client_address(request), detail=detail
+    )
 
 
 CurrentUser = Annotated[Identity, Depends(current_identity)]

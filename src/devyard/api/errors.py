@@ -3,6 +3,11 @@
 A page request (anything outside /api/ that accepts HTML) never gets a raw JSON body: without a
 session it goes to the login page, and any other error is shown as a readable page.
 
+The gateway (a plain ASGI app outside FastAPI) answers the same way with the helpers here:
+`error_response` for the JSON body (devyard.errors.error_body), `wants_html` for whether a browser
+asks for a page, and `login_redirect` for the trip to /login (303 See Other everywhere: after
+logging in the browser GETs what it asked for, whatever the method was).
+
 A full disk is translated here too: an OSError ENOSPC or SQLite's "database or disk is full" from
 any route becomes 507 `storage_full` with a sentence saying so (SQLite has rolled the write back,
 so the database is as it was), not a 500 with a traceback.
@@ -15,20 +20,48 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
+from starlette.types import Scope
 
-from devyard.errors import DevyardError, StorageFull, is_storage_full
+from devyard.errors import DevyardError, StorageFull, error_body, is_storage_full
 from devyard.web.render import render
 
 log = logging.getLogger("devyard")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
+LOGIN_REDIRECT = 303  # See Other: the login page is fetched with GET, whatever the refused request's method
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The JSON error body every devyard endpoint uses."""
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    """The JSON error answer every devyard endpoint and the gateway use."""
+    return Response(error_body(code, message), status_code=status, headers=headers, media_type="application/json")
+
+
+def wants_html(scope: Scope) -> bool:
+    """Whether the request is a browser asking for a page (an HTTP request that accepts HTML)."""
+    if scope["type"] != "http":
+        return False
+    # The first Accept header, as the gateway has always read it (access.header).
+    accept = next((value for name, value in scope["headers"] if name == b"accept"), b"")
+    return b"text/html" in accept
+
+
+def is_page(scope: Scope) -> bool:
+    """Whether a request to the manager's own routes wants a page: /api/ answers JSON even to a browser."""
+    return wants_html(scope) and not scope["path"].startswith("/api/")
+
+
+def login_location(scope: Scope) -> str:
+    """Where an unauthenticated browser is sent: the login page, coming back here after."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    back = scope["path"] + (f"?{query}" if query else "")  # the full path: ASGI puts any root_path in it already
+    return "/login?next=" + quote(back, safe="/")
+
+
+def login_redirect(scope: Scope, location: str | None = None) -> Response:
+    """The redirect that sends a browser to sign in: to /login, or to `location` (a workspace origin's trip to the dashboard)."""
+    return RedirectResponse(location or login_location(scope), status_code=LOGIN_REDIRECT)
 
 
 def _describe(exc: RequestValidationError) -> str:
@@ -40,21 +73,27 @@ def _describe(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-_TITLES = {401: "Please log in", 403: "Not allowed", 404: "Not found", 409: "Conflict", 422: "That did not work", 507: "The disk is full"}
-
-
-def _is_page(request: Request) -> bool:
-    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+_TITLES = {
+    401: "Please log in",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict",
+    422: "That did not work",
+    507: "The disk is full",
+}
 
 
 def _respond(request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    if not _is_page(request):
+    if not is_page(request.scope):
         return error_response(status, code, message, headers)
     if status == 401:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
-    page = render("error.html", me=getattr(request.state, "identity", None), title=_TITLES.get(status, "Something went wrong"),
-                  message=message[:1].upper() + message[1:] + ("" if message.endswith(".") else "."))
+        return login_redirect(request.scope)
+    page = render(
+        "error.html",
+        me=getattr(request.state, "identity", None),
+        title=_TITLES.get(status, "Something went wrong"),
+        message=message[:1].upper() + message[1:] + ("" if message.endswith(".") else "."),
+    )
     return HTMLResponse(page, status_code=status, headers=headers)
 
 
@@ -74,7 +113,7 @@ def install_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
-            message = "no such page" if _is_page(request) else "no such endpoint"
+            message = "no such page" if is_page(request.scope) else "no such endpoint"
         return _respond(request, exc.status_code, code, message, getattr(exc, "headers", None))
 
     @app.exception_handler(OSError)

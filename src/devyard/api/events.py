@@ -10,7 +10,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from devyard.api.deps import CurrentUser, Workspaces, authenticator, bearer_token, live_stream
+from devyard.api.deps import CurrentUser, Workspaces, authenticator, live_stream
+from devyard.auth.credentials import bearer_token
 from devyard.auth.identity import SESSION_COOKIE, Identity
 from devyard.errors import Forbidden
 from devyard.workspaces.events import Event
@@ -25,8 +26,11 @@ async def events(ident: CurrentUser, service: Workspaces, request: Request, all:
     """A `snapshot` event (every visible workspace with its latest stats), then `workspace`, `stats` and `deleted` events."""
     if all and not ident.acts_as_admin:
         raise Forbidden("only admins may follow every user's workspaces", code="admin_required")
-    return StreamingResponse(live_stream(request, ident, _stream(request, ident, service, all)), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        live_stream(request, ident, _stream(request, ident, service, all)),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 def _frame(kind: str, data: Any) -> bytes:
@@ -45,7 +49,9 @@ async def _snapshot(service: WorkspaceService, ident: Identity, everyone: bool) 
 
 async def _still_valid(request: Request) -> bool:
     # A stream outlives the request that opened it: a logout or revoked token ends it at the next keep-alive.
-    ident = await authenticator(request).resolve(request.cookies.get(SESSION_COOKIE), bearer_token(request.headers.get("authorization")))
+    ident = await authenticator(request).resolve(
+        request.cookies.get(SESSION_COOKIE), bearer_token(request.headers.get("authorization"))
+    )
     return ident is not None
 
 

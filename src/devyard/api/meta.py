@@ -25,7 +25,9 @@ async def extension_groups(_: CurrentUser, request: Request) -> list[ExtensionGr
     return groups
 
 
-@router.get("/sizes", response_model=list[SizeInfo], summary="The size presets a workspace can have (memory, CPUs, disk)")
+@router.get(
+    "/sizes", response_model=list[SizeInfo], summary="The size presets a workspace can have (memory, CPUs, disk)"
+)
 async def list_sizes(_: CurrentUser, request: Request) -> list[SizeInfo]:
     """Every preset, the default one marked."""
     return sizes.listed(request.app.state.settings)

@@ -15,4 +15,4 @@ router = APIRouter(tags=["meta"])
 async def metrics(_: AdminUser, service: Workspaces) -> Response:
     """Workspaces by status, starts, failures, crashes, start latency, gateway requests, WebSockets, engine memory and CPU."""
     await service.sampler.refresh()  # engine memory and CPU as of now
-    return Response(service.metrics.render(service), media_type=CONTENT_TYPE_LATEST)
+    return Response(service.render_metrics(), media_type=CONTENT_TYPE_LATEST)

@@ -13,11 +13,20 @@ router = APIRouter(prefix="/secrets", tags=["secrets"])
 @router.get("", response_model=list[SecretInfo], summary="Your secrets (names only)")
 async def list_secrets(ident: CurrentUser, service: Workspaces) -> list[SecretInfo]:
     """Name, file (when written to one) and times of each secret; never the values."""
-    return [SecretInfo(name=i.name, file=i.file, created_at=i.created_at, updated_at=i.updated_at) for i in await service.secrets.list(ident.user_id)]
+    return [
+        SecretInfo(name=i.name, file=i.file, created_at=i.created_at, updated_at=i.updated_at)
+        for i in await service.secrets.list(ident.user_id)
+    ]
 
 
-@router.put("/{name}", response_model=SecretInfo, summary="Set a secret (an environment variable, or a file in each workspace's home)")
-async def put_secret(name: str, body: SecretPut, ident: CurrentUser, service: Workspaces, request: Request, response: Response) -> SecretInfo:
+@router.put(
+    "/{name}",
+    response_model=SecretInfo,
+    summary="Set a secret (an environment variable, or a file in each workspace's home)",
+)
+async def put_secret(
+    name: str, body: SecretPut, ident: CurrentUser, service: Workspaces, request: Request, response: Response
+) -> SecretInfo:
     """201 when new, 200 when replaced. Files are rewritten at once; variables reach engines when they next start."""
     info, created, old_file = await service.secrets.put(ident.user_id, name, body.value, body.file)
     if body.file or old_file:  # variables reach engines at their next start; only files are written now

@@ -27,19 +27,39 @@ router = APIRouter(prefix="/workspaces", tags=["workspaces"])
 MAX_FIELD = 64 * 1024
 
 
-@router.post("/upload", response_model=Workspace, status_code=201, summary="Create a workspace from an uploaded archive",
-             openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {
-                 "type": "object", "required": ["name", "archive"],
-                 "properties": {"name": {"type": "string"}, "archive": {"type": "string", "format": "binary"},
-                                "extension_groups": {"type": "array", "items": {"type": "string"}},
-                                "start": {"type": "boolean", "default": True}}}}}}})
+@router.post(
+    "/upload",
+    response_model=Workspace,
+    status_code=201,
+    summary="Create a workspace from an uploaded archive",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["name", "archive"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "archive": {"type": "string", "format": "binary"},
+                            "extension_groups": {"type": "array", "items": {"type": "string"}},
+                            "start": {"type": "boolean", "default": True},
+                        },
+                    }
+                }
+            }
+        }
+    },
+)
 async def upload_workspace(request: Request, ident: CurrentUser, service: Workspaces) -> Workspace:
     """201 with the new workspace, whose files are the archive's; 413 over the size limit, 422 for a refused archive."""
     settings = service.settings
     limit = settings.ui.workspace.max_upload_size_mb << 20
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + MAX_FIELD:
-        raise TooLarge(f"the upload is {int(declared) >> 20} MB; the limit is {settings.ui.workspace.max_upload_size_mb} MB")
+        raise TooLarge(
+            f"the upload is {int(declared) >> 20} MB; the limit is {settings.ui.workspace.max_upload_size_mb} MB"
+        )
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
@@ -80,8 +100,12 @@ class _Form:
         self._header = (bytearray(), bytearray())
         self._headers: dict[bytes, bytes] = {}
         callbacks: Any = {
-            "on_part_begin": self._begin, "on_header_field": self._header_field, "on_header_value": self._header_value,
-            "on_header_end": self._header_end, "on_headers_finished": self._headers_done, "on_part_data": self._data,
+            "on_part_begin": self._begin,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_done,
+            "on_part_data": self._data,
             "on_part_end": self._end,
         }
         self.parser = MultipartParser(boundary, callbacks)
@@ -106,7 +130,9 @@ class _Form:
             return WorkspaceCreate(name=name, extension_groups=[g.strip() for g in groups], start=start, size=size)
         except ValidationError as exc:
             problem = exc.errors()[0]
-            raise Invalid(f"{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}", code="invalid_field") from exc
+            raise Invalid(
+                f"{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}", code="invalid_field"
+            ) from exc
 
     # -- parser callbacks -------------------------------------------------------------------
     def _begin(self) -> None:
@@ -135,7 +161,9 @@ class _Form:
         if self._is_file:
             self.size += end - start
             if self.size > self.limit:
-                raise TooLarge(f"the archive is larger than the limit of {self.limit >> 20} MB (ui.workspace.max_upload_size_mb)")
+                raise TooLarge(
+                    f"the archive is larger than the limit of {self.limit >> 20} MB (ui.workspace.max_upload_size_mb)"
+                )
             self.sink.write(data[start:end])
         else:
             self._value.extend(data[start:end])
@@ -145,4 +173,3 @@ class _Form:
     def _end(self) -> None:
         if self._name and not self._is_file:
             self.fields.setdefault(self._name, []).append(self._value.decode("utf-8", "replace"))
-

@@ -9,7 +9,17 @@ from fastapi import APIRouter, Query, Request, Response
 from devyard.api.deps import AdminUser, CurrentUser, audit_log, authenticator, record, workspaces
 from devyard.auth import users
 from devyard.auth.secrets import parse_duration
-from devyard.models import AuditEntry, QuotaInfo, QuotaUpdate, TokenCreate, TokenCreated, TokenInfo, User, UserCreate, UserUpdate
+from devyard.models import (
+    AuditEntry,
+    QuotaInfo,
+    QuotaUpdate,
+    TokenCreate,
+    TokenCreated,
+    TokenInfo,
+    User,
+    UserCreate,
+    UserUpdate,
+)
 from devyard.store.tables import UserRow, utcnow
 from devyard.workspaces import quotas
 
@@ -33,7 +43,9 @@ async def create_user(body: UserCreate, _: AdminUser, request: Request) -> User:
 @router.patch("/users/{name}", response_model=User, summary="Disable, enable, promote or set a password (admins only)")
 async def update_user(name: str, body: UserUpdate, _: AdminUser, request: Request) -> User:
     """Change a user. Disabling or a new password ends their sessions; disabling stops their workspaces."""
-    row = await users.update_user(request.app.state.db, name, disabled=body.disabled, is_admin=body.is_admin, password=body.password)
+    row = await users.update_user(
+        request.app.state.db, name, disabled=body.disabled, is_admin=body.is_admin, password=body.password
+    )
     auth = authenticator(request)
     if body.disabled:
         await auth.end_user(row.id)
@@ -52,8 +64,13 @@ async def _quota_info(request: Request, user: UserRow) -> QuotaInfo:
     settings = workspaces(request).settings
     count, running, disk = await quotas.usage(request.app.state.db, settings, user)
     effective = quotas.quota_of(user, settings)
-    return QuotaInfo(own=QuotaUpdate(max_workspaces=user.max_workspaces, max_running=user.max_running, max_disk_mb=user.max_disk_mb),
-                     effective=QuotaUpdate(**dataclasses.asdict(effective)), workspaces=count, running=running, disk_mb=round(disk / (1 << 20), 1))
+    return QuotaInfo(
+        own=QuotaUpdate(max_workspaces=user.max_workspaces, max_running=user.max_running, max_disk_mb=user.max_disk_mb),
+        effective=QuotaUpdate(**dataclasses.asdict(effective)),
+        workspaces=count,
+        running=running,
+        disk_mb=round(disk / (1 << 20), 1),
+    )
 
 
 @router.get("/users/{name}/quota", response_model=QuotaInfo, summary="A user's quota and use (admins only)")
@@ -62,7 +79,9 @@ async def get_quota(name: str, _: AdminUser, request: Request) -> QuotaInfo:
     return await _quota_info(request, await users.get_user(request.app.state.db, name))
 
 
-@router.put("/users/{name}/quota", response_model=QuotaInfo, summary="Set a user's quota (admins only; null: the default)")
+@router.put(
+    "/users/{name}/quota", response_model=QuotaInfo, summary="Set a user's quota (admins only; null: the default)"
+)
 async def put_quota(name: str, body: QuotaUpdate, _: AdminUser, request: Request) -> QuotaInfo:
     """Replace the user's own limits; each null means the manager's default applies."""
     row = await users.set_quota(request.app.state.db, name, body.max_workspaces, body.max_running, body.max_disk_mb)
@@ -100,7 +119,13 @@ async def revoke_token(token_id: int, ident: CurrentUser, request: Request) -> R
 
 
 @router.get("/audit", response_model=list[AuditEntry], summary="The audit log, newest first (admins only)")
-async def audit(_: AdminUser, request: Request, limit: int = Query(100, ge=1, le=10_000), action: str | None = None, actor: str | None = None,
-                success: bool | None = None) -> list[AuditEntry]:
+async def audit(
+    _: AdminUser,
+    request: Request,
+    limit: int = Query(100, ge=1, le=10_000),
+    action: str | None = None,
+    actor: str | None = None,
+    success: bool | None = None,
+) -> list[AuditEntry]:
     """Logins, account and token changes, workspace actions and shares (?action= a prefix, ?actor=, ?success=true|false)."""
     return await audit_log(request).entries(limit, action, actor, success)

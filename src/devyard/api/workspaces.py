@@ -16,8 +16,20 @@ from pydantic import TypeAdapter
 from devyard.api.deps import CurrentUser, Workspaces, live_stream, record
 from devyard.auth.users import get_user
 from devyard.errors import Forbidden
-from devyard.models import (ExtensionGroupsAdd, ExtensionGroupsAdded, ExtensionOutcome, LogLines, PortChange, Share, ShareCreate, Stats,
-                            Workspace, WorkspaceCreate, WorkspacePort, WorkspaceUpdate)
+from devyard.models import (
+    ExtensionGroupsAdd,
+    ExtensionGroupsAdded,
+    ExtensionOutcome,
+    LogLines,
+    PortChange,
+    Share,
+    ShareCreate,
+    Stats,
+    Workspace,
+    WorkspaceCreate,
+    WorkspacePort,
+    WorkspaceUpdate,
+)
 from devyard.workspaces.access import Action
 
 router = APIRouter(prefix="/workspaces", tags=["workspaces"])
@@ -26,7 +38,9 @@ _LIST = TypeAdapter(list[Workspace])
 Owner = Query(None, description="Owner of the workspace (default: you); for admins and shared users.")
 
 
-@router.get("", response_model=list[Workspace], summary="Your workspaces (?shared=1: and those shared with you; admins: ?all=1)")
+@router.get(
+    "", response_model=list[Workspace], summary="Your workspaces (?shared=1: and those shared with you; admins: ?all=1)"
+)
 async def list_workspaces(ident: CurrentUser, service: Workspaces, all: bool = False, shared: bool = False) -> Response:
     """Workspaces of the caller, oldest first."""
     if all and not ident.acts_as_admin:
@@ -36,8 +50,12 @@ async def list_workspaces(ident: CurrentUser, service: Workspaces, all: bool = F
     return Response(_LIST.dump_json(models), media_type="application/json")
 
 
-@router.post("", response_model=Workspace, status_code=201, summary="Create a workspace (and start it unless start=false)")
-async def create_workspace(body: WorkspaceCreate, ident: CurrentUser, service: Workspaces, request: Request) -> Workspace:
+@router.post(
+    "", response_model=Workspace, status_code=201, summary="Create a workspace (and start it unless start=false)"
+)
+async def create_workspace(
+    body: WorkspaceCreate, ident: CurrentUser, service: Workspaces, request: Request
+) -> Workspace:
     """201 with the new workspace; 409 when the name is taken, 422 for a bad name."""
     row = await service.create(ident, body)
     await record(request, "workspace.create", f"{ident.name}/{body.name}")
@@ -50,17 +68,37 @@ async def get_workspace(name: str, ident: CurrentUser, service: Workspaces, owne
     return service.to_model(await service.find(ident, name, owner, Action.read))
 
 
-@router.patch("/{name}", response_model=Workspace, summary="Change a workspace's own settings (idle_timeout_s; size while stopped)")
-async def update_workspace(name: str, body: WorkspaceUpdate, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner) -> Workspace:
+@router.patch(
+    "/{name}",
+    response_model=Workspace,
+    summary="Change a workspace's own settings (idle_timeout_s; size while stopped)",
+)
+async def update_workspace(
+    name: str,
+    body: WorkspaceUpdate,
+    ident: CurrentUser,
+    service: Workspaces,
+    request: Request,
+    owner: str | None = Owner,
+) -> Workspace:
     """The workspace as changed; a field sent as null goes back to the manager's default."""
     row = await service.find(ident, name, owner, Action.control)
     row = await service.update(row, body.model_dump(include=body.model_fields_set))
-    await record(request, "workspace.update", f"{row.owner.name}/{name}", detail=body.model_dump(include=body.model_fields_set))
+    await record(
+        request, "workspace.update", f"{row.owner.name}/{name}", detail=body.model_dump(include=body.model_fields_set)
+    )
     return service.to_model(row)
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a workspace (?keep_files=1 keeps its folder)")
-async def delete_workspace(name: str, ident: CurrentUser, service: Workspaces, request: Request, keep_files: bool = False, owner: str | None = Owner) -> Response:
+async def delete_workspace(
+    name: str,
+    ident: CurrentUser,
+    service: Workspaces,
+    request: Request,
+    keep_files: bool = False,
+    owner: str | None = Owner,
+) -> Response:
     """Stop the engine and remove the workspace; 204 once it is gone."""
     row = await service.find(ident, name, owner, Action.delete)
     await service.delete(row, keep_files)
@@ -68,7 +106,9 @@ async def delete_workspace(name: str, ident: CurrentUser, service: Workspaces, r
     return Response(status_code=204)
 
 
-async def _control(name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None, verb: str) -> Workspace:
+async def _control(
+    name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None, verb: str
+) -> Workspace:
     row = await service.find(ident, name, owner, Action.control)
     row = await getattr(service, verb)(row)
     await record(request, f"workspace.{verb}", f"{row.owner.name}/{name}")
@@ -76,53 +116,89 @@ async def _control(name: str, ident: CurrentUser, service: Workspaces, request: 
 
 
 @router.post("/{name}/start", response_model=Workspace, status_code=202, summary="Start the engine")
-async def start_workspace(name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner) -> Workspace:
+async def start_workspace(
+    name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner
+) -> Workspace:
     """202: the workspace is starting; poll it until running or failed."""
     return await _control(name, ident, service, request, owner, "start")
 
 
 @router.post("/{name}/stop", response_model=Workspace, status_code=202, summary="Stop the engine")
-async def stop_workspace(name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner) -> Workspace:
+async def stop_workspace(
+    name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner
+) -> Workspace:
     """202: the workspace is stopping; files are kept."""
     return await _control(name, ident, service, request, owner, "stop")
 
 
-@router.post("/{name}/retry-provision", response_model=Workspace, status_code=202, summary="Provision a failed workspace again")
-async def retry_provision(name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner) -> Workspace:
+@router.post(
+    "/{name}/retry-provision", response_model=Workspace, status_code=202, summary="Provision a failed workspace again"
+)
+async def retry_provision(
+    name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner
+) -> Workspace:
     """202: provisioning runs again (then the engine starts); 422 when provisioning did not fail."""
     return await _control(name, ident, service, request, owner, "retry_provision")
 
 
-@router.post("/{name}/extension-groups", response_model=ExtensionGroupsAdded, summary="Add extension groups to your workspace")
-async def add_extension_groups(name: str, body: ExtensionGroupsAdd, ident: CurrentUser, service: Workspaces, request: Request) -> ExtensionGroupsAdded:
+@router.post(
+    "/{name}/extension-groups", response_model=ExtensionGroupsAdded, summary="Add extension groups to your workspace"
+)
+async def add_extension_groups(
+    name: str, body: ExtensionGroupsAdd, ident: CurrentUser, service: Workspaces, request: Request
+) -> ExtensionGroupsAdded:
     """Merge the groups' settings (the user's own win) and install their extensions; 200 with each extension's outcome."""
     row = await service.find(ident, name, None, Action.configure)
     outcomes = await service.provisioner.add_groups(row, body.groups)
-    await record(request, "workspace.extension_groups", f"{ident.name}/{name}",
-                 detail={"groups": body.groups, "failed": [o.id for o in outcomes if not o.installed]})
-    return ExtensionGroupsAdded(workspace=service.to_model(row),
-                                extensions=[ExtensionOutcome(id=o.id, installed=o.installed, detail=o.detail) for o in outcomes])
+    await record(
+        request,
+        "workspace.extension_groups",
+        f"{ident.name}/{name}",
+        detail={"groups": body.groups, "failed": [o.id for o in outcomes if not o.installed]},
+    )
+    return ExtensionGroupsAdded(
+        workspace=service.to_model(row),
+        extensions=[ExtensionOutcome(id=o.id, installed=o.installed, detail=o.detail) for o in outcomes],
+    )
 
 
 @router.post("/{name}/restart", response_model=Workspace, status_code=202, summary="Stop then start the engine")
-async def restart_workspace(name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner) -> Workspace:
+async def restart_workspace(
+    name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner
+) -> Workspace:
     """202: the workspace is restarting."""
     return await _control(name, ident, service, request, owner, "restart")
 
 
 @router.get("/{name}/logs", response_model=LogLines, summary="The tail of the engine log")
-async def workspace_logs(name: str, ident: CurrentUser, service: Workspaces, lines: int = Query(200, ge=1, le=10_000), owner: str | None = Owner) -> LogLines:
+async def workspace_logs(
+    name: str,
+    ident: CurrentUser,
+    service: Workspaces,
+    lines: int = Query(200, ge=1, le=10_000),
+    owner: str | None = Owner,
+) -> LogLines:
     """The last `lines` lines of the engine's stdout and stderr."""
     return LogLines(lines=await service.logs(await service.find(ident, name, owner, Action.read), lines))
 
 
 @router.get("/{name}/logs/stream", summary="Follow the engine log (text/event-stream)")
-async def workspace_log_stream(name: str, ident: CurrentUser, service: Workspaces, request: Request, lines: int = Query(50, ge=0, le=10_000), owner: str | None = Owner) -> StreamingResponse:
+async def workspace_log_stream(
+    name: str,
+    ident: CurrentUser,
+    service: Workspaces,
+    request: Request,
+    lines: int = Query(50, ge=0, le=10_000),
+    owner: str | None = Owner,
+) -> StreamingResponse:
     """Server-sent events, one `data:` line per log line: the last `lines`, then whatever follows."""
     row = await service.find(ident, name, owner, Action.read)
     initial = await service.logs(row, lines) if lines else []
-    return StreamingResponse(live_stream(request, ident, _events(initial, service.backend.follow(service.spec(row)))), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+    return StreamingResponse(
+        live_stream(request, ident, _events(initial, service.backend.follow(service.spec(row)))),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+    )
 
 
 async def _events(initial: list[str], lines: AsyncIterator[str]) -> AsyncIterator[bytes]:
@@ -185,20 +261,36 @@ async def remove_share(name: str, user: str, ident: CurrentUser, service: Worksp
     return Response(status_code=204)
 
 
-@router.get("/{name}/ports", response_model=list[WorkspacePort], summary="A workspace's forwarded ports: listening now or given a visibility")
-async def list_ports(name: str, ident: CurrentUser, service: Workspaces, owner: str | None = Owner) -> list[WorkspacePort]:
+@router.get(
+    "/{name}/ports",
+    response_model=list[WorkspacePort],
+    summary="A workspace's forwarded ports: listening now or given a visibility",
+)
+async def list_ports(
+    name: str, ident: CurrentUser, service: Workspaces, owner: str | None = Owner
+) -> list[WorkspacePort]:
     """Each port with who may open it and its URL (its own origin, or the engine's /proxy/<port>/ in path mode)."""
     return await service.port_list(await service.find(ident, name, owner, Action.read))
 
 
-@router.put("/{name}/ports/{port}", response_model=WorkspacePort, summary="Choose who may open one of your workspace's ports")
-async def set_port(name: str, body: PortChange, ident: CurrentUser, service: Workspaces, request: Request,
-                   port: int = Path(ge=1, le=65535, description="The TCP port inside the workspace")) -> WorkspacePort:
+@router.put(
+    "/{name}/ports/{port}", response_model=WorkspacePort, summary="Choose who may open one of your workspace's ports"
+)
+async def set_port(
+    name: str,
+    body: PortChange,
+    ident: CurrentUser,
+    service: Workspaces,
+    request: Request,
+    port: int = Path(ge=1, le=65535, description="The TCP port inside the workspace"),
+) -> WorkspacePort:
     """private: you; shared: you and the users the workspace is shared with; public (where allowed): anyone with the link.
 
     Connections no longer allowed (a live WebSocket included) are closed.
     """
     row = await service.find(ident, name, None, Action.share)
     changed = await service.set_port(row, port, body.visibility)
-    await record(request, "workspace.port", f"{ident.name}/{name}", detail={"port": port, "visibility": body.visibility})
+    await record(
+        request, "workspace.port", f"{ident.name}/{name}", detail={"port": port, "visibility": body.visibility}
+    )
     return changed

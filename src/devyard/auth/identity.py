@@ -4,7 +4,7 @@ Session cookies are `<id>.<HMAC of id>`: a cookie that was not issued here is re
 database read; the database keeps only the SHA-256 of the id, so a stolen database yields no
 usable cookie, and deleting the row ends the session at once (logout, password change, disable).
 The gateway calls resolve() on every proxied request, so answers are cached in memory for a few
-seconds; every change that ends credentials clears the cache.
+seconds (`identity_cache_s`); every change that ends credentials clears the cache.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from devyard.store.tables import SessionRow, TokenRow, UserRow, utcnow
 
 SESSION_COOKIE = "devyard_session"
 SCOPES = ("read", "write", "admin")
-_CACHE_TTL_S = 5.0
 _LAST_SEEN_EVERY = timedelta(seconds=60)
 
 
@@ -59,7 +58,9 @@ class Ended:
     key: str  # the credential key, or the user's id
 
 
-async def insert_token(db: async_sessionmaker[AsyncSession], user_id: int, name: str, scope: str, expires_at: datetime | None) -> tuple[TokenRow, str]:
+async def insert_token(
+    db: async_sessionmaker[AsyncSession], user_id: int, name: str, scope: str, expires_at: datetime | None
+) -> tuple[TokenRow, str]:
     """Store a new token's digest; returns the row and the token (shown once, never stored)."""
     token = new_secret(TOKEN_PREFIX)
     row = TokenRow(user_id=user_id, name=name, token_hash=digest(token), scope=scope, expires_at=expires_at)
@@ -83,14 +84,23 @@ def _user_scope(is_admin: bool) -> str:
 class Authenticator:
     """Logs users in and out, issues and resolves credentials, with a short in-memory cache."""
 
-    def __init__(self, db: async_sessionmaker[AsyncSession], throttle: LoginThrottle, audit: AuditLog, key: bytes,
-                 session_ttl_s: int, session_idle_s: int) -> None:
+    def __init__(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        throttle: LoginThrottle,
+        audit: AuditLog,
+        key: bytes,
+        session_ttl_s: int,
+        session_idle_s: int,
+        cache_s: float,
+    ) -> None:
         self.db = db
         self.throttle = throttle
         self.audit = audit
         self._key = key
         self.session_ttl = timedelta(seconds=session_ttl_s)
         self.session_idle = timedelta(seconds=session_idle_s)
+        self.cache_s = cache_s  # how long a resolved credential is remembered (Settings.identity_cache_s)
         self._cache: dict[str, tuple[float, Identity | None]] = {}
         # Told of every credential that ends (Ended), so live connections opened with it close too (devyard/live.py).
         self.listeners: list[Callable[[Ended], Awaitable[None]]] = []
@@ -118,7 +128,9 @@ class Authenticator:
             user = await s.scalar(select(UserRow).where(UserRow.name == username))
         if not await verify_password_async(user.password_hash if user else None, password) or user is None:
             self.throttle.failed(username, address)
-            await self.audit.record(username, "login", success=False, address=address, detail={"reason": "wrong password or user"})
+            await self.audit.record(
+                username, "login", success=False, address=address, detail={"reason": "wrong password or user"}
+            )
             raise Unauthorized("wrong user name or password", code="invalid_credentials")
         if user.disabled:
             await self.audit.record(username, "login", success=False, address=address, detail={"reason": "disabled"})
@@ -133,7 +145,11 @@ class Authenticator:
         session_id = new_secret()
         now = utcnow()
         async with self.db() as s:
-            s.add(SessionRow(id_hash=digest(session_id), user_id=user_id, expires_at=now + self.session_ttl, last_seen_at=now))
+            s.add(
+                SessionRow(
+                    id_hash=digest(session_id), user_id=user_id, expires_at=now + self.session_ttl, last_seen_at=now
+                )
+            )
             await s.commit()
         return self._sign(session_id)
 
@@ -160,7 +176,7 @@ class Authenticator:
         await self.end_sessions(user_id)
         await self.tell(Ended("user", str(user_id)))
 
-    async def tell(self, ended: "Ended") -> None:
+    async def tell(self, ended: Ended) -> None:
         """Tell the listeners that credentials ended."""
         for listener in self.listeners:
             await listener(ended)
@@ -170,7 +186,9 @@ class Authenticator:
         self._cache.clear()
 
     # -- tokens -------------------------------------------------------------------------
-    async def create_token(self, who: Identity | UserRow, name: str, scope: str, expires_at: datetime | None) -> tuple[TokenRow, str]:
+    async def create_token(
+        self, who: Identity | UserRow, name: str, scope: str, expires_at: datetime | None
+    ) -> tuple[TokenRow, str]:
         """Issue an API token; the token is returned once and stored only as a digest."""
         is_admin = who.is_admin
         user_id = who.user_id if isinstance(who, Identity) else who.id
@@ -181,15 +199,27 @@ class Authenticator:
         if isinstance(who, Identity) and SCOPES.index(scope) > SCOPES.index(who.scope):
             raise Forbidden(f"a {who.scope}-scoped token cannot create a {scope}-scoped one", code="token_scope")
         # Else a leaked short-lived token could mint itself a permanent successor.
-        if isinstance(who, Identity) and who.via == "token" and who.expires_at is not None and (expires_at is None or expires_at > who.expires_at):
-            raise Forbidden(f"this token expires at {who.expires_at:%Y-%m-%d %H:%M:%S} UTC and cannot create a token that outlives it: "
-                            "give a shorter expires_in, or create it from a logged-in session", code="token_lifetime")
+        if (
+            isinstance(who, Identity)
+            and who.via == "token"
+            and who.expires_at is not None
+            and (expires_at is None or expires_at > who.expires_at)
+        ):
+            raise Forbidden(
+                f"this token expires at {who.expires_at:%Y-%m-%d %H:%M:%S} UTC and cannot create a token that outlives it: "
+                "give a shorter expires_in, or create it from a logged-in session",
+                code="token_lifetime",
+            )
         return await insert_token(self.db, user_id, name, scope, expires_at)
 
     async def list_tokens(self, user_id: int) -> list[TokenRow]:
         """A user's tokens, newest first (revoked and expired included)."""
         async with self.db() as s:
-            return list((await s.scalars(select(TokenRow).where(TokenRow.user_id == user_id).order_by(TokenRow.id.desc()))).all())
+            return list(
+                (
+                    await s.scalars(select(TokenRow).where(TokenRow.user_id == user_id).order_by(TokenRow.id.desc()))
+                ).all()
+            )
 
     async def revoke_token(self, user_id: int, token_id: int) -> TokenRow:
         """Revoke one of the user's tokens at once; NotFound for anyone else's."""
@@ -250,7 +280,7 @@ class Authenticator:
         ident = await load(key[2:])
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = (now + _CACHE_TTL_S, ident)
+        self._cache[key] = (now + self.cache_s, ident)
         return ident
 
     async def _from_session(self, id_hash: str) -> Identity | None:

@@ -13,7 +13,6 @@ import warnings
 from typing import Any
 
 import httpx
-
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,7 +33,9 @@ def check_settings(settings: Settings) -> None:
     if not settings.oidc_client_id or not settings.oidc_client_secret:
         raise Invalid("oidc_issuer needs oidc_client_id and oidc_client_secret", code="oidc_incomplete")
     if not settings.oidc_allowed_domains and not settings.oidc_allowed_groups:
-        raise Invalid("set oidc_allowed_domains or oidc_allowed_groups: who may sign in with SSO?", code="oidc_unrestricted")
+        raise Invalid(
+            "set oidc_allowed_domains or oidc_allowed_groups: who may sign in with SSO?", code="oidc_unrestricted"
+        )
 
 
 def user_name_for(claims: dict[str, Any]) -> str:
@@ -77,7 +78,9 @@ class OidcLogin:
         OAuth, self.OAuthError = _authlib()
         self.oauth = OAuth()
         self.client = self.oauth.register(
-            "sso", client_id=settings.oidc_client_id, client_secret=settings.oidc_client_secret.get_secret_value(),
+            "sso",
+            client_id=settings.oidc_client_id,
+            client_secret=settings.oidc_client_secret.get_secret_value(),
             server_metadata_url=f"{self.issuer}/.well-known/openid-configuration",
             client_kwargs={"scope": settings.oidc_scopes, "code_challenge_method": "S256"},
         )
@@ -92,7 +95,10 @@ class OidcLogin:
         try:
             token = await self.client.authorize_access_token(request)
         except self.OAuthError as exc:
-            raise Unauthorized(f"single sign-on failed: {getattr(exc, 'description', None) or getattr(exc, 'error', exc)}", code="oidc_failed") from exc
+            raise Unauthorized(
+                f"single sign-on failed: {getattr(exc, 'description', None) or getattr(exc, 'error', exc)}",
+                code="oidc_failed",
+            ) from exc
         claims: dict[str, Any] = dict(token.get("userinfo") or {})
         if not claims.get("sub"):
             raise Unauthorized("single sign-on failed: the issuer sent no subject", code="oidc_failed")
@@ -106,7 +112,10 @@ class OidcLogin:
                 raise Unauthorized("single sign-on failed: userinfo is about someone else", code="oidc_failed")
             claims = {**extra, **claims}
         if not is_allowed(claims, self.settings.oidc_allowed_domains, self.settings.oidc_allowed_groups):
-            raise Forbidden("your account is not allowed here: ask an admin to allow your email domain or group", code="oidc_not_allowed")
+            raise Forbidden(
+                "your account is not allowed here: ask an admin to allow your email domain or group",
+                code="oidc_not_allowed",
+            )
         return claims
 
     async def user_for(self, db: async_sessionmaker[AsyncSession], claims: dict[str, Any]) -> tuple[UserRow, bool]:

@@ -31,7 +31,10 @@ def parse_duration(text: str) -> timedelta:
     """'30d', '12h', '15m', '90s' or plain seconds as a timedelta; Invalid otherwise."""
     match = _DURATION.match(text)
     if not match or int(match.group(1)) <= 0:
-        raise Invalid(f"'{text}' is not a duration: use a positive number with s, m, h, d or w (e.g. 30d)", code="invalid_duration")
+        raise Invalid(
+            f"'{text}' is not a duration: use a positive number with s, m, h, d or w (e.g. 30d)",
+            code="invalid_duration",
+        )
     return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
 
@@ -43,16 +46,21 @@ def load_or_create_key(path: Path) -> bytes:
         pass
     else:
         if len(found) != KEY_BYTES:
-            raise Invalid(f"the key {path} holds {len(found)} bytes, not {KEY_BYTES} (make one with: head -c {KEY_BYTES} /dev/urandom > {path.name})",
-                          code="key_invalid")
+            raise Invalid(
+                f"the key {path} holds {len(found)} bytes, not {KEY_BYTES} (make one with: head -c {KEY_BYTES} /dev/urandom > {path.name})",
+                code="key_invalid",
+            )
         return found
     key = secrets.token_bytes(KEY_BYTES)
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
-        raise Invalid(f"the key {path} does not exist and cannot be made there ({exc.strerror}); give every replica the same "
-                      "keys (keys_dir, e.g. a mounted Secret: deploy/kubernetes/README.md)", code="key_missing") from exc
+        raise Invalid(
+            f"the key {path} does not exist and cannot be made there ({exc.strerror}); give every replica the same "
+            "keys (keys_dir, e.g. a mounted Secret: deploy/kubernetes/README.md)",
+            code="key_missing",
+        ) from exc
     try:
         os.write(fd, key)
     except BaseException:

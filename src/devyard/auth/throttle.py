@@ -53,8 +53,10 @@ class _Limit:
     buckets: list[_Bucket] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.buckets = [_Bucket(self.rate.per_minute, self.rate.per_minute / 60, self.rate.per_minute, self.now),
-                        _Bucket(self.rate.per_hour, self.rate.per_hour / 3600, self.rate.per_hour, self.now)]
+        self.buckets = [
+            _Bucket(self.rate.per_minute, self.rate.per_minute / 60, self.rate.per_minute, self.now),
+            _Bucket(self.rate.per_hour, self.rate.per_hour / 3600, self.rate.per_hour, self.now),
+        ]
 
     def retry_after(self, now: float) -> float:
         """0 when an attempt is allowed, else seconds until one is."""

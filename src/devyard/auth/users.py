@@ -15,7 +15,9 @@ from devyard.store.tables import UserRow
 ADMIN_NAME = "admin"
 
 
-async def create_user(db: async_sessionmaker[AsyncSession], name: str, password: str, is_admin: bool = False) -> UserRow:
+async def create_user(
+    db: async_sessionmaker[AsyncSession], name: str, password: str, is_admin: bool = False
+) -> UserRow:
     """Add a user; UserExists if the name is taken."""
     row = UserRow(name=name, password_hash=hash_password(password), is_admin=is_admin)
     async with db() as s:
@@ -53,8 +55,14 @@ async def ensure_admin(db: async_sessionmaker[AsyncSession], password: str | Non
     return pw if generated else None
 
 
-async def update_user(db: async_sessionmaker[AsyncSession], name: str, *, disabled: bool | None = None,
-                      is_admin: bool | None = None, password: str | None = None) -> UserRow:
+async def update_user(
+    db: async_sessionmaker[AsyncSession],
+    name: str,
+    *,
+    disabled: bool | None = None,
+    is_admin: bool | None = None,
+    password: str | None = None,
+) -> UserRow:
     """Change a user; Conflict when it would leave no enabled admin."""
     user = await get_user(db, name)
     values: dict[str, object] = {}
@@ -66,7 +74,9 @@ async def update_user(db: async_sessionmaker[AsyncSession], name: str, *, disabl
         values["password_hash"] = hash_password(password)
     if user.is_admin and (disabled or is_admin is False):
         async with db() as s:
-            admins = await s.scalar(select(func.count()).select_from(UserRow).where(UserRow.is_admin.is_(True), UserRow.disabled.is_(False)))
+            admins = await s.scalar(
+                select(func.count()).select_from(UserRow).where(UserRow.is_admin.is_(True), UserRow.disabled.is_(False))
+            )
         if (admins or 0) <= 1:
             raise Conflict(f"'{name}' is the last enabled admin; make another admin first", code="last_admin")
     if values:
@@ -76,12 +86,20 @@ async def update_user(db: async_sessionmaker[AsyncSession], name: str, *, disabl
     return await get_user(db, name)
 
 
-async def set_quota(db: async_sessionmaker[AsyncSession], name: str, max_workspaces: int | None, max_running: int | None,
-                    max_disk_mb: int | None) -> UserRow:
+async def set_quota(
+    db: async_sessionmaker[AsyncSession],
+    name: str,
+    max_workspaces: int | None,
+    max_running: int | None,
+    max_disk_mb: int | None,
+) -> UserRow:
     """Set a user's own limits (None: the manager's default applies)."""
     user = await get_user(db, name)
     async with db() as s:
-        await s.execute(update(UserRow).where(UserRow.id == user.id)
-                        .values(max_workspaces=max_workspaces, max_running=max_running, max_disk_mb=max_disk_mb))
+        await s.execute(
+            update(UserRow)
+            .where(UserRow.id == user.id)
+            .values(max_workspaces=max_workspaces, max_running=max_running, max_disk_mb=max_disk_mb)
+        )
         await s.commit()
     return await get_user(db, name)

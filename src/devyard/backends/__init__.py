@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from devyard.config import Settings
 
 
-def load_backend(settings: "Settings") -> "Backend":
+def load_backend(settings: Settings) -> Backend:
     """The backend named by settings.backend, found through the `devyard.backends` entry points."""
     found = {ep.name: ep for ep in entry_points(group="devyard.backends")}
     if settings.backend not in found:

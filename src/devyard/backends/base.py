@@ -1,8 +1,9 @@
 """The Backend protocol and the value types that cross it (design.md §7).
 
 A backend runs engines somewhere; the manager asks it to start, stop, report on and adopt them
-and never learns more. Implement the ten methods, `missing_isolation` and `local_files`; register the class under the
-`devyard.backends` entry point group (the built-in `local` backend is registered the same way).
+and never learns more. Implement the ten methods, `missing_isolation` and `local_files`; decorate the class with
+`os_errors_translated` (no OSError leaves a backend); register it under the `devyard.backends` entry point group
+(the built-in `local` and `kubernetes` backends are registered the same way).
 
     backend = LocalBackend(settings)
     endpoint = await backend.start(spec)      # engine ready: the gateway may connect
@@ -12,10 +13,15 @@ and never learns more. Implement the ten methods, `missing_isolation` and `local
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
+
+from devyard.errors import BackendError
+from devyard.models import Stats as Stats  # the value Backend.stats returns, the same one the API shows
 
 State = Literal["running", "stopped", "failed"]
 
@@ -39,7 +45,9 @@ class WorkspaceSpec:
     name: str
     root: Path  # holds files/, home/, data/, extensions/, logs/
     env: Mapping[str, str] = field(default_factory=dict)  # the owner's secrets, as variables
-    files: Mapping[str, str] = field(default_factory=dict, repr=False)  # the owner's secret files: path in home → content
+    files: Mapping[str, str] = field(
+        default_factory=dict, repr=False
+    )  # the owner's secret files: path in home → content
     path: tuple[str, ...] = ()  # folders of tools' commands, put first on the engine's PATH
     limits: Limits = field(default_factory=Limits)
     first_start: bool = False  # never started before: no editor state yet (a warm pool engine may serve it)
@@ -105,18 +113,8 @@ class RuntimeStatus:
     reason: str | None = None  # why it failed, as a code: out_of_memory
 
 
-@dataclass(frozen=True, slots=True)
-class Stats:
-    """Resource use of one engine and its workspace folder."""
-
-    cpu_percent: float
-    memory_bytes: int
-    uptime_s: float
-    disk_bytes: int
-
-
 class Backend(Protocol):
-    """Runs engines. Every method raises only devyard.errors.BackendError (never OSError)."""
+    """Runs engines. Every method raises only devyard.errors.BackendError (never OSError: see os_errors_translated)."""
 
     # Whether a workspace's files are the ones under its folder on the manager's machine (local), or
     # live elsewhere (a volume in a cluster): backups and adding extension groups need them here.
@@ -173,3 +171,83 @@ class Backend(Protocol):
     def follow(self, ws: WorkspaceSpec) -> AsyncIterator[str]:
         """Each line the engine writes from now on, as it comes, until the caller stops reading (across restarts)."""
         ...
+
+
+# What each Backend method does to a workspace, for the message of an OSError translated at the boundary;
+# and the error code where the method has one of its own (a failed start is engine_start_failed, whatever the cause).
+OPERATIONS: dict[str, str] = {
+    "start": "start the engine of",
+    "stop": "stop the engine of",
+    "status": "read the status of",
+    "stats": "measure",
+    "listening_ports": "read the ports of",
+    "adopt": "adopt the engines left running",
+    "close": "close the backend",
+    "write_files": "write the secret files of",
+    "remove": "remove",
+    "logs": "read the log of",
+    "follow": "follow the log of",
+}
+CODES: dict[str, str] = {"start": "engine_start_failed", "write_files": "secret_files_failed"}
+
+B = TypeVar("B", bound=type)
+
+
+def os_errors_translated(cls: B) -> B:
+    """Class decorator for a Backend: an OSError out of any of its protocol methods reaches the caller as a BackendError.
+
+    As httpx maps transport errors to its own at the boundary, once, rather than in every method:
+
+        @os_errors_translated
+        class LocalBackend: ...
+
+    The BackendError names the operation and the workspace (`could not start the engine of workspace ann/proj: Not a
+    directory: /srv/devyard/workspaces/ann/proj/data`) and is raised from the OSError, so that what looks
+    at the cause (errors.is_storage_full) still sees it. Errors devyard raised on purpose pass unchanged.
+    """
+    for name in OPERATIONS:
+        method = getattr(cls, name)
+        setattr(cls, name, _translating(name, method))
+    return cls
+
+
+def _translating(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(self, *args, **kwargs)
+            except OSError as exc:
+                raise _translated(name, args, kwargs, exc) from exc
+
+        return call
+
+    @functools.wraps(method)
+    async def stream(
+        self: Any, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[Any]:  # follow: an async iterator, not a coroutine
+        lines = method(self, *args, **kwargs)
+        try:
+            async for line in lines:
+                yield line
+        except OSError as exc:
+            raise _translated(name, args, kwargs, exc) from exc
+        finally:
+            close = getattr(lines, "aclose", None)
+            if close is not None:
+                await close()
+
+    return stream
+
+
+def _translated(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], exc: OSError) -> BackendError:
+    """The BackendError for `exc`, met by Backend method `name` called with `args`."""
+    ws = args[0] if args else kwargs.get("ws")
+    what = OPERATIONS[name] + (f" workspace {ws.owner}/{ws.name}" if isinstance(ws, WorkspaceSpec) else "")
+    reason = (
+        f"{exc.strerror}: {exc.filename}"
+        if exc.strerror and exc.filename
+        else (exc.strerror or str(exc) or type(exc).__name__)
+    )
+    return BackendError(f"could not {what}: {reason}", code=CODES.get(name, "backend_error"))

@@ -68,7 +68,7 @@ def _inside(mount_root: str, mount_point: str, own: str) -> Path | None:
     """The folder of group `own` under a mount of the hierarchy's `mount_root`, when the mount shows it."""
     if own != mount_root and not own.startswith(mount_root.rstrip("/") + "/"):
         return None
-    return Path(mount_point) / own[len(mount_root):].lstrip("/")
+    return Path(mount_point) / own[len(mount_root) :].lstrip("/")
 
 
 def _writable(folder: Path) -> bool:
@@ -92,9 +92,13 @@ def detect(mountinfo: str | None = None, proc_cgroup: str | None = None) -> Supp
             continue
         controllers = set(_read(folder / "cgroup.controllers").split())
         if not {"memory", "cpu"} <= controllers:
-            reasons.append(f"cgroup v2 at {point} does not delegate memory and cpu to {folder} (it has: {' '.join(sorted(controllers)) or 'none'})")
+            reasons.append(
+                f"cgroup v2 at {point} does not delegate memory and cpu to {folder} (it has: {' '.join(sorted(controllers)) or 'none'})"
+            )
         elif not _writable(folder) or not os.access(folder / "cgroup.subtree_control", os.W_OK):
-            reasons.append(f"cgroup v2 group {folder} is not writable by this user (delegate it, e.g. systemd Delegate=yes)")
+            reasons.append(
+                f"cgroup v2 group {folder} is not writable by this user (delegate it, e.g. systemd Delegate=yes)"
+            )
         else:
             pids = folder / GROUP if "pids" in controllers else None
             return Support(2, folder / GROUP, folder / GROUP, f"cgroup v2 at {folder}", pids)
@@ -109,7 +113,13 @@ def detect(mountinfo: str | None = None, proc_cgroup: str | None = None) -> Supp
         blocked = [str(f) for f in (found["memory"], found["cpu"]) if not _writable(f)]
         if not blocked:
             pids = found["pids"] / GROUP if "pids" in found and _writable(found["pids"]) else None
-            return Support(1, found["memory"] / GROUP, found["cpu"] / GROUP, f"cgroup v1 at {found['memory']} and {found['cpu']}", pids)
+            return Support(
+                1,
+                found["memory"] / GROUP,
+                found["cpu"] / GROUP,
+                f"cgroup v1 at {found['memory']} and {found['cpu']}",
+                pids,
+            )
         reasons.append(f"cgroup v1 groups {', '.join(blocked)} are not writable by this user (run the manager as root)")
     elif not reasons:
         reasons.append("no cgroup v2 with memory and cpu, and no cgroup v1 memory and cpu hierarchies are mounted")

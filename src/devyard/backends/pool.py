@@ -30,7 +30,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,8 +112,15 @@ def give_back_paths(link: Path) -> None:
 class WarmPool:
     """Keeps `size` engines booted; `take` hands one out and boots its replacement."""
 
-    def __init__(self, size: int, pool_dir: Path, path: tuple[str, ...],
-                 boot: Callable[[WorkspaceSpec], Awaitable[None]], alive: Callable[[str], bool], discard: Callable[[WorkspaceSpec], None]) -> None:
+    def __init__(
+        self,
+        size: int,
+        pool_dir: Path,
+        path: tuple[str, ...],
+        boot: Callable[[WorkspaceSpec], Awaitable[None]],
+        alive: Callable[[str], bool],
+        discard: Callable[[WorkspaceSpec], None],
+    ) -> None:
         self.size, self.pool_dir, self.path = size, pool_dir, path
         self._boot, self._alive, self._discard = boot, alive, discard
         self._ready: list[Warm] = []
@@ -158,8 +165,10 @@ class WarmPool:
             except Exception as exc:  # a failing boot must not spin: back off, and say why
                 self._discard(spec)
                 self._failures += 1
-                log.warning("warm pool: an engine failed to boot (%s); retrying in %d s", exc, min(60, 2 ** self._failures))
-                await asyncio.sleep(min(60, 2 ** self._failures))
+                log.warning(
+                    "warm pool: an engine failed to boot (%s); retrying in %d s", exc, min(60, 2**self._failures)
+                )
+                await asyncio.sleep(min(60, 2**self._failures))
                 continue
             self._failures = 0
             self._ready.append(Warm(spec))

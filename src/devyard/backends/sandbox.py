@@ -51,9 +51,9 @@ from typing import IO
 
 import psutil
 
-from devyard.backends.accounts import Account
 from devyard.config import Settings
 from devyard.errors import BackendError
+from devyard.osaccounts import Account
 
 log = logging.getLogger("devyard")
 
@@ -89,15 +89,30 @@ def detect(settings: Settings) -> Support:
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
         return Support(False, f"{', '.join(missing)} not installed (apt-get install -y {PACKAGES})")
-    probe = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--ro-bind", "/", "/", "--proc", "/proc",
-             "--dev", "/dev", "true"]
+    probe = [
+        "bwrap",
+        "--unshare-net",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--ro-bind",
+        "/",
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "true",
+    ]
     try:
         done = subprocess.run(probe, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Support(False, f"bwrap could not be run: {exc}")
     if done.returncode != 0:
         return Support(False, f"bwrap cannot make namespaces here: {done.stderr.strip()[-200:] or done.returncode}")
-    return Support(True, "each engine in its own network, process, IPC and host name namespaces (bubblewrap, slirp4netns)")
+    return Support(
+        True, "each engine in its own network, process, IPC and host name namespaces (bubblewrap, slirp4netns)"
+    )
 
 
 def denied_networks(extra: Sequence[str]) -> list[str]:
@@ -136,15 +151,39 @@ def _ancestors(top: Path, paths: Sequence[Path]) -> list[Path]:
     return found
 
 
-def bwrap_argv(layout: Layout, account: Account, command: Sequence[str], info_fd: int, block_fd: int, sync_fd: int) -> list[str]:
+def bwrap_argv(
+    layout: Layout, account: Account, command: Sequence[str], info_fd: int, block_fd: int, sync_fd: int
+) -> list[str]:
     """The bwrap command line that runs `command` as `account` in the sandbox `layout` describes."""
     size = str(layout.tmpfs_bytes)
-    argv = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--hostname", layout.hostname, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    argv = [
+        "bwrap",
+        "--unshare-net",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        layout.hostname,
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+    ]
     for private in PRIVATE:
         if private.is_dir():
             sticky = private in (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
-            argv += ["--perms", "1777" if sticky else "0755", "--size", size if sticky else str(16 << 20), "--tmpfs", str(private)]
+            argv += [
+                "--perms",
+                "1777" if sticky else "0755",
+                "--size",
+                size if sticky else str(16 << 20),
+                "--tmpfs",
+                str(private),
+            ]
     for parent in reversed(layout.hidden.parents):  # a data dir below one of the private folders: its way there
         if any(parent != top and parent.is_relative_to(top) for top in PRIVATE):
             argv += ["--perms", "0711", "--dir", str(parent)]
@@ -158,9 +197,24 @@ def bwrap_argv(layout: Layout, account: Account, command: Sequence[str], info_fd
         argv += ["--ro-bind", str(source), str(dest)]
     if layout.chdir:
         argv += ["--chdir", str(layout.chdir)]
-    argv += ["--info-fd", str(info_fd), "--block-fd", str(block_fd), "--sync-fd", str(sync_fd), "--",
-             "setpriv", f"--reuid={account.uid}", f"--regid={account.gid}", "--clear-groups", "--inh-caps=-all",
-             "--bounding-set=-all", "--no-new-privs", "--", *command]
+    argv += [
+        "--info-fd",
+        str(info_fd),
+        "--block-fd",
+        str(block_fd),
+        "--sync-fd",
+        str(sync_fd),
+        "--",
+        "setpriv",
+        f"--reuid={account.uid}",
+        f"--regid={account.gid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+        "--",
+        *command,
+    ]
     return argv
 
 
@@ -173,8 +227,16 @@ class Started:
     pids: list[int] = field(default_factory=list)  # bwrap's and the sandbox's first process's
 
 
-def launch(command: Sequence[str], *, account: Account, layout: Layout, deny: Sequence[str], env: dict[str, str], output: IO[bytes],
-           before_release: Callable[[list[int]], None]) -> Started:
+def launch(
+    command: Sequence[str],
+    *,
+    account: Account,
+    layout: Layout,
+    deny: Sequence[str],
+    env: dict[str, str],
+    output: IO[bytes],
+    before_release: Callable[[list[int]], None],
+) -> Started:
     """Start `command` in a new sandbox; `before_release(pids)` runs before it may begin (control groups). BackendError on failure."""
     info_r, info_w = os.pipe()
     block_r, block_w = os.pipe()
@@ -185,8 +247,17 @@ def launch(command: Sequence[str], *, account: Account, layout: Layout, deny: Se
     try:
         argv = bwrap_argv(layout, account, command, info_w, block_r, sync_w)
         # umask 077 is inherited by the engine: what it makes is private by default.
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True,
-                                pass_fds=(info_w, block_r, sync_w), umask=0o077, cwd="/")
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+            start_new_session=True,
+            pass_fds=(info_w, block_r, sync_w),
+            umask=0o077,
+            cwd="/",
+        )
         for fd in (info_w, block_r, sync_w):
             os.close(fd)
             fds.remove(fd)
@@ -225,8 +296,11 @@ def _child_pid(info_r: int, proc: subprocess.Popen[bytes]) -> int:
         elif proc.poll() is not None:
             break
     code = proc.poll()
-    raise BackendError(f"the sandbox did not start (bwrap {'exited with ' + str(code) if code is not None else 'did not answer'}); "
-                       "see the workspace's log", code="sandbox_failed")
+    raise BackendError(
+        f"the sandbox did not start (bwrap {'exited with ' + str(code) if code is not None else 'did not answer'}); "
+        "see the workspace's log",
+        code="sandbox_failed",
+    )
 
 
 def _network(child: int, exit_r: int, output: IO[bytes]) -> subprocess.Popen[bytes]:
@@ -234,16 +308,35 @@ def _network(child: int, exit_r: int, output: IO[bytes]) -> subprocess.Popen[byt
     ready_r, ready_w = os.pipe()
     try:
         net = subprocess.Popen(
-            ["slirp4netns", "--configure", "--mtu=65520", "--disable-host-loopback", "--enable-sandbox", "--enable-seccomp",
-             "--ready-fd", str(ready_w), "--exit-fd", str(exit_r), str(child), "tap0"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=output, pass_fds=(ready_w, exit_r), start_new_session=True)
+            [
+                "slirp4netns",
+                "--configure",
+                "--mtu=65520",
+                "--disable-host-loopback",
+                "--enable-sandbox",
+                "--enable-seccomp",
+                "--ready-fd",
+                str(ready_w),
+                "--exit-fd",
+                str(exit_r),
+                str(child),
+                "tap0",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=output,
+            pass_fds=(ready_w, exit_r),
+            start_new_session=True,
+        )
         os.close(ready_w)
         ready_w = -1
         ready, _, _ = select.select([ready_r], [], [], INFO_TIMEOUT_S)
         if not ready or os.read(ready_r, 1) != b"1":
             net.kill()
             net.wait()
-            raise BackendError("the sandbox's network (slirp4netns) did not start; see the workspace's log", code="sandbox_failed")
+            raise BackendError(
+                "the sandbox's network (slirp4netns) did not start; see the workspace's log", code="sandbox_failed"
+            )
         return net
     finally:
         os.close(ready_r)
@@ -256,11 +349,18 @@ def _deny(child: int, networks: Sequence[str]) -> None:
     if not networks:
         return
     script = "".join(f"route add prohibit {n}\n" for n in networks)
-    done = subprocess.run(["nsenter", f"--net=/proc/{child}/ns/net", "ip", "-batch", "-"], input=script, capture_output=True, text=True,
-                          timeout=INFO_TIMEOUT_S)
+    done = subprocess.run(
+        ["nsenter", f"--net=/proc/{child}/ns/net", "ip", "-batch", "-"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=INFO_TIMEOUT_S,
+    )
     if done.returncode != 0:
-        raise BackendError(f"could not close the sandbox's network to {', '.join(networks)}: {done.stderr.strip()[-200:]}",
-                           code="sandbox_failed")
+        raise BackendError(
+            f"could not close the sandbox's network to {', '.join(networks)}: {done.stderr.strip()[-200:]}",
+            code="sandbox_failed",
+        )
 
 
 def write_shared_files(run_dir: Path, engine_config: str) -> None:

@@ -1,4 +1,4 @@
-"""The `devyard` command: thin wrappers that parse, call and print; errors become one line and exit 1."""
+"""The `devyard` command: thin wrappers that parse, call and print; errors: one line, exit 1 (a refused flag: 2)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,26 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
-from devyard import __version__
+from devyard import __version__, logs
 from devyard.auth.users import ensure_admin
+from devyard.cli import ws_access as _ws_access  # noqa: F401  (adds `ws share` … `ws open`)
 from devyard.cli.accounts import audit_command, token_app, user_app
-from devyard.cli import backups as _backups  # noqa: F401  (adds `ws backup` and `ws restore`)
-from devyard.cli.ws import ws_app
-from devyard.config import DEFAULT_DATA_DIR, Settings, load_settings
 from devyard.cli.secrets import secret_app
-from devyard import logs
+from devyard.cli.ws import ws_app
+from devyard.config import DEFAULT_DATA_DIR, OVERRIDE_REFUSED, Settings, load_settings
 from devyard.doctor import run_checks
-from devyard.provision.check import check_group
 from devyard.engine import install
 from devyard.errors import DevyardError, Invalid
+from devyard.provision.check import check_group
 from devyard.store.db import migrate_apart, open_engine, sessionmaker
 
-app = typer.Typer(help="devyard: VS Code in the browser for teams.", no_args_is_help=True, pretty_exceptions_enable=False)
+# isort: split
+# After ws_access, so `ws --help` lists `ws backup` and `ws restore` last.
+from devyard.cli import backups as _backups  # noqa: F401  (adds `ws backup` and `ws restore`)
+
+app = typer.Typer(
+    help="devyard: VS Code in the browser for teams.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 engine_app = typer.Typer(help="Manage the code-server engine.", no_args_is_help=True)
 extensions_app = typer.Typer(help="Check the configured extension groups.", no_args_is_help=True)
 app.add_typer(engine_app, name="engine")
@@ -59,29 +64,56 @@ def up(
     port: Annotated[int | None, typer.Option("--port", help="Port to listen on (default 8000; 0 picks one).")] = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
-    install_engine: Annotated[bool, typer.Option("--install-engine/--no-install-engine", help="Install the engine first when it is missing.")] = True,
-    tls: Annotated[str | None, typer.Option("--tls", help="`self-signed`: serve HTTPS with a certificate devyard makes.")] = None,
+    install_engine: Annotated[
+        bool, typer.Option("--install-engine/--no-install-engine", help="Install the engine first when it is missing.")
+    ] = True,
+    tls: Annotated[
+        str | None, typer.Option("--tls", help="`self-signed`: serve HTTPS with a certificate devyard makes.")
+    ] = None,
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="PEM certificate to serve HTTPS with.")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
-    os_accounts: Annotated[str | None, typer.Option(
-        "--os-accounts", help="`on`: each user's engines run as a system account of their own; `auto` (default): when root; `off`.")] = None,
-    log_format: Annotated[str | None, typer.Option("--log-format", help="`json`: one JSON object per log line; `text` (default).")] = None,
-    stop_workspaces_on_exit: Annotated[bool | None, typer.Option(
-        "--stop-workspaces-on-exit/--keep-workspaces-on-exit", help="Stop every engine when the manager exits (default: keep them for the next one).")] = None,
-    uds: Annotated[Path | None, typer.Option(
-        "--uds", help="Also listen on this unix socket, for a reverse proxy on this host (mode 0660, its folder's group).")] = None,
+    os_accounts: Annotated[
+        str | None,
+        typer.Option(
+            "--os-accounts",
+            help="`on`: each user's engines run as a system account of their own; `auto` (default): when root; `off`.",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option("--log-format", help="`json`: one JSON object per log line; `text` (default).")
+    ] = None,
+    stop_workspaces_on_exit: Annotated[
+        bool | None,
+        typer.Option(
+            "--stop-workspaces-on-exit/--keep-workspaces-on-exit",
+            help="Stop every engine when the manager exits (default: keep them for the next one).",
+        ),
+    ] = None,
+    uds: Annotated[
+        Path | None,
+        typer.Option(
+            "--uds",
+            help="Also listen on this unix socket, for a reverse proxy on this host (mode 0660, its folder's group).",
+        ),
+    ] = None,
 ) -> None:
     """Run the manager in the foreground (engines keep running when it exits)."""
     from devyard.server import serve  # uvicorn and the app load only for `up`
 
-    if tls not in (None, "off", "self-signed"):
-        raise Invalid(f"--tls takes `self-signed` or `off`, not '{tls}'", code="invalid_tls")
-    if os_accounts not in (None, "auto", "on", "off"):
-        raise Invalid(f"--os-accounts takes `auto`, `on` or `off`, not '{os_accounts}'", code="invalid_os_accounts")
-    if log_format not in (None, "text", "json"):
-        raise Invalid(f"--log-format takes `text` or `json`, not '{log_format}'", code="invalid_log_format")
-    settings = load_settings(config, host=host, port=port, data_dir=data_dir, tls=tls, tls_cert=tls_cert, tls_key=tls_key, os_accounts=os_accounts,
-                             log_format=log_format, stop_workspaces_on_exit=stop_workspaces_on_exit, uds=uds)
+    # The flags are settings: the Settings model checks them (a refused one ends the command, exit 2).
+    settings = load_settings(
+        config,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        tls=tls,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        os_accounts=os_accounts,
+        log_format=log_format,
+        stop_workspaces_on_exit=stop_workspaces_on_exit,
+        uds=uds,
+    )
     _warn_moved_data(settings)
     if settings.tls_cert or settings.tls_key or settings.tls == "self-signed":
         # cryptography's X.509 half (8 MB resident) only where TLS is asked for: the manager runs for weeks.
@@ -98,12 +130,19 @@ def up(
         install.install(settings.engine_dir, _progress)
     password = asyncio.run(_bootstrap(settings))
     if password:
-        err.print(Panel(f"user [bold]admin[/]  password [bold]{password}[/]\nShown once: keep it somewhere safe.", title="devyard admin account"))
+        err.print(
+            Panel(
+                f"user [bold]admin[/]  password [bold]{password}[/]\nShown once: keep it somewhere safe.",
+                title="devyard admin account",
+            )
+        )
 
     def ready(url: str, dashboard: str) -> None:
         console.print(f"devyard is serving on {url}", highlight=False)
         if dashboard != url:
-            console.print(f"open the dashboard at {dashboard} (workspaces open on origins of their own below it)", highlight=False)
+            console.print(
+                f"open the dashboard at {dashboard} (workspaces open on origins of their own below it)", highlight=False
+            )
 
     serve(settings, ready)
 
@@ -111,9 +150,16 @@ def up(
 def _warn_moved_data(settings: Settings) -> None:
     """Root's default data dir moved to /var/lib/devyard (0.2): point at data left in the old one."""
     old = Path("~/.local/share/devyard").expanduser()
-    if settings.data_dir == DEFAULT_DATA_DIR != old and not (settings.data_dir / "devyard.db").exists() and (old / "devyard.db").exists():
-        err.print(f"[yellow]note:[/] an earlier devyard's data is in {old}; as root devyard now keeps it in {settings.data_dir}. "
-                  f"Stop this manager and `mv {old} {settings.data_dir}` to keep your users and workspaces.", highlight=False)
+    if (
+        settings.data_dir == DEFAULT_DATA_DIR != old
+        and not (settings.data_dir / "devyard.db").exists()
+        and (old / "devyard.db").exists()
+    ):
+        err.print(
+            f"[yellow]note:[/] an earlier devyard's data is in {old}; as root devyard now keeps it in {settings.data_dir}. "
+            f"Stop this manager and `mv {old} {settings.data_dir}` to keep your users and workspaces.",
+            highlight=False,
+        )
 
 
 async def _bootstrap(settings: Settings) -> str | None:
@@ -142,12 +188,17 @@ def engine_path() -> None:
 
 
 @extensions_app.command("check")
-def extensions_check(config: ConfigOpt = None, group: Annotated[list[str] | None, typer.Option("--group", help="Only this group (repeatable).")] = None) -> None:
+def extensions_check(
+    config: ConfigOpt = None,
+    group: Annotated[list[str] | None, typer.Option("--group", help="Only this group (repeatable).")] = None,
+) -> None:
     """Install every configured group into a scratch workspace, open it, and report which extensions install and activate."""
     settings = load_settings(config)
     groups = [g for g in settings.extension_groups if not group or g.name in group]
     if group and len(groups) != len(set(group)):
-        raise Invalid(f"unknown group(s): {', '.join(set(group) - {g.name for g in groups})}", code="unknown_extension_group")
+        raise Invalid(
+            f"unknown group(s): {', '.join(set(group) - {g.name for g in groups})}", code="unknown_extension_group"
+        )
     failed = 0
     for g in groups:
         for o in check_group(settings, g, _progress):
@@ -170,9 +221,12 @@ def doctor() -> None:
 
 
 def main() -> None:
-    """Entry point: run the CLI, turning devyard errors into one line on stderr and exit 1."""
+    """Entry point: run the CLI, turning devyard errors into one line on stderr and exit 1.
+
+    A flag the settings refuse (`devyard up --port 70000`) exits 2, as click's own usage errors do.
+    """
     try:
         app()
     except DevyardError as exc:
         err.print(f"error: {exc.message}", highlight=False, markup=False)
-        sys.exit(1)
+        sys.exit(2 if exc.code == OVERRIDE_REFUSED else 1)

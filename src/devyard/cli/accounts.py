@@ -91,9 +91,11 @@ def user_add(
     if remote():
         Api().request("POST", "/users", json=body.model_dump())
     else:
+
         async def add(db: DB, audit: AuditLog) -> None:
             await user_store.create_user(db, body.name, body.password, body.is_admin)
             await _audited("user.create", name, {"is_admin": admin})(audit)
+
         local(data_dir, add)
     console.print(f"added user [bold]{name}[/]" + (" (admin)" if admin else ""))
     if generated:
@@ -167,17 +169,23 @@ def _limit(value: str | None, flag: str) -> int | None:
 @user_app.command("quota")
 def user_quota(
     name: str,
-    max_workspaces: Annotated[str | None, typer.Option(help="Workspaces the user may have (a number, or 'default').")] = None,
+    max_workspaces: Annotated[
+        str | None, typer.Option(help="Workspaces the user may have (a number, or 'default').")
+    ] = None,
     max_running: Annotated[str | None, typer.Option(help="Workspaces the user may run at once.")] = None,
     max_disk_mb: Annotated[str | None, typer.Option(help="Disk all of the user's workspaces may use, in MB.")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Set a user's own quota (options left out, or 'default', follow the manager's max_*_per_user)."""
-    limits = {"max_workspaces": _limit(max_workspaces, "--max-workspaces"), "max_running": _limit(max_running, "--max-running"),
-              "max_disk_mb": _limit(max_disk_mb, "--max-disk-mb")}
+    limits = {
+        "max_workspaces": _limit(max_workspaces, "--max-workspaces"),
+        "max_running": _limit(max_running, "--max-running"),
+        "max_disk_mb": _limit(max_disk_mb, "--max-disk-mb"),
+    }
     if remote():
         Api().request("PUT", f"/users/{name}/quota", json=limits)
     else:
+
         async def put(db: DB, audit: AuditLog) -> None:
             await user_store.set_quota(db, name, **limits)
             await _audited("user.quota", name, limits)(audit)
@@ -190,10 +198,15 @@ def user_quota(
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option("--name", help="A label for the token.")] = "cli",
-    expires_in: Annotated[str | None, typer.Option("--expires-in", help="Lifetime like 30d, 12h; default: no expiry.")] = None,
+    expires_in: Annotated[
+        str | None, typer.Option("--expires-in", help="Lifetime like 30d, 12h; default: no expiry.")
+    ] = None,
     scope: Annotated[str, typer.Option("--scope", help="read, write or admin (admins only).")] = "",
     user: Annotated[str, typer.Option("--user", help="Whose token (local database or --password-stdin).")] = "admin",
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Log in to the manager as --user with the password from standard input.")] = False,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Log in to the manager as --user with the password from standard input."),
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Create an API token and print it once (use it as DEVYARD_TOKEN)."""
@@ -208,6 +221,7 @@ def token_create(
     elif remote():
         token = Api().request("POST", "/tokens", json=body)["token"]
     else:
+
         async def make(db: DB, audit: AuditLog) -> str:
             row = await user_store.get_user(db, user)
             chosen = scope or ("admin" if row.is_admin else "write")
@@ -228,7 +242,12 @@ def token_ls() -> None:
     api.require_token()
     table = Table("id", "name", "scope", "created", "expires", "last used", "revoked")
     for t in api.request("GET", "/tokens"):
-        table.add_row(str(t["id"]), t["name"], t["scope"], *((t[k] or "")[:16].replace("T", " ") for k in ("created_at", "expires_at", "last_used_at", "revoked_at")))
+        table.add_row(
+            str(t["id"]),
+            t["name"],
+            t["scope"],
+            *((t[k] or "")[:16].replace("T", " ") for k in ("created_at", "expires_at", "last_used_at", "revoked_at")),
+        )
     console.print(table)
 
 
@@ -238,6 +257,7 @@ def token_revoke(token_id: int, data_dir: DataDir = None) -> None:
     if remote():
         Api().request("DELETE", f"/tokens/{token_id}")
     else:
+
         async def revoke(db: DB, audit: AuditLog) -> None:
             async with db() as s:
                 row = await s.get(TokenRow, token_id)
@@ -259,11 +279,26 @@ def audit_command(
 ) -> None:
     """Show the audit log: logins, account and token changes, workspace actions and shares."""
     if remote():
-        entries = Api().request("GET", "/audit", params={k: v for k, v in {"limit": lines, "action": action, "actor": actor}.items() if v})
-        rows = [(e["at"][:19].replace("T", " "), e["actor"] or "", e["action"], e["target"] or "", e["success"], e["address"] or "") for e in entries]
+        entries = Api().request(
+            "GET", "/audit", params={k: v for k, v in {"limit": lines, "action": action, "actor": actor}.items() if v}
+        )
+        rows = [
+            (
+                e["at"][:19].replace("T", " "),
+                e["actor"] or "",
+                e["action"],
+                e["target"] or "",
+                e["success"],
+                e["address"] or "",
+            )
+            for e in entries
+        ]
     else:
         found = local(data_dir, lambda _db, audit: audit.entries(lines, action, actor))
-        rows = [(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor or "", e.action, e.target or "", e.success, e.address or "") for e in found]
+        rows = [
+            (e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor or "", e.action, e.target or "", e.success, e.address or "")
+            for e in found
+        ]
     table = Table("when (UTC)", "actor", "action", "target", "ok", "address")
     for when, who, what, target, ok, address in rows:
         table.add_row(when, who, what, target, "yes" if ok else "[red]no[/]", address)

@@ -21,14 +21,18 @@ COLUMNS = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), Tran
 @ws_app.command("backup")
 def backup(
     name: str,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: NAME-<UTC time>.tar.gz here).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: NAME-<UTC time>.tar.gz here).")
+    ] = None,
     owner: OwnerOpt = None,
 ) -> None:
     """Write a backup of a workspace (files, user-data, extension list) to a .tar.gz, even while it runs."""
     api = _api()
     target: Path | None = output
     try:
-        with api.http.stream("POST", f"/workspaces/{name}/backup", params=_owner(owner), timeout=httpx.Timeout(60, read=600)) as response:
+        with api.http.stream(
+            "POST", f"/workspaces/{name}/backup", params=_owner(owner), timeout=httpx.Timeout(60, read=600)
+        ) as response:
             if response.status_code >= 400:
                 response.read()
                 Api.decode(response)
@@ -45,7 +49,9 @@ def backup(
     except httpx.TransportError as exc:
         if target is not None:
             target.with_name(f".{target.name}.partial").unlink(missing_ok=True)
-        raise DevyardError(f"the backup of {name} did not complete ({exc}); nothing was written", code="backup_incomplete") from exc
+        raise DevyardError(
+            f"the backup of {name} did not complete ({exc}); nothing was written", code="backup_incomplete"
+        ) from exc
     except OSError as exc:
         raise Invalid(f"cannot write {target}: {exc.strerror}", code="output_unwritable") from exc
     console.print(f"{target}: {target.stat().st_size / (1 << 20):.1f} MB")
@@ -54,7 +60,9 @@ def backup(
 @ws_app.command("restore")
 def restore(
     file: Path,
-    name: Annotated[str | None, typer.Option("--name", help="Name of the new workspace (default: the backed-up one's).")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Name of the new workspace (default: the backed-up one's).")
+    ] = None,
     start: Annotated[bool, typer.Option("--start/--no-start", help="Start it once restored.")] = True,
     wait: Wait = True,
 ) -> None:
@@ -74,8 +82,14 @@ def restore(
                 yield chunk
 
         params = {"start": "true" if start else "false", **({"name": name} if name else {})}
-        ws = api.request("POST", "/workspaces/restore", params=params, content=body(), headers={
-            "content-type": "application/gzip", "content-length": str(size)}, timeout=httpx.Timeout(60, write=600, read=600))
+        ws = api.request(
+            "POST",
+            "/workspaces/restore",
+            params=params,
+            content=body(),
+            headers={"content-type": "application/gzip", "content-length": str(size)},
+            timeout=httpx.Timeout(60, write=600, read=600),
+        )
     if wait:
         ws = _wait(api, ws["name"], "running" if start else "stopped", timeout_s=600.0)
     _show(api, ws)

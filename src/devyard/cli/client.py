@@ -11,9 +11,8 @@ from typing import Any
 import httpx
 
 from devyard.config import DEFAULT_DATA_DIR, DEFAULT_PORT
-from devyard.errors import DevyardError, Unauthorized
-
-MANAGER_FILE = "manager.json"
+from devyard.errors import ApiError, DevyardError, Unauthorized
+from devyard.paths import MANAGER_FILE
 
 
 def _local_manager() -> dict[str, Any]:
@@ -40,14 +39,6 @@ def ca_bundle() -> str | bool:
     return str(ca) if ca else True
 
 
-class ApiError(DevyardError):
-    """An error answer from the manager, carrying its status and code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message, code=code)
-        self.status = status
-
-
 class Api:
     """A small synchronous client of /api/v1."""
 
@@ -56,19 +47,28 @@ class Api:
         self.token = token if token is not None else os.environ.get("DEVYARD_TOKEN")
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
         verify = ca_bundle()
-        self.http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout, verify=verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify))
+        self.http = httpx.Client(
+            base_url=self.url + "/api/v1",
+            headers=headers,
+            timeout=timeout,
+            verify=verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify),
+        )
 
     def require_token(self) -> None:
         """Refuse early, with the fix, when no token is set."""
         if not self.token:
-            raise Unauthorized("no API token: set DEVYARD_TOKEN (create one with `devyard token create`)", code="no_token")
+            raise Unauthorized(
+                "no API token: set DEVYARD_TOKEN (create one with `devyard token create`)", code="no_token"
+            )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the API; the decoded JSON answer, or ApiError."""
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise DevyardError(f"cannot reach the manager at {self.url} ({exc}); is `devyard up` running?", code="manager_unreachable") from exc
+            raise DevyardError(
+                f"cannot reach the manager at {self.url} ({exc}); is `devyard up` running?", code="manager_unreachable"
+            ) from exc
         return self.decode(response)
 
     @staticmethod
@@ -79,7 +79,9 @@ class Api:
                 err = response.json()["error"]
                 raise ApiError(response.status_code, err["code"], err["message"])
             except (ValueError, KeyError, TypeError):
-                raise ApiError(response.status_code, "http_error", f"HTTP {response.status_code}: {response.text[:200]}") from None
+                raise ApiError(
+                    response.status_code, "http_error", f"HTTP {response.status_code}: {response.text[:200]}"
+                ) from None
         if response.status_code == 204 or not response.content:
             return None
         return response.json()

@@ -12,7 +12,9 @@ from rich.table import Table
 from devyard.cli.client import Api
 from devyard.errors import Invalid
 
-secret_app = typer.Typer(help="Manage your secrets: environment variables or files in your workspaces.", no_args_is_help=True)
+secret_app = typer.Typer(
+    help="Manage your secrets: environment variables or files in your workspaces.", no_args_is_help=True
+)
 console = Console()
 
 
@@ -25,7 +27,10 @@ def _api() -> Api:
 @secret_app.command("set")
 def set_secret(
     name: str,
-    file: Annotated[str | None, typer.Option("--file", help="Write it to this path in each workspace's home (0600), e.g. .databrickscfg.")] = None,
+    file: Annotated[
+        str | None,
+        typer.Option("--file", help="Write it to this path in each workspace's home (0600), e.g. .databrickscfg."),
+    ] = None,
 ) -> None:
     """Set a secret; the value is read from standard input (or asked for, hidden)."""
     if sys.stdin.isatty():
@@ -36,7 +41,9 @@ def set_secret(
     if not value:
         raise Invalid("the secret's value is empty: give it on standard input", code="empty_secret")
     info = _api().request("PUT", f"/secrets/{name}", json={"value": value, "file": file})
-    where = f"file ~/{info['file']}" if info["file"] else "environment variable (running workspaces see it after a restart)"
+    where = (
+        f"file ~/{info['file']}" if info["file"] else "environment variable (running workspaces see it after a restart)"
+    )
     console.print(f"secret {name} set: {where}", highlight=False)
 
 
@@ -45,7 +52,9 @@ def list_secrets() -> None:
     """List your secrets (names, never values)."""
     table = Table("name", "as", "updated")
     for s in _api().request("GET", "/secrets"):
-        table.add_row(s["name"], f"file ~/{s['file']}" if s["file"] else "variable", s["updated_at"][:16].replace("T", " "))
+        table.add_row(
+            s["name"], f"file ~/{s['file']}" if s["file"] else "variable", s["updated_at"][:16].replace("T", " ")
+        )
     console.print(table)
 
 

@@ -3,28 +3,38 @@
 from __future__ import annotations
 
 import time
-import webbrowser
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
-import httpx
 import typer
 from rich.console import Console
 from rich.live import Live
-from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
-                           TransferSpeedColumn)
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from devyard.cli.client import Api
-from devyard.errors import BackendError, DevyardError, Invalid
+from devyard.errors import BackendError, Invalid
 
-ws_app = typer.Typer(help="Manage workspaces (talks to the manager at DEVYARD_URL with DEVYARD_TOKEN).", no_args_is_help=True)
+ws_app = typer.Typer(
+    help="Manage workspaces (talks to the manager at DEVYARD_URL with DEVYARD_TOKEN).", no_args_is_help=True
+)
 console = Console()
 err = Console(stderr=True)
 SETTLED = {"running", "stopped", "failed"}
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the workspace has settled.")]
-ForUsers = Annotated[Path | None, typer.Option("--for-users", help="A file of user names, one per line: one workspace each (admins).")]
+ForUsers = Annotated[
+    Path | None, typer.Option("--for-users", help="A file of user names, one per line: one workspace each (admins).")
+]
 OwnerOpt = Annotated[str | None, typer.Option("--owner", help="Another user's workspace (admins, or shared with you).")]
 
 
@@ -41,7 +51,13 @@ def _api() -> Api:
 def _wait(api: Api, name: str, want: str, owner: str | None = None, timeout_s: float = 180.0) -> dict[str, Any]:
     """Poll until the workspace settles, with a progress bar while it provisions; BackendError when it fails or times out."""
     deadline = time.monotonic() + timeout_s
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(f"{name}: waiting", total=None)
         while True:
@@ -49,10 +65,15 @@ def _wait(api: Api, name: str, want: str, owner: str | None = None, timeout_s: f
             if ws["status"] == want:
                 return ws
             if ws["status"] == "failed":
-                raise BackendError(f"workspace {name} failed: {ws.get('error') or 'see `devyard ws logs ' + name + '`'}", code="workspace_failed")
+                raise BackendError(
+                    f"workspace {name} failed: {ws.get('error') or 'see `devyard ws logs ' + name + '`'}",
+                    code="workspace_failed",
+                )
             step = ws.get("progress")
             if step:
-                bar.update(task, description=f"{name}: {step['step']}", completed=step["current"], total=step["total"] or None)
+                bar.update(
+                    task, description=f"{name}: {step['step']}", completed=step["current"], total=step["total"] or None
+                )
                 deadline = max(deadline, time.monotonic() + timeout_s)  # provisioning that moves is not stuck
             else:
                 bar.update(task, description=f"{name}: {ws['status']}", total=None)
@@ -73,19 +94,29 @@ def ls(all_users: Annotated[bool, typer.Option("--all", help="Every user's works
     rows = api.request("GET", "/workspaces", params={"all": "1"} if all_users else {"shared": "1"})
     table = Table("name", "owner", "status", "url", "created")
     for ws in rows:
-        table.add_row(ws["name"], ws["owner"], ws["status"], api.url + ws["url"], ws["created_at"][:16].replace("T", " "))
+        table.add_row(
+            ws["name"], ws["owner"], ws["status"], api.url + ws["url"], ws["created_at"][:16].replace("T", " ")
+        )
     console.print(table)
 
 
 @ws_app.command("create")
 def create(
     name: str,
-    template: Annotated[str | None, typer.Option("--template", help="Template to start from (`devyard ws templates`).")] = None,
+    template: Annotated[
+        str | None, typer.Option("--template", help="Template to start from (`devyard ws templates`).")
+    ] = None,
     group: Annotated[list[str] | None, typer.Option("--group", help="Extension group (repeatable).")] = None,
-    git: Annotated[str | None, typer.Option("--git", help="Git URL to clone (https://, ssh:// or an allowed file://).")] = None,
-    archive: Annotated[Path | None, typer.Option("--archive", help="A .zip, .tar or .tar.gz whose contents become the files.")] = None,
+    git: Annotated[
+        str | None, typer.Option("--git", help="Git URL to clone (https://, ssh:// or an allowed file://).")
+    ] = None,
+    archive: Annotated[
+        Path | None, typer.Option("--archive", help="A .zip, .tar or .tar.gz whose contents become the files.")
+    ] = None,
     for_users: ForUsers = None,
-    size: Annotated[str | None, typer.Option("--size", help="Size preset: memory, CPUs, disk (`devyard ws sizes`).")] = None,
+    size: Annotated[
+        str | None, typer.Option("--size", help="Size preset: memory, CPUs, disk (`devyard ws sizes`).")
+    ] = None,
     start: Annotated[bool, typer.Option("--start/--no-start", help="Start it right away.")] = True,
     wait: Wait = True,
 ) -> None:
@@ -93,9 +124,18 @@ def create(
     api = _api()
     if for_users is not None:
         if archive is not None:
-            raise Invalid("--for-users works with --template, --git and --group, not --archive", code="conflicting_sources")
-        body = {"users": _read_users(for_users), "name": name, "template": template, "git_url": git, "extension_groups": group or [], "start": start,
-                "size": size}
+            raise Invalid(
+                "--for-users works with --template, --git and --group, not --archive", code="conflicting_sources"
+            )
+        body = {
+            "users": _read_users(for_users),
+            "name": name,
+            "template": template,
+            "git_url": git,
+            "extension_groups": group or [],
+            "start": start,
+            "size": size,
+        }
         outcomes = api.request("POST", "/workspaces/bulk", json=body)
         _follow_bulk(api, name, outcomes, "running" if start else "stopped", wait)
         return
@@ -104,7 +144,14 @@ def create(
             raise Invalid("--archive cannot be combined with --template or --git", code="conflicting_sources")
         ws = _upload(api, name, archive, group or [], start, size)
     else:
-        body = {"name": name, "template": template, "extension_groups": group or [], "git_url": git, "start": start, "size": size}
+        body = {
+            "name": name,
+            "template": template,
+            "extension_groups": group or [],
+            "git_url": git,
+            "start": start,
+            "size": size,
+        }
         ws = api.request("POST", "/workspaces", json=body)
     if wait:
         ws = _wait(api, name, "running" if start else "stopped")
@@ -124,7 +171,9 @@ def _read_users(path: Path) -> list[str]:
     return users
 
 
-def _follow_bulk(api: Api, name: str, outcomes: list[dict[str, Any]], want: str, wait: bool, timeout_s: float = 600.0) -> None:
+def _follow_bulk(
+    api: Api, name: str, outcomes: list[dict[str, Any]], want: str, wait: bool, timeout_s: float = 600.0
+) -> None:
     """A live table of each user's workspace until all settle; exit 1 when any failed."""
     errors = {o["user"]: o["error"] for o in outcomes if o["error"]}
     users = [o["user"] for o in outcomes]
@@ -151,12 +200,16 @@ def _follow_bulk(api: Api, name: str, outcomes: list[dict[str, Any]], want: str,
             if settled or not wait or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-    final = {w["owner"]: w["status"] for w in api.request("GET", "/workspaces", params={"all": "1"}) if w["name"] == name}
+    final = {
+        w["owner"]: w["status"] for w in api.request("GET", "/workspaces", params={"all": "1"}) if w["name"] == name
+    }
     if errors or any(final.get(u) == "failed" for u in users):
         raise typer.Exit(1)
 
 
-def _upload(api: Api, name: str, archive: Path, groups: list[str], start: bool, preset: str | None = None) -> dict[str, Any]:
+def _upload(
+    api: Api, name: str, archive: Path, groups: list[str], start: bool, preset: str | None = None
+) -> dict[str, Any]:
     """POST the archive as multipart, streamed from disk, with an upload progress bar."""
     try:
         size = archive.stat().st_size
@@ -167,9 +220,18 @@ def _upload(api: Api, name: str, archive: Path, groups: list[str], start: bool, 
     with f, Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(archive.name, total=size)
         reader = _Counting(f, lambda n: bar.advance(task, n))
-        data = {"name": name, "start": "true" if start else "false", "extension_groups": ",".join(groups), **({"size": preset} if preset else {})}
-        result: dict[str, Any] = api.request("POST", "/workspaces/upload", data=data,
-                                             files={"archive": (archive.name, reader, "application/octet-stream")})
+        data = {
+            "name": name,
+            "start": "true" if start else "false",
+            "extension_groups": ",".join(groups),
+            **({"size": preset} if preset else {}),
+        }
+        result: dict[str, Any] = api.request(
+            "POST",
+            "/workspaces/upload",
+            data=data,
+            files={"archive": (archive.name, reader, "application/octet-stream")},
+        )
         return result
 
 
@@ -202,7 +264,10 @@ def add_groups(name: str, groups: list[str]) -> None:
     with err.status(f"installing the extensions of {', '.join(groups)}…"):
         result = api.request("POST", f"/workspaces/{name}/extension-groups", json={"groups": groups})
     for o in result["extensions"]:
-        console.print(("[green]installed[/] " if o["installed"] else "[red]failed[/]    ") + f"{o['id']}  {o['detail']}", highlight=False)
+        console.print(
+            ("[green]installed[/] " if o["installed"] else "[red]failed[/]    ") + f"{o['id']}  {o['detail']}",
+            highlight=False,
+        )
     if not all(o["installed"] for o in result["extensions"]):
         raise typer.Exit(1)
 
@@ -210,8 +275,16 @@ def add_groups(name: str, groups: list[str]) -> None:
 @ws_app.command("set")
 def set_(
     name: str,
-    size: Annotated[str | None, typer.Option("--size", help="Size preset (the workspace must be stopped); `default`: the manager's default.")] = None,
-    idle_timeout: Annotated[int | None, typer.Option("--idle-timeout", help="Seconds without use before it is stopped (0: never; -1: the manager's default).")] = None,
+    size: Annotated[
+        str | None,
+        typer.Option("--size", help="Size preset (the workspace must be stopped); `default`: the manager's default."),
+    ] = None,
+    idle_timeout: Annotated[
+        int | None,
+        typer.Option(
+            "--idle-timeout", help="Seconds without use before it is stopped (0: never; -1: the manager's default)."
+        ),
+    ] = None,
     owner: OwnerOpt = None,
 ) -> None:
     """Change a workspace's size or idle timeout."""
@@ -232,9 +305,14 @@ def list_sizes() -> None:
     api = _api()
     table = Table("name", "memory", "CPUs", "disk", "processes", "description")
     for s in api.request("GET", "/sizes"):
-        table.add_row(s["name"] + (" (default)" if s["default"] else ""), f"{s['memory_mb']} MB" if s["memory_mb"] else "no limit",
-                      f"{s['cpus']:g}" if s["cpus"] else "no limit", f"{s['disk_mb']} MB" if s["disk_mb"] else "no limit",
-                      str(s["pids_max"]), s["description"])
+        table.add_row(
+            s["name"] + (" (default)" if s["default"] else ""),
+            f"{s['memory_mb']} MB" if s["memory_mb"] else "no limit",
+            f"{s['cpus']:g}" if s["cpus"] else "no limit",
+            f"{s['disk_mb']} MB" if s["disk_mb"] else "no limit",
+            str(s["pids_max"]),
+            s["description"],
+        )
     console.print(table)
 
 
@@ -275,95 +353,26 @@ def restart(name: str, wait: Wait = True, owner: OwnerOpt = None) -> None:
 
 
 @ws_app.command("rm")
-def rm(name: str, keep_files: Annotated[bool, typer.Option("--keep-files", help="Keep the workspace folder.")] = False, owner: OwnerOpt = None,
-       for_users: ForUsers = None) -> None:
+def rm(
+    name: str,
+    keep_files: Annotated[bool, typer.Option("--keep-files", help="Keep the workspace folder.")] = False,
+    owner: OwnerOpt = None,
+    for_users: ForUsers = None,
+) -> None:
     """Delete a workspace (and its files unless --keep-files); with --for-users, each listed user's (admins)."""
     api = _api()
     if for_users is not None:
-        outcomes = api.request("POST", "/workspaces/bulk/delete", json={"users": _read_users(for_users), "name": name, "keep_files": keep_files})
+        outcomes = api.request(
+            "POST",
+            "/workspaces/bulk/delete",
+            json={"users": _read_users(for_users), "name": name, "keep_files": keep_files},
+        )
         for o in outcomes:
             console.print(f"{o['user']:<24} " + (f"[red]{o['error']}[/]" if o["error"] else "deleted"), highlight=False)
         if any(o["error"] for o in outcomes):
             raise typer.Exit(1)
         return
-    api.request("DELETE", f"/workspaces/{name}", params={**({"keep_files": "1"} if keep_files else {}), **(_owner(owner) or {})})
+    api.request(
+        "DELETE", f"/workspaces/{name}", params={**({"keep_files": "1"} if keep_files else {}), **(_owner(owner) or {})}
+    )
     console.print(f"deleted {name}" + (" (files kept)" if keep_files else ""))
-
-
-@ws_app.command("share")
-def share(name: str, user: str) -> None:
-    """Let another user open your workspace."""
-    _api().request("POST", f"/workspaces/{name}/shares", json={"user": user})
-    console.print(f"{name} is shared with {user}")
-
-
-@ws_app.command("unshare")
-def unshare(name: str, user: str) -> None:
-    """Stop sharing your workspace with a user."""
-    _api().request("DELETE", f"/workspaces/{name}/shares/{user}")
-    console.print(f"{name} is no longer shared with {user}")
-
-
-@ws_app.command("ports")
-def ports(name: str, owner: OwnerOpt = None) -> None:
-    """List a workspace's forwarded ports: listening now, or given a visibility, with their URLs."""
-    found = _api().request("GET", f"/workspaces/{name}/ports", params=_owner(owner))
-    if not found:
-        console.print(f"{name}: nothing listens on a TCP port, and no port has a visibility chosen")
-        return
-    table = Table("port", "visibility", "listening", "url")
-    for p in found:
-        table.add_row(str(p["port"]), p["visibility"], "yes" if p["listening"] else "no", p["url"])
-    console.print(table)
-
-
-@ws_app.command("port")
-def port(
-    name: str,
-    number: Annotated[int, typer.Argument(metavar="PORT", help="The TCP port inside the workspace.", min=1, max=65535)],
-    visibility: Annotated[str, typer.Option("--visibility", help="private (you), shared (you and the workspace's shares) or public (anyone with the link, where allowed).")],
-) -> None:
-    """Choose who may open one of your workspace's ports at its own origin."""
-    if visibility not in ("private", "shared", "public"):
-        raise Invalid(f"--visibility takes private, shared or public, not '{visibility}'", code="invalid_visibility")
-    changed = _api().request("PUT", f"/workspaces/{name}/ports/{number}", json={"visibility": visibility})
-    console.print(f"{name}: port {number} is {changed['visibility']}: {changed['url']}", highlight=False)
-
-
-@ws_app.command("logs")
-def logs(
-    name: str,
-    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines.")] = False,
-    lines: Annotated[int, typer.Option("-n", "--lines", help="How many lines from the end.")] = 200,
-) -> None:
-    """Print the engine's log."""
-    api = _api()
-    if not follow:
-        for line in api.request("GET", f"/workspaces/{name}/logs", params={"lines": lines})["lines"]:
-            print(line)
-        return
-    try:
-        with api.http.stream("GET", f"/workspaces/{name}/logs/stream", params={"lines": lines}, timeout=httpx.Timeout(10, read=None)) as response:
-            if response.status_code >= 400:
-                response.read()
-                Api.decode(response)
-            for line in response.iter_lines():
-                if line.startswith("data: "):
-                    print(line[6:], flush=True)
-    except KeyboardInterrupt:
-        pass
-    except httpx.TransportError as exc:
-        raise DevyardError(f"lost the log stream: {exc}", code="stream_lost") from exc
-
-
-@ws_app.command("open")
-def open_(name: str) -> None:
-    """Print a workspace's URL and open it in a browser when there is one."""
-    api = _api()
-    ws = api.request("GET", f"/workspaces/{name}")
-    url = ws["url"] if "://" in ws["url"] else api.url + ws["url"]  # its own origin, or a path on the manager's
-    print(url)
-    try:
-        webbrowser.open(url)
-    except webbrowser.Error:
-        pass

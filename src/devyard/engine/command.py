@@ -14,37 +14,59 @@ ENGINE_CONFIG = "auth: none\n"
 
 
 def engine_argv(
-    engine: Engine, *, socket: Path, folder: Path, user_data: Path, extensions: Path, config: Path, base_path: str, session_socket: Path,
+    engine: Engine,
+    *,
+    socket: Path,
+    folder: Path,
+    user_data: Path,
+    extensions: Path,
+    config: Path,
+    base_path: str,
+    session_socket: Path,
     policies: tuple[str, ...] = (),
 ) -> list[str]:
     """argv that starts `engine` for one workspace, listening only on `socket`, with admin `policies` (flags)."""
     return [
         str(engine.node),
         str(engine.entry),
-        "--socket", str(socket),
-        "--socket-mode", "600",
-        "--auth", "none",
+        "--socket",
+        str(socket),
+        "--socket-mode",
+        "600",
+        "--auth",
+        "none",
         "--disable-telemetry",
         "--disable-update-check",
         "--disable-workspace-trust",
-        "--config", str(config),
-        "--user-data-dir", str(user_data),
-        "--extensions-dir", str(extensions),
-        "--session-socket", str(session_socket),
-        *(("--abs-proxy-base-path", base_path.rstrip("/")) if base_path.rstrip("/") else ()),  # a pool engine has none yet
+        "--config",
+        str(config),
+        "--user-data-dir",
+        str(user_data),
+        "--extensions-dir",
+        str(extensions),
+        "--session-socket",
+        str(session_socket),
+        *(
+            ("--abs-proxy-base-path", base_path.rstrip("/")) if base_path.rstrip("/") else ()
+        ),  # a pool engine has none yet
         *policies,
         str(folder),
     ]
 
 
-def policy_flags(*, disable_file_downloads: bool, disable_file_uploads: bool, reconnection_grace_s: int) -> tuple[str, ...]:
+def policy_flags(
+    *, disable_file_downloads: bool, disable_file_uploads: bool, reconnection_grace_s: int
+) -> tuple[str, ...]:
     """code-server flags for the admin policies in force.
 
     A short reconnection grace ends the extension host of a tab that went away after minutes, not
     the engine's default 3 hours, so closed tabs stop holding its memory.
     """
-    return ((("--disable-file-downloads",) if disable_file_downloads else ()) + (("--disable-file-uploads",) if disable_file_uploads else ())
-            + ("--reconnection-grace-time", str(reconnection_grace_s)))
+    return (
+        (("--disable-file-downloads",) if disable_file_downloads else ())
+        + (("--disable-file-uploads",) if disable_file_uploads else ())
+        + ("--reconnection-grace-time", str(reconnection_grace_s))
+    )
 
 
 # What an engine and its terminals get of the manager's environment: nothing but the locale, the
@@ -58,8 +80,14 @@ def inherited(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k in INHERITED or k.startswith("LC_")}
 
 
-def engine_env(engine: Engine, *, home: Path, runtime_dir: Path, extra: Mapping[str, str] | None = None,
-               base: Mapping[str, str] | None = None) -> dict[str, str]:
+def engine_env(
+    engine: Engine,
+    *,
+    home: Path,
+    runtime_dir: Path,
+    extra: Mapping[str, str] | None = None,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Environment of an engine, built from an allow-list: Node 24 first on PATH, HOME, a private runtime dir, `extra`.
 
     `base` is the manager's environment (default: this process's), of which only `inherited` passes;

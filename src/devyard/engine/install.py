@@ -23,9 +23,9 @@ from filelock import FileLock
 
 from devyard.engine import prereqs
 from devyard.errors import EngineError
+from devyard.versions import CODE_SERVER_VERSION as CODE_SERVER_VERSION  # pinned there for settings too; re-exported
+from devyard.versions import NODE_VERSION as NODE_VERSION
 
-CODE_SERVER_VERSION = "4.139.1"
-NODE_VERSION = "24.21.0"
 MARKER = "engine.json"
 Progress = Callable[[str], None]
 
@@ -60,7 +60,9 @@ def locate(engine_dir: Path, version: str = CODE_SERVER_VERSION) -> Engine | Non
     marker = engine_root(engine_dir, version) / MARKER
     try:
         data = json.loads(marker.read_text())
-        engine = Engine(version=data["version"], root=Path(data["root"]), node=Path(data["node"]), entry=Path(data["entry"]))
+        engine = Engine(
+            version=data["version"], root=Path(data["root"]), node=Path(data["node"]), entry=Path(data["entry"])
+        )
     except (OSError, ValueError, KeyError):
         return None
     return engine if engine.node.exists() and engine.entry.exists() else None
@@ -91,7 +93,10 @@ def install(engine_dir: Path, progress: Progress, version: str = CODE_SERVER_VER
             return found
         prereqs.ensure(prereqs.missing(), progress)
         if shutil.which("npm") is None:
-            raise EngineError("npm is not on PATH; install Node.js with npm (Debian: apt-get install -y nodejs npm)", code="npm_missing")
+            raise EngineError(
+                "npm is not on PATH; install Node.js with npm (Debian: apt-get install -y nodejs npm)",
+                code="npm_missing",
+            )
         root = engine_root(engine_dir, version)
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
@@ -118,7 +123,9 @@ def _install_into(root: Path, version: str, progress: Progress) -> Engine:
     node = node_dir / "node_modules" / "node" / "bin" / "node"
     headers = _find_headers(node_dir)
     if not node.exists() or headers is None:
-        raise EngineError(f"the npm package node@{NODE_VERSION} did not provide a Node binary and headers; see {log_path}")
+        raise EngineError(
+            f"the npm package node@{NODE_VERSION} did not provide a Node binary and headers; see {log_path}"
+        )
 
     progress(f"[2/3] code-server {version} (compiles native modules: a few minutes)")
     _npm_project(cs_dir, {"code-server": version}, {"code-server": True, "argon2": True})
@@ -159,7 +166,9 @@ def _npm_install(cwd: Path, env: dict[str, str], log_path: Path, progress: Progr
     with log_path.open("a") as log:
         log.write(f"\n$ (cd {cwd} && {' '.join(argv)})\n")
         log.flush()
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)

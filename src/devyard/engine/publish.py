@@ -15,8 +15,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from devyard.backends.accounts import traversal_blocker
 from devyard.engine.install import MARKER, Engine
+from devyard.osaccounts import traversal_blocker
 
 SHARED_ENGINE_DIR = Path("/var/cache/devyard/engine")
 
@@ -31,13 +31,20 @@ def for_accounts(engine: Engine, shared_dir: Path = SHARED_ENGINE_DIR) -> Engine
         with FileLock(str(shared_dir / f"{engine.version}.lock")):
             if not _current(engine.root, target):
                 _publish(engine.root, target)
-    return Engine(version=engine.version, root=target,
-                  node=target / engine.node.relative_to(engine.root), entry=target / engine.entry.relative_to(engine.root))
+    return Engine(
+        version=engine.version,
+        root=target,
+        node=target / engine.node.relative_to(engine.root),
+        entry=target / engine.entry.relative_to(engine.root),
+    )
 
 
 def _current(source: Path, target: Path) -> bool:
     try:
-        return os.path.samefile(source / MARKER, target / MARKER) or (source / MARKER).read_bytes() == (target / MARKER).read_bytes()
+        return (
+            os.path.samefile(source / MARKER, target / MARKER)
+            or (source / MARKER).read_bytes() == (target / MARKER).read_bytes()
+        )
     except OSError:
         return False
 

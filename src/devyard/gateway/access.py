@@ -13,7 +13,7 @@ from urllib.parse import quote
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
-from devyard.api.deps import bearer_token
+from devyard.auth.credentials import bearer_token
 from devyard.auth.identity import SESSION_COOKIE, Authenticator, Identity
 from devyard.gateway.handoff import WORKSPACE_COOKIE, Handoff
 from devyard.origins import Origins
@@ -45,7 +45,7 @@ def raw_rest(scope: Scope, target: Target) -> str:
     raw = scope.get("raw_path")
     prefix = target.prefix.encode("latin-1")
     if isinstance(raw, bytes) and raw.startswith(prefix):
-        rest = raw[len(prefix):].decode("latin-1")
+        rest = raw[len(prefix) :].decode("latin-1")
     else:
         rest = quote(target.rest, safe="/:@!$&'()*+,;=-._~")
     # A port's origin is served by the engine's own port proxy, which strips its prefix again.
@@ -58,7 +58,7 @@ def parse_target(path: str) -> Target | None:
     if len(parts) < 4 or parts[1] != "w" or not parts[2] or not parts[3]:
         return None
     prefix = f"/w/{parts[2]}/{parts[3]}"
-    return Target(parts[2], parts[3], prefix, path[len(prefix):])
+    return Target(parts[2], parts[3], prefix, path[len(prefix) :])
 
 
 def host_target(scope: Scope, origins: Origins) -> Target | None:
@@ -76,7 +76,9 @@ class Decision:
     identity: Identity | None
     route: Route | None  # None: no such workspace, or not for this caller
     used_bearer: bool
-    credential: str | None = None  # "s:<session digest>" or "t:<token digest>": what a live connection is registered under
+    credential: str | None = (
+        None  # "s:<session digest>" or "t:<token digest>": what a live connection is registered under
+    )
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -95,7 +97,9 @@ def find_route(service: WorkspaceService, target: Target) -> Route | None:
     return service.route(target.owner, target.name)
 
 
-async def check(scope: Scope, target: Target, auth: Authenticator, service: WorkspaceService, handoff: Handoff) -> Decision:
+async def check(
+    scope: Scope, target: Target, auth: Authenticator, service: WorkspaceService, handoff: Handoff
+) -> Decision:
     """Authenticate the request and find the workspace it may reach (route None: not allowed).
 
     On a workspace's own origin the credentials are a bearer token or that origin's own cookie
@@ -136,17 +140,3 @@ def allowed(service: WorkspaceService, route: Route, port: int | None, ident: Id
     if port is None:
         return route.may_open(ident.name)
     return may_reach(route, service.ports.of(route.uid, port), ident.name)
-
-
-def login_location(scope: Scope) -> str:
-    """Where an unauthenticated browser is sent: the login page, coming back here after."""
-    path = scope.get("root_path", "") + scope["path"]
-    query = scope.get("query_string", b"").decode("latin-1")
-    back = path + (f"?{query}" if query else "")
-    return "/login?next=" + quote(back, safe="/")
-
-
-def wants_html(scope: Scope) -> bool:
-    """Whether the client is a browser asking for a page."""
-    accept = header(scope, b"accept") or ""
-    return "text/html" in accept

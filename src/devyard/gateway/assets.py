@@ -53,7 +53,13 @@ BROTLI_QUALITY = 6  # 0.8 s for workbench.js, 4.3 MB; quality 9 takes 3.3 s for 
 GZIP_LEVEL = 6
 CACHE_CONTROL = b"public, max-age=31536000, immutable"
 # code-server's own choices, checked against its answers: VS Code's textMimeType, then media types, else text/plain.
-_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".json": "application/json", ".svg": "image/svg+xml"}
+_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+}
 _MEDIA = ("image/", "audio/", "video/")
 _COMPRESSIBLE = re.compile(r"^(text/|application/json|image/svg\+xml)")
 Key = tuple[str, str, str]  # commit, path below static/, content coding
@@ -129,19 +135,35 @@ class NotInInstall(Exception):
 class StaticAssets:
     """The installed engine's `stable-<commit>/static/` tree, compressed once and shared by every workspace."""
 
-    def __init__(self, app_root: Path | None, cache_dir: Path, max_bytes: int, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, app_root: Path | None, cache_dir: Path, max_bytes: int, registry: CollectorRegistry | None = None
+    ) -> None:
         self.root = Path(os.path.realpath(app_root)) if app_root else None
         self.commit = engine_commit(self.root) if self.root else None
         self.cache_dir = cache_dir
         self.max_entry = max_bytes // 4  # one huge file must not push out everything else
         self._entries: LRUCache[Key, Asset] = LRUCache(maxsize=max(max_bytes, 1), getsizeof=lambda a: len(a.body))
         self._filling: dict[Key, asyncio.Future[Asset | OnDisk]] = {}
-        self.hits = Counter("devyard_gateway_asset_cache_hits", "Static engine files served from the gateway's memory.", registry=registry)
-        self.misses = Counter("devyard_gateway_asset_cache_misses", "Static engine files the gateway read (and compressed) from the engine install.",
-                              registry=registry)
-        self.size = Gauge("devyard_gateway_asset_cache_bytes", "Bytes held in the gateway's memory of static engine files.", registry=registry)
+        self.hits = Counter(
+            "devyard_gateway_asset_cache_hits",
+            "Static engine files served from the gateway's memory.",
+            registry=registry,
+        )
+        self.misses = Counter(
+            "devyard_gateway_asset_cache_misses",
+            "Static engine files the gateway read (and compressed) from the engine install.",
+            registry=registry,
+        )
+        self.size = Gauge(
+            "devyard_gateway_asset_cache_bytes",
+            "Bytes held in the gateway's memory of static engine files.",
+            registry=registry,
+        )
         if app_root and not self.commit:
-            log.warning("no commit in %s/product.json: the engine's static files go to each workspace's engine, uncached", app_root)
+            log.warning(
+                "no commit in %s/product.json: the engine's static files go to each workspace's engine, uncached",
+                app_root,
+            )
 
     def key(self, scope: Scope, path: str) -> Key | None:
         """The key of a request for the installed engine's static tree, or None when it must go to the workspace's engine."""
@@ -184,7 +206,9 @@ class StaticAssets:
             return found, False
         except BaseException as exc:
             # A cancelled filler (its browser went away) must not cancel the others waiting: they fill it themselves.
-            future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("the request filling it went away"))
+            future.set_exception(
+                exc if isinstance(exc, Exception) else RuntimeError("the request filling it went away")
+            )
             future.exception()  # retrieved here: waiters see it, nobody else must
             raise
         finally:
@@ -238,7 +262,11 @@ class StaticAssets:
         if target.is_file():
             return target
         data = source.read_bytes()
-        packed = brotli.compress(data, quality=BROTLI_QUALITY) if coding == "br" else gzip.compress(data, GZIP_LEVEL, mtime=0)
+        packed = (
+            brotli.compress(data, quality=BROTLI_QUALITY)
+            if coding == "br"
+            else gzip.compress(data, GZIP_LEVEL, mtime=0)
+        )
         self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".partial")

@@ -54,8 +54,15 @@ class Handoff:
         now = utcnow()
         async with self.db() as s:
             await s.execute(delete(HandoffRow).where(HandoffRow.expires_at < now))
-            s.add(HandoffRow(code_hash=digest(code), workspace_uid=grant.uid, port=grant.port, session_hash=grant.session_hash,
-                             expires_at=now + CODE_TTL))
+            s.add(
+                HandoffRow(
+                    code_hash=digest(code),
+                    workspace_uid=grant.uid,
+                    port=grant.port,
+                    session_hash=grant.session_hash,
+                    expires_at=now + CODE_TTL,
+                )
+            )
             await s.commit()
         return code
 
@@ -97,4 +104,6 @@ class Handoff:
         return grant
 
     def _mac(self, body: str) -> str:
-        return base64.urlsafe_b64encode(hmac.new(self._key, body.encode(), hashlib.sha256).digest()).decode().rstrip("=")
+        return (
+            base64.urlsafe_b64encode(hmac.new(self._key, body.encode(), hashlib.sha256).digest()).decode().rstrip("=")
+        )

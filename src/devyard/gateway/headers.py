@@ -1,4 +1,4 @@
-"""Header handling shared by the HTTP proxy and the WebSocket relay.
+"""Header handling shared by the HTTP proxy and the WebSocket tunnel.
 
 An engine's answer is the tenant's to write (see gateway/assets.py), so what the browser gets of it
 is filtered: no cookie of devyard's own (a tenant's page must not log a visitor in or out of the
@@ -11,14 +11,19 @@ from __future__ import annotations
 from devyard.auth.identity import SESSION_COOKIE
 
 # RFC 9110 §7.6.1 hop-by-hop headers, plus the ones the proxy sets itself.
-HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
-    b"transfer-encoding", b"upgrade", b"proxy-connection",
-})
-WEBSOCKET_HANDSHAKE = frozenset({
-    b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions", b"sec-websocket-protocol", b"host",
-    b"content-length",
-})
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
+    }
+)
 # A tunnelled upgrade keeps the browser's Sec-WebSocket-* (the engine answers the browser itself).
 WEBSOCKET_TUNNEL_DROP = frozenset({b"content-length"})
 # Response headers an engine may not send on: they reach beyond its own workspace.
@@ -34,7 +39,9 @@ def strip_session_cookie(cookie: bytes) -> bytes:
     return b";".join(parts).strip()
 
 
-def upstream_headers(raw: list[tuple[bytes, bytes]], *, drop: frozenset[bytes], used_bearer: bool, client: str, scheme: str) -> list[tuple[bytes, bytes]]:
+def upstream_headers(
+    raw: list[tuple[bytes, bytes]], *, drop: frozenset[bytes], used_bearer: bool, client: str, scheme: str
+) -> list[tuple[bytes, bytes]]:
     """Request headers to send to the engine: no hop-by-hop, no devyard credentials, X-Forwarded-* added."""
     out: list[tuple[bytes, bytes]] = []
     host = b""

@@ -8,8 +8,8 @@ uvicorn together. What the gateway needs is narrow: one request at a time per co
 and headers it already built, the request body from ASGI `receive`, and the answer's head parsed
 and its body passed on as it arrives, without decompressing (compressed bytes pass untouched).
 
-Backpressure both ways: request bodies wait for the engine's socket to drain, and reading from the
-engine pauses while more than HIGH_WATER bytes of its answer wait for the browser.
+Backpressure both ways (flow.py): request bodies wait for the engine's socket to drain, and reading
+from the engine pauses while more than HIGH_WATER bytes of its answer wait for the browser.
 
 Connections idle longer than the engine keeps them (Node closes after 5 s) are not reused; a
 request without a body that meets a connection the engine had just closed is sent again on a new
@@ -32,6 +32,8 @@ from typing import Any
 import httptools
 from starlette.types import Receive, Scope, Send
 
+from devyard.errors import EngineUnreachable, StreamCut
+from devyard.gateway.flow import FlowControl
 from devyard.gateway.headers import downstream_headers
 
 CONNECT_TIMEOUT_S = 10.0
@@ -66,25 +68,21 @@ async def connect_unix(address: str) -> socket.socket:
         _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED_SIZE))
         owner = os.stat(os.path.dirname(address)).st_uid
         if uid != owner:
-            raise ConnectionRefusedError(f"{address} is served by uid {uid}, not by its workspace's account (uid {owner})")
+            raise ConnectionRefusedError(
+                f"{address} is served by uid {uid}, not by its workspace's account (uid {owner})"
+            )
     except BaseException:
         sock.close()
         raise
     return sock
 
 
-class EngineUnreachable(Exception):
-    """The engine did not take the request or answer it."""
-
-
-class StreamCut(Exception):
-    """The engine's connection ended in the middle of an answer's body."""
-
-
 class Answer:
     """One answer of an engine: status, raw headers, and the body as it arrives."""
 
-    def __init__(self, connection: _Connection, status: int, headers: list[tuple[bytes, bytes]], content_length: int | None) -> None:
+    def __init__(
+        self, connection: _Connection, status: int, headers: list[tuple[bytes, bytes]], content_length: int | None
+    ) -> None:
         self.status, self.headers, self.content_length = status, headers, content_length
         self._connection = connection
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -97,7 +95,7 @@ class Answer:
         self._chunks.append(chunk)
         self._buffered += len(chunk)
         if self._buffered > HIGH_WATER:
-            self._connection.pause_reading()
+            self._connection.flow.pause_reading()
         self._wake()
 
     def _end(self, error: Exception | None = None) -> None:
@@ -120,7 +118,7 @@ class Answer:
                 chunk = self._chunks.popleft()
                 self._buffered -= len(chunk)
                 if self._buffered < LOW_WATER:
-                    self._connection.resume_reading()
+                    self._connection.flow.resume_reading()
                 yield chunk, self.complete and not self._chunks
             if self.complete:
                 return
@@ -151,13 +149,12 @@ class _Connection(asyncio.Protocol):
         self._head: asyncio.Future[Answer] | None = None
         self._answer: Answer | None = None
         self._headers: list[tuple[bytes, bytes]] = []
-        self._drained: asyncio.Event = asyncio.Event()
-        self._drained.set()
-        self._paused = False
+        self.flow = FlowControl()  # the request body waits for a drain; an answer nobody reads pauses reading
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport subclasses
+        self.flow.transport = self.transport
 
     def data_received(self, data: bytes) -> None:
         self.heard = True
@@ -169,17 +166,17 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        self._drained.set()
+        self.flow.end()
         if self._answer is not None and not self._answer.complete and self._until_close and exc is None:
             self._answer._end()
             return
         self._fail(exc or ConnectionResetError("the engine closed the connection"))
 
     def pause_writing(self) -> None:
-        self._drained.clear()
+        self.flow.pause_writing()
 
     def resume_writing(self) -> None:
-        self._drained.set()
+        self.flow.resume_writing()
 
     # -- httptools callbacks --------------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -187,7 +184,9 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         length = next((v for n, v in self._headers if n.lower() == b"content-length"), None)
-        self._answer = Answer(self, self.parser.get_status_code(), self._headers, int(length) if length and length.isdigit() else None)
+        self._answer = Answer(
+            self, self.parser.get_status_code(), self._headers, int(length) if length and length.isdigit() else None
+        )
         self.keep_alive = self.parser.should_keep_alive()
         # No length and not chunked: the body ends when the engine closes the connection.
         self._until_close = length is None and not any(n.lower() == b"transfer-encoding" for n, _ in self._headers)
@@ -220,7 +219,7 @@ class _Connection(asyncio.Protocol):
                 if self.lost:
                     break
                 self.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-                await self._drained.wait()
+                await self.flow.drain()
             if chunked and not self.lost:
                 self.transport.write(b"0\r\n\r\n")
         answer = await self._head
@@ -228,16 +227,6 @@ class _Connection(asyncio.Protocol):
             self.keep_alive = False
             answer._end()
         return answer
-
-    def pause_reading(self) -> None:
-        if not self._paused and self.transport is not None and not self.lost:
-            self._paused = True
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self._paused and self.transport is not None and not self.lost:
-            self._paused = False
-            self.transport.resume_reading()
 
     def done(self, reusable: bool) -> None:
         """The exchange is over: back to the pool, or closed."""
@@ -255,6 +244,7 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.lost:
             self.transport.close()
         self.lost = True
+        self.flow.end()
 
 
 class HttpProxy:
@@ -278,15 +268,17 @@ class HttpProxy:
                 return conn
             conn.close()
         try:
-            _, conn = await asyncio.wait_for(open_connection(lambda: _Connection(self, socket), socket), CONNECT_TIMEOUT_S)
-        except (OSError, asyncio.TimeoutError) as exc:
+            _, conn = await asyncio.wait_for(
+                open_connection(lambda: _Connection(self, socket), socket), CONNECT_TIMEOUT_S
+            )
+        except (TimeoutError, OSError) as exc:
             raise EngineUnreachable(f"{type(exc).__name__}: {exc}") from exc
         return conn
 
     def _prune(self) -> None:
         """Close the idle connections of engines whose socket is gone (the engine stopped)."""
-        for socket in [s for s in self._idle if s.startswith("/") and not os.path.exists(s)]:
-            for conn in self._idle.pop(socket):
+        for address in [s for s in self._idle if s.startswith("/") and not os.path.exists(s)]:
+            for conn in self._idle.pop(address):
                 conn.close()
 
     async def forget(self, socket: str) -> None:
@@ -296,19 +288,25 @@ class HttpProxy:
 
     async def close(self) -> None:
         """Close every idle connection."""
-        for socket in list(self._idle):
-            await self.forget(socket)
+        for address in list(self._idle):
+            await self.forget(address)
 
-    async def forward(self, scope: Scope, receive: Receive, send: Send, socket: str, path: str, headers: list[tuple[bytes, bytes]]) -> None:
+    async def forward(
+        self, scope: Scope, receive: Receive, send: Send, socket: str, path: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         """Send the request to the engine at `socket` and stream its answer back."""
         await self.relay(await self.open(scope, receive, socket, path, headers), send)
 
-    async def open(self, scope: Scope, receive: Receive, socket: str, path: str, headers: list[tuple[bytes, bytes]]) -> Answer:
+    async def open(
+        self, scope: Scope, receive: Receive, socket: str, path: str, headers: list[tuple[bytes, bytes]]
+    ) -> Answer:
         """Send the request to the engine at `socket`; its answer, with the body still to read."""
         query = scope.get("query_string", b"")
         method = scope["method"].encode("latin-1")
         has_length = any(n == b"content-length" for n, _ in scope["headers"])
-        chunked = not has_length and any(n == b"transfer-encoding" for n, _ in scope["headers"])  # uvicorn de-chunked it
+        chunked = not has_length and any(
+            n == b"transfer-encoding" for n, _ in scope["headers"]
+        )  # uvicorn de-chunked it
         lines = [b"%s %s%s HTTP/1.1\r\n" % (method, path.encode("latin-1"), b"?" + query if query else b"")]
         lines += [n + b": " + v + b"\r\n" for n, v in headers if n != b"expect"]  # uvicorn answered any 100-continue
         if chunked:
@@ -334,7 +332,9 @@ class HttpProxy:
     async def relay(answer: Answer, send: Send, head: bytes = b"") -> None:
         """Stream an engine's answer to the browser: headers, `head` (body bytes already read), the rest as it comes."""
         try:
-            await send({"type": "http.response.start", "status": answer.status, "headers": downstream_headers(answer.headers)})
+            await send(
+                {"type": "http.response.start", "status": answer.status, "headers": downstream_headers(answer.headers)}
+            )
             if head:
                 await send({"type": "http.response.body", "body": head, "more_body": True})
             last = False

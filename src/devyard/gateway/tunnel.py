@@ -9,8 +9,14 @@ request: session or token, owner or share, Origin), sends it on to the engine's 
 forwarding headers, and once the engine answers 101 copies bytes both ways. Extensions such as
 permessage-deflate are then agreed between the browser and the engine themselves.
 
-Backpressure: when one side's socket buffer fills, reading from the other side pauses until it
-drains. Activity is noted on every chunk relayed, in memory (the idle policy's input).
+The Gateway comes from the lifespan state, which uvicorn hands every protocol it makes
+(`app_state`): GatewayMiddleware puts it there once the app has started (gateway/app.py). Relies
+on uvicorn internals, hence the version range in pyproject.toml: the protocol class's constructor
+(config, server_state, app_state), `server_state.connections` and `.tasks` (how uvicorn's shutdown
+finds and ends connections: `shutdown()` below), and its websockets-sansio protocol to hand over to.
+
+Backpressure (flow.py): when one side's socket buffer fills, reading from the other side pauses
+until it drains. Activity is noted on every chunk relayed, in memory (the idle policy's input).
 Each tunnel registers in the gateway's live connections (devyard/live.py): revoking the credential it
 was opened with, or the access it relied on, closes it. Anything that is not for a workspace
 (its own host, or /w/) goes to uvicorn's own WebSocket protocol unchanged.
@@ -19,7 +25,6 @@ was opened with, or the access it relied on, closes it. Anything that is not for
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any, cast
 from urllib.parse import unquote
@@ -27,22 +32,25 @@ from urllib.parse import unquote
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from devyard.errors import error_body
 from devyard.forwarded import mark_unix
 from devyard.gateway import access
+from devyard.gateway.app import STATE_KEY, Admitted, Gateway
+from devyard.gateway.flow import FlowControl
 from devyard.gateway.headers import WEBSOCKET_TUNNEL_DROP, filter_head, upstream_headers
 from devyard.gateway.http import open_connection
 from devyard.live import Live
 
 log = logging.getLogger("devyard.gateway")
 MAX_HEAD = 64 * 1024  # an engine's 101 answer is a few hundred bytes
-_REASONS = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests", 502: "Bad Gateway", 503: "Service Unavailable"}
-_gateway: Any = None  # the manager's Gateway (one per process), set when the app starts
-
-
-def attach(gateway: Any) -> None:
-    """Let tunnels reach the running manager's Gateway (None detaches it at shutdown)."""
-    global _gateway
-    _gateway = gateway
+_REASONS = {
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    429: "Too Many Requests",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 
 
 class TunnelProtocol(asyncio.Protocol):
@@ -50,8 +58,11 @@ class TunnelProtocol(asyncio.Protocol):
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any]) -> None:
         self.config, self.server_state, self.app_state = config, server_state, app_state
+        self.gateway: Gateway | None = None  # from the lifespan state, when the upgrade is one for a workspace
         self.browser: asyncio.Transport | None = None
+        self.flow = FlowControl()  # the browser's side
         self.engine: asyncio.Transport | None = None
+        self.engine_flow: FlowControl | None = None
         self.early: list[bytes] = []  # browser bytes that arrived before the engine's connection was up
         self.started = False
         self.task: asyncio.Task[None] | None = None
@@ -61,6 +72,7 @@ class TunnelProtocol(asyncio.Protocol):
     # -- the browser's side -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.browser = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio.Transport subclasses
+        self.flow.transport = self.browser
 
     def data_received(self, data: bytes) -> None:
         if not self.started:
@@ -81,20 +93,22 @@ class TunnelProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
-        if self.live is not None and _gateway is not None:
-            _gateway.live.discard(self.live)
+        self.flow.end()
+        if self.live is not None and self.gateway is not None:
+            self.gateway.live.discard(self.live)
         if self.engine is not None:
             self.engine.close()
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
     def pause_writing(self) -> None:
-        if self.engine is not None:
-            self.engine.pause_reading()
+        # The browser's socket is full: stop reading from the engine until it drains.
+        if self.engine_flow is not None:
+            self.engine_flow.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.engine is not None:
-            self.engine.resume_reading()
+        if self.engine_flow is not None:
+            self.engine_flow.resume_reading()
 
     def shutdown(self) -> None:
         """uvicorn stops: end the tunnel (the browser reconnects to the next manager)."""
@@ -105,11 +119,18 @@ class TunnelProtocol(asyncio.Protocol):
     def _begin(self, head: bytes) -> None:
         assert self.browser is not None
         scope = _scope(head, self.browser)
-        if scope is None or _gateway is None or not _gateway.claims(scope) or not _gateway.origins.host_allowed(access.header(scope, b"host")):
+        gateway: Gateway | None = self.app_state.get(STATE_KEY)
+        if (
+            scope is None
+            or gateway is None
+            or not gateway.claims(scope)
+            or not gateway.origins.host_allowed(access.header(scope, b"host"))
+        ):
             self._hand_over(head)
             return
+        self.gateway = gateway
         self.server_state.connections.add(self)
-        self.browser.pause_reading()
+        self.flow.pause_reading()  # until the engine's side is up
         self.task = asyncio.get_running_loop().create_task(self._open(scope))
         self.server_state.tasks.add(self.task)
         self.task.add_done_callback(self.server_state.tasks.discard)
@@ -117,17 +138,17 @@ class TunnelProtocol(asyncio.Protocol):
     def _hand_over(self, head: bytes) -> None:
         """Not ours: uvicorn's own WebSocket protocol takes the connection, as if it had been chosen."""
         assert self.browser is not None
-        protocol = WebSocketsSansIOProtocol(config=self.config, server_state=self.server_state, app_state=self.app_state)
+        protocol = WebSocketsSansIOProtocol(
+            config=self.config, server_state=self.server_state, app_state=self.app_state
+        )
         protocol.connection_made(self.browser)
         protocol.data_received(head)
         # uvicorn makes this protocol the transport's right after this call returns: swap after that.
         asyncio.get_running_loop().call_soon(self.browser.set_protocol, protocol)
 
     async def _open(self, scope: dict[str, Any]) -> None:
-        from devyard.gateway.app import Admitted  # the gateway module imports this one
-
-        assert self.browser is not None
-        gateway = _gateway
+        assert self.browser is not None and self.gateway is not None
+        gateway = self.gateway
         # Behind a trusted proxy (forwarded.py): its client and scheme, as every other request gets them.
         scope = await _behind_proxy(scope, self.config.forwarded_allow_ips)
         admitted = await gateway.admit(scope)
@@ -138,27 +159,50 @@ class TunnelProtocol(asyncio.Protocol):
         route = admitted.route
         assert route.address is not None  # admitted: running, with an engine address
         client = scope["client"][0] if scope.get("client") else ""
-        headers = upstream_headers(scope["headers"], drop=WEBSOCKET_TUNNEL_DROP, used_bearer=admitted.used_bearer, client=client,
-                                   scheme=scope["scheme"])
+        headers = upstream_headers(
+            scope["headers"],
+            drop=WEBSOCKET_TUNNEL_DROP,
+            used_bearer=admitted.used_bearer,
+            client=client,
+            scheme=scope["scheme"],
+        )
         query = scope["query_string"]
         path = access.raw_rest(scope, admitted.target).encode("latin-1")
-        request = b"".join([b"GET ", path, b"?" + query if query else b"", b" HTTP/1.1\r\n",
-                            b"connection: Upgrade\r\nupgrade: websocket\r\n",
-                            *(n + b": " + v + b"\r\n" for n, v in headers), b"\r\n"])
+        request = b"".join(
+            [
+                b"GET ",
+                path,
+                b"?" + query if query else b"",
+                b" HTTP/1.1\r\n",
+                b"connection: Upgrade\r\nupgrade: websocket\r\n",
+                *(n + b": " + v + b"\r\n" for n, v in headers),
+                b"\r\n",
+            ]
+        )
         engine_side = _EngineSide(self)
         try:
             transport, _ = await asyncio.wait_for(open_connection(lambda: engine_side, route.address), 10)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             log.warning("workspace %s/%s: engine unreachable for a WebSocket: %s", route.owner, route.name, exc)
             gateway.service.recheck_soon(route)
-            self._refuse(502, "engine_unreachable", "the workspace engine is not answering; it is being checked, try again shortly", [])
+            self._refuse(
+                502,
+                "engine_unreachable",
+                "the workspace engine is not answering; it is being checked, try again shortly",
+                [],
+            )
             return
         transport.write(request)
         try:
             head = await asyncio.wait_for(engine_side.head, 10)
-        except (asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, ConnectionError) as exc:
             transport.close()
-            self._refuse(502, "engine_unreachable", f"the workspace engine did not answer the WebSocket upgrade: {exc or 'timeout'}", [])
+            self._refuse(
+                502,
+                "engine_unreachable",
+                f"the workspace engine did not answer the WebSocket upgrade: {exc or 'timeout'}",
+                [],
+            )
             return
         self.browser.write(filter_head(head))
         if not head.startswith((b"HTTP/1.1 101", b"HTTP/1.0 101")):
@@ -167,26 +211,39 @@ class TunnelProtocol(asyncio.Protocol):
             self.browser.close()
             return
         ident = admitted.decision.identity
-        self.live = gateway.live.add(Live(admitted.decision.credential or "", ident.user_id if ident else 0, ident.name if ident else "",
-                                          self.browser.close, route.uid, admitted.target.port))
+        self.live = gateway.live.add(
+            Live(
+                admitted.decision.credential or "",
+                ident.user_id if ident else 0,
+                ident.name if ident else "",
+                self.browser.close,
+                route.uid,
+                admitted.target.port,
+            )
+        )
         uid, touch, metrics = route.uid, gateway.service.touch, gateway.service.metrics
         self.on_data = lambda: touch(uid)
         engine_side.on_data = self.on_data
         metrics.websockets.inc()
         engine_side.on_close = metrics.websockets.dec
-        self.engine = transport
+        self.engine, self.engine_flow = transport, engine_side.flow
         for data in self.early:
             transport.write(data)
         self.early.clear()
         if engine_side.rest:
             self.browser.write(engine_side.rest)
-        self.browser.resume_reading()
+        self.flow.resume_reading()
 
     def _refuse(self, status: int, code: str, message: str, extra: list[tuple[str, str]]) -> None:
         assert self.browser is not None
-        body = json.dumps({"error": {"code": code, "message": message}}).encode()
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "content-type: application/json",
-                 f"content-length: {len(body)}", "connection: close", *(f"{n}: {v}" for n, v in extra)]
+        body = error_body(code, message)
+        lines = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+            "content-type: application/json",
+            f"content-length: {len(body)}",
+            "connection: close",
+            *(f"{n}: {v}" for n, v in extra),
+        ]
         self.browser.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         self.browser.close()
 
@@ -200,23 +257,27 @@ class _EngineSide(asyncio.Protocol):
         self.buffer = b""
         self.rest = b""  # bytes that came right behind the 101 answer
         self.transport: asyncio.Transport | None = None
+        self.flow = FlowControl()  # the engine's side
         self.on_data: Any = None
         self.on_close: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self.flow.transport = self.transport
 
     def data_received(self, data: bytes) -> None:
         if not self.head.done():
             self.buffer += data
             end = self.buffer.find(b"\r\n\r\n")
             if end >= 0:
-                self.head.set_result(self.buffer[:end + 4])
-                self.rest, self.buffer = self.buffer[end + 4:], b""
+                self.head.set_result(self.buffer[: end + 4])
+                self.rest, self.buffer = self.buffer[end + 4 :], b""
             elif len(self.buffer) > MAX_HEAD:
                 self.head.set_exception(ConnectionError("the engine's answer to the upgrade is too long"))
             return
-        if self.tunnel.engine is None:  # the 101 answer is not passed on yet (the upgrade's task resumes later): keep the order
+        if (
+            self.tunnel.engine is None
+        ):  # the 101 answer is not passed on yet (the upgrade's task resumes later): keep the order
             self.rest += data
             return
         if self.on_data:
@@ -232,6 +293,7 @@ class _EngineSide(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.flow.end()
         if not self.head.done():
             self.head.set_exception(ConnectionError("the engine closed the connection"))
         if self.tunnel.browser is not None and self.tunnel.engine is not None:
@@ -241,12 +303,11 @@ class _EngineSide(asyncio.Protocol):
             self.on_close = None
 
     def pause_writing(self) -> None:
-        if self.tunnel.browser is not None:
-            self.tunnel.browser.pause_reading()
+        # The engine's socket is full: stop reading from the browser until it drains.
+        self.tunnel.flow.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.tunnel.browser is not None:
-            self.tunnel.browser.resume_reading()
+        self.tunnel.flow.resume_reading()
 
 
 def _scope(head: bytes, transport: asyncio.Transport) -> dict[str, Any] | None:
@@ -265,9 +326,16 @@ def _scope(head: bytes, transport: asyncio.Transport) -> dict[str, Any] | None:
         headers.append((name.strip().lower(), value.strip()))
     peer, own = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
     tls = transport.get_extra_info("sslcontext") is not None
-    scope = {"type": "websocket", "path": unquote(path.decode("latin-1")), "raw_path": path, "query_string": query, "headers": headers,
-             "client": peer if isinstance(peer, tuple) else None, "server": (own, None) if isinstance(own, str) else own,
-             "scheme": "wss" if tls else "ws"}
+    scope = {
+        "type": "websocket",
+        "path": unquote(path.decode("latin-1")),
+        "raw_path": path,
+        "query_string": query,
+        "headers": headers,
+        "client": peer if isinstance(peer, tuple) else None,
+        "server": (own, None) if isinstance(own, str) else own,
+        "scheme": "wss" if tls else "ws",
+    }
     mark_unix(scope)
     return scope
 

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devyard.backends.accounts import Account, chown_tree, prepare_folders
 from devyard.backends.base import WorkspaceSpec
 from devyard.config import ExtensionGroup, Settings
-from devyard.errors import DevyardError, Invalid, ProvisionError
 from devyard.engine import install
+from devyard.errors import DevyardError, Invalid, ProvisionError
+from devyard.models import Template
+from devyard.osaccounts import Account, chown_tree, prepare_folders
 from devyard.provision import extensions, git, tools, usersettings
 from devyard.provision.extensions import Outcome
 from devyard.provision.progress import Progress
@@ -41,30 +42,37 @@ def resolve_groups(names: list[str], available: list[ExtensionGroup]) -> list[Ex
     unknown = [n for n in names if n not in by_name]
     if unknown:
         offered = ", ".join(sorted(by_name)) or "none are configured"
-        raise Invalid(f"unknown extension group(s): {', '.join(unknown)} (available: {offered})", code="unknown_extension_group")
+        raise Invalid(
+            f"unknown extension group(s): {', '.join(unknown)} (available: {offered})", code="unknown_extension_group"
+        )
     return [by_name[n] for n in names]
 
 
-@dataclass(frozen=True)
-class Template:
-    """A catalog item as the API shows it (the built-in `empty` has no git URL)."""
-
-    name: str
-    description: str = ""
-    tab: str = ""
-    extension_groups: list[str] = field(default_factory=list)
-    git_url: str | None = None
-    thumbnail_url: str | None = None
-    icon_links: Any = None
-
-
 def templates(settings: Settings) -> list[Template]:
-    """The built-in `empty` template, then every packaged_assets item in catalog order."""
-    found = [Template(EMPTY_TEMPLATE, "An empty folder.")]
+    """The built-in `empty` template (no git URL), then every packaged_assets item in catalog order."""
+    found = [
+        Template(
+            name=EMPTY_TEMPLATE,
+            description="An empty folder.",
+            tab="",
+            extension_groups=[],
+            git_url=None,
+            thumbnail_url=None,
+        )
+    ]
     for tab in settings.packaged_assets.tabs:
         for item in tab.items:
-            found.append(Template(item.name, item.description, tab.name, list(item.extensions_groups), item.github_url,
-                                  item.thumbnail_url, item.icon_links))
+            found.append(
+                Template(
+                    name=item.name,
+                    description=item.description,
+                    tab=tab.name,
+                    extension_groups=list(item.extensions_groups),
+                    git_url=item.github_url,
+                    thumbnail_url=item.thumbnail_url,
+                    icon_links=item.icon_links,
+                )
+            )
     return found
 
 
@@ -74,7 +82,9 @@ def find_template(settings: Settings, name: str) -> Template:
     for t in offered:
         if t.name == name:
             return t
-    raise Invalid(f"unknown template '{name}' (available: {', '.join(t.name for t in offered)})", code="unknown_template")
+    raise Invalid(
+        f"unknown template '{name}' (available: {', '.join(t.name for t in offered)})", code="unknown_template"
+    )
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,9 @@ class Plan:
     git_credentials: git.Credentials | None = field(default=None, repr=False)
     user_data: Path | None = None  # from a backup: user-data (settings, state) that replaces the new workspace's
     extension_ids: list[str] = field(default_factory=list)  # from a backup: installed besides the groups' own
-    account: Account | None = None  # the workspace's own account, which clones and installs run as (None: the manager's)
+    account: Account | None = (
+        None  # the workspace's own account, which clones and installs run as (None: the manager's)
+    )
 
 
 def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progress) -> list[Outcome]:
@@ -105,13 +117,23 @@ def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progr
     steps = 2 + (plan.git_url is not None or plan.unpacked is not None) + bool(settings.tools) + bool(ids)
     account = plan.account
     try:
-        prepare_folders(ws, account, settings.workspaces_dir)  # first: before anything (the progress log) makes a folder
+        prepare_folders(
+            ws, account, settings.workspaces_dir
+        )  # first: before anything (the progress log) makes a folder
         progress("folders", 1, steps)
         _empty(ws.files_dir)  # what an earlier, failed attempt left
         if plan.git_url is not None:
             progress("clone", 0, 0)
-            git.clone(plan.git_url, ws.files_dir, timeout_s=settings.git_clone_timeout_s, progress=progress,
-                      allow_file=bool(settings.git_file_roots), credentials=plan.git_credentials, account=account, env=settings.engine_env)
+            git.clone(
+                plan.git_url,
+                ws.files_dir,
+                timeout_s=settings.git_clone_timeout_s,
+                progress=progress,
+                allow_file=bool(settings.git_file_roots),
+                credentials=plan.git_credentials,
+                account=account,
+                env=settings.engine_env,
+            )
         elif plan.unpacked is not None:
             progress("unpack", 2, steps)
             _move_in(plan.unpacked, ws.files_dir, account)
@@ -124,8 +146,15 @@ def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progr
         usersettings.merge(ws.data_dir, defaults)
         outcomes = install_tools(settings, progress)
         if ids:
-            outcomes += extensions.install(install.require(settings.engine_dir), ws, ids, settings.extensions, progress, account,
-                                           settings.engine_env)
+            outcomes += extensions.install(
+                install.require(settings.engine_dir),
+                ws,
+                ids,
+                settings.extensions,
+                progress,
+                account,
+                settings.engine_env,
+            )
         return outcomes
     except DevyardError:
         _empty(ws.files_dir)
@@ -170,7 +199,9 @@ def install_tools(settings: Settings, progress: Progress) -> list[Outcome]:
     return outcomes
 
 
-def add_groups(ws: WorkspaceSpec, groups: list[ExtensionGroup], settings: Settings, account: Account | None) -> list[Outcome]:
+def add_groups(
+    ws: WorkspaceSpec, groups: list[ExtensionGroup], settings: Settings, account: Account | None
+) -> list[Outcome]:
     """Give an existing workspace more groups: their settings where the user has none, and their extensions (installed as `account`)."""
     defaults: dict[str, Any] = {}
     for group in groups:
@@ -180,7 +211,13 @@ def add_groups(ws: WorkspaceSpec, groups: list[ExtensionGroup], settings: Settin
     except OSError as exc:
         raise ProvisionError(f"could not update the workspace's settings: {exc.strerror or exc}") from exc
     ids = group_extensions(groups)
-    return extensions.install(install.require(settings.engine_dir), ws, ids, settings.extensions, None, account, settings.engine_env) if ids else []
+    return (
+        extensions.install(
+            install.require(settings.engine_dir), ws, ids, settings.extensions, None, account, settings.engine_env
+        )
+        if ids
+        else []
+    )
 
 
 def group_extensions(groups: list[ExtensionGroup]) -> list[str]:
@@ -192,4 +229,3 @@ def _empty(folder: Path) -> None:
     if folder.is_dir():
         for child in folder.iterdir():
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-

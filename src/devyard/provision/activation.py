@@ -29,8 +29,13 @@ from devyard.engine.command import engine_env
 from devyard.engine.install import Engine
 
 BROWSER_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 ACTIVATED = re.compile(r"ExtensionService#_doActivateExtension (\S+), startup: \w+, activationEvent: '([^']*)'")
 FAILED = re.compile(r"Activating extension '?([A-Za-z0-9][\w.-]*)'? failed(?: due to an error)?:?\s*(.*)")
@@ -47,7 +52,9 @@ class Activation:
     detail: str
 
 
-def check(engine: Engine, ws: WorkspaceSpec, ids: list[str], browser: Path, timeout_s: float = 90.0) -> dict[str, Activation]:
+def check(
+    engine: Engine, ws: WorkspaceSpec, ids: list[str], browser: Path, timeout_s: float = 90.0
+) -> dict[str, Activation]:
     """Open `ws` in a real workbench and report, per id, whether it activated, failed, or waits for an event."""
     if not ids:
         return {}
@@ -74,11 +81,33 @@ def _boot(engine: Engine, ws: WorkspaceSpec, tmp: Path, port: int, password: str
     config.write_text("auth: password\n")
     env = engine_env(engine, home=ws.home_dir, runtime_dir=runtime)
     env["PASSWORD"] = password
-    argv = [str(engine.node), str(engine.entry), "--bind-addr", f"127.0.0.1:{port}", "--auth", "password", "--config", str(config),
-            "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust", "--user-data-dir", str(ws.data_dir),
-            "--extensions-dir", str(ws.extensions_dir), str(ws.files_dir)]
-    return subprocess.Popen(argv, env=env, cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    argv = [
+        str(engine.node),
+        str(engine.entry),
+        "--bind-addr",
+        f"127.0.0.1:{port}",
+        "--auth",
+        "password",
+        "--config",
+        str(config),
+        "--disable-telemetry",
+        "--disable-update-check",
+        "--disable-workspace-trust",
+        "--user-data-dir",
+        str(ws.data_dir),
+        "--extensions-dir",
+        str(ws.extensions_dir),
+        str(ws.files_dir),
+    ]
+    return subprocess.Popen(
+        argv,
+        env=env,
+        cwd=tmp,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -113,11 +142,14 @@ def _wait_http(port: int, proc: subprocess.Popen[bytes], timeout_s: float) -> No
 
 
 def _open_workbench(port: int, password: str, browser: Path, profile: Path, data_dir: Path, timeout_s: float) -> str:
-    from playwright.sync_api import Error as PlaywrightError, sync_playwright
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
 
     try:
         with sync_playwright() as p:
-            context = p.chromium.launch_persistent_context(str(profile), executable_path=str(browser), headless=True, args=BROWSER_FLAGS)
+            context = p.chromium.launch_persistent_context(
+                str(profile), executable_path=str(browser), headless=True, args=BROWSER_FLAGS
+            )
             try:
                 page = context.new_page()
                 page.goto(f"http://127.0.0.1:{port}/login", timeout=timeout_s * 1000)
@@ -136,10 +168,14 @@ def _open_workbench(port: int, password: str, browser: Path, profile: Path, data
 def _await_startup(data_dir: Path, timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        text = "\n".join(p.read_text(errors="replace") for p in sorted(data_dir.glob("logs/*/exthost*/remoteexthost.log")))
+        text = "\n".join(
+            p.read_text(errors="replace") for p in sorted(data_dir.glob("logs/*/exthost*/remoteexthost.log"))
+        )
         if STARTUP_DONE in text:
             time.sleep(SETTLE_S)
-            return "\n".join(p.read_text(errors="replace") for p in sorted(data_dir.glob("logs/*/exthost*/remoteexthost.log")))
+            return "\n".join(
+                p.read_text(errors="replace") for p in sorted(data_dir.glob("logs/*/exthost*/remoteexthost.log"))
+            )
         time.sleep(0.2)
     raise TimeoutError(f"the extension host did not finish starting within {timeout_s:.0f} s")
 
@@ -151,7 +187,7 @@ def _verdicts(ids: list[str], log: str, extensions_dir: Path) -> dict[str, Activ
     for n, line in enumerate(lines):
         m = FAILED.search(line)
         if m:
-            reason = m.group(2).strip() or next((ln.strip() for ln in lines[n + 1:] if ln.strip()), "no reason given")
+            reason = m.group(2).strip() or next((ln.strip() for ln in lines[n + 1 :] if ln.strip()), "no reason given")
             failed[m.group(1).lower()] = LOG_PREFIX.sub("", reason)
     out = {}
     for ext_id in ids:

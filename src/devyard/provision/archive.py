@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from devyard.errors import Invalid, StorageFull, is_storage_full
+from devyard.errors import ArchiveRefused, StorageFull, is_storage_full
 
 CHUNK = 1 << 20
 
@@ -33,14 +33,8 @@ class Limits:
     max_bytes: int
 
 
-class Refused(Invalid):
-    """The archive holds something devyard will not unpack."""
-
-    code = "archive_refused"
-
-
 def kind(path: Path) -> str:
-    """`zip`, `tar.gz` or `tar`, from the file's first bytes; Refused for anything else."""
+    """`zip`, `tar.gz` or `tar`, from the file's first bytes; ArchiveRefused for anything else."""
     with path.open("rb") as f:
         head = f.read(512)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
@@ -49,13 +43,13 @@ def kind(path: Path) -> str:
         return "tar.gz"
     if len(head) >= 262 and head[257:262] == b"ustar":
         return "tar"
-    raise Refused("the upload is not a .zip, .tar or .tar.gz archive")
+    raise ArchiveRefused("the upload is not a .zip, .tar or .tar.gz archive")
 
 
 def extract(archive: Path, dest: Path, limits: Limits) -> int:
     """Unpack `archive` into the new folder `dest`; the number of files.
 
-    Refused for an archive devyard will not unpack, StorageFull when the disk fills; no `dest` after either.
+    ArchiveRefused for an archive devyard will not unpack, StorageFull when the disk fills; no `dest` after either.
     """
     dest.mkdir(parents=True)
     try:
@@ -66,12 +60,12 @@ def extract(archive: Path, dest: Path, limits: Limits) -> int:
             unpacker.tar(archive)
         unpacker.check_links()
         return unpacker.files
-    except Refused:
+    except ArchiveRefused:
         shutil.rmtree(dest, ignore_errors=True)
         raise
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError, ValueError) as exc:
         shutil.rmtree(dest, ignore_errors=True)
-        raise Refused(f"the archive is corrupt or truncated: {exc}") from exc
+        raise ArchiveRefused(f"the archive is corrupt or truncated: {exc}") from exc
     except OSError as exc:
         shutil.rmtree(dest, ignore_errors=True)  # first: it frees the space the error is about
         if is_storage_full(exc):
@@ -110,16 +104,20 @@ class _Unpacker:
                 elif member.islnk():
                     self._hardlink(rel, member.linkname)
                 else:
-                    raise Refused(f"'{member.name}' is a device file or pipe; archives may hold only files, folders and links")
+                    raise ArchiveRefused(
+                        f"'{member.name}' is a device file or pipe; archives may hold only files, folders and links"
+                    )
 
     def zip(self, archive: Path) -> None:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
             if len(infos) > self.limits.max_entries:
-                raise Refused(f"the archive has {len(infos)} entries; the limit is {self.limits.max_entries}")
+                raise ArchiveRefused(f"the archive has {len(infos)} entries; the limit is {self.limits.max_entries}")
             declared = sum(i.file_size for i in infos)
             if declared > self.limits.max_bytes:
-                raise Refused(f"the archive would expand to {declared >> 20} MB; the limit is {self.limits.max_bytes >> 20} MB")
+                raise ArchiveRefused(
+                    f"the archive would expand to {declared >> 20} MB; the limit is {self.limits.max_bytes >> 20} MB"
+                )
             for info in infos:
                 rel = self._entry(info.filename)
                 if rel is None:
@@ -132,7 +130,9 @@ class _Unpacker:
                     with zf.open(info) as f:
                         self._symlink(rel, f.read(4097).decode())
                 elif kind_bits not in (0, stat.S_IFREG):
-                    raise Refused(f"'{info.filename}' is a device file or pipe; archives may hold only files, folders and links")
+                    raise ArchiveRefused(
+                        f"'{info.filename}' is a device file or pipe; archives may hold only files, folders and links"
+                    )
                 else:
                     with zf.open(info) as f:
                         self._file(rel, f, mode or 0o644, None)
@@ -142,39 +142,39 @@ class _Unpacker:
         """The entry's safe relative path (None for the root itself), counting it."""
         self.entries += 1
         if self.entries > self.limits.max_entries:
-            raise Refused(f"the archive has more than {self.limits.max_entries} entries")
+            raise ArchiveRefused(f"the archive has more than {self.limits.max_entries} entries")
         if "\0" in name:
-            raise Refused("an entry name holds a NUL byte")
+            raise ArchiveRefused("an entry name holds a NUL byte")
         if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-            raise Refused(f"'{name}' is an absolute path")
+            raise ArchiveRefused(f"'{name}' is an absolute path")
         parts = [p for p in name.split("/") if p not in ("", ".")]
         if ".." in parts:
-            raise Refused(f"'{name}' points outside the archive's folder ('..')")
+            raise ArchiveRefused(f"'{name}' points outside the archive's folder ('..')")
         return "/".join(parts) or None
 
     def _grow(self, size: int) -> None:
         self.bytes += size
         if self.bytes > self.limits.max_bytes:
-            raise Refused(f"the archive expands to more than {self.limits.max_bytes >> 20} MB")
+            raise ArchiveRefused(f"the archive expands to more than {self.limits.max_bytes >> 20} MB")
 
     def _parent(self, rel: str) -> Path:
         """The entry's folder, made if needed and checked to lie inside the destination."""
         parent = self.dest / posixpath.dirname(rel) if "/" in rel else self.dest
         parent.mkdir(parents=True, exist_ok=True)
         if not self._inside(os.path.realpath(parent)):
-            raise Refused(f"'{rel}' would be written through a link that leaves the archive's folder")
+            raise ArchiveRefused(f"'{rel}' would be written through a link that leaves the archive's folder")
         return parent
 
     def _clear(self, path: Path) -> None:
         if path.is_symlink() or path.is_file():
             path.unlink()
         elif path.exists():
-            raise Refused(f"'{path.relative_to(self.dest)}' is both a folder and a file in the archive")
+            raise ArchiveRefused(f"'{path.relative_to(self.dest)}' is both a folder and a file in the archive")
 
     def _dir(self, rel: str) -> None:
         path = self._parent(rel) / posixpath.basename(rel)
         if path.is_symlink():
-            raise Refused(f"'{rel}' is both a link and a folder in the archive")
+            raise ArchiveRefused(f"'{rel}' is both a link and a folder in the archive")
         path.mkdir(exist_ok=True)
 
     def _file(self, rel: str, source: IO[bytes], mode: int, size: int | None) -> None:
@@ -193,22 +193,24 @@ class _Unpacker:
 
     def _symlink(self, rel: str, target: str) -> None:
         if not target or "\0" in target or target.startswith("/"):
-            raise Refused(f"link '{rel}' points to an absolute path")
+            raise ArchiveRefused(f"link '{rel}' points to an absolute path")
         path = self._parent(rel) / posixpath.basename(rel)
         # Resolved against the folders really on disk, where earlier links (`x -> .`) already stand:
         # the text alone (`x/x/x/data -> ../../../t`) says nothing of where it leads.
         if not self._inside(os.path.realpath(os.path.join(os.path.realpath(path.parent), target))):
-            raise Refused(f"link '{rel}' points outside the archive's folder")
+            raise ArchiveRefused(f"link '{rel}' points outside the archive's folder")
         self._clear(path)
         os.symlink(target, path)
 
     def check_links(self) -> None:
-        """Refused when any link, as the whole tree finally stands, leads outside it (a later entry may change where one leads)."""
+        """ArchiveRefused when any link, as the whole tree finally stands, leads outside it (a later entry may change where one leads)."""
         for dirpath, dirnames, filenames in os.walk(self.dest):
             for name in (*dirnames, *filenames):
                 path = os.path.join(dirpath, name)
                 if os.path.islink(path) and not self._inside(os.path.realpath(path)):
-                    raise Refused(f"link '{os.path.relpath(path, self.dest)}' points outside the archive's folder")
+                    raise ArchiveRefused(
+                        f"link '{os.path.relpath(path, self.dest)}' points outside the archive's folder"
+                    )
 
     def _hardlink(self, rel: str, target: str) -> None:
         source_rel = self._entry(target)
@@ -216,7 +218,7 @@ class _Unpacker:
         source = self.dest / source_rel if source_rel else self.dest
         real = os.path.realpath(source)
         if real == self.real or not self._inside(real) or not os.path.isfile(real):
-            raise Refused(f"hard link '{rel}' points outside the archive's folder or at no file in it")
+            raise ArchiveRefused(f"hard link '{rel}' points outside the archive's folder or at no file in it")
         size = os.path.getsize(real)
         self._grow(size)
         with open(real, "rb") as f:  # a copy: the link's target stays the one file it was

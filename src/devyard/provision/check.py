@@ -9,16 +9,16 @@ mirror lacks or one that throws when it activates shows up before users hit it.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from devyard.backends.base import WorkspaceSpec
 from devyard.config import ExtensionGroup, Settings
 from devyard.engine import install
+from devyard.errors import Invalid
 from devyard.provision import activation, extensions
 from devyard.provision.extensions import Outcome
-from devyard.errors import Invalid
 
 
 def check_group(settings: Settings, group: ExtensionGroup, say: Callable[[str], None]) -> list[Outcome]:
@@ -38,6 +38,10 @@ def check_group(settings: Settings, group: ExtensionGroup, say: Callable[[str], 
         installed = extensions.install(engine, ws, allowed, settings.extensions)
         say(f"opening group {group.name} in a workbench to see its extensions activate")
         verdicts = activation.check(engine, ws, [o.id for o in installed if o.installed], settings.extensions.browser)
-        checked = [replace(o, activated=verdicts[o.id].ok, detail=f"{o.detail}, {verdicts[o.id].detail}") if o.id in verdicts else o
-                   for o in installed]
+        checked = [
+            replace(o, activated=verdicts[o.id].ok, detail=f"{o.detail}, {verdicts[o.id].detail}")
+            if o.id in verdicts
+            else o
+            for o in installed
+        ]
         return refused + checked

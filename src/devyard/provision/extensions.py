@@ -9,6 +9,7 @@ gallery, for sites without internet access.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 import shutil
@@ -18,14 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from devyard.backends import accounts
-from devyard.backends.accounts import Account
+from devyard import osaccounts
 from devyard.backends.base import WorkspaceSpec
 from devyard.config import OPEN_VSX, ExtensionSettings
-from devyard.engine.command import engine_env
 from devyard.engine import publish
+from devyard.engine.command import engine_env
 from devyard.engine.install import Engine
 from devyard.errors import Invalid
+from devyard.osaccounts import Account
 from devyard.provision.progress import Progress
 
 EXTENSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*\.[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -54,8 +55,10 @@ def check_allowed(ids: list[str], config: ExtensionSettings) -> None:
     if config.allow:
         refused = [i for i in ids if not any(fnmatch.fnmatch(i.lower(), p.lower()) for p in config.allow)]
         if refused:
-            raise Invalid(f"extensions not allowed by the administrator: {', '.join(refused)} (allowed: {', '.join(config.allow)})",
-                          code="extension_not_allowed")
+            raise Invalid(
+                f"extensions not allowed by the administrator: {', '.join(refused)} (allowed: {', '.join(config.allow)})",
+                code="extension_not_allowed",
+            )
 
 
 def source_of(ext_id: str, config: ExtensionSettings) -> str:
@@ -70,8 +73,15 @@ def source_of(ext_id: str, config: ExtensionSettings) -> str:
     return ext_id
 
 
-def install(engine: Engine, ws: WorkspaceSpec, ids: list[str], config: ExtensionSettings,
-            progress: Progress | None = None, account: Account | None = None, env: Mapping[str, str] | None = None) -> list[Outcome]:
+def install(
+    engine: Engine,
+    ws: WorkspaceSpec,
+    ids: list[str],
+    config: ExtensionSettings,
+    progress: Progress | None = None,
+    account: Account | None = None,
+    env: Mapping[str, str] | None = None,
+) -> list[Outcome]:
     """Install each of `ids` into the workspace, as its `account` (None: the manager's own); one Outcome per id, in order.
 
     The engine's CLI runs as the workspace's account, so whatever stands in its folders (a link
@@ -89,11 +99,19 @@ def install(engine: Engine, ws: WorkspaceSpec, ids: list[str], config: Extension
         if progress:
             progress(f"extensions: {ext_id}", n, len(ids))
     versions = listed(engine, ws, config, account, env) if len(failed) < len(ids) else {}  # one listing for all of them
-    return [Outcome(i, False, failed[i]) if i in failed else Outcome(i, True, versions.get(i.lower(), "installed")) for i in ids]
+    return [
+        Outcome(i, False, failed[i]) if i in failed else Outcome(i, True, versions.get(i.lower(), "installed"))
+        for i in ids
+    ]
 
 
-def listed(engine: Engine, ws: WorkspaceSpec, config: ExtensionSettings, account: Account | None = None,
-           env: Mapping[str, str] | None = None) -> dict[str, str]:
+def listed(
+    engine: Engine,
+    ws: WorkspaceSpec,
+    config: ExtensionSettings,
+    account: Account | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Extensions the engine lists as installed in the workspace: lower-case id → version."""
     _, output = _cli(engine, ws, config, account, env, "--list-extensions", "--show-versions")
     found = {}
@@ -112,20 +130,44 @@ def _reason(output: str) -> str:
     return text
 
 
-def _cli(engine: Engine, ws: WorkspaceSpec, config: ExtensionSettings, account: Account | None, extra: Mapping[str, str] | None,
-         *args: str) -> tuple[int, str]:
+def _cli(
+    engine: Engine,
+    ws: WorkspaceSpec,
+    config: ExtensionSettings,
+    account: Account | None,
+    extra: Mapping[str, str] | None,
+    *args: str,
+) -> tuple[int, str]:
     with tempfile.TemporaryDirectory(prefix="dy-ext-") as scratch:
         runtime = Path(scratch)
         if account is not None:
             os.chown(runtime, account.uid, account.gid)
-            args = tuple(_readable_copy(a, runtime, account) for a in args)  # the admin's mirror may be closed to the account
+            args = tuple(
+                _readable_copy(a, runtime, account) for a in args
+            )  # the admin's mirror may be closed to the account
         env = engine_env(engine, home=ws.home_dir, runtime_dir=runtime, extra=extra)
         if config.gallery != OPEN_VSX:  # the engine's own default is Open VSX
             env["EXTENSIONS_GALLERY"] = _gallery_json(config.gallery)
-        argv = [str(engine.node), str(engine.entry), "--user-data-dir", str(ws.data_dir), "--extensions-dir", str(ws.extensions_dir), *args]
+        argv = [
+            str(engine.node),
+            str(engine.entry),
+            "--user-data-dir",
+            str(ws.data_dir),
+            "--extensions-dir",
+            str(ws.extensions_dir),
+            *args,
+        ]
         try:
-            done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=config.install_timeout_s,
-                                  stdin=subprocess.DEVNULL, cwd=runtime, **accounts.popen_args(account))
+            done = subprocess.run(
+                argv,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=config.install_timeout_s,
+                stdin=subprocess.DEVNULL,
+                cwd=runtime,
+                **osaccounts.popen_args(account),
+            )
         except subprocess.TimeoutExpired:
             return 1, f"did not finish within {config.install_timeout_s:.0f} s"
     return done.returncode, done.stdout + done.stderr
@@ -146,5 +188,4 @@ def _gallery_json(url: str | None) -> str:
         return "{}"
     base = url.rstrip("/")
     item = base[: -len("/gallery")] + "/item" if base.endswith("/gallery") else base
-    return '{"serviceUrl": "%s", "itemUrl": "%s"}' % (base, item)
-
+    return json.dumps({"serviceUrl": base, "itemUrl": item}, separators=(", ", ": "))

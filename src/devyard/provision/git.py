@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from devyard.backends import accounts
-from devyard.backends.accounts import Account
+from devyard import osaccounts
 from devyard.errors import Invalid, ProvisionError
+from devyard.osaccounts import Account
 from devyard.provision.progress import Progress
 
 MAX_URL = 2048
@@ -56,8 +56,10 @@ def check_url(url: str, file_roots: list[Path]) -> str:
     if url.startswith("-"):
         raise Invalid("a git URL may not start with '-' (git would read it as an option)", code="invalid_git_url")
     if _TRANSPORT.match(url):
-        raise Invalid("git transport helpers such as ext:: and fd:: are not allowed; use https://, ssh:// or file://",
-                      code="invalid_git_url")
+        raise Invalid(
+            "git transport helpers such as ext:: and fd:: are not allowed; use https://, ssh:// or file://",
+            code="invalid_git_url",
+        )
     if "://" not in url:
         scp = _SCP.match(url)
         if scp and _HOST.match(scp["host"]) and not scp["host"].startswith("-"):
@@ -67,7 +69,9 @@ def check_url(url: str, file_roots: list[Path]) -> str:
     scheme = parts.scheme.lower()
     if scheme == "https":
         if parts.password is not None:
-            raise Invalid("do not put a password or token in the git URL: it would end up in logs", code="git_url_credentials")
+            raise Invalid(
+                "do not put a password or token in the git URL: it would end up in logs", code="git_url_credentials"
+            )
         _check_host(parts.hostname)
         return url
     if scheme == "ssh":
@@ -81,9 +85,13 @@ def check_url(url: str, file_roots: list[Path]) -> str:
         path = Path(unquote(parts.path)).resolve()
         if not any(path.is_relative_to(root.resolve()) for root in file_roots):
             allowed = ", ".join(str(r) for r in file_roots) or "none are configured (git_file_roots)"
-            raise Invalid(f"file:// git URLs must be below an allowed folder; allowed: {allowed}", code="git_url_not_allowed")
+            raise Invalid(
+                f"file:// git URLs must be below an allowed folder; allowed: {allowed}", code="git_url_not_allowed"
+            )
         return url
-    raise Invalid(f"git URLs with scheme '{scheme}' are not allowed; use https://, ssh:// or file://", code="invalid_git_url")
+    raise Invalid(
+        f"git URLs with scheme '{scheme}' are not allowed; use https://, ssh:// or file://", code="invalid_git_url"
+    )
 
 
 def _check_host(host: str | None) -> None:
@@ -110,15 +118,21 @@ class Credentials:
     user: str = field(default="x-access-token")
     token: str | None = field(default=None, repr=False)
     ssh_key: str | None = field(default=None, repr=False)
-    known_hosts: str | None = field(default=None, repr=False)  # pinned host keys; without them the first key seen is trusted
+    known_hosts: str | None = field(
+        default=None, repr=False
+    )  # pinned host keys; without them the first key seen is trusted
 
     @classmethod
-    def from_secrets(cls, env: Mapping[str, str]) -> "Credentials | None":
+    def from_secrets(cls, env: Mapping[str, str]) -> Credentials | None:
         """The credentials in secrets GIT_TOKEN (+ GIT_USERNAME), GIT_SSH_KEY (+ GIT_KNOWN_HOSTS); None when there are none."""
         if not env.get(GIT_TOKEN) and not env.get(GIT_SSH_KEY):
             return None
-        return cls(user=env.get(GIT_USERNAME) or "x-access-token", token=env.get(GIT_TOKEN) or None,
-                   ssh_key=env.get(GIT_SSH_KEY) or None, known_hosts=env.get(GIT_KNOWN_HOSTS) or None)
+        return cls(
+            user=env.get(GIT_USERNAME) or "x-access-token",
+            token=env.get(GIT_TOKEN) or None,
+            ssh_key=env.get(GIT_SSH_KEY) or None,
+            known_hosts=env.get(GIT_KNOWN_HOSTS) or None,
+        )
 
 
 def is_ssh(url: str) -> bool:
@@ -129,8 +143,20 @@ def is_ssh(url: str) -> bool:
 def _ssh_command(keys: Path, credentials: Credentials | None) -> str:
     """GIT_SSH_COMMAND: no config, agent or key of the host's; never prompt; only the owner's key; host keys in the clone's own file."""
     known = keys / "known_hosts"
-    options = ["-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
-               "-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null"]
+    options = [
+        "-F",
+        "/dev/null",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "IdentityAgent=none",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"UserKnownHostsFile={known}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+    ]
     if credentials and credentials.known_hosts:
         known.write_text(credentials.known_hosts.strip() + "\n")
         options += ["-o", "StrictHostKeyChecking=yes"]
@@ -146,8 +172,17 @@ def _ssh_command(keys: Path, credentials: Credentials | None) -> str:
     return shlex.join(["ssh", *options])
 
 
-def clone(url: str, dest: Path, *, timeout_s: float, progress: Progress, allow_file: bool, env: Mapping[str, str] | None = None,
-          credentials: Credentials | None = None, account: Account | None = None) -> None:
+def clone(
+    url: str,
+    dest: Path,
+    *,
+    timeout_s: float,
+    progress: Progress,
+    allow_file: bool,
+    env: Mapping[str, str] | None = None,
+    credentials: Credentials | None = None,
+    account: Account | None = None,
+) -> None:
     """Shallow-clone `url` into the empty folder `dest` as `account` (None: the manager's own), reporting git's object counts.
 
     ProvisionError on failure. An https remote gets `credentials.token` as a Basic authorization
@@ -157,20 +192,50 @@ def clone(url: str, dest: Path, *, timeout_s: float, progress: Progress, allow_f
     protocols = ["-c", "protocol.allow=never", "-c", "protocol.https.allow=always", "-c", "protocol.ssh.allow=always"]
     if allow_file:
         protocols += ["-c", "protocol.file.allow=always"]
-    argv = ["git", *protocols, "-c", "transfer.fsckObjects=true", "-c", "core.hooksPath=/dev/null", "-c", "credential.helper=",
-            "clone", "--depth", "1", "--single-branch", "--no-recurse-submodules", "--progress", "--", url, str(dest)]
+    argv = [
+        "git",
+        *protocols,
+        "-c",
+        "transfer.fsckObjects=true",
+        "-c",
+        "core.hooksPath=/dev/null",
+        "-c",
+        "credential.helper=",
+        "clone",
+        "--depth",
+        "1",
+        "--single-branch",
+        "--no-recurse-submodules",
+        "--progress",
+        "--",
+        url,
+        str(dest),
+    ]
     with tempfile.TemporaryDirectory(prefix="devyard-git-") as scratch:  # 0700, removed with the key in it
         home = Path(scratch)
         if account is not None:
             os.chown(home, account.uid, account.gid)
-        run_env = {"PATH": os.environ.get("PATH") or DEFAULT_PATH, **(env or {}),
-                   "HOME": str(home), "XDG_CONFIG_HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
-                   "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "SSH_ASKPASS": "/bin/false", "LC_ALL": "C"}
+        run_env = {
+            "PATH": os.environ.get("PATH") or DEFAULT_PATH,
+            **(env or {}),
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": "/dev/null",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ASKPASS": "/bin/false",
+            "SSH_ASKPASS": "/bin/false",
+            "LC_ALL": "C",
+        }
         if credentials and credentials.token and url.lower().startswith("https://"):
             parts = urlsplit(url)
             origin = f"https://{parts.hostname}" + (f":{parts.port}" if parts.port else "") + "/"
             basic = base64.b64encode(f"{credentials.user}:{credentials.token}".encode()).decode()
-            run_env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0=f"http.{origin}.extraHeader", GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}")
+            run_env.update(
+                GIT_CONFIG_COUNT="1",
+                GIT_CONFIG_KEY_0=f"http.{origin}.extraHeader",
+                GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
+            )
         if is_ssh(url):
             run_env["GIT_SSH_COMMAND"] = _ssh_command(home, credentials)
             if account is not None:
@@ -179,12 +244,22 @@ def clone(url: str, dest: Path, *, timeout_s: float, progress: Progress, allow_f
         _run(argv, run_env, url, timeout_s, progress, account)
 
 
-def _run(argv: list[str], run_env: dict[str, str], url: str, timeout_s: float, progress: Progress, account: Account | None) -> None:
+def _run(
+    argv: list[str], run_env: dict[str, str], url: str, timeout_s: float, progress: Progress, account: Account | None
+) -> None:
     """Run the clone as `account`, following its progress, within `timeout_s`."""
     deadline = time.monotonic() + timeout_s
-    as_account = accounts.popen_args(account)
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=run_env,
-                            start_new_session=True, cwd="/", **as_account)
+    as_account = osaccounts.popen_args(account)
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=run_env,
+        start_new_session=True,
+        cwd="/",
+        **as_account,
+    )
     assert proc.stderr is not None
     said: deque[str] = deque(maxlen=6)  # git's and ssh's last messages, the reason of a failure
     try:
@@ -193,7 +268,9 @@ def _run(argv: list[str], run_env: dict[str, str], url: str, timeout_s: float, p
         while True:
             chunk = _read_some(proc, deadline)
             if chunk is None:
-                raise ProvisionError(f"git clone of {redact(url)} did not finish within {timeout_s:.0f} s", code="git_clone_timeout")
+                raise ProvisionError(
+                    f"git clone of {redact(url)} did not finish within {timeout_s:.0f} s", code="git_clone_timeout"
+                )
             buffer += chunk
             *lines, buffer = re.split(rb"[\r\n]", buffer)
             for raw in [*lines, *([buffer] if chunk == b"" else [])]:

@@ -66,12 +66,19 @@ def ensure(tools_dir: Path, tool: Tool, engine: Engine) -> Path:
 
 
 def _npm(target: Path, spec: str, engine: Engine) -> None:
-    env = {**os.environ, "PATH": f"{engine.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "npm_config_fund": "false", "npm_config_audit": "false", "npm_config_update_notifier": "false"}
+    env = {
+        **os.environ,
+        "PATH": f"{engine.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "npm_config_fund": "false",
+        "npm_config_audit": "false",
+        "npm_config_update_notifier": "false",
+    }
     _run(["npm", "install", "--prefix", str(target), "--no-audit", "--no-fund", "--omit=dev", spec], env, spec)
     (target / "bin").symlink_to(Path("node_modules") / ".bin")
     if not (target / "node_modules" / ".bin").is_dir():
-        raise ProvisionError(f"tool {spec}: the npm package has no commands (no bin entry)", code="tool_has_no_commands")
+        raise ProvisionError(
+            f"tool {spec}: the npm package has no commands (no bin entry)", code="tool_has_no_commands"
+        )
 
 
 def _pypi(target: Path, spec: str) -> None:
@@ -79,7 +86,11 @@ def _pypi(target: Path, spec: str) -> None:
     venv = target / "venv"
     _run([python, "-m", "venv", str(venv)], dict(os.environ), spec)
     before = {p.name for p in (venv / "bin").iterdir()}
-    _run([str(venv / "bin" / "pip"), "install", "--disable-pip-version-check", "--no-input", spec], dict(os.environ), spec)
+    _run(
+        [str(venv / "bin" / "pip"), "install", "--disable-pip-version-check", "--no-input", spec],
+        dict(os.environ),
+        spec,
+    )
     added = sorted(p.name for p in (venv / "bin").iterdir() if p.name not in before and not _VENV_OWN.match(p.name))
     if not added:
         raise ProvisionError(f"tool {spec}: the PyPI package installs no commands", code="tool_has_no_commands")
@@ -90,10 +101,15 @@ def _pypi(target: Path, spec: str) -> None:
 
 def _run(argv: list[str], env: dict[str, str], spec: str) -> None:
     try:
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL
+        )
     except subprocess.TimeoutExpired as exc:
-        raise ProvisionError(f"tool {spec}: installing took more than {TIMEOUT_S} s", code="tool_install_failed") from exc
+        raise ProvisionError(
+            f"tool {spec}: installing took more than {TIMEOUT_S} s", code="tool_install_failed"
+        ) from exc
     if done.returncode != 0:
         lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip() and "warn" not in ln.lower()]
-        raise ProvisionError(f"tool {spec} did not install: {' / '.join(lines[-3:]) or done.returncode}", code="tool_install_failed")
-
+        raise ProvisionError(
+            f"tool {spec} did not install: {' / '.join(lines[-3:]) or done.returncode}", code="tool_install_failed"
+        )

@@ -37,7 +37,11 @@ def merge(data_dir: Path, defaults: dict[str, Any]) -> list[str]:
         try:
             raw = safefs.read_file(folder, NAME)
             current = parse(raw.decode("utf-8")) if raw is not None else {}
-        except (ValueError, UnicodeDecodeError, OSError):  # not JSON, or a link or someone else's file where the file should be
+        except (
+            ValueError,
+            UnicodeDecodeError,
+            OSError,
+        ):  # not JSON, or a link or someone else's file where the file should be
             os.rename(NAME, f"{NAME}.unreadable-{int(time.time())}", src_dir_fd=folder, dst_dir_fd=folder)
             current, raw = {}, None
         added = [k for k in defaults if k not in current]

@@ -80,7 +80,9 @@ class Coordinator:
     async def _lead(self, leading: bool) -> None:
         if leading != self.leader:
             self.leader = leading
-            log.warning("this manager (%s) %s the background work", self.replica, "now runs" if leading else "no longer runs")
+            log.warning(
+                "this manager (%s) %s the background work", self.replica, "now runs" if leading else "no longer runs"
+            )
             if self._on_leadership is not None:
                 await self._on_leadership(leading)
 
@@ -196,7 +198,9 @@ class PostgresCoordinator(Coordinator):
 
     async def notify(self, session: AsyncSession, uid: str) -> None:
         """NOTIFY in `session`'s transaction: the others hear it only if, and when, it commits."""
-        await session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": f"{self.replica} {uid}"})
+        await session.execute(
+            text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": f"{self.replica} {uid}"}
+        )
 
     async def alive(self, replica: str) -> bool:
         """Whether `replica` holds its liveness lock (taking it, then giving it back, means it does not)."""

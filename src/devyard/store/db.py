@@ -108,7 +108,9 @@ def migrate(url: str, revision: str = "head") -> None:
             broken = _broken_references(conn) - before if sqlite else set()
             if broken:  # raising rolls the whole upgrade back
                 tables = ", ".join(sorted({str(r[0]) for r in broken}))
-                raise StoreError(f"upgrading the database would leave rows of {tables} pointing at nothing; nothing was changed")
+                raise StoreError(
+                    f"upgrading the database would leave rows of {tables} pointing at nothing; nothing was changed"
+                )
     except OperationalError as exc:
         if is_storage_full(exc):
             raise StorageFull.during("upgrading the database", "start devyard again") from exc
@@ -132,7 +134,9 @@ def migrate_apart(url: str) -> None:
         said = json.loads(child.stdout.strip().splitlines()[-1])
         kind = {"StorageFull": StorageFull, "StoreError": StoreError}.get(said["type"], DevyardError)
     except (ValueError, IndexError, KeyError, TypeError):
-        raise StoreError("upgrading the database failed: " + (child.stderr.strip().splitlines() or ["no reason given"])[-1]) from None
+        raise StoreError(
+            "upgrading the database failed: " + (child.stderr.strip().splitlines() or ["no reason given"])[-1]
+        ) from None
     raise kind(said["message"], code=said["code"])
 
 

@@ -99,8 +99,12 @@ class WorkspaceRow(Base):
     idle_timeout_s: Mapped[int | None] = mapped_column(Integer)  # None: the manager's idle_timeout_s; 0: never
     size: Mapped[str | None] = mapped_column(String(32))  # a preset of `sizes`; None: no limits
     reason: Mapped[str | None] = mapped_column(String(32))  # why it failed, as a code (out_of_memory, crash_loop, ...)
-    address: Mapped[str | None] = mapped_column(String(255))  # where its engine answers while running: a socket path or host:port
-    busy_replica: Mapped[str | None] = mapped_column(String(128))  # the manager replica in the middle of changing it (provisioning, starting, ...)
+    address: Mapped[str | None] = mapped_column(
+        String(255)
+    )  # where its engine answers while running: a socket path or host:port
+    busy_replica: Mapped[str | None] = mapped_column(
+        String(128)
+    )  # the manager replica in the middle of changing it (provisioning, starting, ...)
 
     owner: Mapped[UserRow] = relationship(lazy="joined")
 

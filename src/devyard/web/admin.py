@@ -17,7 +17,17 @@ from devyard.web.pages import page, viewer, workspace_list
 from devyard.workspaces.quotas import quota_of
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
-AUDIT_ACTIONS = ("login", "logout", "user.", "token.", "secret.", "workspace.", "workspace.create", "workspace.delete", "sso")
+AUDIT_ACTIONS = (
+    "login",
+    "logout",
+    "user.",
+    "token.",
+    "secret.",
+    "workspace.",
+    "workspace.create",
+    "workspace.delete",
+    "sso",
+)
 
 
 async def admin_viewer(me: Annotated[Identity, Depends(viewer)]) -> Identity:
@@ -45,10 +55,23 @@ async def admin_users(request: Request, me: Admin) -> HTMLResponse:
     usage = {name: {"total": n, "running": running[name]} for name, n in total.items()}
     settings = workspaces(request).settings
     users = await user_store.list_users(request.app.state.db)
-    defaults = [("Workspaces per user", settings.max_workspaces_per_user), ("Running at once", settings.max_running_per_user),
-                ("Disk per user (MB)", settings.max_disk_mb_per_user)]
-    return page(request, "admin_users.html", me, "admin", tab="users", users=users, usage=usage,
-                limits={u.name: quota_of(u, settings) for u in users}, defaults=defaults, isolation=workspaces(request).backend.missing_isolation)
+    defaults = [
+        ("Workspaces per user", settings.max_workspaces_per_user),
+        ("Running at once", settings.max_running_per_user),
+        ("Disk per user (MB)", settings.max_disk_mb_per_user),
+    ]
+    return page(
+        request,
+        "admin_users.html",
+        me,
+        "admin",
+        tab="users",
+        users=users,
+        usage=usage,
+        limits={u.name: quota_of(u, settings) for u in users},
+        defaults=defaults,
+        isolation=workspaces(request).backend.missing_isolation,
+    )
 
 
 @router.get("/workspaces", response_class=HTMLResponse)
@@ -58,11 +81,26 @@ async def admin_workspaces(request: Request, me: Admin) -> HTMLResponse:
 
 
 @router.get("/audit", response_class=HTMLResponse)
-async def admin_audit(request: Request, me: Admin, actor: str = "", action: str = "", outcome: str = Query("", pattern="^(|ok|failed)$"),
-                      limit: int = Query(100, ge=1, le=10_000)) -> HTMLResponse:
+async def admin_audit(
+    request: Request,
+    me: Admin,
+    actor: str = "",
+    action: str = "",
+    outcome: str = Query("", pattern="^(|ok|failed)$"),
+    limit: int = Query(100, ge=1, le=10_000),
+) -> HTMLResponse:
     """The audit log, newest first, filtered by who, what and outcome."""
     success = {"ok": True, "failed": False}.get(outcome)
     entries = await audit_log(request).entries(limit, action or None, actor or None, success)
     names = [u.name for u in await user_store.list_users(request.app.state.db)]
-    return page(request, "admin_audit.html", me, "admin", tab="audit", entries=entries, users=names, actions=AUDIT_ACTIONS,
-                filters={"actor": actor, "action": action, "outcome": outcome, "limit": limit})
+    return page(
+        request,
+        "admin_audit.html",
+        me,
+        "admin",
+        tab="audit",
+        entries=entries,
+        users=names,
+        actions=AUDIT_ACTIONS,
+        filters={"actor": actor, "action": action, "outcome": outcome, "limit": limit},
+    )

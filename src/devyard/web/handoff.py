@@ -38,7 +38,10 @@ async def to_workspace(request: Request, me: Viewer, host: str = "", next: str =
         raise WorkspaceNotFound(f"no workspace '{target.shown}'")
     session_hash = authenticator(request).session_hash(request.cookies.get(SESSION_COOKIE))
     if me.via != "session" or session_hash is None:
-        raise Forbidden("open a workspace from a logged-in browser; scripts send their token to the workspace's origin itself", code="session_required")
+        raise Forbidden(
+            "open a workspace from a logged-in browser; scripts send their token to the workspace's origin itself",
+            code="session_required",
+        )
     handoff: Handoff = request.app.state.handoff
     code = await handoff.issue(Grant(route.uid, target.port, session_hash))
     if target.port is None:
@@ -46,4 +49,6 @@ async def to_workspace(request: Request, me: Viewer, host: str = "", next: str =
     else:
         base = origins.port_url(route.owner, route.name, route.uid, target.port)
     where = base.rstrip("/") + AUTH_PATH + "?" + urlencode({"code": code, "next": safe_next(next)})
-    return RedirectResponse(where, status_code=302, headers={"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
+    return RedirectResponse(
+        where, status_code=302, headers={"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+    )

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from devyard.api.deps import authenticator, bearer_token, workspaces
+from devyard.api.deps import authenticator, workspaces
+from devyard.auth.credentials import bearer_token
 from devyard.auth.identity import SESSION_COOKIE, Identity
-from devyard.errors import Unauthorized
+from devyard.errors import LoginRequired
 from devyard.models import TokenInfo
 from devyard.provision import EMPTY_TEMPLATE, templates
 from devyard.web.render import render
@@ -19,15 +20,11 @@ from devyard.workspaces.access import Action
 router = APIRouter(include_in_schema=False)
 
 
-class LoginRequired(Unauthorized):
-    """A page was asked for without a session: the error handler sends the browser to /login."""
-
-    code = "login_required"
-
-
 async def viewer(request: Request) -> Identity:
     """The signed-in user of a page request; LoginRequired otherwise."""
-    ident = await authenticator(request).resolve(request.cookies.get(SESSION_COOKIE), bearer_token(request.headers.get("authorization")))
+    ident = await authenticator(request).resolve(
+        request.cookies.get(SESSION_COOKIE), bearer_token(request.headers.get("authorization"))
+    )
     if ident is None:
         raise LoginRequired("log in to see this page")
     request.state.identity = ident
@@ -49,10 +46,19 @@ async def workspace_list(request: Request, me: Identity, everyone: bool) -> HTML
     """The workspace cards: the viewer's own and shared ones, or (admins) everyone's."""
     service = workspaces(request)
     rows = await service.list_for(me, all_users=everyone, shared=True)
-    return page(request, "workspaces.html", me, "admin" if everyone else "workspaces", tab="workspaces",
-                title="All workspaces" if everyone else "Workspaces", everyone=everyone, blank=BLANK,
-                workspaces=[service.to_model(r).model_dump(mode="json") for r in rows], isolation=service.backend.missing_isolation,
-                path_mode=service.origins.path_mode)
+    return page(
+        request,
+        "workspaces.html",
+        me,
+        "admin" if everyone else "workspaces",
+        tab="workspaces",
+        title="All workspaces" if everyone else "Workspaces",
+        everyone=everyone,
+        blank=BLANK,
+        workspaces=[service.to_model(r).model_dump(mode="json") for r in rows],
+        isolation=service.backend.missing_isolation,
+        path_mode=service.origins.path_mode,
+    )
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -67,9 +73,19 @@ async def new_workspace(request: Request, me: Viewer) -> HTMLResponse:
     service = workspaces(request)
     settings = service.settings
     taken = [r.name for r in await service.list_for(me)]
-    return page(request, "create.html", me, "new", taken=taken, templates=[t for t in templates(settings) if t.name != EMPTY_TEMPLATE],
-                groups=settings.extension_groups, default_groups=set(settings.ui.default_extension_groups),
-                max_upload_mb=settings.ui.workspace.max_upload_size_mb, sizes=sizes.listed(settings), default_size=settings.default_size)
+    return page(
+        request,
+        "create.html",
+        me,
+        "new",
+        taken=taken,
+        templates=[t for t in templates(settings) if t.name != EMPTY_TEMPLATE],
+        groups=settings.extension_groups,
+        default_groups=set(settings.ui.default_extension_groups),
+        max_upload_mb=settings.ui.workspace.max_upload_size_mb,
+        sizes=sizes.listed(settings),
+        default_size=settings.default_size,
+    )
 
 
 @router.get("/workspaces/{name}", response_class=HTMLResponse)
@@ -81,11 +97,23 @@ async def workspace_page(request: Request, name: str, me: Viewer, owner: str | N
     owner_view = row.owner_id == me.user_id
     can_delete = owner_view or me.acts_as_admin
     addable = [g for g in service.settings.extension_groups if g.name not in ws.extension_groups] if owner_view else []
-    return page(request, "detail.html", me, "workspaces", ws=ws.model_dump(mode="json"), owner_view=owner_view, can_delete=can_delete,
-                shares=await service.shares(row) if owner_view else [], addable=addable, sizes=sizes.listed(service.settings),
-                local_files=service.backend.local_files, backend=service.settings.backend,
-                ports=[p.model_dump(mode="json") for p in await service.port_list(row)], public_ports=service.settings.public_ports,
-                path_mode=service.origins.path_mode)
+    return page(
+        request,
+        "detail.html",
+        me,
+        "workspaces",
+        ws=ws.model_dump(mode="json"),
+        owner_view=owner_view,
+        can_delete=can_delete,
+        shares=await service.shares(row) if owner_view else [],
+        addable=addable,
+        sizes=sizes.listed(service.settings),
+        local_files=service.backend.local_files,
+        backend=service.settings.backend,
+        ports=[p.model_dump(mode="json") for p in await service.port_list(row)],
+        public_ports=service.settings.public_ports,
+        path_mode=service.origins.path_mode,
+    )
 
 
 @router.get("/account", response_class=HTMLResponse)

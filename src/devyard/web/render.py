@@ -15,7 +15,9 @@ _env = Environment(
     enable_async=False,
 )
 _env.globals["version"] = __version__
-_env.globals["base"] = ""  # the dashboard's URL where a page is served on a workspace's origin (the gateway's own pages)
+_env.globals["base"] = (
+    ""  # the dashboard's URL where a page is served on a workspace's origin (the gateway's own pages)
+)
 
 
 def render(template: str, **context: Any) -> str:

@@ -57,35 +57,42 @@ def _policy(directives: dict[str, str]) -> str:
 
 def content_security_policy(settings: Settings) -> str:
     """The Content-Security-Policy of every dashboard and API response (but the API docs page)."""
-    return _policy({
-        "default-src": "'self'",
-        "script-src": "'self'",
-        "style-src": "'self'",
-        "img-src": " ".join(["'self'", "data:", *image_sources(settings)]),
-        "connect-src": "'self'",
-        "frame-ancestors": "'none'",
-        "base-uri": "'none'",
-        # SSO starts with a link, not a form, so its issuer need not be here. A workspace origin must:
-        # after logging in to open one, the login form's redirects end there (/auth/workspace), and
-        # browsers hold a form submission's redirects to form-action too.
-        "form-action": " ".join(["'self'", *workspace_sources(settings)]),
-    })
+    return _policy(
+        {
+            "default-src": "'self'",
+            "script-src": "'self'",
+            "style-src": "'self'",
+            "img-src": " ".join(["'self'", "data:", *image_sources(settings)]),
+            "connect-src": "'self'",
+            "frame-ancestors": "'none'",
+            "base-uri": "'none'",
+            # SSO starts with a link, not a form, so its issuer need not be here. A workspace origin must:
+            # after logging in to open one, the login form's redirects end there (/auth/workspace), and
+            # browsers hold a form submission's redirects to form-action too.
+            "form-action": " ".join(["'self'", *workspace_sources(settings)]),
+        }
+    )
 
 
 def docs_policy() -> str:
     """The Content-Security-Policy of FastAPI's Swagger UI page: its CDN, its favicon and its one inline script, by hash."""
     page = bytes(get_swagger_ui_html(openapi_url=DOCS_OPENAPI_URL, title=DOCS_TITLE).body).decode()
-    hashes = [f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'" for script in _INLINE_SCRIPT.findall(page)]
-    return _policy({
-        "default-src": "'self'",
-        "script-src": " ".join(["'self'", SWAGGER_CDN, *hashes]),
-        "style-src": f"'self' {SWAGGER_CDN}",
-        "img-src": f"'self' data: {FASTAPI_FAVICON}",
-        "connect-src": "'self'",
-        "frame-ancestors": "'none'",
-        "base-uri": "'none'",
-        "form-action": "'self'",
-    })
+    hashes = [
+        f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'"
+        for script in _INLINE_SCRIPT.findall(page)
+    ]
+    return _policy(
+        {
+            "default-src": "'self'",
+            "script-src": " ".join(["'self'", SWAGGER_CDN, *hashes]),
+            "style-src": f"'self' {SWAGGER_CDN}",
+            "img-src": f"'self' data: {FASTAPI_FAVICON}",
+            "connect-src": "'self'",
+            "frame-ancestors": "'none'",
+            "base-uri": "'none'",
+            "form-action": "'self'",
+        }
+    )
 
 
 class SecurityHeaders:

@@ -28,17 +28,27 @@ def safe_next(target: str | None) -> str:
 @router.get("/login", response_class=HTMLResponse)
 async def login_page(request: Request, next: str = "/") -> HTMLResponse:
     """The login form."""
-    return HTMLResponse(render("login.html", next=safe_next(next), error=None, username=None, sso=request.app.state.oidc is not None))
+    return HTMLResponse(
+        render("login.html", next=safe_next(next), error=None, username=None, sso=request.app.state.oidc is not None)
+    )
 
 
 @router.post("/login", response_model=None)
-async def login_form(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/")) -> Response:
+async def login_form(
+    request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/")
+) -> Response:
     """Check the form (sent from this site); on success set the cookie and go on to `next`."""
     try:
         refuse_cross_site_login(request)
         cookie, _ = await authenticator(request).login(username, password, client_address(request))
     except DevyardError as exc:
-        page = render("login.html", next=safe_next(next), error=exc.message, username=username, sso=request.app.state.oidc is not None)
+        page = render(
+            "login.html",
+            next=safe_next(next),
+            error=exc.message,
+            username=username,
+            sso=request.app.state.oidc is not None,
+        )
         return HTMLResponse(page, status_code=exc.status, headers=exc.headers)
     response = RedirectResponse(safe_next(next), status_code=303)
     set_session_cookie(request, response, cookie)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
 
-from devyard.models import Status
+from devyard.workspaces.states import Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +40,23 @@ class Action(StrEnum):
 SHARED_USER_ACTIONS = frozenset({Action.read, Action.open})
 # Admins run the place but do not get into workspaces nobody shared with them.
 ADMIN_ACTIONS = frozenset({Action.read, Action.control, Action.delete})
+
+
+@dataclass
+class Listeners:
+    """Who is told when access to a workspace narrows (live connections are checked again), and of other replicas' notices."""
+
+    access_changed: list[Callable[[str], None]] = field(default_factory=list)  # told the uid
+    notices: list[Callable[[str], None]] = field(
+        default_factory=list
+    )  # told notices that name no workspace (`kind:key`)
+
+    def narrowed(self, uid: str) -> None:
+        """Who may reach a workspace (or one of its ports) may have narrowed."""
+        for hook in self.access_changed:
+            hook(uid)
+
+    def notice(self, notice: str) -> None:
+        """Pass on another replica's notice that names no workspace."""
+        for hook in self.notices:
+            hook(notice)

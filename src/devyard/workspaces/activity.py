@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from devyard.loops import Loop
 from devyard.store.tables import WorkspaceRow
 
+
 class Activity(Loop):
     """Last use of each workspace: pending database writes (flushed every `flush_every_s`), and the latest for idle stop."""
 
@@ -52,8 +53,14 @@ class Activity(Loop):
             for uid, ts in pending.items():
                 at = datetime.fromtimestamp(ts, UTC)
                 # Only forward: another replica may have written a later use of the same workspace.
-                await s.execute(update(WorkspaceRow).where(WorkspaceRow.uid == uid, or_(WorkspaceRow.last_activity_at.is_(None), WorkspaceRow.last_activity_at < at))
-                                .values(last_activity_at=at))
+                await s.execute(
+                    update(WorkspaceRow)
+                    .where(
+                        WorkspaceRow.uid == uid,
+                        or_(WorkspaceRow.last_activity_at.is_(None), WorkspaceRow.last_activity_at < at),
+                    )
+                    .values(last_activity_at=at)
+                )
             await s.commit()
 
     async def tick(self) -> None:

@@ -25,18 +25,16 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, Protocol
 
 from devyard import safefs
 from devyard.backends.base import WorkspaceSpec
+from devyard.config import Settings
 from devyard.errors import Invalid
 from devyard.loops import Loop
-from devyard.models import Status
 from devyard.provision.extensions import EXTENSION_ID
 from devyard.store.tables import WorkspaceRow
-
-if TYPE_CHECKING:
-    from devyard.workspaces.service import WorkspaceService
+from devyard.workspaces.states import Status
 
 log = logging.getLogger("devyard.backups")
 MANIFEST = "devyard-backup.json"
@@ -44,7 +42,9 @@ FORMAT = 1
 READ_TRIES = 5
 SPOOL_BYTES = 8 << 20  # a file read while it may change is held in memory up to this, then in a temporary file
 # Rebuilt by the engine as needed: not worth a byte of the archive.
-DATA_SKIP = frozenset({"logs", "CachedData", "CachedProfilesData", "CachedExtensionVSIXs", "Cache", "GPUCache", "Code Cache"})
+DATA_SKIP = frozenset(
+    {"logs", "CachedData", "CachedProfilesData", "CachedExtensionVSIXs", "Cache", "GPUCache", "Code Cache"}
+)
 
 
 @dataclass
@@ -69,8 +69,11 @@ class Manifest:
         except (OSError, ValueError) as exc:
             raise Invalid(f"this is not a devyard backup: it has no readable {MANIFEST}", code="not_a_backup") from exc
         if not isinstance(raw, dict) or raw.get("format") != FORMAT or not isinstance(raw.get("name"), str):
-            raise Invalid(f"this backup's format ({raw.get('format') if isinstance(raw, dict) else '?'}) is not one this devyard reads "
-                          f"({FORMAT})", code="backup_format")
+            raise Invalid(
+                f"this backup's format ({raw.get('format') if isinstance(raw, dict) else '?'}) is not one this devyard reads "
+                f"({FORMAT})",
+                code="backup_format",
+            )
         known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
         manifest = cls(**known)
         manifest.extensions = [e for e in manifest.extensions if isinstance(e, str) and EXTENSION_ID.match(e)]
@@ -186,14 +189,20 @@ def _add(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str, owner: os.s
                     after = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
                 except FileNotFoundError:
                     return 0
-                if (before.st_mtime_ns, before.st_size, before.st_ino) == (after.st_mtime_ns, after.st_size, after.st_ino) and size == after.st_size:
+                if (before.st_mtime_ns, before.st_size, before.st_ino) == (
+                    after.st_mtime_ns,
+                    after.st_size,
+                    after.st_ino,
+                ) and size == after.st_size:
                     info = _entry(arcname, tarfile.REGTYPE, after.st_mode, after.st_mtime)
                     info.size = size
                     copy.seek(0)
                     tar.addfile(info, copy)
                     return 1
         time.sleep(0.05)  # it is being written: let the write finish
-    raise Invalid(f"{arcname} kept changing while it was read ({READ_TRIES} tries); try the backup again", code="backup_busy")
+    raise Invalid(
+        f"{arcname} kept changing while it was read ({READ_TRIES} tries); try the backup again", code="backup_busy"
+    )
 
 
 def _copy(src: IO[bytes], dst: IO[bytes]) -> int:
@@ -231,8 +240,14 @@ def restore_folder(unpacked: Path, manifest: Manifest) -> Path:
 
 def manifest_of(row: WorkspaceRow) -> Manifest:
     """The manifest of a workspace row (extensions are listed when the archive is written)."""
-    return Manifest(name=row.name, owner=row.owner.name, template=row.template, extension_groups=list(row.extension_groups or []),
-                    size=row.size, idle_timeout_s=row.idle_timeout_s)
+    return Manifest(
+        name=row.name,
+        owner=row.owner.name,
+        template=row.template,
+        extension_groups=list(row.extension_groups or []),
+        size=row.size,
+        idle_timeout_s=row.idle_timeout_s,
+    )
 
 
 def file_name(name: str) -> str:
@@ -240,19 +255,28 @@ def file_name(name: str) -> str:
     return f"{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.tar.gz"
 
 
+class Workspaces(Protocol):
+    """What scheduled backups need of the lifecycle (and nothing more)."""
+
+    async def all_rows(self) -> list[WorkspaceRow]: ...
+    def spec(self, row: WorkspaceRow) -> WorkspaceSpec: ...
+
+
 class Scheduler(Loop):
     """Backs up every provisioned workspace each `backup_interval_s` into <backups_dir>/<owner>/<name>/, keeping `backup_keep`."""
 
-    def __init__(self, service: WorkspaceService) -> None:
+    def __init__(self, settings: Settings, local_files: bool, service: Workspaces) -> None:
         super().__init__()
-        self.service = service
-        self.settings = service.settings
-        self.every_s = float(service.settings.backup_interval_s)
+        self.service, self.settings, self.local_files = service, settings, local_files
+        self.every_s = float(settings.backup_interval_s)
 
     def start(self) -> None:
         """Begin the rounds, where the backend keeps workspaces' files on this machine (a warning otherwise)."""
-        if not self.service.backend.local_files:
-            log.warning("scheduled backups are off: the %s backend keeps workspaces' files in their volumes", self.settings.backend)
+        if not self.local_files:
+            log.warning(
+                "scheduled backups are off: the %s backend keeps workspaces' files in their volumes",
+                self.settings.backend,
+            )
             return
         super().start()
 

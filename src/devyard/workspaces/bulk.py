@@ -32,7 +32,9 @@ class Outcome:
     error: str | None = None
 
 
-async def create_for(service: WorkspaceService, db: async_sessionmaker[AsyncSession], users: list[str], req: WorkspaceCreate) -> list[Outcome]:
+async def create_for(
+    service: WorkspaceService, db: async_sessionmaker[AsyncSession], users: list[str], req: WorkspaceCreate
+) -> list[Outcome]:
     """Create workspace `req` for each user (in the order given, each once)."""
     outcomes = []
     for name in dict.fromkeys(users):
@@ -47,7 +49,9 @@ async def create_for(service: WorkspaceService, db: async_sessionmaker[AsyncSess
     return outcomes
 
 
-async def delete_for(service: WorkspaceService, admin: Identity, users: list[str], name: str, keep_files: bool) -> list[Outcome]:
+async def delete_for(
+    service: WorkspaceService, admin: Identity, users: list[str], name: str, keep_files: bool
+) -> list[Outcome]:
     """Delete each user's workspace `name`, several at a time."""
     gate = asyncio.Semaphore(PARALLEL)
 

@@ -16,40 +16,36 @@ from typing import Any, Protocol
 from devyard.backends.base import WorkspaceSpec
 from devyard.config import Settings
 from devyard.loops import Loop
-from devyard.models import Status
 from devyard.paths import disk_usage
 from devyard.provision.report import ProgressLog
 from devyard.store.tables import WorkspaceRow
 from devyard.workspaces import sizes
 from devyard.workspaces.access import Route
+from devyard.workspaces.states import Status
 
 log = logging.getLogger("devyard.disk")
 MB = 1 << 20
 
 
 class Workspaces(Protocol):
-    """What the watch needs of the workspace service (and nothing more)."""
-
-    settings: Settings
+    """What the watch needs of the lifecycle (and nothing more)."""
 
     def routes_in(self, status: Status) -> list[Route]: ...
     async def rows_by_uid(self, uids: list[str]) -> list[WorkspaceRow]: ...
     async def row_by_uid(self, uid: str) -> WorkspaceRow | None: ...
     def lock(self, uid: str) -> asyncio.Lock: ...
     def spec(self, row: WorkspaceRow) -> WorkspaceSpec: ...
-    def address_of(self, row: WorkspaceRow) -> str | None: ...
-    async def set_status(self, row: WorkspaceRow, status: str, address: str | None = None, **fields: Any) -> None: ...
+    async def save(self, row: WorkspaceRow, **fields: Any) -> None: ...
     async def stop(self, row: WorkspaceRow, why: str | None = None) -> WorkspaceRow: ...
 
 
 class DiskWatch(Loop):
-    """The loop; the workspace service makes the changes."""
+    """The loop; the lifecycle makes the changes."""
 
-    def __init__(self, service: Workspaces) -> None:
+    def __init__(self, settings: Settings, service: Workspaces) -> None:
         super().__init__()
-        self.service = service
-        self.settings = service.settings
-        self.every_s = service.settings.disk_check_interval_s
+        self.service, self.settings = service, settings
+        self.every_s = settings.disk_check_interval_s
         self.warned: dict[str, float] = {}  # uid → when its owner was warned (monotonic)
 
     async def tick(self) -> None:
@@ -97,7 +93,7 @@ class DiskWatch(Loop):
         async with self.service.lock(row.uid):
             fresh = await self.service.row_by_uid(row.uid)
             if fresh is not None and fresh.status == Status.running:
-                await self.service.set_status(fresh, Status.running, address=self.service.address_of(fresh), error=error)
+                await self.service.save(fresh, error=error)
 
 
 def _duration(seconds: float) -> str:

@@ -1,7 +1,7 @@
 """Live workspace changes for the dashboard: one in-process fan-out, and stats sampled once for every viewer.
 
 Browsers follow `/api/v1/events` (server-sent events) instead of polling each row: status and
-progress changes are pushed the moment WorkspaceService makes them, and resource use is sampled
+progress changes are pushed the moment the lifecycle makes them, and resource use is sampled
 by one loop per manager, only while someone watches, whatever the number of open dashboards.
 """
 
@@ -12,13 +12,13 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from devyard.backends.base import Stats
 from devyard.loops import Loop
-from devyard.models import Status
-
-if TYPE_CHECKING:
-    from devyard.workspaces.service import WorkspaceService
+from devyard.store.tables import WorkspaceRow
+from devyard.workspaces.access import Route
+from devyard.workspaces.states import Status
 
 QUEUE_SIZE = 512
 STATS_EVERY_S = 3.0
@@ -79,7 +79,9 @@ class EventHub:
 class StatsSampler(Loop):
     """Samples running workspaces every few seconds while the hub has subscribers, publishing `stats` events."""
 
-    def __init__(self, hub: EventHub, sample: Callable[[], Awaitable[list[Event]]], every_s: float = STATS_EVERY_S) -> None:
+    def __init__(
+        self, hub: EventHub, sample: Callable[[], Awaitable[list[Event]]], every_s: float = STATS_EVERY_S
+    ) -> None:
         super().__init__()
         self._hub, self._sample, self.every_s = hub, sample, every_s
         self.latest: dict[tuple[str, str], dict[str, Any]] = {}  # (owner, name) → last stats, for snapshots
@@ -96,7 +98,16 @@ class StatsSampler(Loop):
             self._hub.publish(event)
 
 
-async def sample_running(service: WorkspaceService) -> list[Event]:
+class Sampled(Protocol):
+    """What sampling needs of the lifecycle (and nothing more)."""
+
+    def routes_in(self, status: Status) -> list[Route]: ...
+    def shares_of(self, uid: str) -> frozenset[str]: ...
+    async def rows_by_uid(self, uids: list[str]) -> list[WorkspaceRow]: ...
+    async def stats(self, row: WorkspaceRow) -> Stats: ...
+
+
+async def sample_running(service: Sampled) -> list[Event]:
     """Resource use of every running workspace, sampled together, as `stats` events."""
     uids = [r.uid for r in service.routes_in(Status.running)]
     if not uids:
@@ -104,9 +115,19 @@ async def sample_running(service: WorkspaceService) -> list[Event]:
     rows = await service.rows_by_uid(uids)
     sampled = await asyncio.gather(*(service.stats(r) for r in rows), return_exceptions=True)
     events = []
-    for row, stats in zip(rows, sampled):
+    for row, stats in zip(rows, sampled, strict=True):
         if isinstance(stats, BaseException):
             continue  # stopped meanwhile
-        data = {**dataclasses.asdict(stats), "last_activity_at": row.last_activity_at.isoformat() if row.last_activity_at else None}
-        events.append(Event("stats", row.owner.name, service.shares_of(row.uid), {"owner": row.owner.name, "name": row.name, "stats": data}))
+        data = {
+            **dataclasses.asdict(stats),
+            "last_activity_at": row.last_activity_at.isoformat() if row.last_activity_at else None,
+        }
+        events.append(
+            Event(
+                "stats",
+                row.owner.name,
+                service.shares_of(row.uid),
+                {"owner": row.owner.name, "name": row.name, "stats": data},
+            )
+        )
     return events

@@ -22,7 +22,9 @@ def visible(who: Identity, all_users: bool, shared: bool) -> ColumnElement[bool]
     return mine
 
 
-async def rows(db: async_sessionmaker[AsyncSession], who: Identity, all_users: bool, shared: bool) -> list[WorkspaceRow]:
+async def rows(
+    db: async_sessionmaker[AsyncSession], who: Identity, all_users: bool, shared: bool
+) -> list[WorkspaceRow]:
     """The visible workspaces as rows, oldest first."""
     query = select(WorkspaceRow).where(visible(who, all_users, shared)).order_by(WorkspaceRow.created_at)
     async with db() as s:
@@ -32,8 +34,25 @@ async def rows(db: async_sessionmaker[AsyncSession], who: Identity, all_users: b
 async def columns(db: async_sessionmaker[AsyncSession], who: Identity, all_users: bool, shared: bool) -> Sequence[Any]:
     """The visible workspaces as plain result rows with what the API shows (and `owner_name`): no ORM objects to build."""
     w = WorkspaceRow
-    query = (select(w.uid, w.name, w.status, w.template, w.extension_groups, w.created_at, w.started_at, w.last_activity_at, w.error,
-                    w.idle_timeout_s, w.size, w.reason, UserRow.name.label("owner_name"))
-             .join(UserRow, UserRow.id == w.owner_id).where(visible(who, all_users, shared)).order_by(w.created_at))
+    query = (
+        select(
+            w.uid,
+            w.name,
+            w.status,
+            w.template,
+            w.extension_groups,
+            w.created_at,
+            w.started_at,
+            w.last_activity_at,
+            w.error,
+            w.idle_timeout_s,
+            w.size,
+            w.reason,
+            UserRow.name.label("owner_name"),
+        )
+        .join(UserRow, UserRow.id == w.owner_id)
+        .where(visible(who, all_users, shared))
+        .order_by(w.created_at)
+    )
     async with db() as s:
         return (await s.execute(query)).all()

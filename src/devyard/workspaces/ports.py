@@ -56,8 +56,13 @@ class PortTable:
     async def load_all(self) -> None:
         """Read every workspace's choices (a manager starts, or takes over)."""
         async with self.db() as s:
-            rows = (await s.execute(select(WorkspaceRow.uid, PortRow.port, PortRow.visibility)
-                                    .join(PortRow, PortRow.workspace_id == WorkspaceRow.id))).all()
+            rows = (
+                await s.execute(
+                    select(WorkspaceRow.uid, PortRow.port, PortRow.visibility).join(
+                        PortRow, PortRow.workspace_id == WorkspaceRow.id
+                    )
+                )
+            ).all()
         table: dict[str, dict[int, Visibility]] = {}
         for uid, port, visibility in rows:
             table.setdefault(uid, {})[port] = _known(visibility)
@@ -66,7 +71,9 @@ class PortTable:
     async def reload(self, row: WorkspaceRow) -> None:
         """Read one workspace's choices again (another replica changed them)."""
         async with self.db() as s:
-            rows = (await s.execute(select(PortRow.port, PortRow.visibility).where(PortRow.workspace_id == row.id))).all()
+            rows = (
+                await s.execute(select(PortRow.port, PortRow.visibility).where(PortRow.workspace_id == row.id))
+            ).all()
         self._table[row.uid] = {port: _known(visibility) for port, visibility in rows}
 
     async def write(self, s: AsyncSession, row: WorkspaceRow, port: int, visibility: Visibility) -> None:

@@ -1,4 +1,4 @@
-"""Filling a new workspace in the background (files, settings, tools, extensions) and adding groups later.
+"""Creating a workspace: its record, then its files, settings, tools and extensions in the background; groups added later.
 
 The provisioning itself is devyard.provision, run in a thread; this module ties it to the
 workspace's status, its live progress (`progress`, shown while it provisions) and its log.
@@ -10,31 +10,119 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from devyard import osaccounts as accounts
 from devyard import provision
-from devyard.backends import accounts
-from devyard.backends.accounts import Account
+from devyard.auth.identity import Identity
+from devyard.backends.base import WorkspaceSpec
+from devyard.config import Settings
 from devyard.errors import DevyardError, Invalid, StorageFull, is_storage_full
-from devyard.models import Progress, Status
+from devyard.models import Progress, WorkspaceCreate
+from devyard.osaccounts import Account
 from devyard.provision import extensions as provision_extensions
 from devyard.provision import git as provision_git
 from devyard.provision.report import ProgressLog, failures
 from devyard.store.tables import WorkspaceRow, utcnow
+from devyard.usersecrets import SecretStore
+from devyard.workspaces import quotas, sizes
+from devyard.workspaces.repository import Repository
+from devyard.workspaces.states import Status
 
-if TYPE_CHECKING:
-    from devyard.workspaces.service import WorkspaceService
+
+class Workspaces(Protocol):
+    """What provisioning needs of the lifecycle (and nothing more)."""
+
+    def spec(self, row: WorkspaceRow) -> WorkspaceSpec: ...
+    def lock(self, uid: str) -> asyncio.Lock: ...
+    def user_lock(self, user_id: int) -> asyncio.Lock: ...
+    def need_local_files(self, what: str) -> None: ...
+    def remember(self, row: WorkspaceRow, address: str | None = None) -> None: ...
+    def publish(self, row: WorkspaceRow) -> None: ...
+    def background(self, row: WorkspaceRow, op: Callable[[WorkspaceRow], Awaitable[None]]) -> None: ...
+    async def transition(
+        self, row: WorkspaceRow, status: str, address: str | None = None, **fields: object
+    ) -> None: ...
+    async def save(self, row: WorkspaceRow, **fields: object) -> None: ...
+    async def do_start(self, row: WorkspaceRow, keep_error: bool = False) -> None: ...
 
 
 class Provisioner:
-    """Runs provisioning for WorkspaceService and keeps where each run is."""
+    """Creates workspaces, runs their provisioning and keeps where each run is."""
 
-    def __init__(self, service: WorkspaceService) -> None:
-        self.service = service
-        self.settings = service.settings
-        self.progress: dict[str, Progress] = {}  # uid → where its provisioning is
+    def __init__(
+        self,
+        settings: Settings,
+        lifecycle: Workspaces,
+        repo: Repository,
+        secrets: SecretStore,
+        local_files: bool,
+        progress: dict[str, Progress],
+    ) -> None:
+        self.settings, self.lifecycle, self.repo, self.secrets, self.local_files = (
+            settings,
+            lifecycle,
+            repo,
+            secrets,
+            local_files,
+        )
+        self.progress = progress  # uid → where its provisioning is (the presenter shows it)
+
+    async def create(
+        self, who: Identity, req: WorkspaceCreate, unpacked: Path | None = None, restore: Path | None = None
+    ) -> WorkspaceRow:
+        """Record a workspace and provision it in the background (then start it, when asked).
+
+        `unpacked`: an uploaded archive already unpacked and checked; it becomes the workspace's files.
+        `restore`: from a backup, the user-data and extension list to restore (backups.restore_folder).
+        """
+        template = provision.find_template(self.settings, req.template) if req.template else None
+        if template and template.git_url and req.git_url:
+            raise Invalid(
+                f"template '{template.name}' brings its own git URL; give a template or a git URL, not both",
+                code="conflicting_sources",
+            )
+        git_url = req.git_url if req.git_url is not None else (template.git_url if template else None)
+        if git_url is not None:
+            git_url = provision_git.check_url(git_url, self.settings.git_file_roots)
+        names = list(dict.fromkeys([*(template.extension_groups if template else []), *req.extension_groups]))
+        groups = provision.resolve_groups(names, self.settings.extension_groups)
+        provision_extensions.check_allowed(provision.group_extensions(groups), self.settings.extensions)
+        row = WorkspaceRow(
+            uid=secrets.token_hex(6),
+            owner_id=who.user_id,
+            name=req.name,
+            status=Status.provisioning,
+            template=req.template,
+            extension_groups=names,
+            git_url=git_url,
+            idle_timeout_s=req.idle_timeout_s,
+            size=sizes.check(self.settings, req.size),
+        )
+        repo = self.repo
+        async with self.lifecycle.user_lock(who.user_id):
+            await quotas.check(repo.db, self.settings, await repo.user(who.user_id), new=True, running=req.start)
+            await repo.add(row)
+        if unpacked is not None:
+            await asyncio.to_thread(self.keep_upload, row, unpacked, restore)
+        self.lifecycle.remember(row)
+        self.lifecycle.background(row, lambda r: self.run(r, req.start))
+        return row
+
+    async def retry(self, row: WorkspaceRow) -> WorkspaceRow:
+        """Provision again a workspace whose provisioning failed (the files of the failed try are gone)."""
+        if row.provisioned_at is not None or row.status != Status.failed:
+            raise Invalid(
+                f"workspace '{row.name}' is {row.status} and was provisioned; only a failed provisioning is retried",
+                code="nothing_to_retry",
+            )
+        await self.lifecycle.transition(row, Status.provisioning, error=None)
+        self.lifecycle.background(row, lambda r: self.run(r, True))
+        return row
 
     def keep_upload(self, row: WorkspaceRow, unpacked: Path, restore: Path | None = None) -> None:
         """Keep an unpacked upload under uploads/<uid> (and what a backup restores, uploads/<uid>.restore) until provisioning takes it."""
@@ -45,26 +133,29 @@ class Provisioner:
 
     async def account(self, row: WorkspaceRow) -> Account | None:
         """The OS account the workspace's files belong to (made on first use), or None where engines share the manager's."""
-        isolated = self.settings.isolated and self.service.backend.local_files
+        isolated = self.settings.isolated and self.local_files
         return await asyncio.to_thread(accounts.workspace_account, isolated, row.owner.name)
 
     async def run(self, row: WorkspaceRow, start: bool) -> None:
         """Provision the workspace, then mark it stopped or go on to start it; `failed` with the reason when a step fails."""
-        service = self.service
+        service = self.lifecycle
         spec = service.spec(row)
         upload, restore = self.settings.uploads_dir / row.uid, self.settings.uploads_dir / f"{row.uid}.restore"
-        owned = await service.secrets.materials(row.owner_id) if row.git_url else None
+        owned = await self.secrets.materials(row.owner_id) if row.git_url else None
         try:
             account = await self.account(row)
         except DevyardError as exc:
-            await service.set_status(row, Status.failed, error=exc.message, reason=exc.code)
+            await service.transition(row, Status.failed, error=exc.message, reason=exc.code)
             return
-        plan = provision.Plan(groups=provision.resolve_groups(list(row.extension_groups or []), self.settings.extension_groups),
-                              git_url=row.git_url, unpacked=upload if upload.is_dir() else None,
-                              git_credentials=provision_git.Credentials.from_secrets(owned.env) if owned else None,
-                              user_data=restore / "data" if (restore / "data").is_dir() else None,
-                              extension_ids=json.loads((restore / "extensions.json").read_text()) if restore.is_dir() else [],
-                              account=account)
+        plan = provision.Plan(
+            groups=provision.resolve_groups(list(row.extension_groups or []), self.settings.extension_groups),
+            git_url=row.git_url,
+            unpacked=upload if upload.is_dir() else None,
+            git_credentials=provision_git.Credentials.from_secrets(owned.env) if owned else None,
+            user_data=restore / "data" if (restore / "data").is_dir() else None,
+            extension_ids=json.loads((restore / "extensions.json").read_text()) if restore.is_dir() else [],
+            account=account,
+        )
         reporter = ProgressLog(spec.log_file)
 
         loop = asyncio.get_running_loop()
@@ -81,7 +172,7 @@ class Provisioner:
             failure = StorageFull.during("provisioning", "retry provisioning") if is_storage_full(exc) else exc
             with contextlib.suppress(OSError):  # the log is on the disk that may still be full
                 reporter.line(f"provisioning failed: {failure.message}")
-            await service.set_status(row, Status.failed, error=failure.message, reason=failure.code)
+            await service.transition(row, Status.failed, error=failure.message, reason=failure.code)
             return
         finally:
             self.progress.pop(row.uid, None)
@@ -91,20 +182,24 @@ class Provisioner:
         reporter.line("provisioning done")
         # The workspace works without the extensions that failed; `error` says which, until the next start.
         # Straight on to starting: a watcher must never see a settled `stopped` between the two.
-        await service.set_status(row, Status.starting if start else Status.stopped, provisioned_at=utcnow(), error=failures(outcomes))
+        await service.transition(
+            row, Status.starting if start else Status.stopped, provisioned_at=utcnow(), error=failures(outcomes)
+        )
         if start:
             await service.do_start(row, keep_error=True)
 
     async def add_groups(self, row: WorkspaceRow, names: list[str]) -> list[provision_extensions.Outcome]:
         """Add extension groups to a provisioned workspace: settings the user lacks, and extensions; one Outcome each."""
-        self.service.need_local_files("adding extension groups to a workspace")
+        self.lifecycle.need_local_files("adding extension groups to a workspace")
         if row.provisioned_at is None:
             raise Invalid(f"workspace '{row.name}' is not provisioned yet", code="not_provisioned")
         groups = provision.resolve_groups(names, self.settings.extension_groups)
         provision_extensions.check_allowed(provision.group_extensions(groups), self.settings.extensions)
-        service = self.service
+        service = self.lifecycle
         async with service.lock(row.uid):
-            outcomes = await asyncio.to_thread(provision.add_groups, service.spec(row), groups, self.settings, await self.account(row))
+            outcomes = await asyncio.to_thread(
+                provision.add_groups, service.spec(row), groups, self.settings, await self.account(row)
+            )
             merged = list(dict.fromkeys([*(row.extension_groups or []), *names]))
-            await service.set_status(row, row.status, address=service.address_of(row), extension_groups=merged)
+            await service.save(row, extension_groups=merged)
         return outcomes

@@ -7,18 +7,27 @@ from pathlib import Path
 
 from devyard.backends.base import Limits
 from devyard.config import DEFAULT_PIDS_MAX, Settings
-from devyard.errors import Invalid
+from devyard.errors import Invalid, QuotaExceeded
 from devyard.models import SizeInfo
 from devyard.paths import disk_usage
-from devyard.workspaces.quotas import QuotaExceeded
 
 MB = 1 << 20
 
 
 def listed(settings: Settings) -> list[SizeInfo]:
     """Every preset, in the order of the config file."""
-    return [SizeInfo(name=n, memory_mb=s.memory_mb, cpus=s.cpus, disk_mb=s.disk_mb, pids_max=s.pids_max, description=s.description, default=n == settings.default_size)
-            for n, s in settings.sizes.items()]
+    return [
+        SizeInfo(
+            name=n,
+            memory_mb=s.memory_mb,
+            cpus=s.cpus,
+            disk_mb=s.disk_mb,
+            pids_max=s.pids_max,
+            description=s.description,
+            default=n == settings.default_size,
+        )
+        for n, s in settings.sizes.items()
+    ]
 
 
 def check(settings: Settings, name: str | None) -> str | None:
@@ -40,8 +49,12 @@ def limits(settings: Settings, own: str | None) -> Limits:
     if name is None:
         return Limits(pids_max=DEFAULT_PIDS_MAX)
     size = settings.sizes[name]
-    return Limits(memory_bytes=size.memory_mb * MB if size.memory_mb else None, cpus=size.cpus,
-                  disk_bytes=size.disk_mb * MB if size.disk_mb else None, pids_max=size.pids_max)
+    return Limits(
+        memory_bytes=size.memory_mb * MB if size.memory_mb else None,
+        cpus=size.cpus,
+        disk_bytes=size.disk_mb * MB if size.disk_mb else None,
+        pids_max=size.pids_max,
+    )
 
 
 async def check_disk(settings: Settings, own: str | None, workspace: str, root: Path) -> None:
@@ -51,5 +64,7 @@ async def check_disk(settings: Settings, own: str | None, workspace: str, root: 
         return
     used = await asyncio.to_thread(disk_usage, root)
     if used > allowed:
-        raise QuotaExceeded(f"workspace '{workspace}' uses {used / MB:.0f} MB of disk, more than its size "
-                            f"'{effective(settings, own)}' allows ({allowed // MB} MB); delete files or choose a larger size")
+        raise QuotaExceeded(
+            f"workspace '{workspace}' uses {used / MB:.0f} MB of disk, more than its size "
+            f"'{effective(settings, own)}' allows ({allowed // MB} MB); delete files or choose a larger size"
+        )

@@ -12,47 +12,47 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
-from devyard.backends.base import RuntimeStatus
+from devyard.backends.base import RuntimeStatus, WorkspaceSpec
+from devyard.config import Settings
 from devyard.loops import Loop
-from devyard.models import Status
+from devyard.metrics import Metrics
 from devyard.provision.report import ProgressLog
 from devyard.store.tables import WorkspaceRow
 from devyard.workspaces.access import Route
+from devyard.workspaces.activity import Activity
+from devyard.workspaces.states import Status, backoff_s
 
-if TYPE_CHECKING:
-    from devyard.workspaces.service import WorkspaceService
+
+class Workspaces(Protocol):
+    """What the supervisor needs of the lifecycle (and nothing more)."""
+
+    def routes_in(self, status: Status) -> list[Route]: ...
+    def spec(self, row: WorkspaceRow) -> WorkspaceSpec: ...
+    def spec_of(self, uid: str, owner: str, name: str) -> WorkspaceSpec: ...
+    def lock(self, uid: str) -> asyncio.Lock: ...
+    async def row_by_uid(self, uid: str) -> WorkspaceRow | None: ...
+    async def runtime(self, spec: WorkspaceSpec) -> RuntimeStatus: ...
+    async def logs(self, row: WorkspaceRow, lines: int) -> list[str]: ...
+    async def transition(
+        self, row: WorkspaceRow, status: str, address: str | None = None, **fields: object
+    ) -> None: ...
+    def start_in_background(self, row: WorkspaceRow) -> None: ...
+    async def stop(self, row: WorkspaceRow, why: str | None = None) -> WorkspaceRow: ...
+
 
 log = logging.getLogger("devyard.supervisor")
 ERROR_TAIL_LINES = 5
 
 
-def reconcile(row: WorkspaceRow, running: bool) -> tuple[str, dict[str, Any]]:
-    """What a workspace's status becomes when a manager starts and finds its engine `running` or not."""
-    if running:
-        return Status.running, {} if row.status == Status.running else {"error": None}
-    if row.status in (Status.running, Status.starting, Status.stopping):
-        note = "the engine was not running when the manager started" if row.status == Status.running else None
-        return Status.stopped, {"error": note} if note else {}
-    if row.status in (Status.creating, Status.provisioning, Status.deleting):
-        return Status.failed, {"error": f"interrupted while {row.status} by a manager restart"}
-    return row.status, {}
-
-
-def backoff_s(crashes: int, base_s: float, max_s: float) -> float:
-    """Wait before restarting after the `crashes`-th crash in the window: base, 2×base, 4×base… up to max."""
-    return float(min(max_s, base_s * 2 ** max(0, crashes - 1)))
-
-
 class Supervisor(Loop):
-    """The loop, and what a crash or idleness leads to; WorkspaceService makes the changes."""
+    """The loop, and what a crash or idleness leads to; the lifecycle makes the changes."""
 
-    def __init__(self, service: WorkspaceService) -> None:
+    def __init__(self, settings: Settings, service: Workspaces, activity: Activity, metrics: Metrics) -> None:
         super().__init__()
-        self.service = service
-        self.settings = service.settings
-        self.every_s = service.settings.supervise_interval_s
+        self.service, self.settings, self.activity, self.metrics = service, settings, activity, metrics
+        self.every_s = settings.supervise_interval_s
         self._crashes: dict[str, deque[float]] = {}
         self._later: set[asyncio.Task[None]] = set()  # restarts waiting out their backoff
 
@@ -74,14 +74,20 @@ class Supervisor(Loop):
             if not await self.check(route):
                 continue
             timeout = route.idle_timeout_s if route.idle_timeout_s is not None else self.settings.idle_timeout_s
-            last = service.last_seen(route.uid)
+            last = self.activity.last_seen(route.uid)
             if timeout and last is not None and now - last > timeout:
-                log.info("workspace %s/%s: idle for %.0f s (limit %d s): stopping", route.owner, route.name, now - last, timeout)
+                log.info(
+                    "workspace %s/%s: idle for %.0f s (limit %d s): stopping",
+                    route.owner,
+                    route.name,
+                    now - last,
+                    timeout,
+                )
                 await self.stop_idle(route.uid, timeout)
 
     async def check(self, route: Route) -> bool:
         """Whether the workspace's engine still runs; when not, handle it as a crash."""
-        status = await self.service.backend.status(self.service.spec_of(route.uid, route.owner, route.name))
+        status = await self.service.runtime(self.service.spec_of(route.uid, route.owner, route.name))
         if status.state != "running":
             await self.exited(route.uid, status)
         return status.state == "running"
@@ -97,13 +103,13 @@ class Supervisor(Loop):
             row = await service.row_by_uid(uid)
             if row is None or row.status != Status.running:
                 return  # handled already, or stopped on purpose meanwhile
-            if (await service.backend.status(service.spec(row))).state == "running":
+            if (await service.runtime(service.spec(row))).state == "running":
                 return  # started again while this waited for the lock: the engine that ended is not this one
-            service.metrics.crashes.inc()
+            self.metrics.crashes.inc()
             if status.reason == "out_of_memory":  # restarting would only run out again: the owner decides
                 error = f"{status.detail}; start it again, or choose a larger size"
                 ProgressLog(service.spec(row).log_file).line(error)
-                await service.set_status(row, Status.failed, error=error, reason=status.reason)
+                await service.transition(row, Status.failed, error=error, reason=status.reason)
                 return
             now = time.monotonic()
             times = self._crashes.setdefault(uid, deque())
@@ -114,16 +120,20 @@ class Supervisor(Loop):
             what = f"{status.detail or 'the engine is gone'} (exit code {status.exit_code})"
             if crashes > self.settings.crash_restarts:
                 self._crashes.pop(uid, None)
-                error = (f"{what}; it crashed {crashes} times within {self.settings.crash_window_s:.0f} s, so it is not restarted again. "
-                         "Last log lines:")
+                error = (
+                    f"{what}; it crashed {crashes} times within {self.settings.crash_window_s:.0f} s, so it is not restarted again. "
+                    "Last log lines:"
+                )
                 ProgressLog(service.spec(row).log_file).line(error)
                 lines = await service.logs(row, ERROR_TAIL_LINES + 1)
-                await service.set_status(row, Status.failed, error=f"{error} " + " | ".join(lines[:-1]), reason="crash_loop")
+                await service.transition(
+                    row, Status.failed, error=f"{error} " + " | ".join(lines[:-1]), reason="crash_loop"
+                )
                 return
             delay = backoff_s(crashes, self.settings.crash_backoff_s, self.settings.crash_backoff_max_s)
             error = f"{what}; restarting in {delay:.0f} s (crash {crashes} of at most {self.settings.crash_restarts} within {self.settings.crash_window_s:.0f} s)"
             ProgressLog(service.spec(row).log_file).line(error)
-            await service.set_status(row, Status.starting, error=error)
+            await service.transition(row, Status.starting, error=error)
 
         async def restart_later() -> None:
             await asyncio.sleep(delay)
@@ -137,10 +147,16 @@ class Supervisor(Loop):
     async def stop_idle(self, uid: str, timeout_s: int) -> None:
         """Stop a workspace nobody used for `timeout_s`; opening it again starts it."""
         row = await self.service.row_by_uid(uid)
-        if row is not None and row.last_activity_at is not None and time.time() - row.last_activity_at.timestamp() < timeout_s:
-            self.service.activity.seen(uid, row.last_activity_at.timestamp())  # used through another replica's gateway meanwhile
+        if (
+            row is not None
+            and row.last_activity_at is not None
+            and time.time() - row.last_activity_at.timestamp() < timeout_s
+        ):
+            self.activity.seen(
+                uid, row.last_activity_at.timestamp()
+            )  # used through another replica's gateway meanwhile
             return
         if row is not None and row.status == Status.running:
             ProgressLog(self.service.spec(row).log_file).line(f"stopping: not used for {timeout_s} s (idle timeout)")
-            self.service.activity.forget(uid)
+            self.activity.forget(uid)
             await self.service.stop(row)

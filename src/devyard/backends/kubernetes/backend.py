@@ -18,24 +18,22 @@ import asyncio
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 from kubernetes_asyncio import client
 
-from devyard.backends.base import Endpoint, RuntimeStatus, Stats, WorkspaceSpec
-from devyard.origins import engine_proxy_uri
+from devyard.backends.base import Endpoint, RuntimeStatus, Stats, WorkspaceSpec, os_errors_translated
 from devyard.backends.kubernetes import manifests, pods, seed
 from devyard.backends.kubernetes.client import Source, open_client, source, status_of, translate
 from devyard.backends.kubernetes.watcher import PodWatcher
-from devyard.logfiles import tail
-from devyard.cli.client import MANAGER_FILE
 from devyard.config import Settings
 from devyard.engine.command import policy_flags
 from devyard.errors import BackendError
-from devyard.paths import remove_workspace
+from devyard.logfiles import tail
+from devyard.origins import engine_proxy_uri
+from devyard.paths import manager_record, remove_workspace
 
 log = logging.getLogger("devyard.kubernetes")
 SYNC_TIMEOUT_S = 15.0
@@ -43,6 +41,7 @@ STOP_SLACK_S = 30.0  # beyond the grace period, for the kubelet to report the po
 FOLLOW_RETRY_S = 1.0
 
 
+@os_errors_translated
 class KubernetesBackend:
     """Engines as pods in one namespace (devyard.kubernetes)."""
 
@@ -53,8 +52,11 @@ class KubernetesBackend:
         self.k8s = settings.kubernetes
         self.where: Source = source(self.k8s)  # no cluster configured: said now, before serving
         self.seeds = seed.Seeds()
-        self.policies = policy_flags(disable_file_downloads=settings.disable_file_downloads, disable_file_uploads=settings.disable_file_uploads,
-                                     reconnection_grace_s=settings.reconnection_grace_s)
+        self.policies = policy_flags(
+            disable_file_downloads=settings.disable_file_downloads,
+            disable_file_uploads=settings.disable_file_uploads,
+            reconnection_grace_s=settings.reconnection_grace_s,
+        )
         self._api: client.ApiClient | None = None
         self._watcher: PodWatcher | None = None
         self._opening = asyncio.Lock()
@@ -78,8 +80,11 @@ class KubernetesBackend:
         try:
             await asyncio.wait_for(self._watcher.synced.wait(), SYNC_TIMEOUT_S)
         except TimeoutError as exc:
-            raise BackendError(f"the Kubernetes API ({self.where.describe()}) did not list the pods of namespace {self.k8s.namespace} "
-                               f"within {SYNC_TIMEOUT_S:.0f} s; see the manager's log", code="kubernetes_unreachable") from exc
+            raise BackendError(
+                f"the Kubernetes API ({self.where.describe()}) did not list the pods of namespace {self.k8s.namespace} "
+                f"within {SYNC_TIMEOUT_S:.0f} s; see the manager's log",
+                code="kubernetes_unreachable",
+            ) from exc
         return self._watcher
 
     @property
@@ -105,8 +110,13 @@ class KubernetesBackend:
     async def _put_secret(self, manifest: manifests.Manifest) -> None:
         """Make a Secret hold exactly `manifest`'s keys (a key removed is gone, which a merge would not do)."""
         name = manifest["metadata"]["name"]
-        await self._call(f"replacing Secret {name}", lambda: self.core.delete_namespaced_secret(name, self.k8s.namespace), ok=(404,))
-        await self._call(f"creating Secret {name}", lambda: self.core.create_namespaced_secret(self.k8s.namespace, cast(Any, manifest)))
+        await self._call(
+            f"replacing Secret {name}", lambda: self.core.delete_namespaced_secret(name, self.k8s.namespace), ok=(404,)
+        )
+        await self._call(
+            f"creating Secret {name}",
+            lambda: self.core.create_namespaced_secret(self.k8s.namespace, cast(Any, manifest)),
+        )
 
     def _endpoint(self, uid: str) -> Endpoint:
         """The engine's address: its Service's cluster IP (no DNS lookup per connection), else the Service's DNS name."""
@@ -127,7 +137,10 @@ class KubernetesBackend:
         watcher = await self._ready()
         found = watcher.pods.get(ws.uid)
         if found is not None:
-            if pods.read(found).phase in ("ready", "pending"):  # started before (an earlier manager, another replica): wait for it
+            if pods.read(found).phase in (
+                "ready",
+                "pending",
+            ):  # started before (an earlier manager, another replica): wait for it
                 await self._learn_address(ws.uid)
                 await self._until_ready(ws)
                 return self._endpoint(ws.uid)
@@ -144,8 +157,16 @@ class KubernetesBackend:
         try:
             await self._put_secret(manifests.env_secret(ws, self.k8s))
             await self._put_secret(manifests.init_secret(ws, self.k8s, token, []))
-            body = manifests.pod(ws, self.k8s, self.policies, seed.url(self._seed_base(), ws.uid) if token else None, engine_proxy_uri(self.settings))
-            await self._call("creating the workspace's pod", lambda: self.core.create_namespaced_pod(namespace, cast(Any, body)))
+            body = manifests.pod(
+                ws,
+                self.k8s,
+                self.policies,
+                seed.url(self._seed_base(), ws.uid) if token else None,
+                engine_proxy_uri(self.settings),
+            )
+            await self._call(
+                "creating the workspace's pod", lambda: self.core.create_namespaced_pod(namespace, cast(Any, body))
+            )
             log.info("workspace %s/%s: pod %s created", ws.owner, ws.name, manifests.name_of(ws.uid))
             await self._until_ready(ws)
         finally:
@@ -160,16 +181,23 @@ class KubernetesBackend:
             return self.k8s.seed_url
         if self.settings.port == 0:
             try:
-                return str(json.loads((self.settings.run_dir / MANAGER_FILE).read_text())["url"])
+                return str(json.loads(manager_record(self.settings.run_dir).read_text())["url"])
             except (OSError, ValueError, KeyError) as exc:
-                raise BackendError("the manager's address is not known yet; set devyard.kubernetes.seed_url", code="seed_url_unknown") from exc
+                raise BackendError(
+                    "the manager's address is not known yet; set devyard.kubernetes.seed_url", code="seed_url_unknown"
+                ) from exc
         return seed.default_base(self.settings.host, self.settings.port)
 
     async def _learn_address(self, uid: str) -> None:
         """Read the Service's cluster IP once (the API server gives it when the Service is made)."""
         if uid not in self._addresses:
-            self._remember_address(await self._call("reading the workspace's Service", lambda: self.core.read_namespaced_service(
-                manifests.name_of(uid), self.k8s.namespace), ok=(404,)))
+            self._remember_address(
+                await self._call(
+                    "reading the workspace's Service",
+                    lambda: self.core.read_namespaced_service(manifests.name_of(uid), self.k8s.namespace),
+                    ok=(404,),
+                )
+            )
 
     async def _until_ready(self, ws: WorkspaceSpec) -> None:
         """Wait on the watch until the pod is ready; delete it and raise when it fails, vanishes or takes too long."""
@@ -192,14 +220,20 @@ class KubernetesBackend:
             left = deadline - time.monotonic()
             if left <= 0:
                 await self._delete_pod(ws.uid, grace_s=0)
-                raise BackendError(f"the workspace's pod was not ready within {self.k8s.start_timeout_s:.0f} s"
-                                   f"{': ' + _progress(found) if found else ''}", code="engine_start_timeout")
+                raise BackendError(
+                    f"the workspace's pod was not ready within {self.k8s.start_timeout_s:.0f} s"
+                    f"{': ' + pods.progress(found) if found else ''}",
+                    code="engine_start_timeout",
+                )
             await watcher.changed(min(left, 5.0))
 
     async def _delete_pod(self, uid: str, grace_s: int) -> None:
         name = manifests.name_of(uid)
-        await self._call(f"deleting pod {name}", lambda: self.core.delete_namespaced_pod(name, self.k8s.namespace, grace_period_seconds=grace_s),
-                         ok=(404,))
+        await self._call(
+            f"deleting pod {name}",
+            lambda: self.core.delete_namespaced_pod(name, self.k8s.namespace, grace_period_seconds=grace_s),
+            ok=(404,),
+        )
 
     async def _until_gone(self, uid: str, timeout_s: float) -> bool:
         watcher = await self._ready()
@@ -219,10 +253,16 @@ class KubernetesBackend:
         await self._delete_pod(ws.uid, grace_s=max(1, math.ceil(timeout)))
         if await self._until_gone(ws.uid, timeout + STOP_SLACK_S):
             return
-        log.warning("pod %s is still there %.0f s after its deletion: deleting it without grace", manifests.name_of(ws.uid), timeout + STOP_SLACK_S)
+        log.warning(
+            "pod %s is still there %.0f s after its deletion: deleting it without grace",
+            manifests.name_of(ws.uid),
+            timeout + STOP_SLACK_S,
+        )
         await self._delete_pod(ws.uid, grace_s=0)
         if not await self._until_gone(ws.uid, STOP_SLACK_S):
-            raise BackendError(f"pod {manifests.name_of(ws.uid)} did not end; its node may be unreachable", code="engine_stop_timeout")
+            raise BackendError(
+                f"pod {manifests.name_of(ws.uid)} did not end; its node may be unreachable", code="engine_stop_timeout"
+            )
 
     async def status(self, ws: WorkspaceSpec) -> RuntimeStatus:
         """From the watch: running (pod ready or coming up), stopped (no pod, or ending), failed (with Kubernetes' reason)."""
@@ -230,15 +270,7 @@ class KubernetesBackend:
         return self._status(ws.uid, watcher.pods.get(ws.uid))
 
     def _status(self, uid: str, pod: dict[str, Any] | None) -> RuntimeStatus:
-        if pod is None:
-            return RuntimeStatus(uid=uid, state="stopped")
-        state = pods.read(pod)
-        name = manifests.name_of(uid)
-        if state.phase in ("ready", "pending"):
-            return RuntimeStatus(uid=uid, state="running", started_at=state.started_at, endpoint=self._endpoint(uid), detail=f"pod {name}")
-        if state.phase == "terminating":
-            return RuntimeStatus(uid=uid, state="stopped", detail=f"pod {name} is ending")
-        return RuntimeStatus(uid=uid, state="failed", exit_code=state.exit_code, detail=state.detail, reason=state.reason)
+        return pods.runtime(uid, pod, self._endpoint(uid))
 
     async def listening_ports(self, ws: WorkspaceSpec) -> list[int] | None:
         """Not seen from here: a pod's sockets are the node's to read, and its engine is not to be believed."""
@@ -254,19 +286,28 @@ class KubernetesBackend:
         cpu, memory = 0.0, 0
         metrics = client.CustomObjectsApi(self._api)
         try:
-            usage = await metrics.get_namespaced_custom_object("metrics.k8s.io", "v1beta1", self.k8s.namespace, "pods", manifests.name_of(ws.uid))
+            usage = await metrics.get_namespaced_custom_object(
+                "metrics.k8s.io", "v1beta1", self.k8s.namespace, "pods", manifests.name_of(ws.uid)
+            )
             for container in usage.get("containers") or []:
-                cpu += quantity(container.get("usage", {}).get("cpu", "0")) * 100.0
-                memory += int(quantity(container.get("usage", {}).get("memory", "0")))
+                cpu += pods.quantity(container.get("usage", {}).get("cpu", "0")) * 100.0
+                memory += int(pods.quantity(container.get("usage", {}).get("memory", "0")))
         except Exception as exc:  # no metrics-server, or not yet sampled: the figures are unknown, not an error
             log.debug("no metrics for %s: %s", manifests.name_of(ws.uid), exc)
-        return Stats(cpu_percent=round(cpu, 1), memory_bytes=memory, uptime_s=round(time.time() - started, 1) if started else 0.0, disk_bytes=0)
+        return Stats(
+            cpu_percent=round(cpu, 1),
+            memory_bytes=memory,
+            uptime_s=round(time.time() - started, 1) if started else 0.0,
+            disk_bytes=0,
+        )
 
     async def adopt(self) -> list[RuntimeStatus]:
         """The pods still there after a manager restart, found by their labels; ready or coming up counts as running."""
         watcher = await self._ready()
-        services = await self._call("listing the workspaces' Services",
-                                    lambda: self.core.list_namespaced_service(self.k8s.namespace, label_selector=manifests.SELECTOR))
+        services = await self._call(
+            "listing the workspaces' Services",
+            lambda: self.core.list_namespaced_service(self.k8s.namespace, label_selector=manifests.SELECTOR),
+        )
         for svc in services.items or []:
             self._remember_address(svc)
         found = [self._status(uid, pod) for uid, pod in watcher.pods.items()]
@@ -299,7 +340,9 @@ class KubernetesBackend:
             ("Secret", lambda: self.core.delete_namespaced_secret(name + "-init", namespace)),
         ]
         if not keep_files:
-            deletions.append(("PersistentVolumeClaim", lambda: self.core.delete_namespaced_persistent_volume_claim(name, namespace)))
+            deletions.append(
+                ("PersistentVolumeClaim", lambda: self.core.delete_namespaced_persistent_volume_claim(name, namespace))
+            )
         for kind, call in deletions:
             await self._call(f"deleting {kind} of {ws.owner}/{ws.name}", call, ok=(404,))
         self._addresses.pop(ws.uid, None)
@@ -311,18 +354,22 @@ class KubernetesBackend:
         watcher = await self._ready()
         if ws.uid not in watcher.pods:
             return notes[-lines:]
-        said = await self._call("reading the engine's log", lambda: self.core.read_namespaced_pod_log(
-            manifests.name_of(ws.uid), self.k8s.namespace, container=manifests.ENGINE, tail_lines=lines), ok=(400, 404))
+        said = await self._call(
+            "reading the engine's log",
+            lambda: self.core.read_namespaced_pod_log(
+                manifests.name_of(ws.uid), self.k8s.namespace, container=manifests.ENGINE, tail_lines=lines
+            ),
+            ok=(400, 404),
+        )
         return [*notes, *(str(said or "").splitlines())][-lines:]
-
 
     async def follow(self, ws: WorkspaceSpec) -> AsyncIterator[str]:
         """The engine container's log as it grows (the API server's follow), from now on; a restarted engine's from its start."""
         watcher = await self._ready()
         name = manifests.name_of(ws.uid)
-        following, first = _started(watcher.pods.get(ws.uid)), True
+        following, first = pods.engine_run(watcher.pods.get(ws.uid)), True
         while True:
-            run = _started(watcher.pods.get(ws.uid))
+            run = pods.engine_run(watcher.pods.get(ws.uid))
             if run is None:  # no engine running: wait for one
                 await watcher.changed(5.0)
                 continue
@@ -344,40 +391,3 @@ class KubernetesBackend:
             except Exception as exc:  # the container is not there yet, or the API went away: look again shortly
                 log.debug("following the log of %s: %s", name, exc)
             await asyncio.sleep(FOLLOW_RETRY_S)
-
-
-def _started(pod: dict[str, Any] | None) -> str | None:
-    """Which run of the engine a pod is (its start time): a new one's whole log is new."""
-    if pod is None:
-        return None
-    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-        if cs.get("name") == manifests.ENGINE and (cs.get("state") or {}).get("running"):
-            return str(cs["state"]["running"].get("startedAt") or (pod.get("status") or {}).get("startTime") or "")
-    return None
-
-
-_QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
-_SUFFIX = {"": 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-           "Ki": 1024.0, "Mi": 1024.0 ** 2, "Gi": 1024.0 ** 3, "Ti": 1024.0 ** 4}
-
-
-def quantity(text: str) -> float:
-    """A Kubernetes quantity (`250m`, `12345678n`, `512Mi`) as a plain number (CPUs, bytes); 0 when unreadable."""
-    match = _QUANTITY.match(str(text).strip())
-    if not match or match.group(2) not in _SUFFIX:
-        return 0.0
-    return float(match.group(1)) * _SUFFIX[match.group(2)]
-
-
-def _progress(pod: dict[str, Any]) -> str:
-    """Where a pod that is not ready yet is, in Kubernetes' words."""
-    status = pod.get("status") or {}
-    for cs in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
-        waiting = (cs.get("state") or {}).get("waiting")
-        if waiting:
-            return f"container {cs.get('name')} is waiting ({waiting.get('reason')}{': ' + waiting['message'] if waiting.get('message') else ''})"
-    unready = [c for c in status.get("conditions") or [] if c.get("status") != "True"]
-    if unready:
-        c = unready[0]
-        return f"{c.get('type')} is {c.get('status')}{' (' + c['message'] + ')' if c.get('message') else ''}"
-    return f"the pod is {status.get('phase') or 'not scheduled yet'}"

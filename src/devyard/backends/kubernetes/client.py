@@ -44,8 +44,11 @@ def source(k8s: KubernetesSettings, environ: dict[str, str] | os._Environ[str] =
         first = (environ.get("KUBECONFIG") or "").split(os.pathsep)[0]
         path = Path(first).expanduser() if first else Path("~/.kube/config").expanduser()
     if not path.is_file():
-        raise Invalid(f"backend kubernetes: no cluster to use: {path} does not exist and this is not a pod "
-                      "(set devyard.kubernetes.kubeconfig or KUBECONFIG)", code="kubernetes_not_configured")
+        raise Invalid(
+            f"backend kubernetes: no cluster to use: {path} does not exist and this is not a pod "
+            "(set devyard.kubernetes.kubeconfig or KUBECONFIG)",
+            code="kubernetes_not_configured",
+        )
     return Source(path, k8s.context)
 
 
@@ -56,7 +59,9 @@ async def open_client(where: Source) -> client.ApiClient:
         if where.kubeconfig is None:
             config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         else:
-            await config.load_kube_config(config_file=str(where.kubeconfig), context=where.context, client_configuration=cfg)
+            await config.load_kube_config(
+                config_file=str(where.kubeconfig), context=where.context, client_configuration=cfg
+            )
     except (ConfigException, OSError, ValueError) as exc:
         raise BackendError(f"cannot use {where.describe()}: {exc}", code="kubernetes_not_configured") from exc
     return client.ApiClient(configuration=cfg)
@@ -67,7 +72,10 @@ def translate(exc: BaseException, doing: str) -> BackendError:
     if isinstance(exc, client.ApiException):
         return BackendError(f"Kubernetes refused {doing}: {message(exc)}", code="kubernetes_error")
     if isinstance(exc, (aiohttp.ClientError, OSError, TimeoutError)):
-        return BackendError(f"the Kubernetes API could not be reached while {doing}: {exc or type(exc).__name__}", code="kubernetes_unreachable")
+        return BackendError(
+            f"the Kubernetes API could not be reached while {doing}: {exc or type(exc).__name__}",
+            code="kubernetes_unreachable",
+        )
     return BackendError(f"{doing} failed: {exc}", code="kubernetes_error")
 
 

@@ -81,7 +81,10 @@ def volume_size(limits: Limits, k8s: KubernetesSettings) -> str:
 
 def volume_claim(ws: WorkspaceSpec, k8s: KubernetesSettings) -> Manifest:
     """The workspace's volume; it outlives stops and, with keep_files, the workspace."""
-    spec: Manifest = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": volume_size(ws.limits, k8s)}}}
+    spec: Manifest = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": volume_size(ws.limits, k8s)}},
+    }
     if k8s.storage_class:
         spec["storageClassName"] = k8s.storage_class
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _meta(ws, k8s), "spec": spec}
@@ -90,9 +93,14 @@ def volume_claim(ws: WorkspaceSpec, k8s: KubernetesSettings) -> Manifest:
 def service(ws: WorkspaceSpec, k8s: KubernetesSettings) -> Manifest:
     """The engine's stable in-cluster address."""
     return {
-        "apiVersion": "v1", "kind": "Service", "metadata": _meta(ws, k8s),
-        "spec": {"type": "ClusterIP", "selector": {UID: ws.uid},
-                 "ports": [{"name": "http", "port": k8s.engine_port, "targetPort": "http", "protocol": "TCP"}]},
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(ws, k8s),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {UID: ws.uid},
+            "ports": [{"name": "http", "port": k8s.engine_port, "targetPort": "http", "protocol": "TCP"}],
+        },
     }
 
 
@@ -117,12 +125,18 @@ def network_policy(ws: WorkspaceSpec, k8s: KubernetesSettings) -> Manifest:
     """
     dns = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
     return {
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(ws, k8s),
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(ws, k8s),
         "spec": {
             "podSelector": {"matchLabels": {UID: ws.uid}},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [{"from": [{"podSelector": {"matchLabels": dict(k8s.manager_labels)}}],
-                         "ports": [{"protocol": "TCP", "port": k8s.engine_port}]}],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": dict(k8s.manager_labels)}}],
+                    "ports": [{"protocol": "TCP", "port": k8s.engine_port}],
+                }
+            ],
             "egress": [
                 {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": dict(k8s.dns_labels)}}], "ports": dns},
                 # The first start fetches what provisioning made from a manager replica.
@@ -135,7 +149,13 @@ def network_policy(ws: WorkspaceSpec, k8s: KubernetesSettings) -> Manifest:
 
 def env_secret(ws: WorkspaceSpec, k8s: KubernetesSettings) -> Manifest:
     """The owner's secret variables, the engine's environment."""
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": _meta(ws, k8s, "-env"), "stringData": dict(ws.env)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _meta(ws, k8s, "-env"),
+        "stringData": dict(ws.env),
+    }
 
 
 def init_secret(ws: WorkspaceSpec, k8s: KubernetesSettings, seed_token: str | None, remove: list[str]) -> Manifest:
@@ -151,7 +171,13 @@ def init_secret(ws: WorkspaceSpec, k8s: KubernetesSettings, seed_token: str | No
         data[REMOVED_LIST] = "\n".join(remove) + "\n"
     if seed_token:
         data[SEED_TOKEN] = seed_token
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": _meta(ws, k8s, "-init"), "stringData": data}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _meta(ws, k8s, "-init"),
+        "stringData": data,
+    }
 
 
 def resources(limits: Limits, k8s: KubernetesSettings) -> Manifest:
@@ -165,18 +191,27 @@ def resources(limits: Limits, k8s: KubernetesSettings) -> Manifest:
     return {"requests": {"cpu": request_cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
 
 
-def engine_args(ws: WorkspaceSpec, k8s: KubernetesSettings, policies: tuple[str, ...], proxy_uri: str | None = None) -> list[str]:
+def engine_args(
+    ws: WorkspaceSpec, k8s: KubernetesSettings, policies: tuple[str, ...], proxy_uri: str | None = None
+) -> list[str]:
     """code-server's arguments in the pod: every interface on the engine port, behind the gateway's base path (path mode)."""
     return [
-        "--bind-addr", f"0.0.0.0:{k8s.engine_port}",
-        "--auth", "none",
+        "--bind-addr",
+        f"0.0.0.0:{k8s.engine_port}",
+        "--auth",
+        "none",
         "--disable-telemetry",
         "--disable-update-check",
         "--disable-workspace-trust",
-        "--config", f"{MOUNT}/home/.config/code-server/config.yaml",
-        "--user-data-dir", f"{MOUNT}/data",
-        "--extensions-dir", f"{MOUNT}/extensions",
-        *(("--abs-proxy-base-path", ws.base_path.rstrip("/")) if proxy_uri is None else ()),  # on its own origin the base is /
+        "--config",
+        f"{MOUNT}/home/.config/code-server/config.yaml",
+        "--user-data-dir",
+        f"{MOUNT}/data",
+        "--extensions-dir",
+        f"{MOUNT}/extensions",
+        *(
+            ("--abs-proxy-base-path", ws.base_path.rstrip("/")) if proxy_uri is None else ()
+        ),  # on its own origin the base is /
         *policies,
         f"{MOUNT}/files",
     ]
@@ -186,7 +221,13 @@ def _container_security() -> Manifest:
     return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
 
 
-def pod(ws: WorkspaceSpec, k8s: KubernetesSettings, policies: tuple[str, ...], seed_url: str | None, proxy_uri: str | None = None) -> Manifest:
+def pod(
+    ws: WorkspaceSpec,
+    k8s: KubernetesSettings,
+    policies: tuple[str, ...],
+    seed_url: str | None,
+    proxy_uri: str | None = None,
+) -> Manifest:
     """The engine's pod. restartPolicy Never: a crash or OOM kill is the manager's to handle (backoff, crash loop, out_of_memory), as on a host."""
     volumes: list[Manifest] = [
         {"name": "workspace", "persistentVolumeClaim": {"claimName": name_of(ws.uid)}},
@@ -199,27 +240,52 @@ def pod(ws: WorkspaceSpec, k8s: KubernetesSettings, policies: tuple[str, ...], s
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 10,
-        "securityContext": {"runAsUser": k8s.run_as_user, "runAsGroup": k8s.fs_group, "runAsNonRoot": True, "fsGroup": k8s.fs_group,
-                            "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}},
-        "initContainers": [{
-            "name": PREPARE, **image, "command": ["sh", "-c", PREPARE_SCRIPT], "env": init_env,
-            "volumeMounts": [{"name": "workspace", "mountPath": MOUNT}, {"name": "init", "mountPath": INIT_MOUNT, "readOnly": True}],
-            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
-            "securityContext": _container_security(),
-        }],
-        "containers": [{
-            "name": ENGINE, **image,
-            "command": list(k8s.engine_command), "args": engine_args(ws, k8s, policies, proxy_uri),
-            "workingDir": f"{MOUNT}/files",
-            "env": [{"name": "HOME", "value": f"{MOUNT}/home"}, {"name": "VSCODE_CLI", "value": "1"},
-                    *([{"name": "VSCODE_PROXY_URI", "value": proxy_uri}] if proxy_uri else [])],
-            "envFrom": [{"secretRef": {"name": name_of(ws.uid) + "-env"}}],
-            "ports": [{"name": "http", "containerPort": k8s.engine_port, "protocol": "TCP"}],
-            "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 2, "failureThreshold": 3},
-            "resources": resources(ws.limits, k8s),
-            "securityContext": _container_security(),
-            "volumeMounts": [{"name": "workspace", "mountPath": MOUNT}],
-        }],
+        "securityContext": {
+            "runAsUser": k8s.run_as_user,
+            "runAsGroup": k8s.fs_group,
+            "runAsNonRoot": True,
+            "fsGroup": k8s.fs_group,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "initContainers": [
+            {
+                "name": PREPARE,
+                **image,
+                "command": ["sh", "-c", PREPARE_SCRIPT],
+                "env": init_env,
+                "volumeMounts": [
+                    {"name": "workspace", "mountPath": MOUNT},
+                    {"name": "init", "mountPath": INIT_MOUNT, "readOnly": True},
+                ],
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+                "securityContext": _container_security(),
+            }
+        ],
+        "containers": [
+            {
+                "name": ENGINE,
+                **image,
+                "command": list(k8s.engine_command),
+                "args": engine_args(ws, k8s, policies, proxy_uri),
+                "workingDir": f"{MOUNT}/files",
+                "env": [
+                    {"name": "HOME", "value": f"{MOUNT}/home"},
+                    {"name": "VSCODE_CLI", "value": "1"},
+                    *([{"name": "VSCODE_PROXY_URI", "value": proxy_uri}] if proxy_uri else []),
+                ],
+                "envFrom": [{"secretRef": {"name": name_of(ws.uid) + "-env"}}],
+                "ports": [{"name": "http", "containerPort": k8s.engine_port, "protocol": "TCP"}],
+                "readinessProbe": {
+                    "httpGet": {"path": "/healthz", "port": "http"},
+                    "periodSeconds": 2,
+                    "failureThreshold": 3,
+                },
+                "resources": resources(ws.limits, k8s),
+                "securityContext": _container_security(),
+                "volumeMounts": [{"name": "workspace", "mountPath": MOUNT}],
+            }
+        ],
         "volumes": volumes,
     }
     if k8s.image_pull_secrets:

@@ -82,7 +82,11 @@ class Seeds:
     def root_for(self, uid: str, token: str) -> Path | None:
         """The folder `token` grants for workspace `uid`, or None (unknown, expired, or another token)."""
         grant = self._grants.get(uid)
-        if grant is None or time.monotonic() > grant.expires or not hmac.compare_digest(grant.token.encode(), token.encode()):
+        if (
+            grant is None
+            or time.monotonic() > grant.expires
+            or not hmac.compare_digest(grant.token.encode(), token.encode())
+        ):
             return None
         return grant.root
 
@@ -101,4 +105,3 @@ def default_base(host: str, port: int) -> str:
     if host in ("", "0.0.0.0", "::"):
         host = socket.gethostbyname(socket.gethostname())
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-

@@ -18,7 +18,9 @@ from kubernetes_asyncio import client, watch
 from devyard.backends.kubernetes.manifests import SELECTOR, owned_by
 
 log = logging.getLogger("devyard.kubernetes")
-WATCH_TIMEOUT_S = 240  # asked of the API server, within the client's own 5-minute limit; the watch is opened again after it
+WATCH_TIMEOUT_S = (
+    240  # asked of the API server, within the client's own 5-minute limit; the watch is opened again after it
+)
 RETRY_S = (0.5, 1.0, 2.0, 5.0)
 
 

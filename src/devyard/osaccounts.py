@@ -4,6 +4,10 @@ code-server has no notion of users, so isolation has to come from the operating 
 JupyterHub's LocalProcessSpawner runs each notebook server as the user's own Unix account. devyard
 creates the accounts itself (system accounts, no home, no password: nobody logs in as them) and
 marks them with the comment `devyard user <user>` so it never takes over an account it did not make.
+
+It also owns what those accounts need of the file system: a workspace's folders made private to
+its account (prepare_folders, give, chown_tree) and the check that the data dir is passable
+(traversal_blocker). A bottom module: used by engine/, provision/ and backends/ alike.
 """
 
 from __future__ import annotations
@@ -19,11 +23,10 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 
-from devyard.backends.base import WorkspaceSpec
 from devyard.errors import BackendError
 from devyard.processes import signal_and_wait
 
@@ -75,16 +78,29 @@ def ensure(user: str) -> Account:
         if found:
             return found
         name = account_name(user)
-        argv = ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-                "--shell", "/bin/bash", "--comment", COMMENT.format(user=user), name]
+        argv = [
+            "useradd",
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/bin/bash",
+            "--comment",
+            COMMENT.format(user=user),
+            name,
+        ]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise BackendError(f"could not create the system account {name}: {exc}", code="os_account_failed") from exc
         found = lookup(user)
         if found is None:
-            raise BackendError(f"could not create the system account {name}: {done.stderr.strip() or done.returncode}",
-                               code="os_account_failed")
+            raise BackendError(
+                f"could not create the system account {name}: {done.stderr.strip() or done.returncode}",
+                code="os_account_failed",
+            )
         return found
 
 
@@ -115,6 +131,23 @@ def workspace_account(isolated: bool, owner: str) -> Account | None:
     return ensure(owner) if isolated else None
 
 
+class WorkspaceFolders(Protocol):
+    """Where a workspace's folders are (backends.base.WorkspaceSpec is one): all prepare_folders needs to know."""
+
+    @property
+    def root(self) -> Path: ...
+    @property
+    def files_dir(self) -> Path: ...
+    @property
+    def home_dir(self) -> Path: ...
+    @property
+    def data_dir(self) -> Path: ...
+    @property
+    def extensions_dir(self) -> Path: ...
+    @property
+    def log_file(self) -> Path: ...
+
+
 def _made(path: Path, mode: int) -> None:
     """`path` made as a folder, or OSError when something else (a file, a link) stands there."""
     try:
@@ -130,7 +163,7 @@ def _folder(path: Path, mode: int, uid: int, gid: int) -> None:
     os.chmod(path, mode, follow_symlinks=False)
 
 
-def prepare_folders(ws: WorkspaceSpec, account: Account | None, workspaces_dir: Path) -> None:
+def prepare_folders(ws: WorkspaceFolders, account: Account | None, workspaces_dir: Path) -> None:
     """Make (or repair) a workspace's folders, private from the moment they exist.
 
     With an account: workspaces/ 0711; <owner>/ and <owner>/<name>/ root's with the account's

@@ -1,0 +1,61 @@
+"""The API's shape of a workspace, and the live events that carry it to the dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devyard.config import Settings
+from devyard.models import Progress, Workspace
+from devyard.origins import Origins
+from devyard.store.tables import WorkspaceRow
+from devyard.workspaces import sizes
+from devyard.workspaces.access import Route
+from devyard.workspaces.events import Event, EventHub
+from devyard.workspaces.routes import RouteTable
+from devyard.workspaces.states import Status
+
+
+class Presenter:
+    """Workspace rows as the API shows them; every change published to the dashboards that watch."""
+
+    def __init__(
+        self, settings: Settings, origins: Origins, routes: RouteTable, events: EventHub, progress: dict[str, Progress]
+    ) -> None:
+        self.settings, self.origins, self.routes, self.events = settings, origins, routes, events
+        self.progress = progress  # uid → where its provisioning is (the provisioner writes it)
+        routes.watchers.append(self._gone)
+
+    def model(self, row: WorkspaceRow) -> Workspace:
+        """The API shape of a workspace row."""
+        return self.shape(row, row.owner.name)
+
+    def shape(self, row: Any, owner: str) -> Workspace:
+        """The API shape of anything with a workspace row's attributes (an ORM row or a plain result row)."""
+        return Workspace(
+            name=row.name,
+            owner=owner,
+            status=Status(row.status),
+            url=self.origins.workspace_url(owner, row.name, row.uid),
+            template=row.template,
+            extension_groups=list(row.extension_groups or []),
+            created_at=row.created_at,
+            started_at=row.started_at,
+            last_activity_at=row.last_activity_at,
+            error=row.error,
+            progress=self.progress.get(row.uid) if row.status == Status.provisioning else None,
+            idle_timeout_s=row.idle_timeout_s,
+            size=sizes.effective(self.settings, row.size),
+            reason=row.reason if row.status == Status.failed else None,
+        )
+
+    def publish(self, row: WorkspaceRow) -> None:
+        """Tell live viewers (the dashboard) about the row as it is now."""
+        if self.events.watched:
+            shares = self.routes.shares_of(row.uid)
+            self.events.publish(Event("workspace", row.owner.name, shares, self.model(row).model_dump(mode="json")))
+
+    def _gone(self, route: Route, gone: bool) -> None:
+        if gone:
+            self.events.publish(
+                Event("deleted", route.owner, route.shared_with, {"owner": route.owner, "name": route.name})
+            )

@@ -1,0 +1,147 @@
+"""Workspace rows in the database, and writes that tell the other replicas in the same transaction.
+
+Every write that changes what a replica holds in memory (a status, a share, a port's visibility)
+goes through `change()`, which commits the change and its notice together: a replica never sees
+a notice for a write that did not land, nor misses one for a write that did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from devyard.errors import Conflict, WorkspaceExists
+from devyard.store.tables import ShareRow, UserRow, WorkspaceRow
+from devyard.workspaces.states import Status
+
+Notify = Callable[[AsyncSession, str], Awaitable[None]]  # Coordinator.notify: sent when the session commits
+
+
+class Repository:
+    """Reads and writes of workspace and share rows."""
+
+    def __init__(self, db: async_sessionmaker[AsyncSession], notify: Notify) -> None:
+        self.db = db
+        self._notify = notify
+
+    @asynccontextmanager
+    async def change(self, notice: str) -> AsyncIterator[AsyncSession]:
+        """A session whose writes commit together with a notice to the other replicas (a workspace's uid, or a `kind:key`)."""
+        async with self.db() as s:
+            yield s
+            await self._notify(s, notice)
+            await s.commit()
+
+    async def broadcast(self, notice: str) -> None:
+        """Send the other replicas a notice with no write attached."""
+        async with self.change(notice):
+            pass
+
+    async def named(self, owner: str, name: str) -> WorkspaceRow | None:
+        """The workspace `owner/name`."""
+        async with self.db() as s:
+            return await s.scalar(
+                select(WorkspaceRow)
+                .join(UserRow, UserRow.id == WorkspaceRow.owner_id)
+                .where(UserRow.name == owner, WorkspaceRow.name == name)
+            )
+
+    async def by_uid(self, uid: str) -> WorkspaceRow | None:
+        """The workspace with this uid, fresh from the database."""
+        rows = await self.by_uids([uid])
+        return rows[0] if rows else None
+
+    async def by_uids(self, uids: list[str]) -> list[WorkspaceRow]:
+        """The workspaces with these uids, fresh from the database."""
+        async with self.db() as s:
+            return list((await s.scalars(select(WorkspaceRow).where(WorkspaceRow.uid.in_(uids)))).all())
+
+    async def all(self) -> list[WorkspaceRow]:
+        """Every workspace, oldest first."""
+        async with self.db() as s:
+            return list((await s.scalars(select(WorkspaceRow).order_by(WorkspaceRow.id))).all())
+
+    async def of_owner(
+        self, user_id: int, statuses: tuple[Status, ...] | None = None, provisioned: bool = False
+    ) -> list[WorkspaceRow]:
+        """A user's workspaces, those in `statuses` only when given, provisioned ones only when `provisioned`."""
+        query = select(WorkspaceRow).where(WorkspaceRow.owner_id == user_id)
+        if statuses is not None:
+            query = query.where(WorkspaceRow.status.in_(statuses))
+        if provisioned:
+            query = query.where(WorkspaceRow.provisioned_at.is_not(None))
+        async with self.db() as s:
+            return list((await s.scalars(query)).all())
+
+    async def user(self, user_id: int) -> UserRow:
+        """A user's row."""
+        async with self.db() as s:
+            return await s.get_one(UserRow, user_id)
+
+    async def add(self, row: WorkspaceRow) -> None:
+        """Record a new workspace (its `owner` loaded); WorkspaceExists when its owner has one of that name."""
+        async with self.db() as s:
+            s.add(row)
+            try:
+                await s.flush()  # a name taken fails here, before anyone is told of it
+                await self._notify(s, row.uid)
+                await s.commit()
+            except IntegrityError as exc:
+                raise WorkspaceExists(f"you already have a workspace named '{row.name}'") from exc
+            await s.refresh(row, attribute_names=["owner"])
+
+    async def write(self, row: WorkspaceRow, values: dict[str, Any]) -> None:
+        """Write columns of a workspace (and the row object), telling the other replicas."""
+        async with self.change(row.uid) as s:
+            await s.execute(update(WorkspaceRow).where(WorkspaceRow.id == row.id).values(**values))
+        for field, value in values.items():
+            setattr(row, field, value)
+
+    async def remove(self, row: WorkspaceRow) -> None:
+        """Delete a workspace's row (its shares and ports go with it)."""
+        async with self.change(row.uid) as s:
+            await s.delete(await s.get_one(WorkspaceRow, row.id))
+
+    async def shares(self, row: WorkspaceRow) -> list[tuple[str, datetime]]:
+        """Who the workspace is shared with, and since when."""
+        async with self.db() as s:
+            found = await s.execute(
+                select(UserRow.name, ShareRow.created_at)
+                .join(ShareRow, ShareRow.user_id == UserRow.id)
+                .where(ShareRow.workspace_id == row.id)
+                .order_by(UserRow.name)
+            )
+            return [(n, c) for n, c in found.all()]
+
+    async def all_shares(self) -> list[tuple[str, str]]:
+        """Every share, as (workspace uid, user name)."""
+        async with self.db() as s:
+            found = await s.execute(
+                select(WorkspaceRow.uid, UserRow.name)
+                .join(ShareRow, ShareRow.workspace_id == WorkspaceRow.id)
+                .join(UserRow, UserRow.id == ShareRow.user_id)
+            )
+            return [(uid, user) for uid, user in found.all()]
+
+    async def add_share(self, row: WorkspaceRow, user: UserRow) -> None:
+        """Record a share; Conflict when it exists."""
+        try:
+            async with self.change(row.uid) as s:
+                s.add(ShareRow(workspace_id=row.id, user_id=user.id))
+                await s.flush()  # a share that exists fails here, before anyone is told of it
+        except IntegrityError as exc:
+            raise Conflict(f"'{row.name}' is already shared with {user.name}", code="already_shared") from exc
+
+    async def remove_share(self, row: WorkspaceRow, user: UserRow) -> bool:
+        """Remove a share; whether there was one."""
+        async with self.change(row.uid) as s:
+            result = await s.execute(
+                delete(ShareRow).where(ShareRow.workspace_id == row.id, ShareRow.user_id == user.id)
+            )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
