@@ -11,18 +11,11 @@ from typing import Any
 import psutil
 from playwright.sync_api import BrowserContext, Page, ViewportSize, sync_playwright
 
+from devyard.provision.activation import BROWSER_FLAGS
 from tests.support import kill_tree
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+FLAGS = BROWSER_FLAGS  # the flags `devyard extensions check` runs Debian's Chromium with
 
 
 def _pids_using(profile: Path) -> list[int]:
