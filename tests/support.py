@@ -167,8 +167,10 @@ class Manager:
                 kill_tree(pid)
 
 
-def start_manager(data_dir: Path, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Manager:
-    """Run `devyard up` on `data_dir` with port 0 and wait until it serves."""
+def start_manager(
+    data_dir: Path, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = (), devyard: str = DEVYARD
+) -> Manager:
+    """Run `devyard up` on `data_dir` with port 0 and wait until it serves (`devyard`: another installation's)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     record = data_dir / "run" / "manager.json"
     record.unlink(missing_ok=True)
@@ -176,7 +178,7 @@ def start_manager(data_dir: Path, extra_env: dict[str, str] | None = None, args:
     env.pop("DEVYARD_TOKEN", None)
     log = (data_dir.parent / f"{data_dir.name}-manager.log").open("ab")
     proc = subprocess.Popen(
-        [DEVYARD, "up", "--data-dir", str(data_dir), "--port", "0", "--no-install-engine", *args],
+        [devyard, "up", "--data-dir", str(data_dir), "--port", "0", "--no-install-engine", *args],
         env=env,
         stdout=log,
         stderr=log,

@@ -9,7 +9,7 @@ is saved as a screenshot under the artifacts directory (tests/browser.py: ARTIFA
 from __future__ import annotations
 
 import io
-import json
+import tarfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,37 +31,43 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_vsix(folder, "devyardtest", "hello", "0.0.1")
     make_vsix(folder, "devyardtest", "second", "1.0.0")
     path = folder / "devyard.yaml"
+    # Written as Databricks DevBox writes its devbox.yaml: groups keyed by id, its server and ui keys.
     path.write_text(
-        json.dumps(
-            {
-                "devyard": {"extensions": {"gallery": "", "vsix_dir": str(folder)}},
-                "extension_groups": [
-                    {
-                        "name": "basics",
-                        "description": "Editor basics",
-                        "extensions": ["devyardtest.hello"],
-                        "user_settings": {"editor.tabSize": 2},
-                    },
-                    {"name": "extras", "description": "More tools", "extensions": ["devyardtest.second"]},
-                ],
-                "packaged_assets": {
-                    "tabs": [
-                        {
-                            "name": "Starters",
-                            "items": [
-                                {
-                                    "name": "python-starter",
-                                    "description": "A Python project",
-                                    "extensions_groups": ["extras"],
-                                    "thumbnail_url": "http://127.0.0.1:9/unreachable.png",
-                                },
-                            ],
-                        }
-                    ]
-                },
-                "ui": {"default_extension_groups": ["basics"], "workspace": {"max_upload_size_mb": 1}},
-            }
-        )
+        f"""# DevBox configuration, with devyard's own block
+extension_groups:
+  basics:
+    name: "Editor basics"
+    description: "Editor basics"
+    extensions: ["devyardtest.hello"]
+    user_settings:
+      "editor.tabSize": 2
+  extras:
+    name: "More tools"
+    description: "More tools"
+    extensions: ["devyardtest.second"]
+server:
+  default_port: 8000
+  code_server_port_range: {{start: 8010, end: 8100}}
+ui:
+  default_extension_groups: ["basics"]
+  settings:
+    auto_refresh_interval: 5000  # milliseconds
+    enable_dark_mode: true
+  workspace:
+    default_type: "upload"  # empty, upload, github
+    max_upload_size_mb: 1
+    supported_archive_types: [".zip", ".tar.gz"]
+packaged_assets:
+  tabs:
+  - name: "Starters"
+    items:
+    - name: "python-starter"
+      description: "A Python project"
+      extensions_groups: ["extras"]
+      thumbnail_url: "http://127.0.0.1:9/unreachable.png"
+devyard:
+  extensions: {{gallery: "", vsix_dir: "{folder}"}}
+"""
     )
     return path
 
@@ -82,6 +88,12 @@ def m(engine: install.Engine, config: Path, tmp_path_factory: pytest.TempPathFac
 def browser(tmp_path: Path) -> Iterator[BrowserContext]:
     with chromium(tmp_path / "profile") as context:
         yield context
+
+
+def test_devbox_keys_without_use_are_named_once(m: Manager) -> None:
+    said = [line for line in m.log.splitlines() if "ignored, devyard has no use for" in line]
+    assert len(said) == 1, m.log
+    assert said[0].endswith("ignored, devyard has no use for: server.code_server_port_range, ui.settings"), said
 
 
 def card(page: Page, name: str, owner: str = "alice") -> str:
@@ -110,6 +122,8 @@ def test_full_flow_from_a_template(m: Manager, browser: BrowserContext) -> None:
     expect(thumb).to_have_text("P")
     # basics is pre-selected by ui.default_extension_groups; choosing the template adds its group, extras.
     expect(page.locator("input[name=extension_groups][value=basics]")).to_be_checked()
+    # A group is chosen by its DevBox key and shown by its name.
+    expect(page.locator("label:has(input[name=extension_groups][value=basics])")).to_contain_text("Editor basics")
     expect(page.locator("input[name=extension_groups][value=extras]")).to_be_checked()
     shot(page, "create-template")
     page.click("#submit")
@@ -192,11 +206,27 @@ def test_archive_upload_with_progress(m: Manager, browser: BrowserContext, tmp_p
         z.writestr("noise.bin", bytes(range(256)) * 8192)  # 2 MB: over this manager's 1 MB limit
     too_big.write_bytes(buf.getvalue())
 
+    tarball = tmp_path / "project.tar"
+    with tarfile.open(tarball, "w") as t:
+        t.add(archive, arcname="project.zip")
+
     page = browser.new_page()
     login(page, m.url, "alice", ALICE_PASSWORD)
     page.goto(m.url + "/new")
     page.fill("#name", "uploaded")
-    page.check("input[name=source][value=archive]")
+    # ui.workspace.default_type: upload pre-selects the archive; supported_archive_types says which.
+    expect(page.locator("input[name=source][value=archive]")).to_be_checked()
+    expect(page.locator("#archive")).to_be_visible()
+    assert page.locator("#archive").get_attribute("accept") == ".zip,.tar.gz"
+    page.set_input_files("#archive", str(tarball))
+    page.click("#submit")
+    expect(page.locator("#message")).to_contain_text("This server takes .zip, .tar.gz archives.")
+    # The server refuses it too, by its content, for a client that skips the page's check.
+    page.evaluate("""document.getElementById('create').dataset.archiveTypes = '[".tar"]'""")
+    page.click("#submit")
+    expect(page.locator("#message")).to_contain_text("the upload is a .tar archive; this server takes .tar.gz, .zip")
+    page.goto(m.url + "/new")
+    page.fill("#name", "uploaded")
     page.set_input_files("#archive", str(too_big))
     page.click("#submit")
     expect(page.locator("#message")).to_contain_text("the limit is 1 MB")

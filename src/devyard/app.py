@@ -14,7 +14,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from devyard import __version__
 from devyard.api import auth as auth_api
-from devyard.api import backups, bulk, events, meta, metrics, secrets, seed, uploads, users, workspaces
+from devyard.api import backups, bulk, events, manage, meta, metrics, secrets, seed, uploads, users, workspaces
 from devyard.api.errors import install_handlers
 from devyard.audit import AuditLog
 from devyard.auth.identity import Authenticator
@@ -139,6 +139,7 @@ def create_app(settings: Settings) -> FastAPI:
         workspaces.router,
         events.router,
         meta.router,
+        manage.router,
         seed.router,
     ):
         app.include_router(router, prefix="/api/v1")

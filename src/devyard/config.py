@@ -14,11 +14,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from devyard.origins import check_settings as check_origins
-from devyard.settings_file import OVERRIDE_REFUSED, describe, load_model, read_config_file
+from devyard.settings_file import CONFIG_ERRORS, OVERRIDE_REFUSED, Origin, describe, load_model, read_config_file
 from devyard.settings_parts import (
     DEFAULT_PIDS_MAX,
     DEFAULT_SIZE,
@@ -34,16 +34,20 @@ from devyard.settings_parts import (
     KubernetesSettings,
     PackagedAssets,
     Pool,
+    Server,
     Size,
     Tool,
     Ui,
     UiWorkspace,
     check_deny_networks,
+    check_group_names,
+    keyed_groups,
     resolve_default_size,
 )
 
 # Settings, its blocks from settings_parts and the file helpers of settings_file: importers name them from here.
 __all__ = [
+    "CONFIG_ERRORS",
     "CatalogItem",
     "CatalogTab",
     "DEFAULT_DATA_DIR",
@@ -62,6 +66,7 @@ __all__ = [
     "PRIVATE_NETWORKS",
     "PackagedAssets",
     "Pool",
+    "Server",
     "Settings",
     "Size",
     "Tool",
@@ -184,9 +189,10 @@ class Settings(DerivedSettings, BaseSettings):
     oidc_allowed_groups: list[str] = Field(
         default_factory=list, description="Groups (the `groups` claim) whose members may sign in with SSO."
     )
-    extension_groups: list[ExtensionGroup] = Field(
-        default_factory=list,
-        description="DevBox `extension_groups`: named extension sets offered when creating a workspace.",
+    extension_groups: dict[str, ExtensionGroup] = Field(
+        default_factory=dict,
+        description="DevBox `extension_groups`: named extension sets offered when creating a workspace, keyed by id "
+        "(DevBox's mapping; a list of groups, each called by its `id` or `name`, works too).",
     )
     extensions: ExtensionSettings = Field(
         default_factory=ExtensionSettings,
@@ -205,7 +211,12 @@ class Settings(DerivedSettings, BaseSettings):
     )
     ui: Ui = Field(
         default_factory=Ui,
-        description="DevBox `ui`: `default_extension_groups` and `workspace.max_upload_size_mb` (archive uploads).",
+        description="DevBox `ui`: `default_extension_groups`, and `workspace`: `default_type` (the create form's "
+        "source), `max_upload_size_mb` and `supported_archive_types` (archive uploads).",
+    )
+    server: Server = Field(
+        default_factory=Server,
+        description="DevBox `server`: `default_port` is the port when `port` is not given.",
     )
     git_file_roots: list[Path] = Field(
         default_factory=list,
@@ -344,13 +355,27 @@ class Settings(DerivedSettings, BaseSettings):
         description="Stop every engine when the manager exits (by default they keep running and the next manager adopts them).",
     )
 
+    _origin: Origin | None = PrivateAttr(None)  # set by load_settings
+
+    @field_validator("extension_groups", mode="before")
+    @classmethod
+    def _keyed(cls, value: Any) -> Any:
+        return keyed_groups(value)
+
     @model_validator(mode="after")
     def _checked(self) -> Settings:
+        if "port" not in self.model_fields_set and self.server.default_port is not None:
+            self.port = self.server.default_port
+        check_group_names(self.extension_groups, self.ui, self.packaged_assets)
         given = "default_size" in self.model_fields_set
         self.default_size = resolve_default_size(self.sizes, self.default_size, given)
         check_origins(self)
         check_deny_networks(self.sandbox_deny_networks)
         return self
+
+    def ignored(self) -> list[str]:
+        """The config file's keys devyard has no use for (`server.code_server_port_range`, ...), to be named once."""
+        return list(self._origin.ignored) if self._origin else []
 
     @classmethod
     def settings_customise_sources(

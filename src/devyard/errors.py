@@ -102,6 +102,12 @@ class Conflict(DevyardError):
     code = "conflict"
 
 
+class RestartNeeded(Conflict):
+    """A reload changed settings that are only read at start: nothing was applied."""
+
+    code = "restart_needed"
+
+
 class WorkspaceExists(Conflict):
     code = "workspace_exists"
 

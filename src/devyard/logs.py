@@ -31,11 +31,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False)
 
 
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def configure(fmt: str, console: Console) -> None:
-    """Send INFO and above to stderr, as rich text (`text`) or JSON lines (`json`)."""
+    """Send INFO and above to stderr, as rich text (`text`) or JSON lines (`json`).
+
+    Text to anything but a terminal (a service's journal, a file) is one plain line per record:
+    rich would wrap it at 80 columns there.
+    """
     if fmt == "json":
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
+    elif not console.is_terminal:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
     else:
         handler = RichHandler(console=console, show_path=False)
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler], force=True)

@@ -351,3 +351,10 @@ class LogLines(BaseModel):
 
 ExtensionGroupsAdded.model_rebuild()  # they name Workspace, defined after them
 BulkOutcome.model_rebuild()
+
+
+class ReloadResult(BaseModel):
+    """What `POST /api/v1/reload` applied."""
+
+    applied: list[str] = Field(description="The settings that changed and now apply (empty: the file is as before).")
+    ignored: list[str] = Field(description="The config file's keys devyard has no use for.")

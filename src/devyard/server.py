@@ -6,8 +6,11 @@ seconds, then cancel) and leaves engines running for the next manager to adopt.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
+import signal
 import socket
 from collections.abc import Callable
 
@@ -18,12 +21,16 @@ from uvicorn.config import LOGGING_CONFIG
 
 from devyard.app import create_app
 from devyard.config import Settings
+from devyard.errors import DevyardError
 from devyard.forwarded import ForwardedHeaders, bind_unix, trusted_hosts
 from devyard.gateway import GatewayMiddleware
 from devyard.gateway.tunnel import TunnelProtocol
 from devyard.live import LiveConnections
 from devyard.origins import Origins
 from devyard.paths import MANAGER_FILE
+from devyard.settings_reload import reload_settings
+
+log = logging.getLogger("devyard.config")
 
 WS_MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # VS Code can send large messages (file contents)
 GRACEFUL_SHUTDOWN_S = 5
@@ -43,6 +50,8 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.should_exit or not self.servers:
             return
+        # SIGHUP (`systemctl reload devyard`) reads devyard.yaml again (settings_reload.py).
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._reload)
         host, port = self.servers[0].sockets[0].getsockname()[:2]
         scheme = "https" if self.settings.tls_cert else "http"
         shown = f"[{host}]" if ":" in host else host
@@ -56,6 +65,12 @@ class _Server(uvicorn.Server):
         self.live.connections = self.server_state.connections  # revocation hangs up keep-alive connections (live.py)
         self.on_ready(url, self.origins.dashboard_url() if not self.origins.path_mode else url)
 
+    def _reload(self) -> None:
+        try:
+            reload_settings(self.settings)  # it logs what it applied, or what needs a restart
+        except DevyardError as exc:
+            log.error("reload failed, nothing changed: %s", exc.message)
+
     @property
     def live(self) -> LiveConnections:
         """The gateway's registry of live connections (made when the app's lifespan starts)."""
@@ -63,6 +78,7 @@ class _Server(uvicorn.Server):
         return live
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         (self.settings.run_dir / MANAGER_FILE).unlink(missing_ok=True)
         await super().shutdown(sockets)
 

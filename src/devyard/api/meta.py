@@ -21,8 +21,8 @@ router = APIRouter(tags=["meta"])
 @router.get("/extension-groups", response_model=list[ExtensionGroup], summary="Configured extension groups")
 async def extension_groups(_: CurrentUser, request: Request) -> list[ExtensionGroup]:
     """The groups a workspace may be created with."""
-    groups: list[ExtensionGroup] = request.app.state.settings.extension_groups
-    return groups
+    groups: dict[str, ExtensionGroup] = request.app.state.settings.extension_groups
+    return list(groups.values())
 
 
 @router.get(

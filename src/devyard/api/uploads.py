@@ -75,7 +75,12 @@ async def upload_workspace(request: Request, ident: CurrentUser, service: Worksp
                 form.feed(chunk)
             form.finish()
         req = form.workspace_request()
-        limits = archive.Limits(settings.archive_max_entries, settings.archive_max_expanded_mb << 20)
+        limits = archive.Limits(
+            settings.archive_max_entries,
+            settings.archive_max_expanded_mb << 20,
+            settings.ui.workspace.archive_kinds(),
+            "ui.workspace.supported_archive_types",
+        )
         files = await asyncio.to_thread(archive.extract, received, unpacked, limits)
         received.unlink()
         row = await service.create(ident, req, unpacked=unpacked)

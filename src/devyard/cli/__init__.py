@@ -1,8 +1,9 @@
-"""The `devyard` command: thin wrappers that parse, call and print; errors: one line, exit 1 (a refused flag: 2)."""
+"""The `devyard` command: thin wrappers that parse, call and print; errors: one line, exit 1 (a refused configuration: 2)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -15,12 +16,14 @@ from devyard import __version__, logs
 from devyard.auth.users import ensure_admin
 from devyard.cli import ws_access as _ws_access  # noqa: F401  (adds `ws share` … `ws open`)
 from devyard.cli.accounts import audit_command, token_app, user_app
+from devyard.cli.client import Api
 from devyard.cli.secrets import secret_app
 from devyard.cli.ws import ws_app
-from devyard.config import DEFAULT_DATA_DIR, OVERRIDE_REFUSED, Settings, load_settings
+from devyard.config import CONFIG_ERRORS, DEFAULT_DATA_DIR, Settings, load_settings
 from devyard.doctor import run_checks
 from devyard.engine import install
-from devyard.errors import DevyardError, Invalid
+from devyard.errors import DevyardError
+from devyard.provision import resolve_groups
 from devyard.provision.check import check_group
 from devyard.store.db import migrate_apart, open_engine, sessionmaker
 
@@ -124,8 +127,14 @@ def up(
         if settings.tls == "self-signed" and settings.tls_cert is None:
             cert, key = self_signed(settings.secrets_dir / "tls", settings.host, resolve_domain(settings))
             settings = settings.model_copy(update={"tls_cert": cert, "tls_key": key})
+            if settings._origin is not None:  # a reload reads the same certificate again
+                settings._origin.overrides.update(tls_cert=cert, tls_key=key)
             err.print(f"serving HTTPS with a self-signed certificate: {cert}", highlight=False)
     logs.configure(settings.log_format, err)
+    if settings.ignored():  # named once, at start: a DevBox key with no meaning here, or a typo
+        logging.getLogger("devyard.config").warning(
+            "%s: ignored, devyard has no use for: %s", config, ", ".join(settings.ignored())
+        )
     if install_engine and install.locate(settings.engine_dir) is None:
         install.install(settings.engine_dir, _progress)
     password = asyncio.run(_bootstrap(settings))
@@ -190,23 +199,37 @@ def engine_path() -> None:
 @extensions_app.command("check")
 def extensions_check(
     config: ConfigOpt = None,
-    group: Annotated[list[str] | None, typer.Option("--group", help="Only this group (repeatable).")] = None,
+    group: Annotated[
+        list[str] | None, typer.Option("--group", help="Only the group with this id (repeatable).")
+    ] = None,
 ) -> None:
     """Install every configured group into a scratch workspace, open it, and report which extensions install and activate."""
     settings = load_settings(config)
-    groups = [g for g in settings.extension_groups if not group or g.name in group]
-    if group and len(groups) != len(set(group)):
-        raise Invalid(
-            f"unknown group(s): {', '.join(set(group) - {g.name for g in groups})}", code="unknown_extension_group"
-        )
+    groups = (
+        resolve_groups(list(dict.fromkeys(group)), settings.extension_groups)
+        if group
+        else list(settings.extension_groups.values())
+    )
     failed = 0
     for g in groups:
         for o in check_group(settings, g, _progress):
             failed += not o.ok
             mark = "[green]ok[/]  " if o.ok else "[red]FAIL[/]"
-            console.print(f"{mark} {g.name:<16} {o.id:<40} {o.detail}", highlight=False, soft_wrap=True)
+            console.print(f"{mark} {g.id:<16} {o.id:<40} {o.detail}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def reload() -> None:
+    """Make the running manager read devyard.yaml again (an admin's DEVYARD_TOKEN; `systemctl reload` sends SIGHUP)."""
+    api = Api()
+    api.require_token()
+    result = api.request("POST", "/reload")
+    applied = ", ".join(result["applied"]) or "nothing changed"
+    console.print(f"reloaded: {applied}", highlight=False, soft_wrap=True)
+    if result["ignored"]:
+        err.print(f"ignored, devyard has no use for: {', '.join(result['ignored'])}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -215,7 +238,7 @@ def doctor() -> None:
     checks = run_checks(load_settings())
     for c in checks:
         mark = "[green]ok[/]  " if c.ok else ("[red]FAIL[/]" if c.required else "[yellow]warn[/]")
-        console.print(f"{mark} {c.name:<17} {c.detail}", highlight=False)
+        console.print(f"{mark} {c.name:<17} {c.detail}", highlight=False, soft_wrap=True)
     if any(c.required and not c.ok for c in checks):
         raise typer.Exit(1)
 
@@ -223,10 +246,11 @@ def doctor() -> None:
 def main() -> None:
     """Entry point: run the CLI, turning devyard errors into one line on stderr and exit 1.
 
-    A flag the settings refuse (`devyard up --port 70000`) exits 2, as click's own usage errors do.
+    A configuration the settings refuse (a flag such as `devyard up --port 70000`, the config file,
+    a DEVYARD_* variable) exits 2, as click's own usage errors do.
     """
     try:
         app()
     except DevyardError as exc:
-        err.print(f"error: {exc.message}", highlight=False, markup=False)
-        sys.exit(2 if exc.code == OVERRIDE_REFUSED else 1)
+        err.print(f"error: {exc.message}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(2 if exc.code in CONFIG_ERRORS else 1)

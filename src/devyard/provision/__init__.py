@@ -36,16 +36,15 @@ BASE_USER_SETTINGS: dict[str, Any] = {
 }
 
 
-def resolve_groups(names: list[str], available: list[ExtensionGroup]) -> list[ExtensionGroup]:
-    """The configured groups named in `names`; Invalid naming any unknown one."""
-    by_name = {g.name: g for g in available}
-    unknown = [n for n in names if n not in by_name]
+def resolve_groups(ids: list[str], available: dict[str, ExtensionGroup]) -> list[ExtensionGroup]:
+    """The configured groups whose ids are `ids`; Invalid naming any unknown one."""
+    unknown = [n for n in ids if n not in available]
     if unknown:
-        offered = ", ".join(sorted(by_name)) or "none are configured"
+        offered = ", ".join(sorted(available)) or "none are configured"
         raise Invalid(
             f"unknown extension group(s): {', '.join(unknown)} (available: {offered})", code="unknown_extension_group"
         )
-    return [by_name[n] for n in names]
+    return [available[n] for n in ids]
 
 
 def templates(settings: Settings) -> list[Template]:

@@ -27,10 +27,12 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """How much an archive may hold."""
+    """How much an archive may hold, and which kinds (`kind()`'s words) are taken; none given: every kind."""
 
     max_entries: int
     max_bytes: int
+    kinds: frozenset[str] = frozenset()
+    kinds_setting: str = ""  # the setting that chose `kinds`, named when an archive is refused
 
 
 def kind(path: Path) -> str:
@@ -54,7 +56,13 @@ def extract(archive: Path, dest: Path, limits: Limits) -> int:
     dest.mkdir(parents=True)
     try:
         unpacker = _Unpacker(dest, limits)
-        if kind(archive) == "zip":
+        found = kind(archive)
+        if limits.kinds and found not in limits.kinds:
+            taken = ", ".join(sorted(f".{k}" for k in limits.kinds))
+            raise ArchiveRefused(
+                f"the upload is a .{found} archive; this server takes {taken} ({limits.kinds_setting})"
+            )
+        if found == "zip":
             unpacker.zip(archive)
         else:
             unpacker.tar(archive)

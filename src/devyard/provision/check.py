@@ -25,7 +25,7 @@ def check_group(settings: Settings, group: ExtensionGroup, say: Callable[[str], 
     """Install `group` into a scratch workspace and open it; one Outcome per extension (refused ones included)."""
     engine = install.require(settings.engine_dir)
     with tempfile.TemporaryDirectory(prefix="devyard-check-") as scratch:
-        ws = WorkspaceSpec(uid="check", owner="check", name=group.name, root=Path(scratch))
+        ws = WorkspaceSpec(uid="check", owner="check", name=f"check-{group.id}", root=Path(scratch))
         ws.extensions_dir.mkdir()
         allowed, refused = [], []
         for ext_id in group.extensions:
@@ -34,9 +34,9 @@ def check_group(settings: Settings, group: ExtensionGroup, say: Callable[[str], 
                 allowed.append(ext_id)
             except Invalid as exc:  # malformed, or outside the allow-list
                 refused.append(Outcome(ext_id, False, exc.message))
-        say(f"checking group {group.name}: {len(group.extensions)} extension(s)")
+        say(f"checking group {group.id}: {len(group.extensions)} extension(s)")
         installed = extensions.install(engine, ws, allowed, settings.extensions)
-        say(f"opening group {group.name} in a workbench to see its extensions activate")
+        say(f"opening group {group.id} in a workbench to see its extensions activate")
         verdicts = activation.check(engine, ws, [o.id for o in installed if o.installed], settings.extensions.browser)
         checked = [
             replace(o, activated=verdicts[o.id].ok, detail=f"{o.detail}, {verdicts[o.id].detail}")

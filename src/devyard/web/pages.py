@@ -19,6 +19,9 @@ from devyard.workspaces.access import Action
 
 router = APIRouter(include_in_schema=False)
 
+# DevBox's `ui.workspace.default_type` words, as the create form's sources.
+CREATE_SOURCES = {"empty": "empty", "upload": "archive", "github": "git"}
+
 
 async def viewer(request: Request) -> Identity:
     """The signed-in user of a page request; LoginRequired otherwise."""
@@ -80,9 +83,11 @@ async def new_workspace(request: Request, me: Viewer) -> HTMLResponse:
         "new",
         taken=taken,
         templates=[t for t in templates(settings) if t.name != EMPTY_TEMPLATE],
-        groups=settings.extension_groups,
+        groups=list(settings.extension_groups.values()),
         default_groups=set(settings.ui.default_extension_groups),
         max_upload_mb=settings.ui.workspace.max_upload_size_mb,
+        archive_types=settings.ui.workspace.supported_archive_types,
+        default_source=CREATE_SOURCES[settings.ui.workspace.default_type],
         sizes=sizes.listed(settings),
         default_size=settings.default_size,
     )
@@ -96,7 +101,9 @@ async def workspace_page(request: Request, name: str, me: Viewer, owner: str | N
     ws = service.to_model(row)
     owner_view = row.owner_id == me.user_id
     can_delete = owner_view or me.acts_as_admin
-    addable = [g for g in service.settings.extension_groups if g.name not in ws.extension_groups] if owner_view else []
+    addable = (
+        [g for g in service.settings.extension_groups.values() if g.id not in ws.extension_groups] if owner_view else []
+    )
     return page(
         request,
         "detail.html",

@@ -126,6 +126,8 @@
     if (source() === "archive") {
       file = form.elements.archive.files[0];
       if (!file) { dy.say(message, "Choose an archive to upload."); form.elements.archive.focus(); return; }
+      const types = JSON.parse(form.dataset.archiveTypes);
+      if (!types.some((t) => file.name.toLowerCase().endsWith(t))) { dy.say(message, `This server takes ${types.join(", ")} archives.`); form.elements.archive.focus(); return; }
       if (file.size > maxBytes) { dy.say(message, `The archive is ${dy.bytes(file.size)}; the limit is ${form.dataset.maxUploadMb} MB.`); return; }
     }
     if (source() === "git" && !form.elements.git_url.value.trim()) { dy.say(message, "Give the repository's URL."); form.elements.git_url.focus(); return; }

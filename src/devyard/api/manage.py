@@ -1,0 +1,23 @@
+"""/api/v1/reload (admins): the running manager reads its configuration again, as on SIGHUP."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from devyard.api.deps import AdminUser, record
+from devyard.errors import RestartNeeded
+from devyard.models import ReloadResult
+from devyard.settings_reload import reload_settings
+
+router = APIRouter(tags=["meta"])
+
+
+@router.post("/reload", response_model=ReloadResult, summary="Read devyard.yaml again (admins only)")
+async def reload(_: AdminUser, request: Request) -> ReloadResult:
+    """Apply the catalog, groups, sizes, quotas, allow-list and policies at once; 409 when a change needs a restart."""
+    result = reload_settings(request.app.state.settings)
+    if result.refused:
+        names = ", ".join(result.need_restart)
+        raise RestartNeeded(f"{names}: only read at start; restart the manager to apply them (nothing was changed)")
+    await record(request, "config.reload", "", detail={"applied": result.applied})
+    return ReloadResult(applied=result.applied, ignored=result.ignored)
