@@ -44,6 +44,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "devyard.config",
             "devyard.settings_parts",
             "devyard.settings_file",
+            "devyard.settings_devbox",
+            "devyard.settings_reload",
             "devyard.versions",
             "devyard.errors",
             "devyard.models",

@@ -3,7 +3,7 @@
 Precedence, highest first: command-line flags, DEVYARD_* environment variables, the `devyard:`
 block of the config file, defaults; every value, flags included, is checked by the Settings model.
 Databricks DevBox keys (`extension_groups`, `packaged_assets`, `ui`) are read from the top level of
-the same file unchanged. The blocks that are models of their own (sizes, tools, kubernetes, ...),
+the same file unchanged (settings_devbox.py). The blocks that are models of their own (sizes, tools, kubernetes, ...),
 the sizes check and the derived paths (DerivedSettings) live in settings_parts.py; reading the file
 and turning refusals into Invalid live in settings_file.py. Both are re-exported here.
 """
@@ -18,6 +18,17 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from devyard.origins import check_settings as check_origins
+from devyard.settings_devbox import (
+    CatalogItem,
+    CatalogTab,
+    ExtensionGroup,
+    PackagedAssets,
+    Server,
+    Ui,
+    UiWorkspace,
+    check_group_names,
+    keyed_groups,
+)
 from devyard.settings_file import CONFIG_ERRORS, OVERRIDE_REFUSED, Origin, describe, load_model, read_config_file
 from devyard.settings_parts import (
     DEFAULT_PIDS_MAX,
@@ -26,26 +37,17 @@ from devyard.settings_parts import (
     NO_LIMITS,
     OPEN_VSX,
     PRIVATE_NETWORKS,
-    CatalogItem,
-    CatalogTab,
     DerivedSettings,
-    ExtensionGroup,
     ExtensionSettings,
     KubernetesSettings,
-    PackagedAssets,
     Pool,
-    Server,
     Size,
     Tool,
-    Ui,
-    UiWorkspace,
     check_deny_networks,
-    check_group_names,
-    keyed_groups,
     resolve_default_size,
 )
 
-# Settings, its blocks from settings_parts and the file helpers of settings_file: importers name them from here.
+# Settings, its blocks from settings_parts and settings_devbox and the file helpers of settings_file: importers name them from here.
 __all__ = [
     "CONFIG_ERRORS",
     "CatalogItem",
