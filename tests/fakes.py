@@ -26,6 +26,7 @@ class FakeBackend:
         self.removed: list[str] = []
         self.fail_start: str | None = None
         self.fail_stop: str | None = None
+        self.commands: list[tuple[str, str]] = []
 
     async def start(self, ws: WorkspaceSpec) -> Endpoint:
         """An engine 'runs' at a socket path of its own for each start."""
@@ -58,6 +59,11 @@ class FakeBackend:
     async def listening_ports(self, ws: WorkspaceSpec) -> list[int] | None:
         """No ports."""
         return []
+
+    async def run_once(self, ws: WorkspaceSpec, command: str, timeout_s: float) -> int:
+        """Record the command; status 0."""
+        self.commands.append((ws.uid, command))
+        return 0
 
     async def adopt(self) -> list[RuntimeStatus]:
         """The engines still 'running' (a manager restart finds them)."""

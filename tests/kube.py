@@ -245,7 +245,9 @@ def unschedulable() -> dict[str, Any]:
 class Node:
     """The kubelet, played on this machine: each new pod's init script, then its engine, with the real code-server.
 
-    The pod's own command lines are run, with its paths moved under `root` (its volume, one folder
+    The pod's own command lines are run (the engine's own command aside: this machine's engine runs,
+    wrapped in the shell that runs a devcontainer.json's commands when the pod has one; an init
+    container copying the engine into another image is not run), with its paths moved under `root` (its volume, one folder
     per claim, and its init Secret's files) and its listening address moved to its Service's
     cluster IP (a loopback address the Emulator gave it). Ready once /healthz answers, as the
     pod's readiness probe; an engine that exits is reported as a container that terminated; a
@@ -368,8 +370,11 @@ class Node:
             for source in main.get("envFrom", []):
                 env.update(self.api.secret_data(source["secretRef"]["name"]))
             args = [self._paths(a, volume, init).replace("0.0.0.0:", f"{ip}:") for a in main["args"]]
+            # A devcontainer.json's commands wrap the engine (`sh -c HOOKS devyard-engine ENGINE...`): run that shell too.
+            command = main.get("command", [])
+            hooks = command[1 : command.index("devyard-engine") + 1] if "devyard-engine" in command else []
             proc = subprocess.Popen(
-                [str(self.engine.node), str(self.engine.entry), *args],
+                [*(self._paths(a, volume, init) for a in hooks), str(self.engine.node), str(self.engine.entry), *args],
                 env=env,
                 cwd=self._paths(main["workingDir"], volume, init),
                 stdout=out,

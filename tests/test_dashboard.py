@@ -500,9 +500,12 @@ def test_phone_width_dark_mode_and_labels(m: Manager, tmp_path: Path) -> None:
         page = desk.new_page()
         login(page, m.url, "admin", ADMIN_PASSWORD)
         page.goto(m.url + "/new")
-        # Keyboard only: type a name, tab to the create button and press it.
+        # Keyboard only: type a name, choose an empty folder (this manager starts from an upload), press create.
         page.focus("#name")
         page.keyboard.type("keyboard-made")
+        page.focus("input[name=source][value=empty]")
+        page.keyboard.press("Space")
+        expect(page.locator("input[name=source][value=empty]")).to_be_checked()
         page.focus("#submit")
         page.keyboard.press("Enter")
         expect(page.locator("#setup-state")).to_contain_text("ready", timeout=WORKBENCH_TIMEOUT_MS)

@@ -64,6 +64,19 @@ def test_manifests_validate_against_the_kubernetes_schemas() -> None:
                 limits=Limits(memory_bytes=2 << 30, cpus=1.5, disk_bytes=10 << 30),
             ),
         ),
+        (  # a devcontainer.json's image, variables and commands
+            KubernetesSettings(),
+            WorkspaceSpec(
+                UID,
+                "ann",
+                "proj",
+                Path("/x"),
+                container_env={"A": "${containerEnv:PATH}:/opt"},
+                post_create="make setup",
+                post_start="make serve &",
+                image="ghcr.io/example/toolchain:1",
+            ),
+        ),
     ]
     for k8s, ws in variants:
         made = [

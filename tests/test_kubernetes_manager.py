@@ -184,3 +184,68 @@ def test_workbench_and_terminal_in_chromium_on_kubernetes(cluster: tuple[KubeApi
         assert (volume / "files" / "from-the-terminal.txt").read_text() == "hello from a secret\n"
     finally:
         m.stop()
+
+
+DEVCONTAINER = """{
+  // The team's toolchain image; devyard brings its own engine into it.
+  "image": "ghcr.io/example/toolchain:2026.11",
+  "containerEnv": {"GREETING": "hello from the image", "API_TOKEN": "from the repository"},
+  "remoteEnv": {"TOOLS": "${containerEnv:HOME}/tools"},
+  "postCreateCommand": "echo created > created.txt",
+  "postStartCommand": "echo \\"started $GREETING\\" >> started.txt",
+  "forwardPorts": [8888],
+  "portsAttributes": {"8888": {"label": "Notebook"}},
+  "build": {"dockerfile": "Dockerfile"},
+}
+"""
+
+
+def test_a_devcontainer_image_runs_the_workspace_with_devyards_engine(
+    cluster: tuple[KubeApi, Node, Path], tmp_path: Path
+) -> None:
+    api, node, folder = cluster
+    repo = make_repo(folder / "repos" / "tooled.git", {".devcontainer/devcontainer.json": DEVCONTAINER})
+    m = start_manager(tmp_path / "data", manager_env(api, folder, free_port()))
+    try:
+        assert m.cli("secret", "set", "API_TOKEN", input="s3cret\n").returncode == 0
+        with m.api() as client:
+            assert client.post("/workspaces", json={"name": "tooled", "git_url": f"file://{repo}"}).status_code == 201
+        m.wait_status("tooled", "running", timeout=180)
+        pod = find_pod(api, "tooled")
+        spec = pod["spec"]
+        engine = spec["containers"][0]
+        # The repository's image runs the workspace; an init container copies the engine into it from the engine image.
+        assert engine["image"] == "ghcr.io/example/toolchain:2026.11"
+        prepare, copy = spec["initContainers"]
+        assert (
+            copy["name"] == "engine" and copy["image"] == prepare["image"] == "docker.io/codercom/code-server:4.139.1"
+        )
+        assert {"name": "DEVYARD_ENGINE_HOME", "value": "/usr/lib/code-server"} in copy["env"]
+        assert {"name": "engine", "mountPath": "/opt/devyard-engine", "readOnly": True} in engine["volumeMounts"]
+        assert engine["command"][:3] == ["/opt/devyard-engine/dumb-init", "sh", "-c"]
+        assert engine["command"][4:] == ["devyard-engine", "/opt/devyard-engine/code-server/bin/code-server"]
+        env = {e["name"]: e["value"] for e in engine["env"]}
+        assert env["GREETING"] == "hello from the image" and env["TOOLS"] == "$(HOME)/tools"
+        assert "API_TOKEN" not in env  # the owner's secret (envFrom) wins: env would beat it
+        # The commands ran in the pod: postCreateCommand once, postStartCommand beside the engine.
+        volume = node.root / "volumes" / pod["metadata"]["name"]
+        assert (volume / "files" / "created.txt").read_text() == "created\n"
+        wait_for(lambda: (volume / "files" / "started.txt").exists(), 30, "postStartCommand to run")
+        assert (volume / "files" / "started.txt").read_text() == "started hello from the image\n"
+        running = psutil.Process(node.running[pod["metadata"]["name"]].pid)
+        assert running.environ()["API_TOKEN"] == "s3cret"
+        with m.api() as client:
+            ws = client.get("/workspaces/tooled").json()
+            assert ws["devcontainer"]["image_used"] is True and ws["devcontainer"]["unsupported"] == ["build"]
+            ports = client.get("/workspaces/tooled/ports").json()
+            assert [(p["port"], p["label"]) for p in ports] == [(8888, "Notebook")]
+            lines = client.get("/workspaces/tooled/logs", params={"lines": 300}).json()["lines"]
+            assert any("image ghcr.io/example/toolchain:2026.11" in line for line in lines)
+        # Started again, the pod runs postStartCommand again and postCreateCommand never again.
+        assert m.cli("ws", "restart", "tooled").returncode == 0
+        m.wait_status("tooled", "running", timeout=120)
+        wait_for(lambda: len((volume / "files" / "started.txt").read_text().splitlines()) == 2, 30, "a second start")
+        assert (volume / "files" / "created.txt").read_text() == "created\n"
+        assert m.cli("ws", "rm", "tooled").returncode == 0
+    finally:
+        m.stop()

@@ -227,6 +227,7 @@ class Settings(DerivedSettings, BaseSettings):
     git_clone_timeout_s: float = Field(
         600.0, gt=0, description="How long a git clone may take before provisioning fails."
     )
+    post_create_timeout_s: float = Field(1800.0, gt=0, description="How long a postCreateCommand may run, in seconds.")
     archive_max_entries: int = Field(100_000, gt=0, description="Most entries an uploaded archive may hold.")
     archive_max_expanded_mb: int = Field(10_240, gt=0, description="Most an uploaded archive may expand to, in MB.")
     idle_timeout_s: int = Field(

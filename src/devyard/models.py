@@ -289,6 +289,15 @@ class Progress(BaseModel):
     total: int
 
 
+class DevContainerInfo(BaseModel):
+    """What the workspace's devcontainer.json asked for that devyard could not do."""
+
+    path: str = Field(description="Where it is in the workspace's files")
+    image: str | None = Field(description="The image it names")
+    image_used: bool = Field(description="Whether the workspace runs in that image (the kubernetes backend only)")
+    unsupported: list[str] = Field(description="Its keys devyard does not support, left out")
+
+
 class Workspace(BaseModel):
     """A workspace as the API shows it (design.md §5)."""
 
@@ -306,6 +315,7 @@ class Workspace(BaseModel):
     idle_timeout_s: int | None = None  # its own idle timeout; None: the manager's default
     size: str | None = None  # its size preset (the manager's default_size when it chose none); None: no limits
     reason: str | None = None  # while failed: why, as a code (out_of_memory, crash_loop, engine_start_failed, ...)
+    devcontainer: DevContainerInfo | None = None  # from its files' devcontainer.json, when they hold one
 
 
 PortVisibility = Literal["private", "shared", "public"]
@@ -320,6 +330,9 @@ class WorkspacePort(BaseModel):
     )
     listening: bool = Field(
         description="Whether a process of the workspace listens on it now (read from outside the engine)"
+    )
+    label: str | None = Field(
+        default=None, description="Its name in the workspace's devcontainer.json (portsAttributes)"
     )
     url: str = Field(description="Where it opens")
 

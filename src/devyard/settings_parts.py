@@ -118,6 +118,15 @@ class KubernetesSettings(BaseModel):
     engine_port: int = Field(
         default=8080, ge=1, le=65535, description="The port engines listen on inside their pod (and their Service)."
     )
+    engine_home: str = Field(
+        default="/usr/lib/code-server",
+        description="Where code-server is installed in the engine image: copied into the pod of a workspace whose "
+        "devcontainer.json names an image of its own.",
+    )
+    devcontainer_images: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Images a devcontainer.json may run its workspace in (glob patterns; empty: none, the engine image is used).",
+    )
     run_as_user: int = Field(
         default=1000, ge=1, description="The non-root uid engines run as (the code-server image's `coder`)."
     )

@@ -45,6 +45,7 @@ RELOADABLE = frozenset(
         "oidc_allowed_groups",
         "git_file_roots",
         "git_clone_timeout_s",
+        "post_create_timeout_s",
         "archive_max_entries",
         "archive_max_expanded_mb",
         "crash_restarts",

@@ -51,6 +51,13 @@ class WorkspaceSpec:
     path: tuple[str, ...] = ()  # folders of tools' commands, put first on the engine's PATH
     limits: Limits = field(default_factory=Limits)
     first_start: bool = False  # never started before: no editor state yet (a warm pool engine may serve it)
+    # From the files' devcontainer.json: variables (`${containerEnv:NAME}` references allowed; the
+    # owner's secrets win), shell commands run once at the first start and at every start (the local
+    # backend runs post_create while provisioning instead), and the image (Kubernetes only).
+    container_env: Mapping[str, str] = field(default_factory=dict)
+    post_create: str | None = None
+    post_start: str | None = None
+    image: str | None = None
 
     @property
     def base_path(self) -> str:
@@ -148,6 +155,13 @@ class Backend(Protocol):
         """TCP ports the workspace's processes listen on, seen from outside the engine; None where this backend cannot see them."""
         ...
 
+    async def run_once(self, ws: WorkspaceSpec, command: str, timeout_s: float) -> int:
+        """Run a shell command where the engine of `ws` runs (its account, its sandbox), output to its log; the exit status.
+
+        NotOnThisBackend where commands run in the workspace's pod instead (`ws.post_create`).
+        """
+        ...
+
     async def adopt(self) -> list[RuntimeStatus]:
         """After a manager restart: the engines still running, found without any manager state."""
         ...
@@ -181,6 +195,7 @@ OPERATIONS: dict[str, str] = {
     "status": "read the status of",
     "stats": "measure",
     "listening_ports": "read the ports of",
+    "run_once": "run a command in",
     "adopt": "adopt the engines left running",
     "close": "close the backend",
     "write_files": "write the secret files of",

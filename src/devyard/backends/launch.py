@@ -34,6 +34,8 @@ from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env, polic
 from devyard.errors import BackendError, Invalid
 from devyard.origins import engine_proxy_uri
 from devyard.osaccounts import Account
+from devyard.processes import terminate_tree
+from devyard.provision import devcontainer
 
 log = logging.getLogger("devyard")
 
@@ -43,6 +45,7 @@ NOT_SANDBOXED = (
 )
 # sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
+TIMED_OUT = 124  # run_once's status for a command stopped at its time limit, as timeout(1) says it
 
 
 class Launcher:
@@ -107,14 +110,10 @@ class Launcher:
                 reconnection_grace_s=self.settings.reconnection_grace_s,
             ),
         )
-        env = engine_env(engine, home=ws.home_dir, runtime_dir=runtime, extra=self.settings.engine_env)
-        if self.proxy_uri is not None:
-            env["VSCODE_PROXY_URI"] = self.proxy_uri
-        env.update(ws.env)
-        if ws.path:
-            env["PATH"] = os.pathsep.join([*ws.path, env["PATH"]])
+        env = self.environment(ws, engine, runtime, account)
         homefiles.write(ws.home_dir, ws.files, [])
-        env.update(USER=account.name if account else self.user, LOGNAME=account.name if account else self.user)
+        if ws.post_start:
+            argv = with_post_start(ws.post_start, argv)
         groups = self.groups(ws)
         net: dict[str, Any] = {}
         helper: subprocess.Popen[bytes] | None = None
@@ -186,6 +185,66 @@ class Launcher:
         )
         return proc, helper
 
+    def environment(
+        self, ws: WorkspaceSpec, engine: install.Engine, runtime: Path, account: Account | None
+    ) -> dict[str, str]:
+        """The variables the engine and its terminals get: the engine's, the devcontainer.json's, the owner's secrets."""
+        env = engine_env(engine, home=ws.home_dir, runtime_dir=runtime, extra=self.settings.engine_env)
+        if self.proxy_uri is not None:
+            env["VSCODE_PROXY_URI"] = self.proxy_uri
+        if ws.path:
+            env["PATH"] = os.pathsep.join([*ws.path, env["PATH"]])
+        given = dict(env)
+        env.update({name: devcontainer.expand(value, given) for name, value in ws.container_env.items()})
+        env.update(ws.env)
+        env.update(USER=account.name if account else self.user, LOGNAME=account.name if account else self.user)
+        return env
+
+    def run_once(self, ws: WorkspaceSpec, command: str, timeout_s: float) -> int:
+        """Run a shell command as the workspace's account, in a sandbox like its engine's; its exit status (output: the log)."""
+        engine = install.require(self.settings.engine_dir)
+        account = osaccounts.ensure(ws.owner) if self.isolated else None
+        if account:
+            engine = publish.for_accounts(engine)
+        runtime = self.prepare(ws, account)
+        env = self.environment(ws, engine, runtime, account)
+        argv = ["/bin/sh", "-c", command]
+        net: subprocess.Popen[bytes] | None = None
+        with ws.log_file.open("ab") as log:
+            if account and self.sandbox.available:
+                started = sandbox.launch(
+                    argv,
+                    account=account,
+                    layout=self.layout(ws, runtime),
+                    deny=self.deny,
+                    env=env,
+                    output=log,
+                    before_release=lambda pids: None,
+                )
+                proc, net = started.proc, started.net
+            else:
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=ws.files_dir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                    **osaccounts.popen_args(account),
+                )
+            try:
+                return proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                terminate_tree(psutil.Process(proc.pid), timeout=5)
+                proc.wait()
+                log.write(f"--- devyard: stopped after {timeout_s:.0f} s ---\n".encode())
+                return TIMED_OUT
+            finally:
+                if net is not None:
+                    net.wait(timeout=10)  # slirp4netns ends with the sandbox
+
     def layout(self, ws: WorkspaceSpec, runtime: Path) -> sandbox.Layout:
         """What the engine of `ws` sees of this host's files in its sandbox."""
         return sandbox.Layout(
@@ -249,6 +308,19 @@ def check_isolation(settings: Settings) -> None:
             f"(mode {blocker.stat().st_mode & 0o777:o}); use a data dir such as /var/lib/devyard, or set os_accounts: off",
             code="data_dir_not_reachable",
         )
+
+
+def with_post_start(command: str, argv: list[str]) -> list[str]:
+    """`argv` started by a shell that first runs `command` beside it (devcontainer.json's postStartCommand).
+
+    The shell then becomes the engine (exec): the engine keeps its pid, and the command runs in the
+    same sandbox, as the same account, with its output and exit status in the engine's log.
+    """
+    script = (
+        'echo "--- devyard: postStartCommand ---"; '
+        '( /bin/sh -c "$0"; echo "--- devyard: postStartCommand exited with status $? ---" ) & exec "$@"'
+    )
+    return ["/bin/sh", "-c", script, command, *argv]
 
 
 def pwd_name(uid: int) -> str:

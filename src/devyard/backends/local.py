@@ -328,6 +328,10 @@ class LocalBackend:
         """What the engine's process tree listens on, read from /proc in its own network namespace."""
         return await asyncio.to_thread(listening_ports, alive(self.records.read(ws.uid)))
 
+    async def run_once(self, ws: WorkspaceSpec, command: str, timeout_s: float) -> int:
+        """Run `command` as the workspace's account, in a sandbox like its engine's; output to its log."""
+        return await asyncio.to_thread(self.launcher.run_once, ws, command, timeout_s)
+
     async def adopt(self) -> list[RuntimeStatus]:
         """Engines left running by an earlier manager, found from run/*.json; stale records are removed."""
         self.launcher.protect_run_dir()

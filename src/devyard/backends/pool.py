@@ -56,7 +56,7 @@ def slot_spec(pool_dir: Path, path: tuple[str, ...]) -> WorkspaceSpec:
 
 def eligible(ws: WorkspaceSpec, path: tuple[str, ...]) -> bool:
     """Whether a pool engine is what starting `ws` would give (see the module docstring)."""
-    if not ws.first_start or ws.env or ws.path != path:
+    if not ws.first_start or ws.env or ws.container_env or ws.post_start or ws.path != path:
         return False
     extensions = ws.extensions_dir
     return not (extensions.is_dir() and any(extensions.iterdir()))

@@ -18,7 +18,7 @@ from devyard.engine import install
 from devyard.errors import DevyardError, Invalid, ProvisionError
 from devyard.models import Template
 from devyard.osaccounts import Account, chown_tree, prepare_folders
-from devyard.provision import extensions, git, tools, usersettings
+from devyard.provision import devcontainer, extensions, git, tools, usersettings
 from devyard.provision.extensions import Outcome
 from devyard.provision.progress import Progress
 
@@ -101,8 +101,18 @@ class Plan:
     )
 
 
-def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progress) -> list[Outcome]:
+@dataclass
+class Provisioned:
+    """What provisioning made: how each extension went, and the devcontainer.json the files hold."""
+
+    outcomes: list[Outcome]
+    devcontainer: devcontainer.DevContainer | None = None
+
+
+def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progress) -> Provisioned:
     """Create the workspace's folders, fill files/, write its user settings and install its groups' extensions.
+
+    A devcontainer.json in the files adds its extensions (those the allow-list takes) and settings.
 
     The folders are the workspace account's from the moment they exist, and everything done in them
     runs as that account (the clone, the extension installs) or through safefs (the settings):
@@ -113,7 +123,7 @@ def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progr
     ProvisionError when a step fails; an extension that will not install is an Outcome, not a failure.
     """
     ids = list(dict.fromkeys([*group_extensions(plan.groups), *plan.extension_ids]))
-    steps = 2 + (plan.git_url is not None or plan.unpacked is not None) + bool(settings.tools) + bool(ids)
+    steps = 3 + (plan.git_url is not None or plan.unpacked is not None) + bool(settings.tools)
     account = plan.account
     try:
         prepare_folders(
@@ -138,12 +148,18 @@ def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progr
             _move_in(plan.unpacked, ws.files_dir, account)
         if plan.user_data is not None:
             _restore_user_data(plan.user_data, ws.data_dir, account)
-        progress("settings", steps - bool(settings.tools) - bool(ids), steps)
+        progress("settings", steps - bool(settings.tools) - 1, steps)
+        found = devcontainer.read(ws.files_dir)
         defaults = dict(BASE_USER_SETTINGS)
         for group in plan.groups:
             defaults.update(group.user_settings)
+        outcomes: list[Outcome] = []
+        if found is not None:
+            defaults.update(found.settings)
+            allowed, outcomes = extensions.partition_allowed(found.extensions, settings.extensions)
+            ids = list(dict.fromkeys([*ids, *allowed]))
         usersettings.merge(ws.data_dir, defaults)
-        outcomes = install_tools(settings, progress)
+        outcomes += install_tools(settings, progress)
         if ids:
             outcomes += extensions.install(
                 install.require(settings.engine_dir),
@@ -154,7 +170,7 @@ def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progr
                 account,
                 settings.engine_env,
             )
-        return outcomes
+        return Provisioned(outcomes, found)
     except DevyardError:
         _empty(ws.files_dir)
         raise
@@ -222,6 +238,11 @@ def add_groups(
 def group_extensions(groups: list[ExtensionGroup]) -> list[str]:
     """The groups' extension ids, each once, in order."""
     return list(dict.fromkeys(e for g in groups for e in g.extensions))
+
+
+def empty_files(ws: WorkspaceSpec) -> None:
+    """Empty the workspace's files/ (a failed provisioning step, so that it can be run again)."""
+    _empty(ws.files_dir)
 
 
 def _empty(folder: Path) -> None:

@@ -47,6 +47,19 @@ class Outcome:
         return self.installed and self.activated
 
 
+def partition_allowed(ids: list[str], config: ExtensionSettings) -> tuple[list[str], list[Outcome]]:
+    """The ids that are well formed and allowed, and a failed Outcome for each other one (a repository asked for them)."""
+    allowed, refused = [], []
+    for ext_id in ids:
+        try:
+            check_allowed([ext_id], config)
+        except Invalid as exc:
+            refused.append(Outcome(ext_id, False, exc.message))
+            continue
+        allowed.append(ext_id)
+    return allowed, refused
+
+
 def check_allowed(ids: list[str], config: ExtensionSettings) -> None:
     """Invalid naming every id that is malformed or outside the admin's allow-list."""
     malformed = [i for i in ids if not EXTENSION_ID.match(i)]

@@ -105,6 +105,8 @@ class WorkspaceRow(Base):
     busy_replica: Mapped[str | None] = mapped_column(
         String(128)
     )  # the manager replica in the middle of changing it (provisioning, starting, ...)
+    # What provisioning took from the files' devcontainer.json (provision/devcontainer.py); None: none.
+    devcontainer: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     owner: Mapped[UserRow] = relationship(lazy="joined")
 

@@ -16,6 +16,7 @@ from devyard.provision import EMPTY_TEMPLATE, templates
 from devyard.web.render import render
 from devyard.workspaces import sizes
 from devyard.workspaces.access import Action
+from devyard.workspaces.provisioning import LOCAL_IMAGE
 
 router = APIRouter(include_in_schema=False)
 
@@ -117,6 +118,7 @@ async def workspace_page(request: Request, name: str, me: Viewer, owner: str | N
         sizes=sizes.listed(service.settings),
         local_files=service.backend.local_files,
         backend=service.settings.backend,
+        local_image=LOCAL_IMAGE,
         ports=[p.model_dump(mode="json") for p in await service.port_list(row)],
         public_ports=service.settings.public_ports,
         path_mode=service.origins.path_mode,

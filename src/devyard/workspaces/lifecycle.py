@@ -24,6 +24,7 @@ from devyard.errors import Conflict, DevyardError, Invalid, NotOnThisBackend
 from devyard.metrics import Metrics
 from devyard.paths import child
 from devyard.provision import tools as provision_tools
+from devyard.provision.devcontainer import DevContainer, image_allowed
 from devyard.store.tables import WorkspaceRow, utcnow
 from devyard.usersecrets import SecretStore
 from devyard.workspaces import quotas, sizes, states
@@ -132,6 +133,10 @@ class Lifecycle:
         """Whether the workspace's engine runs, asked of the backend."""
         return await self.backend.status(spec)
 
+    async def run_once(self, spec: WorkspaceSpec, command: str, timeout_s: float) -> int:
+        """Run a shell command where the workspace's engine runs (the backend's run_once); its exit status."""
+        return await self.backend.run_once(spec, command, timeout_s)
+
     async def logs(self, row: WorkspaceRow, lines: int) -> list[str]:
         """The last `lines` lines of the engine log."""
         return await self.backend.logs(self.spec(row), lines)
@@ -141,11 +146,21 @@ class Lifecycle:
         return await self.backend.stats(self.spec(row))
 
     async def with_secrets(self, row: WorkspaceRow) -> WorkspaceSpec:
-        """The spec an engine starts from: the owner's secrets and the manager's tools included."""
+        """The spec an engine starts from: the owner's secrets, the manager's tools and the devcontainer.json's part."""
         found = await self.secrets.materials(row.owner_id)
         path = tuple(provision_tools.bin_dirs(self.settings.tools_dir, self.settings.tools))
-        return dataclasses.replace(
+        spec = dataclasses.replace(
             self.spec(row), env=found.env, files=found.files, path=path, first_start=row.started_at is None
+        )
+        container = DevContainer.from_json(row.devcontainer)
+        if container is None:
+            return spec
+        return dataclasses.replace(
+            spec,
+            container_env=container.env,
+            post_create=container.post_create,
+            post_start=container.post_start,
+            image=container.image if image_allowed(container.image, self.settings) else None,
         )
 
     # -- writing a state ----------------------------------------------------------------

@@ -48,6 +48,7 @@ async def columns(db: async_sessionmaker[AsyncSession], who: Identity, all_users
             w.idle_timeout_s,
             w.size,
             w.reason,
+            w.devcontainer,
             UserRow.name.label("owner_name"),
         )
         .join(UserRow, UserRow.id == w.owner_id)

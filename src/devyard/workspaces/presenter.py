@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from devyard.config import Settings
-from devyard.models import Progress, Workspace
+from devyard.models import DevContainerInfo, Progress, Workspace
 from devyard.origins import Origins
+from devyard.provision.devcontainer import DevContainer, image_allowed
 from devyard.store.tables import WorkspaceRow
 from devyard.workspaces import sizes
 from devyard.workspaces.access import Route
@@ -46,7 +47,15 @@ class Presenter:
             idle_timeout_s=row.idle_timeout_s,
             size=sizes.effective(self.settings, row.size),
             reason=row.reason if row.status == Status.failed else None,
+            devcontainer=self._devcontainer(row.devcontainer),
         )
+
+    def _devcontainer(self, stored: dict[str, Any] | None) -> DevContainerInfo | None:
+        found = DevContainer.from_json(stored)
+        if found is None:
+            return None
+        used = image_allowed(found.image, self.settings)
+        return DevContainerInfo(path=found.path, image=found.image, image_used=used, unsupported=found.unsupported)
 
     def publish(self, row: WorkspaceRow) -> None:
         """Tell live viewers (the dashboard) about the row as it is now."""

@@ -21,11 +21,12 @@ from devyard import provision
 from devyard.auth.identity import Identity
 from devyard.backends.base import WorkspaceSpec
 from devyard.config import Settings
-from devyard.errors import DevyardError, Invalid, StorageFull, is_storage_full
+from devyard.errors import DevyardError, Invalid, ProvisionError, StorageFull, is_storage_full
 from devyard.models import Progress, WorkspaceCreate
 from devyard.osaccounts import Account
 from devyard.provision import extensions as provision_extensions
 from devyard.provision import git as provision_git
+from devyard.provision.devcontainer import DevContainer, image_allowed
 from devyard.provision.report import ProgressLog, failures
 from devyard.store.tables import WorkspaceRow, utcnow
 from devyard.usersecrets import SecretStore
@@ -49,6 +50,8 @@ class Workspaces(Protocol):
     ) -> None: ...
     async def save(self, row: WorkspaceRow, **fields: object) -> None: ...
     async def do_start(self, row: WorkspaceRow, keep_error: bool = False) -> None: ...
+    async def with_secrets(self, row: WorkspaceRow) -> WorkspaceSpec: ...
+    async def run_once(self, spec: WorkspaceSpec, command: str, timeout_s: float) -> int: ...
 
 
 class Provisioner:
@@ -166,7 +169,9 @@ class Provisioner:
             loop.call_soon_threadsafe(service.publish, row)
 
         try:
-            outcomes = await asyncio.to_thread(provision.provision, spec, plan, self.settings, progress)
+            made = await asyncio.to_thread(provision.provision, spec, plan, self.settings, progress)
+            if made.devcontainer is not None:
+                await self.devcontainer(row, made.devcontainer, reporter, progress)
         except DevyardError as exc:
             # A full disk, whichever step met it (git, unpacking, settings), is said plainly, with what to do.
             failure = StorageFull.during("provisioning", "retry provisioning") if is_storage_full(exc) else exc
@@ -178,15 +183,40 @@ class Provisioner:
             self.progress.pop(row.uid, None)
         shutil.rmtree(upload, ignore_errors=True)
         shutil.rmtree(restore, ignore_errors=True)
-        reporter.outcomes(outcomes)
+        reporter.outcomes(made.outcomes)
         reporter.line("provisioning done")
         # The workspace works without the extensions that failed; `error` says which, until the next start.
         # Straight on to starting: a watcher must never see a settled `stopped` between the two.
         await service.transition(
-            row, Status.starting if start else Status.stopped, provisioned_at=utcnow(), error=failures(outcomes)
+            row, Status.starting if start else Status.stopped, provisioned_at=utcnow(), error=failures(made.outcomes)
         )
         if start:
             await service.do_start(row, keep_error=True)
+
+    async def devcontainer(
+        self, row: WorkspaceRow, found: DevContainer, reporter: ProgressLog, progress: Callable[[str, int, int], None]
+    ) -> None:
+        """Keep what the files' devcontainer.json asks for, say what cannot apply, and run its postCreateCommand here.
+
+        ProvisionError when the command fails (the files are emptied, as by any failed step, for a retry).
+        """
+        for line in devcontainer_notes(found, self.settings):
+            reporter.line(line)
+        await self.lifecycle.save(row, devcontainer=found.to_json())
+        if not found.post_create or not self.local_files:
+            return  # on Kubernetes the pod runs it, with its image's tools, on its first start
+        progress("postCreateCommand", 0, 1)
+        reporter.line(f"devcontainer.json: postCreateCommand: {found.post_create}")
+        spec = await self.lifecycle.with_secrets(row)
+        status = await self.lifecycle.run_once(spec, found.post_create, self.settings.post_create_timeout_s)
+        if status != 0:
+            await asyncio.to_thread(provision.empty_files, spec)
+            raise ProvisionError(
+                f"devcontainer.json's postCreateCommand failed with exit status {status} (its output is in the "
+                "workspace's log); fix it and retry provisioning",
+                code="post_create_failed",
+            )
+        progress("postCreateCommand", 1, 1)
 
     async def add_groups(self, row: WorkspaceRow, names: list[str]) -> list[provision_extensions.Outcome]:
         """Add extension groups to a provisioned workspace: settings the user lacks, and extensions; one Outcome each."""
@@ -203,3 +233,33 @@ class Provisioner:
             merged = list(dict.fromkeys([*(row.extension_groups or []), *names]))
             await service.save(row, extension_groups=merged)
         return outcomes
+
+
+def devcontainer_notes(found: DevContainer, settings: Settings) -> list[str]:
+    """The workspace log's lines about a devcontainer.json: what is taken, and, once, what cannot apply here."""
+    taken = [f"{len(found.extensions)} extension(s)"] if found.extensions else []
+    taken += ["settings"] if found.settings else []
+    taken += [f"variables {', '.join(found.env)}"] if found.env else []
+    taken += [
+        name for name, cmd in (("postCreateCommand", found.post_create), ("postStartCommand", found.post_start)) if cmd
+    ]
+    taken += [f"ports {', '.join(str(p.port) for p in found.ports)}"] if found.ports else []
+    taken += [f"image {found.image}"] if image_allowed(found.image, settings) else []
+    notes = [f"devcontainer.json ({found.path}): {', '.join(taken) or 'nothing devyard uses'}"]
+    if found.image and settings.backend != "kubernetes":
+        notes.append(f"devcontainer.json: image {found.image} {LOCAL_IMAGE}")
+    elif found.image and not image_allowed(found.image, settings):
+        notes.append(
+            f"devcontainer.json: image {found.image} is not one this manager allows (kubernetes.devcontainer_images): "
+            "the engine image runs the workspace"
+        )
+    if found.unsupported:
+        notes.append(f"devcontainer.json: not supported here, left out: {', '.join(found.unsupported)}")
+    return notes
+
+
+# Said in the log and on the workspace's page when a devcontainer.json names an image on the local backend.
+LOCAL_IMAGE = (
+    "cannot apply on the local backend: workspaces run on this host's own system with devyard's engine, "
+    "so the image's tools are not there (the kubernetes backend runs it)"
+)

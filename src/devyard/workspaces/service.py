@@ -25,6 +25,7 @@ from devyard.errors import Forbidden, Invalid, NotFound, WorkspaceNotFound
 from devyard.metrics import Metrics
 from devyard.models import Workspace, WorkspaceCreate, WorkspacePort
 from devyard.origins import Origins
+from devyard.provision.devcontainer import DevContainer
 from devyard.store.tables import UserRow, WorkspaceRow
 from devyard.usersecrets import SecretStore
 from devyard.workspaces import listing
@@ -188,19 +189,22 @@ class WorkspaceService:
         self.narrowed(row.uid)
 
     async def port_list(self, row: WorkspaceRow) -> list[WorkspacePort]:
-        """The workspace's forwarded ports: those listening now (read from outside its engine) and those given a visibility."""
+        """The workspace's forwarded ports: listening now (read from outside its engine), given a visibility, or in its devcontainer.json."""
         listening: list[int] | None = []
         if self.routes.address(row.uid) is not None:
             listening = await self.backend.listening_ports(self.lifecycle.spec_of(row.uid, row.owner.name, row.name))
         chosen = self.ports.chosen(row.uid)
+        container = DevContainer.from_json(row.devcontainer)
+        labels = container.labels() if container else {}
         return [
             WorkspacePort(
                 port=port,
                 visibility=chosen.get(port, "private"),
                 listening=port in (listening or []),
                 url=self.origins.port_url(row.owner.name, row.name, row.uid, port),
+                label=labels.get(port),
             )
-            for port in sorted(set(listening or []) | set(chosen))
+            for port in sorted(set(listening or []) | set(chosen) | set(labels))
         ]
 
     async def set_port(self, row: WorkspaceRow, port: int, visibility: Visibility) -> WorkspacePort:
@@ -214,11 +218,13 @@ class WorkspaceService:
             await self.ports.write(s, row, port, visibility)
         self.ports.remember(row.uid, port, visibility)
         self.narrowed(row.uid)
+        container = DevContainer.from_json(row.devcontainer)
         return WorkspacePort(
             port=port,
             visibility=visibility,
             listening=False,
             url=self.origins.port_url(row.owner.name, row.name, row.uid, port),
+            label=container.labels().get(port) if container else None,
         )
 
     # -- commands -----------------------------------------------------------------------

@@ -30,7 +30,7 @@ from devyard.backends.kubernetes.client import Source, open_client, source, stat
 from devyard.backends.kubernetes.watcher import PodWatcher
 from devyard.config import Settings
 from devyard.engine.command import policy_flags
-from devyard.errors import BackendError
+from devyard.errors import BackendError, NotOnThisBackend
 from devyard.logfiles import tail
 from devyard.origins import engine_proxy_uri
 from devyard.paths import manager_record, remove_workspace
@@ -271,6 +271,12 @@ class KubernetesBackend:
 
     def _status(self, uid: str, pod: dict[str, Any] | None) -> RuntimeStatus:
         return pods.runtime(uid, pod, self._endpoint(uid))
+
+    async def run_once(self, ws: WorkspaceSpec, command: str, timeout_s: float) -> int:
+        """Not here: a workspace's commands run in its pod, with its image's tools (manifests.pod: post_create)."""
+        raise NotOnThisBackend(
+            "commands run in the workspace's pod on the kubernetes backend", code="not_on_this_backend"
+        )
 
     async def listening_ports(self, ws: WorkspaceSpec) -> list[int] | None:
         """Not seen from here: a pod's sockets are the node's to read, and its engine is not to be believed."""

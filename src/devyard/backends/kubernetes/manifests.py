@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -217,6 +218,47 @@ def engine_args(
     ]
 
 
+ENGINE_COPY = "engine"  # the init container that copies the engine into a devcontainer image's pod
+ENGINE_MOUNT = "/opt/devyard-engine"
+# Runs in the engine image: code-server (with its own Node) and dumb-init, for a pod whose image has neither.
+COPY_SCRIPT = f"""set -eu
+cp -a "$DEVYARD_ENGINE_HOME" {ENGINE_MOUNT}/code-server
+cp "$(command -v dumb-init)" {ENGINE_MOUNT}/dumb-init
+"""
+# Wraps the engine when the devcontainer.json has commands: postCreateCommand once (a marker in the
+# volume says it ran), postStartCommand beside the engine at every start; then the engine itself.
+# A failed postCreateCommand ends the pod, so the workspace fails with its output in the log.
+HOOKS_SCRIPT = f"""set -eu
+if [ -n "${{DEVYARD_POST_CREATE:-}}" ] && [ ! -e {MOUNT}/data/.devyard-post-create-done ]; then
+  echo "--- devyard: postCreateCommand ---"
+  sh -c "$DEVYARD_POST_CREATE"
+  touch {MOUNT}/data/.devyard-post-create-done
+fi
+if [ -n "${{DEVYARD_POST_START:-}}" ]; then
+  echo "--- devyard: postStartCommand ---"
+  ( sh -c "$DEVYARD_POST_START"; echo "--- devyard: postStartCommand exited with status $? ---" ) &
+fi
+exec "$@"
+"""
+
+
+def container_env(ws: WorkspaceSpec) -> list[Manifest]:
+    """The devcontainer.json's variables for the engine container (`${containerEnv:X}` as Kubernetes' `$(X)`).
+
+    A variable the owner's secrets also set is left out: in a pod, `env` would beat their `envFrom`.
+    """
+    env = [
+        {
+            "name": name,
+            "value": re.sub(r"\$\{(?:containerEnv|remoteEnv|env):([A-Za-z_][A-Za-z0-9_]*)\}", r"$(\1)", value),
+        }
+        for name, value in ws.container_env.items()
+        if name not in ws.env
+    ]
+    hooks = (("DEVYARD_POST_CREATE", ws.post_create), ("DEVYARD_POST_START", ws.post_start))
+    return env + [{"name": name, "value": command} for name, command in hooks if command]
+
+
 def _container_security() -> Manifest:
     return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
 
@@ -235,6 +277,26 @@ def pod(
     ]
     init_env = [{"name": "DEVYARD_SEED_URL", "value": seed_url}] if seed_url else []
     image = {"image": k8s.image, "imagePullPolicy": k8s.image_pull_policy}
+    command = list(k8s.engine_command)
+    mounts: list[Manifest] = [{"name": "workspace", "mountPath": MOUNT}]
+    copies: list[Manifest] = []
+    if ws.image:  # the devcontainer.json's image, with devyard's engine brought in from the engine image
+        volumes.append({"name": ENGINE_COPY, "emptyDir": {}})
+        mounts.append({"name": ENGINE_COPY, "mountPath": ENGINE_MOUNT, "readOnly": True})
+        command = [f"{ENGINE_MOUNT}/dumb-init", f"{ENGINE_MOUNT}/code-server/bin/code-server"]
+        copies.append(
+            {
+                "name": ENGINE_COPY,
+                **image,
+                "command": ["sh", "-c", COPY_SCRIPT],
+                "env": [{"name": "DEVYARD_ENGINE_HOME", "value": k8s.engine_home}],
+                "volumeMounts": [{"name": ENGINE_COPY, "mountPath": ENGINE_MOUNT}],
+                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+                "securityContext": _container_security(),
+            }
+        )
+    if ws.post_create or ws.post_start:
+        command = [command[0], "sh", "-c", HOOKS_SCRIPT, "devyard-engine", *command[1:]]
     spec: Manifest = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -260,19 +322,22 @@ def pod(
                 ],
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
                 "securityContext": _container_security(),
-            }
+            },
+            *copies,
         ],
         "containers": [
             {
                 "name": ENGINE,
                 **image,
-                "command": list(k8s.engine_command),
+                **({"image": ws.image} if ws.image else {}),
+                "command": command,
                 "args": engine_args(ws, k8s, policies, proxy_uri),
                 "workingDir": f"{MOUNT}/files",
                 "env": [
                     {"name": "HOME", "value": f"{MOUNT}/home"},
                     {"name": "VSCODE_CLI", "value": "1"},
                     *([{"name": "VSCODE_PROXY_URI", "value": proxy_uri}] if proxy_uri else []),
+                    *container_env(ws),
                 ],
                 "envFrom": [{"secretRef": {"name": name_of(ws.uid) + "-env"}}],
                 "ports": [{"name": "http", "containerPort": k8s.engine_port, "protocol": "TCP"}],
@@ -283,7 +348,7 @@ def pod(
                 },
                 "resources": resources(ws.limits, k8s),
                 "securityContext": _container_security(),
-                "volumeMounts": [{"name": "workspace", "mountPath": MOUNT}],
+                "volumeMounts": mounts,
             }
         ],
         "volumes": volumes,
