@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,10 +24,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stats import percentile, report, scratch  # noqa: E402
+from bench.stats import percentile, report, scratch, start_bare  # noqa: E402
 from devyard.config import load_settings  # noqa: E402
 from devyard.engine import install  # noqa: E402
-from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env  # noqa: E402
+from devyard.engine.command import ENGINE_CONFIG, engine_argv  # noqa: E402
 from tests.support import Manager, kill_tree, start_manager, wait_for  # noqa: E402
 
 POLL_S = 0.01
@@ -150,13 +149,7 @@ def bench_bare(runs: int, root: Path) -> list[float]:
             session_socket=d / "rt" / "session.sock",
         )
         t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            argv,
-            env=engine_env(engine, home=d / "home", runtime_dir=d / "rt"),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = start_bare(engine, argv, d)
         try:
             with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://engine") as c:
 

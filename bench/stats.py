@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,6 +17,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from devyard.engine.command import engine_env
+from devyard.engine.install import Engine
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -77,3 +81,14 @@ def scratch(prefix: str) -> Iterator[Path]:
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def start_bare(engine: Engine, argv: list[str], folder: Path) -> subprocess.Popen[bytes]:
+    """Start code-server as a user runs it alone (no manager): `argv`, with HOME and its runtime folder in `folder`."""
+    return subprocess.Popen(
+        argv,
+        env=engine_env(engine, home=folder / "home", runtime_dir=folder / "rt"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )

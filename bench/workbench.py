@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -35,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from playwright.sync_api import BrowserContext, Page, Response  # noqa: E402
 
-from bench.stats import percentile, report, scratch  # noqa: E402
+from bench.stats import percentile, report, scratch, start_bare  # noqa: E402
 from devyard.config import load_settings  # noqa: E402
 from devyard.engine import install  # noqa: E402
-from devyard.engine.command import ENGINE_CONFIG, engine_argv, engine_env  # noqa: E402
+from devyard.engine.command import ENGINE_CONFIG, engine_argv  # noqa: E402
 from tests.browser import WORKBENCH_TIMEOUT_MS, chromium, login  # noqa: E402
 from tests.support import ADMIN_PASSWORD, Manager, free_port, kill_tree, start_manager, wait_for  # noqa: E402
 
@@ -69,13 +68,7 @@ def bare_engine(root: Path) -> Iterator[str]:
     argv[i : i + 2] = ["--bind-addr", f"127.0.0.1:{port}"]
     del argv[argv.index("--socket-mode") : argv.index("--socket-mode") + 2]
     assert "--abs-proxy-base-path" not in argv  # base path "/": served at /, as code-server is by default
-    proc = subprocess.Popen(
-        argv,
-        env=engine_env(engine, home=d / "home", runtime_dir=d / "rt"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_bare(engine, argv, d)
     url = f"http://127.0.0.1:{port}"
     try:
 

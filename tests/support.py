@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -102,6 +104,15 @@ class Manager:
         if user == "admin":
             self._token = tok
         return tok
+
+    def add_user(self, name: str, password: str | None = None) -> str:
+        """Add user `name` with the CLI on the local database; its password (`<name>-password` unless given)."""
+        password = password or f"{name}-password"
+        out = self.cli(
+            "user", "add", name, "--password-stdin", "--data-dir", str(self.data_dir), token=None, input=password + "\n"
+        )
+        assert out.returncode == 0, out.stderr
+        return password
 
     def api(self, token: str | None = "admin") -> httpx.Client:
         """An httpx client for /api/v1 (token: a user name to make a token for, a token, or None)."""
@@ -234,3 +245,14 @@ def make_repo(path: Path, files: Mapping[str, str | bytes]) -> Path:
     subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", "first"], check=True)
     subprocess.run([*git, "clone", "-q", "--bare", str(work), str(path)], check=True)
     return path
+
+
+@contextmanager
+def passable_dir(prefix: str) -> Iterator[Path]:
+    """A folder every account may pass through, as /var/lib is (pytest's own are 0700, and reset by any pytest run)."""
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    os.chmod(base, 0o711)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -27,17 +27,7 @@ ACTORS = {
 def world(manager: Manager) -> dict[str, Any]:
     """olga owns `proj` (running) and `idle` (stopped), shares `proj` with sam; tokens for every actor."""
     for user in ("olga", "sam", "oscar"):
-        out = manager.cli(
-            "user",
-            "add",
-            user,
-            "--password-stdin",
-            "--data-dir",
-            str(manager.data_dir),
-            token=None,
-            input=f"{user}-password\n",
-        )
-        assert out.returncode == 0, out.stderr
+        manager.add_user(user)
     tokens = {}
     for actor, (user, scope) in ACTORS.items():
         out = manager.cli(

@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from devyard import osaccounts as accounts
 from devyard.engine import install
 from devyard.errors import ProvisionError
 from devyard.provision import devcontainer
-from tests.support import Manager, make_repo, start_manager, wait_for
+from tests.support import Manager, make_repo, passable_dir, start_manager, wait_for
 from tests.vsix import make_vsix
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="per-user OS accounts need the manager to run as root")
@@ -144,12 +142,8 @@ def test_read_never_follows_a_planted_link(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def repos() -> Iterator[Path]:
     """A folder the workspace's account may pass through (its clone and extension installs run as it)."""
-    base = Path(tempfile.mkdtemp(prefix="devyard-devcontainer-", dir="/var/tmp"))
-    os.chmod(base, 0o711)
-    try:
+    with passable_dir("devyard-devcontainer-") as base:
         yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -187,22 +181,9 @@ def m(engine: install.Engine, repos: Path, user: str) -> Iterator[Manager]:
     )
     # As root: each user's engines (and their commands) run as their own account, in a sandbox.
     env = {"DEVYARD_OS_ACCOUNTS": "on", "DEVYARD_SANDBOX": "on"}
-    manager = start_manager(repos / "data", extra_env=env, args=("--config", str(config)))
-    try:
-        out = manager.cli(
-            "user",
-            "add",
-            user,
-            "--password-stdin",
-            "--data-dir",
-            str(manager.data_dir),
-            token=None,
-            input=user + "-password-1\n",
-        )
-        assert out.returncode == 0, out.stderr
+    with start_manager(repos / "data", extra_env=env, args=("--config", str(config))) as manager:
+        manager.add_user(user)
         yield manager
-    finally:
-        manager.stop()
 
 
 def repository(path: Path, files: dict[str, str], user: str) -> Path:

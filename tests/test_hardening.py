@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 from devyard.engine.install import Engine
 from tests.browser import chromium
 from tests.support import ADMIN_PASSWORD, Manager, free_port, peer, start_manager
-from tests.test_oidc import SCRIPT, oidc_provider_dir  # noqa: F401  (oidc_provider_dir: a fixture)
+from tests.test_oidc import SCRIPT, oidc_provider_dir, sso_env  # noqa: F401  (oidc_provider_dir: a fixture)
 
 EVIL = "https://evil.example"
 
@@ -265,16 +265,7 @@ def test_sso_redirect_uri_comes_from_public_url(engine: Engine, oidc_provider_di
     public = "http://127.0.0.1:8443"
     callback = public + "/auth/oidc/callback"
     port = free_port()
-    m = start_manager(
-        tmp_path / "data",
-        extra_env={
-            "DEVYARD_OIDC_ISSUER": f"http://127.0.0.1:{port}",
-            "DEVYARD_OIDC_CLIENT_ID": "devyard",
-            "DEVYARD_OIDC_CLIENT_SECRET": "devyard-test-secret",
-            "DEVYARD_OIDC_ALLOWED_DOMAINS": '["example.org"]',
-            "DEVYARD_PUBLIC_URL": public,
-        },
-    )
+    m = start_manager(tmp_path / "data", extra_env={**sso_env(port), "DEVYARD_PUBLIC_URL": public})
     try:
         with peer(
             [str(engine.node), str(SCRIPT), str(port), callback],

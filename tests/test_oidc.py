@@ -42,19 +42,21 @@ def oidc_provider_dir() -> Path:
     return folder
 
 
+def sso_env(port: int) -> dict[str, str]:
+    """A manager's settings for SSO through the oidc-provider on `port`, allowing @example.org."""
+    return {
+        "DEVYARD_OIDC_ISSUER": f"http://127.0.0.1:{port}",
+        "DEVYARD_OIDC_CLIENT_ID": "devyard",
+        "DEVYARD_OIDC_CLIENT_SECRET": "devyard-test-secret",
+        "DEVYARD_OIDC_ALLOWED_DOMAINS": '["example.org"]',
+    }
+
+
 @pytest.fixture
 def sso(engine: Engine, oidc_provider_dir: Path, tmp_path: Path) -> Iterator[Manager]:
     """A manager whose SSO issuer is a running oidc-provider allowing @example.org."""
     port = free_port()
-    manager = start_manager(
-        tmp_path / "data",
-        extra_env={
-            "DEVYARD_OIDC_ISSUER": f"http://127.0.0.1:{port}",
-            "DEVYARD_OIDC_CLIENT_ID": "devyard",
-            "DEVYARD_OIDC_CLIENT_SECRET": "devyard-test-secret",
-            "DEVYARD_OIDC_ALLOWED_DOMAINS": '["example.org"]',
-        },
-    )
+    manager = start_manager(tmp_path / "data", extra_env=sso_env(port))
     try:
         with peer(
             [str(engine.node), str(SCRIPT), str(port), manager.url + "/auth/oidc/callback"],

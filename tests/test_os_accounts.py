@@ -9,11 +9,9 @@ from __future__ import annotations
 import os
 import pwd
 import secrets
-import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,20 +22,16 @@ import pytest
 from devyard import osaccounts as accounts
 from devyard.engine import install
 from tests.browser import chromium, login, open_terminal, run_in_terminal
-from tests.support import ADMIN_PASSWORD, DEVYARD, Manager, start_manager, wait_for
+from tests.support import ADMIN_PASSWORD, DEVYARD, Manager, passable_dir, start_manager, wait_for
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="per-user OS accounts need the manager to run as root")
 
 
 @pytest.fixture
 def passable() -> Iterator[Path]:
-    """A folder every account may pass through, as /var/lib is (pytest's own are 0700, and reset by any pytest run)."""
-    base = Path(tempfile.mkdtemp(prefix="devyard-accounts-", dir="/var/tmp"))
-    os.chmod(base, 0o711)
-    try:
+    """A folder every account may pass through."""
+    with passable_dir("devyard-accounts-") as base:
         yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -57,12 +51,7 @@ def users() -> Iterator[list[str]]:
 
 def add_user(m: Manager, name: str) -> str:
     """Add user `name` with a known password; return the password."""
-    password = f"{name}-password"
-    out = m.cli(
-        "user", "add", name, "--password-stdin", "--data-dir", str(m.data_dir), token=None, input=password + "\n"
-    )
-    assert out.returncode == 0, out.stderr
-    return password
+    return m.add_user(name)
 
 
 def mode(path: Path) -> int:

@@ -46,11 +46,8 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def m(engine: install.Engine, config: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
-    manager = start_manager(tmp_path_factory.mktemp("reload-data") / "data", args=("--config", str(config)))
-    try:
+    with start_manager(tmp_path_factory.mktemp("reload-data") / "data", args=("--config", str(config))) as manager:
         yield manager
-    finally:
-        manager.stop()
 
 
 def group_ids(m: Manager) -> list[str]:
@@ -109,7 +106,6 @@ def test_reload_through_the_cli(m: Manager, config: Path) -> None:
     assert out.stdout == "reloaded: extension_groups, ui, max_workspaces_per_user, sizes\n"
     assert group_ids(m) == ["python"]
     assert m.cli("reload").stdout == "reloaded: nothing changed\n"
-    alice = m.cli("user", "add", "reloader", "--password-stdin", input="reloader-password-1\n", token="admin")
-    assert alice.returncode == 0, alice.stderr
+    m.add_user("reloader")
     refused = m.cli("reload", token="reloader")
     assert refused.returncode == 1 and "admin" in refused.stderr

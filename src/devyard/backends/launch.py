@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import psutil
 
@@ -129,37 +129,10 @@ class Launcher:
                 log.write(f"--- devyard: NOT sandboxed ({self.sandbox.detail}): {NOT_SANDBOXED} ---\n".encode())
             log.flush()
             try:
-                if account and self.sandbox.available:
-                    started = sandbox.launch(
-                        argv,
-                        account=account,
-                        layout=self.layout(ws, runtime),
-                        deny=self.deny,
-                        env=env,
-                        output=log,
-                        before_release=lambda pids: cgroups.enter_all(groups, pids),
-                    )
-                    proc, helper = started.proc, started.net
+                proc, started = self._launch(argv, ws, runtime, account, env, log, groups)
+                if started is not None:
+                    helper = started.net
                     net = {"net": identity(started.net.pid), "sandbox": identity(started.pids[1])}
-                else:
-                    proc = subprocess.Popen(
-                        argv,
-                        cwd=ws.files_dir,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                        close_fds=True,
-                        **osaccounts.popen_args(account),
-                    )
-                    try:
-                        # At once, before the engine (still loading node) starts any process of its own.
-                        cgroups.enter_all(groups, [proc.pid])
-                    except OSError:
-                        proc.kill()
-                        proc.wait()
-                        raise
             except OSError as exc:
                 cgroups.remove(groups)
                 raise BackendError(
@@ -185,6 +158,48 @@ class Launcher:
         )
         return proc, helper
 
+    def _launch(
+        self,
+        argv: list[str],
+        ws: WorkspaceSpec,
+        runtime: Path,
+        account: Account | None,
+        env: dict[str, str],
+        log: BinaryIO,
+        groups: list[str],
+    ) -> tuple[subprocess.Popen[bytes], sandbox.Started | None]:
+        """Start `argv` as the workspace's account, in a sandbox where one can run, in control `groups`; the process and its sandbox."""
+        if account and self.sandbox.available:
+            started = sandbox.launch(
+                argv,
+                account=account,
+                layout=self.layout(ws, runtime),
+                deny=self.deny,
+                env=env,
+                output=log,
+                before_release=lambda pids: cgroups.enter_all(groups, pids),
+            )
+            return started.proc, started
+        proc = subprocess.Popen(
+            argv,
+            cwd=ws.files_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            **osaccounts.popen_args(account),
+        )
+        try:
+            # At once, before the engine (still loading node) starts any process of its own.
+            cgroups.enter_all(groups, [proc.pid])
+        except OSError:
+            proc.kill()
+            proc.wait()
+            raise
+        return proc, None
+
     def environment(
         self, ws: WorkspaceSpec, engine: install.Engine, runtime: Path, account: Account | None
     ) -> dict[str, str]:
@@ -201,39 +216,21 @@ class Launcher:
         return env
 
     def run_once(self, ws: WorkspaceSpec, command: str, timeout_s: float) -> int:
-        """Run a shell command as the workspace's account, in a sandbox like its engine's; its exit status (output: the log)."""
+        """Run a shell command as the workspace's account, in a sandbox and limits like its engine's; its exit status (output: the log)."""
         engine = install.require(self.settings.engine_dir)
         account = osaccounts.ensure(ws.owner) if self.isolated else None
         if account:
             engine = publish.for_accounts(engine)
         runtime = self.prepare(ws, account)
         env = self.environment(ws, engine, runtime, account)
-        argv = ["/bin/sh", "-c", command]
-        net: subprocess.Popen[bytes] | None = None
+        groups = self.groups(ws)  # the engine is not running: its groups hold the command instead
         with ws.log_file.open("ab") as log:
-            if account and self.sandbox.available:
-                started = sandbox.launch(
-                    argv,
-                    account=account,
-                    layout=self.layout(ws, runtime),
-                    deny=self.deny,
-                    env=env,
-                    output=log,
-                    before_release=lambda pids: None,
-                )
-                proc, net = started.proc, started.net
-            else:
-                proc = subprocess.Popen(
-                    argv,
-                    cwd=ws.files_dir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    close_fds=True,
-                    **osaccounts.popen_args(account),
-                )
+            try:
+                proc, started = self._launch(["/bin/sh", "-c", command], ws, runtime, account, env, log, groups)
+            except BaseException:
+                cgroups.remove(groups)
+                raise
+            net = started.net if started is not None else None
             try:
                 return proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -244,6 +241,7 @@ class Launcher:
             finally:
                 if net is not None:
                     net.wait(timeout=10)  # slirp4netns ends with the sandbox
+                cgroups.remove(groups)
 
     def layout(self, ws: WorkspaceSpec, runtime: Path) -> sandbox.Layout:
         """What the engine of `ws` sees of this host's files in its sandbox."""
