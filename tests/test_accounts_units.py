@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from devyard.errors import Invalid
-from devyard.models import USER_NAME
+from devyard.fields import USER_NAME
 from devyard.osaccounts import MAX_NAME, Account, account_name, give, traversal_blocker
 from devyard.paths import child
 

@@ -37,6 +37,7 @@ def test_create_runs_engine_and_lists(manager: Manager) -> None:
             "idle_timeout_s",
             "size",
             "reason",
+            "devcontainer",
         }
         ws = manager.wait_status("alpha", "running")
         assert ws["started_at"] and ws["error"] is None

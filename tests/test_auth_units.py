@@ -35,7 +35,7 @@ def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["", "0d", "-1d", "soon", "1y", "1.5h"])
+@pytest.mark.parametrize("text", ["", "0d", "-1d", "soon", "1y", "1.5h", "030d", " 30d", "100000w"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(Invalid):
         parse_duration(text)

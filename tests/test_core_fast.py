@@ -18,7 +18,7 @@ import pytest
 
 from devyard.app import build_workspaces
 from devyard.config import Settings
-from devyard.errors import Conflict, Invalid
+from devyard.errors import Conflict
 from devyard.origins import Origins
 from devyard.store.coordination import Coordinator
 from devyard.store.db import migrate, open_engine, sessionmaker
@@ -150,7 +150,7 @@ def test_backoff_doubles_up_to_its_limit() -> None:
 
 
 def test_busy_states_refuse_with_a_code() -> None:
-    with pytest.raises(Invalid) as refused:
+    with pytest.raises(Conflict) as refused:
         states.refuse_while("w", Status.provisioning, *states.CHANGING_FILES)
     assert refused.value.code == "workspace_busy"
     states.refuse_while("w", Status.stopped, *states.CHANGING_FILES)
@@ -224,11 +224,11 @@ def test_commands_are_refused_while_files_change_and_for_unprovisioned_workspace
     async def body(c: Core) -> None:
         busy = await c.workspace("busy", Status.provisioning, provisioned=False)
         for command in (c.lifecycle.start, c.lifecycle.stop, c.lifecycle.restart):
-            with pytest.raises(Invalid) as refused:
+            with pytest.raises(Conflict) as refused:
                 await command(busy)
             assert refused.value.code == "workspace_busy"
         never = await c.workspace("never", Status.failed, provisioned=False)
-        with pytest.raises(Invalid) as refused:
+        with pytest.raises(Conflict) as refused:
             await c.lifecycle.start(never)
         assert refused.value.code == "not_provisioned"
 
@@ -272,7 +272,7 @@ def test_restart_gives_a_new_engine_and_delete_forgets_everything(core: Any) -> 
         await c.lifecycle.delete(row, keep_files=False)
         assert await c.lifecycle.repo.by_uid(row.uid) is None and c.service.route_by_uid(row.uid) is None
         assert c.backend.removed == ["uidw"] and not c.backend.engines
-        with pytest.raises(Invalid):
+        with pytest.raises(Conflict):
             await c.lifecycle.delete(row, keep_files=False)  # the row object says deleting: refused, not run twice
 
     core(body)

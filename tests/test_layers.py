@@ -49,6 +49,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "devyard.versions",
             "devyard.errors",
             "devyard.models",
+            "devyard.fields",
             "devyard.origins",
             "devyard.paths",
             "devyard.processes",

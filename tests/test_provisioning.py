@@ -374,11 +374,11 @@ def test_failed_clone_can_be_retried(prov: Manager, repos: Path) -> None:
         failed = prov.wait_status("later", "failed")
         assert "git clone of" in failed["error"] and "later.git" in failed["error"]
         refused = api.post("/workspaces/later/start")
-        assert refused.status_code == 422 and refused.json()["error"]["code"] == "not_provisioned"
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_provisioned"
         make_repo(repos / "later.git", {"notes.txt": "arrived later\n"})
         assert api.post("/workspaces/later/retry-provision").status_code == 202
         prov.wait_status("later", "running")
-        assert api.post("/workspaces/later/retry-provision").status_code == 422
+        assert api.post("/workspaces/later/retry-provision").status_code == 409
     assert (files_of(prov, "later") / "notes.txt").read_text() == "arrived later\n"
 
 

@@ -14,7 +14,20 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from devyard import __version__
 from devyard.api import auth as auth_api
-from devyard.api import backups, bulk, events, manage, meta, metrics, secrets, seed, uploads, users, workspaces
+from devyard.api import (
+    backups,
+    bulk,
+    contract,
+    events,
+    manage,
+    meta,
+    metrics,
+    secrets,
+    seed,
+    uploads,
+    users,
+    workspaces,
+)
 from devyard.api.errors import install_handlers
 from devyard.audit import AuditLog
 from devyard.auth.identity import Authenticator
@@ -100,7 +113,14 @@ def create_app(settings: Settings) -> FastAPI:
 
     # The API description is served to logged-in users only (meta.router), like every route but a few.
     app = FastAPI(
-        title="devyard", version=__version__, lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None
+        title="devyard",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        # operationId = the handler's name (create_workspace): what generated clients name their functions.
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.settings = settings
     origins = app.state.origins = Origins.from_settings(settings)
@@ -113,6 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
         settings.secrets_dir / "secrets.key"
     )  # both before serving: a missing one is said at once
     install_handlers(app)
+    contract.install(app)
     # Holds the OIDC state for the few minutes of a sign-in; inside the gateway, which never needs it.
     app.add_middleware(
         SessionMiddleware,

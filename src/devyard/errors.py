@@ -6,6 +6,7 @@
     ├── Forbidden        403     authenticated but not allowed, e.g. QuotaExceeded
     ├── NotFound         404     e.g. WorkspaceNotFound, UserNotFound
     ├── Conflict         409     e.g. WorkspaceExists, UserExists, NotOnThisBackend
+    ├── Malformed        400     a body that cannot be parsed
     ├── TooLarge         413     an upload over its limit
     ├── Throttled        429     too many attempts
     ├── BackendError     500     an engine could not be started, stopped or read
@@ -120,6 +121,13 @@ class NotOnThisBackend(Conflict):
     """What the configured backend cannot do (a backup of a workspace whose files are in a cluster volume)."""
 
     code = "not_on_this_backend"
+
+
+class Malformed(DevyardError):
+    """The body is not what it claims to be (not JSON, a broken multipart form)."""
+
+    status = 400
+    code = "malformed_body"
 
 
 class TooLarge(DevyardError):

@@ -2,47 +2,25 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from devyard.fields import (
+    Body,
+    Count,
+    Duration,
+    Megabytes,
+    Seconds,
+    UserName,
+    WorkspaceName,
+)
 from devyard.workspaces.states import Status as Status  # shown by the API's models, owned by the state rules
 
-WORKSPACE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,38}$")
-USER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,38}$")
 
-
-def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
-    """A validator that accepts strings matching `pattern` and otherwise states `rule`."""
-
-    def check(value: str) -> str:
-        if not pattern.match(value):
-            raise ValueError(rule)
-        return value
-
-    return AfterValidator(check)
-
-
-WorkspaceName = Annotated[
-    str,
-    _matching(
-        WORKSPACE_NAME,
-        "workspace names are 1-39 characters: lower-case letters, digits and '-', starting with a letter or digit",
-    ),
-]
-UserName = Annotated[
-    str,
-    _matching(
-        USER_NAME,
-        "user names are 1-39 characters: lower-case letters, digits, '_', '.', '-', starting with a letter or digit",
-    ),
-]
-
-
-class LoginRequest(BaseModel):
+class LoginRequest(Body):
     """Body of POST /api/v1/auth/login."""
 
     username: str = Field(min_length=1, max_length=64)
@@ -60,7 +38,7 @@ class User(BaseModel):
     created_at: datetime
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(Body):
     """Body of PATCH /api/v1/users/{name} (admins): only the fields given change."""
 
     disabled: bool | None = None
@@ -68,14 +46,14 @@ class UserUpdate(BaseModel):
     password: str | None = Field(None, min_length=8, max_length=1024)
 
 
-class PasswordChange(BaseModel):
+class PasswordChange(Body):
     """Body of POST /api/v1/me/password."""
 
     current_password: str = Field(min_length=1, max_length=1024)
     new_password: str = Field(min_length=8, max_length=1024)
 
 
-class UserCreate(BaseModel):
+class UserCreate(Body):
     """Body of POST /api/v1/users."""
 
     name: UserName
@@ -83,11 +61,11 @@ class UserCreate(BaseModel):
     is_admin: bool = False
 
 
-class TokenCreate(BaseModel):
+class TokenCreate(Body):
     """Body of POST /api/v1/tokens; expires_in like '30d', '12h', '15m' or seconds."""
 
     name: str = Field("cli", min_length=1, max_length=64)
-    expires_in: str | None = None
+    expires_in: Duration | None = Field(default=None, description="none: never expires")
     scope: Literal["read", "write", "admin"] = "write"
 
 
@@ -111,7 +89,7 @@ class TokenCreated(TokenInfo):
     token: str
 
 
-class ShareCreate(BaseModel):
+class ShareCreate(Body):
     """Body of POST /api/v1/workspaces/{name}/shares."""
 
     user: UserName
@@ -138,7 +116,7 @@ class AuditEntry(BaseModel):
     detail: dict[str, Any] | None
 
 
-class WorkspaceCreate(BaseModel):
+class WorkspaceCreate(Body):
     """Body of POST /api/v1/workspaces."""
 
     name: WorkspaceName
@@ -146,23 +124,19 @@ class WorkspaceCreate(BaseModel):
     extension_groups: list[str] = Field(default_factory=list)
     git_url: str | None = None
     start: bool = True
-    idle_timeout_s: int | None = Field(
-        default=None,
-        ge=0,
-        description="Stop it after this many seconds without use (0: never; none: the manager's default).",
+    idle_timeout_s: Seconds | None = Field(
+        default=None, description="Stop it after this many seconds without use (0: never; none: the manager's default)."
     )
     size: str | None = Field(
         default=None, description="A size preset (GET /api/v1/sizes); none: the manager's default_size."
     )
 
 
-class WorkspaceUpdate(BaseModel):
+class WorkspaceUpdate(Body):
     """Body of PATCH /api/v1/workspaces/{name}: only the fields given change."""
 
-    idle_timeout_s: int | None = Field(
-        default=None,
-        ge=0,
-        description="Seconds without use before it is stopped; 0: never; null: the manager's default.",
+    idle_timeout_s: Seconds | None = Field(
+        default=None, description="Seconds without use before it is stopped; 0: never; null: the manager's default."
     )
     size: str | None = Field(
         default=None,
@@ -182,12 +156,12 @@ class SizeInfo(BaseModel):
     default: bool
 
 
-class QuotaUpdate(BaseModel):
+class QuotaUpdate(Body):
     """Body of PUT /api/v1/users/{name}/quota: the user's own limits; null: the manager's default."""
 
-    max_workspaces: int | None = Field(None, ge=0)
-    max_running: int | None = Field(None, ge=0)
-    max_disk_mb: int | None = Field(None, ge=0)
+    max_workspaces: Count | None = None
+    max_running: Count | None = None
+    max_disk_mb: Megabytes | None = None
 
 
 class QuotaInfo(BaseModel):
@@ -214,7 +188,7 @@ class Template:
     icon_links: Any = None
 
 
-class BulkCreate(BaseModel):
+class BulkCreate(Body):
     """Body of POST /api/v1/workspaces/bulk: one workspace per user (a workshop)."""
 
     users: list[UserName] = Field(min_length=1, max_length=1000)
@@ -226,7 +200,7 @@ class BulkCreate(BaseModel):
     size: str | None = None
 
 
-class BulkDelete(BaseModel):
+class BulkDelete(Body):
     """Body of POST /api/v1/workspaces/bulk/delete."""
 
     users: list[UserName] = Field(min_length=1, max_length=1000)
@@ -242,12 +216,15 @@ class BulkOutcome(BaseModel):
     error: str | None = None
 
 
-class SecretPut(BaseModel):
+class SecretPut(Body):
     """Body of PUT /api/v1/secrets/{name}."""
 
     value: str = Field(max_length=65536, repr=False)
     file: str | None = Field(
-        None, description="Write the value to this path in each workspace's home (mode 0600) instead of a variable."
+        None,
+        description="Write the value to this path in each workspace's home (mode 0600) instead of a variable.",
+        # usersecrets.check_file in the schema's words: relative, inside home, no backslash or NUL.
+        json_schema_extra={"pattern": r"^(?!/)(?!(\./*)+$)(?!(.*/)?\.\.(/|$))[^\\\x00]{1,255}$"},
     )
 
 
@@ -260,7 +237,7 @@ class SecretInfo(BaseModel):
     updated_at: datetime
 
 
-class ExtensionGroupsAdd(BaseModel):
+class ExtensionGroupsAdd(Body):
     """Body of POST /api/v1/workspaces/{name}/extension-groups."""
 
     groups: list[str] = Field(min_length=1)
@@ -337,7 +314,7 @@ class WorkspacePort(BaseModel):
     url: str = Field(description="Where it opens")
 
 
-class PortChange(BaseModel):
+class PortChange(Body):
     """A new visibility for a forwarded port."""
 
     model_config = ConfigDict(extra="forbid")
@@ -371,3 +348,16 @@ class ReloadResult(BaseModel):
 
     applied: list[str] = Field(description="The settings that changed and now apply (empty: the file is as before).")
     ignored: list[str] = Field(description="The config file's keys devyard has no use for.")
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong."""
+
+    code: str = Field(description="What kind of error, in snake_case (e.g. workspace_not_found)", examples=["invalid"])
+    message: str = Field(description="A sentence saying what is wrong and, where it helps, what to do")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 from uvicorn.config import LOGGING_CONFIG
 
+from devyard.api import contract
 from devyard.app import create_app
 from devyard.config import Settings
 from devyard.errors import DevyardError
@@ -68,6 +69,7 @@ class _Server(uvicorn.Server):
     def _reload(self) -> None:
         try:
             reload_settings(self.settings)  # it logs what it applied, or what needs a restart
+            contract.forget(self.app)
         except DevyardError as exc:
             log.error("reload failed, nothing changed: %s", exc.message)
 

@@ -56,9 +56,20 @@ class Materials:
     files: dict[str, str]
 
 
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# check_name as a JSON Schema pattern (no inline flags there): a variable name, not reserved in any case.
+NAME_PATTERN = (
+    f"^(?!(?:{'|'.join(_any_case(r) for r in sorted(RESERVED))})$)(?!{_any_case('DEVYARD_')})"
+    + NAME.pattern.removeprefix("^")
+)
+
+
 def check_name(name: str) -> str:
     """`name` when it can be an environment variable name devyard allows; Invalid otherwise."""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise Invalid(
             "secret names are 1-128 letters, digits and '_', not starting with a digit (like environment variables)",
             code="invalid_secret_name",

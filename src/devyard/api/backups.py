@@ -15,9 +15,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
+from devyard.api.contract import BINARY_BODY, GZIP
 from devyard.api.deps import CurrentUser, Workspaces, record
 from devyard.api.streaming import written
-from devyard.errors import Invalid, TooLarge
+from devyard.errors import Conflict, Invalid, TooLarge
 from devyard.models import Workspace, WorkspaceCreate
 from devyard.provision import archive
 from devyard.provision.extensions import check_allowed
@@ -32,7 +33,7 @@ Owner = Query(None, description="Owner of the workspace (default: you).")
     "/{name}/backup",
     summary="Download a backup (.tar.gz of files, user-data and extension list), even while it runs",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/gzip": {}}}},
+    responses=GZIP,
 )
 async def backup_workspace(
     name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None = Owner
@@ -41,7 +42,7 @@ async def backup_workspace(
     row = await service.find(ident, name, owner, Action.configure)
     service.need_local_files("backups")
     if row.provisioned_at is None:
-        raise Invalid(f"workspace '{name}' was never provisioned: there is nothing to back up", code="not_provisioned")
+        raise Conflict(f"workspace '{name}' was never provisioned: there is nothing to back up", code="not_provisioned")
     await record(request, "workspace.backup", f"{row.owner.name}/{name}")
     filename = backups.file_name(name)
     spec, manifest = service.spec(row), backups.manifest_of(row)
@@ -57,9 +58,7 @@ async def backup_workspace(
     response_model=Workspace,
     status_code=201,
     summary="Create a workspace from a backup (the request body)",
-    openapi_extra={
-        "requestBody": {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}
-    },
+    openapi_extra=BINARY_BODY,
 )
 async def restore_workspace(
     request: Request,

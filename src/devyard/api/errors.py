@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import Scope
 
 from devyard.errors import DevyardError, StorageFull, error_body, is_storage_full
@@ -112,9 +113,18 @@ def install_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: HTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 404 and message == "Not Found":
             message = "no such page" if is_page(request.scope) else "no such endpoint"
-        return _respond(request, exc.status_code, code, message, getattr(exc, "headers", None))
+        elif exc.status_code == 405:
+            allowed = allowed_methods(request)
+            message = (
+                f"{request.method} is not allowed here; {', '.join(allowed)} {'is' if len(allowed) == 1 else 'are'}"
+            )
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+        elif exc.status_code == 400 and message == "There was an error parsing the body":
+            code, message = "malformed_body", "the request body is not valid JSON"
+        return _respond(request, exc.status_code, code, message, headers)
 
     @app.exception_handler(OSError)
     async def _os(request: Request, exc: OSError) -> Response:
@@ -123,6 +133,16 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _database(request: Request, exc: OperationalError) -> Response:
         return _storage_full(request, exc, "writing to the database")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers at this path (Starlette's own 405 names only the first route's)."""
+    found: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"}) if hasattr(route, "methods") else (None, None)
+        if match is not None and match != Match.NONE and route.methods:
+            found |= route.methods
+    return sorted(found)
 
 
 def _storage_full(request: Request, exc: Exception, doing: str) -> Response:

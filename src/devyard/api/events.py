@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from devyard.api.contract import EVENT_STREAM
 from devyard.api.deps import CurrentUser, Workspaces, authenticator, live_stream
 from devyard.auth.credentials import bearer_token
 from devyard.auth.identity import SESSION_COOKIE, Identity
@@ -21,7 +22,12 @@ router = APIRouter(tags=["workspaces"])
 KEEPALIVE_S = 15.0
 
 
-@router.get("/events", summary="Follow workspace changes (text/event-stream; admins: ?all=1 for everyone's)")
+@router.get(
+    "/events",
+    summary="Follow workspace changes (text/event-stream; admins: ?all=1 for everyone's)",
+    response_class=StreamingResponse,
+    responses=EVENT_STREAM,
+)
 async def events(ident: CurrentUser, service: Workspaces, request: Request, all: bool = False) -> StreamingResponse:
     """A `snapshot` event (every visible workspace with its latest stats), then `workspace`, `stats` and `deleted` events."""
     if all and not ident.acts_as_admin:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from devyard.api import contract
 from devyard.api.deps import AdminUser, record
 from devyard.errors import RestartNeeded
 from devyard.models import ReloadResult
@@ -16,6 +17,7 @@ router = APIRouter(tags=["meta"])
 async def reload(_: AdminUser, request: Request) -> ReloadResult:
     """Apply the catalog, groups, sizes, quotas, allow-list and policies at once; 409 when a change needs a restart."""
     result = reload_settings(request.app.state.settings)
+    contract.forget(request.app)  # what the description lists (extension groups) may have changed
     if result.refused:
         names = ", ".join(result.need_restart)
         raise RestartNeeded(f"{names}: only read at start; restart the manager to apply them (nothing was changed)")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from devyard.api.deps import CurrentUser, Workspaces, record
 from devyard.models import SecretInfo, SecretPut
+from devyard.usersecrets import NAME_PATTERN
 
 router = APIRouter(prefix="/secrets", tags=["secrets"])
+
+# Checked by usersecrets.check_name, whose message says the rule in words; the schema states it as a pattern.
+SecretName = Path(description="The variable's name", json_schema_extra={"pattern": NAME_PATTERN, "maxLength": 128})
 
 
 @router.get("", response_model=list[SecretInfo], summary="Your secrets (names only)")
@@ -22,10 +26,16 @@ async def list_secrets(ident: CurrentUser, service: Workspaces) -> list[SecretIn
 @router.put(
     "/{name}",
     response_model=SecretInfo,
+    responses={201: {"model": SecretInfo, "description": "A new secret"}},
     summary="Set a secret (an environment variable, or a file in each workspace's home)",
 )
 async def put_secret(
-    name: str, body: SecretPut, ident: CurrentUser, service: Workspaces, request: Request, response: Response
+    body: SecretPut,
+    ident: CurrentUser,
+    service: Workspaces,
+    request: Request,
+    response: Response,
+    name: str = SecretName,
 ) -> SecretInfo:
     """201 when new, 200 when replaced. Files are rewritten at once; variables reach engines when they next start."""
     info, created, old_file = await service.secrets.put(ident.user_id, name, body.value, body.file)
@@ -37,7 +47,7 @@ async def put_secret(
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a secret (and its file in your workspaces)")
-async def delete_secret(name: str, ident: CurrentUser, service: Workspaces, request: Request) -> Response:
+async def delete_secret(ident: CurrentUser, service: Workspaces, request: Request, name: str = SecretName) -> Response:
     """204; 404 when there is no such secret."""
     file = await service.secrets.delete(ident.user_id, name)
     await service.secrets_changed(ident.user_id, file)

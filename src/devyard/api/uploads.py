@@ -16,10 +16,12 @@ from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from devyard.api.deps import CurrentUser, Workspaces, record
-from devyard.errors import Invalid, TooLarge
+from devyard.errors import Invalid, Malformed, TooLarge
+from devyard.fields import WORKSPACE_NAME
 from devyard.models import Workspace, WorkspaceCreate
 from devyard.provision import archive
 
@@ -40,10 +42,11 @@ MAX_FIELD = 64 * 1024
                         "type": "object",
                         "required": ["name", "archive"],
                         "properties": {
-                            "name": {"type": "string"},
-                            "archive": {"type": "string", "format": "binary"},
+                            "name": {"type": "string", "pattern": WORKSPACE_NAME.pattern, "maxLength": 39},
+                            "archive": {"type": "string", "contentMediaType": "application/octet-stream"},
                             "extension_groups": {"type": "array", "items": {"type": "string"}},
                             "start": {"type": "boolean", "default": True},
+                            "size": {"type": "string"},
                         },
                     }
                 }
@@ -71,9 +74,12 @@ async def upload_workspace(request: Request, ident: CurrentUser, service: Worksp
     try:
         with received.open("wb") as sink:
             form = _Form(boundary, sink, limit)
-            async for chunk in request.stream():
-                form.feed(chunk)
-            form.finish()
+            try:
+                async for chunk in request.stream():
+                    form.feed(chunk)
+                form.finish()
+            except MultipartParseError as exc:
+                raise Malformed(f"the multipart form is malformed: {exc}") from exc
         req = form.workspace_request()
         limits = archive.Limits(
             settings.archive_max_entries,

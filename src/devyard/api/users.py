@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from devyard.api.deps import AdminUser, CurrentUser, audit_log, authenticator, record, workspaces
 from devyard.auth import users
@@ -24,6 +24,7 @@ from devyard.store.tables import UserRow, utcnow
 from devyard.workspaces import quotas
 
 router = APIRouter(tags=["users"])
+MAX_ID = 2**63 - 1  # a database id: SQLite and PostgreSQL integers are 64-bit
 
 
 @router.get("/users", response_model=list[User], summary="Every user (admins only)")
@@ -111,7 +112,9 @@ async def list_tokens(ident: CurrentUser, request: Request) -> list[TokenInfo]:
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke one of your tokens")
-async def revoke_token(token_id: int, ident: CurrentUser, request: Request) -> Response:
+async def revoke_token(
+    ident: CurrentUser, request: Request, token_id: int = Path(ge=1, le=MAX_ID, description="The token's id")
+) -> Response:
     """The token stops working at once; 404 for a token that is not yours."""
     row = await authenticator(request).revoke_token(ident.user_id, token_id)
     await record(request, "token.revoke", row.name, detail={"token_id": token_id})

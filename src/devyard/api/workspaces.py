@@ -13,6 +13,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 
+from devyard.api.contract import EVENT_STREAM
 from devyard.api.deps import CurrentUser, Workspaces, live_stream, record
 from devyard.auth.users import get_user
 from devyard.errors import Forbidden
@@ -182,7 +183,12 @@ async def workspace_logs(
     return LogLines(lines=await service.logs(await service.find(ident, name, owner, Action.read), lines))
 
 
-@router.get("/{name}/logs/stream", summary="Follow the engine log (text/event-stream)")
+@router.get(
+    "/{name}/logs/stream",
+    summary="Follow the engine log (text/event-stream)",
+    response_class=StreamingResponse,
+    responses=EVENT_STREAM,
+)
 async def workspace_log_stream(
     name: str,
     ident: CurrentUser,

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
 
 from devyard.errors import Invalid
+from devyard.fields import DURATION
 
 TOKEN_PREFIX = "dy_"
 KEY_BYTES = 32
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -29,10 +28,10 @@ def digest(secret: str) -> str:
 
 def parse_duration(text: str) -> timedelta:
     """'30d', '12h', '15m', '90s' or plain seconds as a timedelta; Invalid otherwise."""
-    match = _DURATION.match(text)
-    if not match or int(match.group(1)) <= 0:
+    match = DURATION.fullmatch(text)
+    if not match:
         raise Invalid(
-            f"'{text}' is not a duration: use a positive number with s, m, h, d or w (e.g. 30d)",
+            f"'{text}' is not a duration: use a positive number (up to 5 digits) with s, m, h, d or w (e.g. 30d)",
             code="invalid_duration",
         )
     return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])

@@ -123,7 +123,7 @@ def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progr
     ProvisionError when a step fails; an extension that will not install is an Outcome, not a failure.
     """
     ids = list(dict.fromkeys([*group_extensions(plan.groups), *plan.extension_ids]))
-    steps = 3 + (plan.git_url is not None or plan.unpacked is not None) + bool(settings.tools)
+    steps = 2 + (plan.git_url is not None or plan.unpacked is not None) + bool(settings.tools) + bool(ids)
     account = plan.account
     try:
         prepare_folders(
@@ -148,7 +148,7 @@ def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progr
             _move_in(plan.unpacked, ws.files_dir, account)
         if plan.user_data is not None:
             _restore_user_data(plan.user_data, ws.data_dir, account)
-        progress("settings", steps - bool(settings.tools) - 1, steps)
+        progress("settings", steps - bool(settings.tools) - bool(ids), steps)
         found = devcontainer.read(ws.files_dir)
         defaults = dict(BASE_USER_SETTINGS)
         for group in plan.groups:

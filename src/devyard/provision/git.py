@@ -47,8 +47,41 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 _PROGRESS = re.compile(r"(Counting|Compressing|Receiving|Resolving) objects:\s+\d+% \((\d+)/(\d+)\)")
 
 
+_HOST_PART = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?"
+_SEGMENT = r"(?!\.\.?(?:/|$))[A-Za-z0-9._~+-]+"
+
+
+def url_pattern(file_roots: list[Path]) -> str:
+    """The git URLs check_url takes, as one regular expression (the API schema's `pattern` for git_url).
+
+    check_url says what is wrong in words; this is the same language, as JSON Schema states it: https
+    and ssh URLs (a user name but no password), scp-like `user@host:path`, and file:// URLs below the
+    allowed folders, in printable ASCII.
+    """
+    forms = [
+        rf"https://(?:[A-Za-z0-9._~][A-Za-z0-9._~-]*@)?{_HOST_PART}(?:/[!-~]*)?",
+        rf"ssh://(?:[A-Za-z0-9._~][A-Za-z0-9._~-]*@)?{_HOST_PART}(?:/[!-~]*)?",
+        r"(?![!-~]*://)(?:[A-Za-z0-9._][A-Za-z0-9._-]*@)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?:[!-9;-~][!-~]*",
+    ]
+    roots = [re.escape(str(root.resolve())) for root in file_roots]
+    if roots:
+        forms.append(rf"file://(?:localhost)?(?:{'|'.join(roots)})(?:/{_SEGMENT})*/?")
+    return f"^(?:{'|'.join(forms)})$"
+
+
 def check_url(url: str, file_roots: list[Path]) -> str:
-    """`url` when it is an https, ssh or allowed file:// git URL; Invalid naming the problem otherwise."""
+    """`url` when it is an https, ssh or allowed file:// git URL (url_pattern's language); Invalid naming the problem otherwise."""
+    checked = _check_url(url, file_roots)
+    if not re.fullmatch(url_pattern(file_roots), url):
+        raise Invalid(
+            "a git URL is https://host/path, ssh://[user@]host/path, user@host:path or file:///path, "
+            "in printable ASCII (no query or fragment after a bare host)",
+            code="invalid_git_url",
+        )
+    return checked
+
+
+def _check_url(url: str, file_roots: list[Path]) -> str:
     if not url or len(url) > MAX_URL:
         raise Invalid(f"a git URL is 1-{MAX_URL} characters", code="invalid_git_url")
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):

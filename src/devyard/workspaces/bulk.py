@@ -35,7 +35,8 @@ class Outcome:
 async def create_for(
     service: WorkspaceService, db: async_sessionmaker[AsyncSession], users: list[str], req: WorkspaceCreate
 ) -> list[Outcome]:
-    """Create workspace `req` for each user (in the order given, each once)."""
+    """Create workspace `req` for each user (in the order given, each once); Invalid at once when `req` cannot be made for anyone."""
+    service.provisioner.check(req)
     outcomes = []
     for name in dict.fromkeys(users):
         try:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from devyard.backends.base import Backend, RuntimeStatus, Stats, WorkspaceSpec
 from devyard.config import Settings
-from devyard.errors import Conflict, DevyardError, Invalid, NotOnThisBackend
+from devyard.errors import Conflict, DevyardError, NotOnThisBackend
 from devyard.metrics import Metrics
 from devyard.paths import child
 from devyard.provision import tools as provision_tools
@@ -206,7 +206,7 @@ class Lifecycle:
             return row
         states.refuse_while(row.name, row.status, *states.CHANGING_FILES)
         if row.provisioned_at is None:
-            raise Invalid(
+            raise Conflict(
                 f"workspace '{row.name}' was never provisioned ({row.error or 'provisioning failed'}); "
                 "retry it with retry-provision, or delete it",
                 code="not_provisioned",
@@ -253,17 +253,27 @@ class Lifecycle:
         self.forget(row.uid)
 
     async def update(self, row: WorkspaceRow, changes: dict[str, Any]) -> WorkspaceRow:
-        """Change the workspace's own settings: `idle_timeout_s` any time, `size` while it is stopped or failed."""
-        async with self.lock(row.uid):
-            if "size" in changes:
-                sizes.check(self.settings, changes["size"])
-                fresh = await self.repo.by_uid(row.uid)
-                status = fresh.status if fresh else row.status
-                if status not in (Status.stopped, Status.failed):
-                    raise Conflict(
-                        f"workspace '{row.name}' is {status}; stop it before changing its size",
-                        code="workspace_not_stopped",
-                    )
+        """Change the workspace's own settings: `idle_timeout_s` any time, `size` while it is stopped or failed.
+
+        Never waits for a change under way (a stop, a start): a size then is a 409 at once.
+        """
+        if "size" not in changes:
+            await self.save(row, **changes)
+            return row
+        sizes.check(self.settings, changes["size"])
+        lock = self.lock(row.uid)
+        if lock.locked():
+            raise Conflict(
+                f"workspace '{row.name}' is {row.status}; change its size once it is stopped", code="workspace_busy"
+            )
+        async with lock:
+            fresh = await self.repo.by_uid(row.uid)
+            status = fresh.status if fresh else row.status
+            if status not in (Status.stopped, Status.failed):
+                raise Conflict(
+                    f"workspace '{row.name}' is {status}; stop it before changing its size",
+                    code="workspace_not_stopped",
+                )
             await self.save(row, **changes)
         return row
 

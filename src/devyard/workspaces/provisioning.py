@@ -21,7 +21,7 @@ from devyard import provision
 from devyard.auth.identity import Identity
 from devyard.backends.base import WorkspaceSpec
 from devyard.config import Settings
-from devyard.errors import DevyardError, Invalid, ProvisionError, StorageFull, is_storage_full
+from devyard.errors import Conflict, DevyardError, Invalid, ProvisionError, StorageFull, is_storage_full
 from devyard.models import Progress, WorkspaceCreate
 from devyard.osaccounts import Account
 from devyard.provision import extensions as provision_extensions
@@ -83,18 +83,7 @@ class Provisioner:
         `unpacked`: an uploaded archive already unpacked and checked; it becomes the workspace's files.
         `restore`: from a backup, the user-data and extension list to restore (backups.restore_folder).
         """
-        template = provision.find_template(self.settings, req.template) if req.template else None
-        if template and template.git_url and req.git_url:
-            raise Invalid(
-                f"template '{template.name}' brings its own git URL; give a template or a git URL, not both",
-                code="conflicting_sources",
-            )
-        git_url = req.git_url if req.git_url is not None else (template.git_url if template else None)
-        if git_url is not None:
-            git_url = provision_git.check_url(git_url, self.settings.git_file_roots)
-        names = list(dict.fromkeys([*(template.extension_groups if template else []), *req.extension_groups]))
-        groups = provision.resolve_groups(names, self.settings.extension_groups)
-        provision_extensions.check_allowed(provision.group_extensions(groups), self.settings.extensions)
+        git_url, names = self.check(req)
         row = WorkspaceRow(
             uid=secrets.token_hex(6),
             owner_id=who.user_id,
@@ -116,10 +105,27 @@ class Provisioner:
         self.lifecycle.background(row, lambda r: self.run(r, req.start))
         return row
 
+    def check(self, req: WorkspaceCreate) -> tuple[str | None, list[str]]:
+        """What a request asks for, checked before anything is made: its git URL and extension groups; Invalid otherwise."""
+        template = provision.find_template(self.settings, req.template) if req.template else None
+        if template and template.git_url and req.git_url:
+            raise Invalid(
+                f"template '{template.name}' brings its own git URL; give a template or a git URL, not both",
+                code="conflicting_sources",
+            )
+        git_url = req.git_url if req.git_url is not None else (template.git_url if template else None)
+        if git_url is not None:
+            git_url = provision_git.check_url(git_url, self.settings.git_file_roots)
+        names = list(dict.fromkeys([*(template.extension_groups if template else []), *req.extension_groups]))
+        groups = provision.resolve_groups(names, self.settings.extension_groups)
+        provision_extensions.check_allowed(provision.group_extensions(groups), self.settings.extensions)
+        sizes.check(self.settings, req.size)
+        return git_url, names
+
     async def retry(self, row: WorkspaceRow) -> WorkspaceRow:
         """Provision again a workspace whose provisioning failed (the files of the failed try are gone)."""
         if row.provisioned_at is not None or row.status != Status.failed:
-            raise Invalid(
+            raise Conflict(
                 f"workspace '{row.name}' is {row.status} and was provisioned; only a failed provisioning is retried",
                 code="nothing_to_retry",
             )
@@ -222,7 +228,7 @@ class Provisioner:
         """Add extension groups to a provisioned workspace: settings the user lacks, and extensions; one Outcome each."""
         self.lifecycle.need_local_files("adding extension groups to a workspace")
         if row.provisioned_at is None:
-            raise Invalid(f"workspace '{row.name}' is not provisioned yet", code="not_provisioned")
+            raise Conflict(f"workspace '{row.name}' is not provisioned yet", code="not_provisioned")
         groups = provision.resolve_groups(names, self.settings.extension_groups)
         provision_extensions.check_allowed(provision.group_extensions(groups), self.settings.extensions)
         service = self.lifecycle

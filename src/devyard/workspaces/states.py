@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from devyard.errors import Invalid
+from devyard.errors import Conflict
 
 
 class Status(StrEnum):
@@ -33,9 +33,9 @@ REASON_CHARS = 32
 
 
 def refuse_while(name: str, status: str, *states: Status) -> None:
-    """Invalid (`workspace_busy`) when the workspace is in one of `states`."""
+    """Conflict (`workspace_busy`, 409) when the workspace is in one of `states`."""
     if status in states:
-        raise Invalid(f"workspace '{name}' is {status}; try again when that is done", code="workspace_busy")
+        raise Conflict(f"workspace '{name}' is {status}; try again when that is done", code="workspace_busy")
 
 
 def values_for(status: str, address: str | None, fields: dict[str, Any]) -> dict[str, Any]:
