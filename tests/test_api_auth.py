@@ -69,7 +69,7 @@ def test_tokens(manager: Manager) -> None:
         with manager.api(r.json()["token"]) as other:
             assert other.get("/me").json()["name"] == "admin"
         r = api.post("/tokens", json={"expires_in": "soon"})
-        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_duration"
+        assert r.status_code == 422 and r.json()["error"]["message"].startswith("expires_in: a duration is")
 
 
 def test_users_admin_only(manager: Manager) -> None:

@@ -195,7 +195,7 @@ def build_workspaces(
         Runner(),
         backend,
         Activity(db, settings.activity_flush_s),
-        PortTable(db, settings.public_ports),
+        PortTable(db, lambda: settings.public_ports),
         metrics,
         presenter,
         secrets,

@@ -9,6 +9,7 @@ that permission counts as shared.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from sqlalchemy import delete, select
@@ -39,15 +40,15 @@ def _known(stored: str) -> Visibility:
 class PortTable:
     """Each workspace's port visibilities, from memory; changes are written through to the database."""
 
-    def __init__(self, db: async_sessionmaker[AsyncSession], public_allowed: bool) -> None:
+    def __init__(self, db: async_sessionmaker[AsyncSession], public_allowed: Callable[[], bool]) -> None:
         self.db = db
-        self.public_allowed = public_allowed
+        self.public_allowed = public_allowed  # asked each time: a reload may withdraw the permission
         self._table: dict[str, dict[int, Visibility]] = {}
 
     def of(self, uid: str, port: int) -> Visibility:
         """The visibility in force for one port (public counts as shared where public ports are not allowed)."""
         found = self._table.get(uid, {}).get(port, PRIVATE)
-        return "shared" if found == "public" and not self.public_allowed else found
+        return "shared" if found == "public" and not self.public_allowed() else found
 
     def chosen(self, uid: str) -> dict[int, Visibility]:
         """The ports whose owner chose a visibility, with the one in force."""
