@@ -229,8 +229,8 @@ def free_port() -> int:
         return port
 
 
-def make_repo(path: Path, files: Mapping[str, str | bytes]) -> Path:
-    """A bare repository at `path` holding one commit with `files` (text or bytes)."""
+def make_repo(path: Path, files: Mapping[str, str | bytes], executable: tuple[str, ...] = ()) -> Path:
+    """A bare repository at `path` holding one commit with `files` (text or bytes; those in `executable` mode 0755)."""
     work = path.with_name(path.name + "-work")
     work.mkdir(parents=True)
     for name, text in files.items():
@@ -239,6 +239,8 @@ def make_repo(path: Path, files: Mapping[str, str | bytes]) -> Path:
             (work / name).write_bytes(text)
         else:
             (work / name).write_text(text)
+        if name in executable:
+            (work / name).chmod(0o755)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
     subprocess.run([*git, "init", "-q", str(work)], check=True)
     subprocess.run([*git, "-C", str(work), "add", "."], check=True)

@@ -186,9 +186,9 @@ def m(engine: install.Engine, repos: Path, user: str) -> Iterator[Manager]:
         yield manager
 
 
-def repository(path: Path, files: dict[str, str], user: str) -> Path:
+def repository(path: Path, files: dict[str, str], user: str, executable: tuple[str, ...] = ()) -> Path:
     """A bare repository the user's account owns, as its own would be (git refuses to clone another's)."""
-    made = make_repo(path, files)
+    made = make_repo(path, files, executable)
     accounts.chown_tree(made, accounts.ensure(user))
     return made
 
@@ -287,3 +287,24 @@ def test_a_failing_post_create_command_fails_provisioning_with_a_retry(m: Manage
         assert api.post("/workspaces/broken/retry-provision").status_code == 202
     m.wait_status("broken", "running", token=user, timeout=120)
     assert (m.data_dir / "workspaces" / user / "broken" / "files" / "fixed.txt").read_text() == "fixed\n"
+
+
+@as_root
+def test_a_devcontainer_cannot_choose_what_root_runs(m: Manager, repos: Path, user: str) -> None:
+    """The attack: containerEnv's PATH aimed at root, which starts the sandbox (`bwrap`) with the engine's variables."""
+    marker = repos / "root-ran-the-tenants-bwrap"  # in a folder of root's, which the tenant cannot write
+    files = m.data_dir / "workspaces" / user / "evil" / "files"
+    planted = f"#!/bin/sh\nid -u > {marker}\nexit 1\n"
+    spec = {
+        "containerEnv": {"PATH": f"{files}/bin:/usr/bin:/bin", "LD_PRELOAD": f"{files}/evil.so"},
+        "postCreateCommand": "echo made > made.txt",
+    }
+    repo = repository(
+        repos / "evil.git", {"bin/bwrap": planted, ".devcontainer.json": json.dumps(spec)}, user, ("bin/bwrap",)
+    )
+    with m.api(user) as api:
+        assert api.post("/workspaces", json={"name": "evil", "git_url": f"file://{repo}"}).status_code == 201
+        ws = m.wait_status("evil", "running", token=user, timeout=180)
+    assert not marker.exists(), "root ran the tenant's program"
+    assert (files / "made.txt").read_text() == "made\n"
+    assert {"PATH (devyard sets it)", "LD_PRELOAD (devyard sets it)"} <= set(ws["devcontainer"]["unsupported"])
