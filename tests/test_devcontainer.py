@@ -98,8 +98,11 @@ def test_parse_takes_what_applies_and_lists_the_rest() -> None:
     assert subprocess.run(["sh", "-c", both]).returncode == 1
     assert subprocess.run(["sh", "-c", devcontainer.script({"a": "true", "b": ["true"]})]).returncode == 0
     # Variables devyard sets stay its own.
-    kept = devcontainer.parse({"containerEnv": {"HOME": "/elsewhere", "DEVYARD_X": "1", "A": "b"}})
-    assert kept.env == {"A": "b"} and kept.unsupported == ["HOME (devyard sets it)", "DEVYARD_X (devyard sets it)"]
+    kept = devcontainer.parse(
+        {"containerEnv": {"HOME": "/elsewhere", "DEVYARD_X": "1", "A": "b", "LD_AUDIT": "/x.so", "gconv_path": "/x"}}
+    )
+    assert kept.env == {"A": "b"}
+    assert kept.unsupported == [f"{k} (devyard sets it)" for k in ("HOME", "DEVYARD_X", "LD_AUDIT", "gconv_path")]
 
 
 @pytest.mark.parametrize(

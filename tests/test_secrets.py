@@ -19,7 +19,10 @@ VALUE = "s3cr3t-Value-" + os.urandom(6).hex()
 CFG = "[DEFAULT]\nhost = https://example.cloud.databricks.com\ntoken = dapi-" + os.urandom(6).hex() + "\n"
 
 
-@pytest.mark.parametrize("name", ["", "1ABC", "A-B", "PATH", "HOME", "DEVYARD_TOKEN", "x" * 129, "A B"])
+@pytest.mark.parametrize(
+    "name",
+    ["", "1ABC", "A-B", "PATH", "HOME", "DEVYARD_TOKEN", "x" * 129, "A B", "LD_AUDIT", "ld_preload", "GCONV_PATH"],
+)
 def test_bad_secret_names(name: str) -> None:
     with pytest.raises(Invalid):
         check_name(name)

@@ -24,7 +24,9 @@ from devyard.store.tables import SecretRow, utcnow
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_VALUE = 64 * 1024
-# Variables an engine needs for itself: a secret must not replace them.
+# Variables a secret (or a devcontainer.json) must not set: those an engine needs for itself, and those
+# glibc obeys in a program root runs (it ignores them only in setuid ones): root starts each sandbox
+# (bwrap) with the engine's variables. Any LD_* name counts, and any DEVYARD_* one is devyard's.
 RESERVED = {
     "PATH",
     "HOME",
@@ -32,10 +34,27 @@ RESERVED = {
     "LOGNAME",
     "SHELL",
     "XDG_RUNTIME_DIR",
-    "LD_PRELOAD",
-    "LD_LIBRARY_PATH",
     "NODE_OPTIONS",
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "GLIBC_TUNABLES",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "LOCPATH",
+    "MALLOC_TRACE",
+    "NIS_PATH",
+    "NLSPATH",
+    "RESOLV_HOST_CONF",
+    "RES_OPTIONS",
+    "TZDIR",
 }
+RESERVED_PREFIXES = ("DEVYARD_", "LD_")
+
+
+def is_reserved(name: str) -> bool:
+    """Whether `name` (in any case) is a variable no secret or devcontainer.json may set."""
+    upper = name.upper()
+    return upper in RESERVED or upper.startswith(RESERVED_PREFIXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +81,8 @@ def _any_case(word: str) -> str:
 
 # check_name as a JSON Schema pattern (no inline flags there): a variable name, not reserved in any case.
 NAME_PATTERN = (
-    f"^(?!(?:{'|'.join(_any_case(r) for r in sorted(RESERVED))})$)(?!{_any_case('DEVYARD_')})"
+    f"^(?!(?:{'|'.join(_any_case(r) for r in sorted(RESERVED))})$)"
+    + "".join(f"(?!{_any_case(prefix)})" for prefix in RESERVED_PREFIXES)
     + NAME.pattern.removeprefix("^")
 )
 
@@ -74,7 +94,7 @@ def check_name(name: str) -> str:
             "secret names are 1-128 letters, digits and '_', not starting with a digit (like environment variables)",
             code="invalid_secret_name",
         )
-    if name.upper() in RESERVED or name.upper().startswith("DEVYARD_"):
+    if is_reserved(name):
         raise Invalid(f"'{name}' is used by the engine itself; choose another name", code="reserved_secret_name")
     return name
 

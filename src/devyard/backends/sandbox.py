@@ -157,7 +157,8 @@ def bwrap_argv(
     """The bwrap command line that runs `command` as `account` in the sandbox `layout` describes."""
     size = str(layout.tmpfs_bytes)
     argv = [
-        "bwrap",
+        # Found on the manager's own PATH: root runs it with the engine's variables, which are the tenant's to shape.
+        shutil.which("bwrap") or "bwrap",
         "--unshare-net",
         "--unshare-pid",
         "--unshare-ipc",

@@ -31,7 +31,7 @@ import json5
 from devyard import safefs
 from devyard.config import Settings
 from devyard.errors import ProvisionError
-from devyard.usersecrets import RESERVED as SECRETS_RESERVED
+from devyard.usersecrets import is_reserved
 
 PLACES = (".devcontainer/devcontainer.json", ".devcontainer.json")  # the specification's order
 MAX_BYTES = 1 << 20
@@ -50,7 +50,7 @@ TAKEN = {
 # Variables a devcontainer.json cannot set: those devyard sets for the engine, and those no secret may set
 # either. The sandbox is started by root with the engine's environment: a PATH of the tenant's choosing
 # would pick the `bwrap` root runs, an LD_PRELOAD the library it loads.
-RESERVED_ENV = frozenset({"VSCODE_CLI", "VSCODE_PROXY_URI"}) | SECRETS_RESERVED
+RESERVED_ENV = frozenset({"VSCODE_CLI", "VSCODE_PROXY_URI"})
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REFERENCE = re.compile(r"\$\{(containerEnv|remoteEnv|env):([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 
@@ -133,7 +133,7 @@ def parse(raw: Any, place: str = "devcontainer.json") -> DevContainer:
     found.settings = check.mapping(vscode, "settings", "customizations.vscode.")
     found.unsupported += [f"customizations.vscode.{k}" for k in vscode if k not in ("extensions", "settings")]
     env = {**check.env(raw, "containerEnv"), **check.env(raw, "remoteEnv")}
-    found.env = {k: v for k, v in env.items() if k.upper() not in RESERVED_ENV and not k.upper().startswith("DEVYARD_")}
+    found.env = {k: v for k, v in env.items() if k.upper() not in RESERVED_ENV and not is_reserved(k)}
     found.unsupported += [f"{k} (devyard sets it)" for k in env if k not in found.env]
     found.post_create = check.command(raw, "postCreateCommand")
     found.post_start = check.command(raw, "postStartCommand")
