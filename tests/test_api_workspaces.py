@@ -38,9 +38,16 @@ def test_create_runs_engine_and_lists(manager: Manager) -> None:
             "size",
             "reason",
             "devcontainer",
+            "last_start",
+            "last_stop",
+            "stops_due",
+            "schedule",
+            "dormant_at",
+            "delete_at",
         }
         ws = manager.wait_status("alpha", "running")
         assert ws["started_at"] and ws["error"] is None
+        assert ws["last_start"]["reason"] == "created" and ws["last_stop"] is None
         assert [w["name"] for w in api.get("/workspaces").json()].count("alpha") == 1
         assert api.get("/workspaces/alpha").json()["status"] == "running"
         root = ws_root(manager, "alpha")

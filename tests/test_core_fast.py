@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 from devyard.app import build_workspaces
+from devyard.audit import AuditLog
 from devyard.config import Settings
 from devyard.errors import Conflict
 from devyard.origins import Origins
@@ -26,6 +27,7 @@ from devyard.store.tables import UserRow, WorkspaceRow
 from devyard.usersecrets import SecretStore
 from devyard.workspaces import states
 from devyard.workspaces.access import Route
+from devyard.workspaces.reconcile import Reconciler
 from devyard.workspaces.routes import RouteTable
 from devyard.workspaces.service import WorkspaceService
 from devyard.workspaces.states import Status
@@ -55,8 +57,10 @@ class Core:
             SecretStore(self.db, b"k" * 32),
             self.coordinator,
             Origins.from_settings(self.settings),
+            AuditLog(self.db),
         )
         self.lifecycle = self.service.lifecycle
+        self.reconciler = Reconciler(self.lifecycle)
 
     async def user(self, name: str = "ada") -> UserRow:
         """A user row."""
@@ -335,8 +339,10 @@ def test_reconcile_adopts_what_runs_fails_the_interrupted_and_stops_orphans(core
         c.backend.engines.clear()
         await c.backend.start(c.lifecycle.spec(adopted))
         await c.backend.start(c.lifecycle.spec_of("orphan", "?", "?"))
-        await c.lifecycle.reconcile(leading=True)
-        assert (await c.lifecycle.repo.by_uid(gone.uid)).status == Status.stopped  # type: ignore[union-attr]
+        await c.reconciler.reconcile(leading=True)
+        stopped = await c.lifecycle.repo.by_uid(gone.uid)
+        assert stopped is not None and stopped.status == Status.stopped
+        assert stopped.last_stop is not None and stopped.last_stop["reason"] == "failover"
         fresh = await c.lifecycle.repo.by_uid(adopted.uid)
         assert fresh is not None and fresh.status == Status.running and fresh.address == "/fake/uidadopted/1.sock"
         assert c.service.route_by_uid(adopted.uid).address == fresh.address  # type: ignore[union-attr]
@@ -350,7 +356,7 @@ def test_a_follower_only_fills_its_routes(core: Any) -> None:
     async def body(c: Core) -> None:
         row = await c.workspace("w", Status.running, address="/old.sock")
         c.backend.engines.clear()
-        await c.lifecycle.reconcile(leading=False)
+        await c.reconciler.reconcile(leading=False)
         assert (await c.lifecycle.repo.by_uid(row.uid)).status == Status.running  # type: ignore[union-attr]
         assert c.service.route_by_uid(row.uid) == Route(row.uid, row.owner.name, "w", Status.running, "/old.sock")
 

@@ -60,9 +60,16 @@ def test_a_crashed_engine_is_restarted_and_a_crash_loop_fails(crashy: Manager) -
                 f"the restart after crash {crash}",
             )
             assert "restarting" in m.cli("ws", "logs", "fragile").stdout
+            # Why it stopped and started again, on the workspace and (decided by the manager) in the audit log.
+            ws = api.get("/workspaces/fragile").json()
+            assert ws["last_stop"]["reason"] == "crash" and "exit code" in ws["last_stop"]["detail"]
+            assert ws["last_start"]["reason"] == "crash_restart" and ws["last_start"]["by"] is None
+        audit = api.get("/audit", params={"action": "workspace.start"}).json()
+        assert any(e["actor"] is None and e["detail"]["reason"] == "crash_restart" for e in audit)
         os.kill(_engine_pid(m), signal.SIGKILL)
         ws = m.wait_status("fragile", "failed", timeout=30)
         assert "crashed 3 times" in ws["error"] and "not restarted again" in ws["error"]
+        assert ws["last_stop"]["reason"] == "crash" and "3 times in a row" in ws["last_stop"]["detail"]
         assert not m.engine_pids()
     out = m.cli("ws", "ls")
     assert out.returncode == 0 and "failed" in out.stdout
@@ -94,10 +101,13 @@ def test_idle_workspaces_stop_and_wake_through_the_gateway(engine: install.Engin
                 assert api.get("/workspaces/busy").json()["status"] == "running"
                 assert api.get("/workspaces/awake").json()["status"] == "running"  # its own timeout: never
                 assert "idle timeout" in "\n".join(api.get("/workspaces/sleepy/logs").json()["lines"])
+                why = api.get("/workspaces/sleepy").json()["last_stop"]
+                assert why["reason"] == "idle" and "last activity seen: 20" in why["detail"], why
                 # Its owner opening it starts it again, through the starting page.
                 page = gw.get("/w/admin/sleepy/", headers={"accept": "text/html"})
                 assert page.status_code == 503 and 'id="starting"' in page.text
-                m.wait_status("sleepy", "running")
+                woke = m.wait_status("sleepy", "running")
+                assert woke["last_start"]["reason"] == "opened" and woke["last_start"]["by"] == "admin"
             # Changing a workspace's own timeout; null goes back to the manager's.
             ws = api.patch("/workspaces/awake", json={"idle_timeout_s": None}).json()
             assert ws["idle_timeout_s"] is None

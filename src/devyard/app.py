@@ -36,6 +36,7 @@ from devyard.auth.secrets import load_or_create_key
 from devyard.auth.throttle import LoginThrottle, Rate
 from devyard.backends import load_backend
 from devyard.backends.base import Backend
+from devyard.clock import CLOCK
 from devyard.config import Settings
 from devyard.engine import install
 from devyard.gateway import Gateway
@@ -55,17 +56,20 @@ from devyard.workspaces.access import Listeners
 from devyard.workspaces.activity import Activity
 from devyard.workspaces.backups import Scheduler
 from devyard.workspaces.diskwatch import DiskWatch
+from devyard.workspaces.dormancy import Dormancy
 from devyard.workspaces.events import EventHub, StatsSampler, sample_running
 from devyard.workspaces.lifecycle import Lifecycle
 from devyard.workspaces.ports import PortTable
 from devyard.workspaces.presenter import Presenter
 from devyard.workspaces.provisioning import Provisioner
+from devyard.workspaces.reconcile import Reconciler
 from devyard.workspaces.replicas import Replicas
 from devyard.workspaces.repository import Repository
 from devyard.workspaces.routes import RouteTable
 from devyard.workspaces.runner import Runner
 from devyard.workspaces.service import WorkspaceService
 from devyard.workspaces.supervisor import Supervisor
+from devyard.workspaces.timers import Timers
 
 log = logging.getLogger("devyard")
 
@@ -88,7 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
             db, throttle, audit, key, settings.session_ttl_s, settings.session_idle_s, settings.identity_cache_s
         )
         coordinator = coordination.for_database(settings.db_url, settings.run_dir / "leader.lock")
-        service = build_workspaces(settings, db, backend, SecretStore(db, secrets_key), coordinator, origins)
+        service = build_workspaces(settings, db, backend, SecretStore(db, secrets_key), coordinator, origins, audit)
         app.state.db, app.state.auth, app.state.audit, app.state.workspaces = db, auth, audit, service
         installed = install.locate(settings.engine_dir)
         assets = StaticAssets(
@@ -125,6 +129,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     origins = app.state.origins = Origins.from_settings(settings)
     check_settings(settings)
+    CLOCK.use(settings.clock_offset_file)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     backend = load_backend(settings)  # before serving: a backend that cannot work here says why now
     app.state.oidc = OidcLogin(settings) if settings.oidc_issuer else None
@@ -181,35 +186,38 @@ def build_workspaces(
     secrets: SecretStore,
     coordinator: Coordinator,
     origins: Origins,
+    audit: AuditLog,
 ) -> WorkspaceService:
     """The workspace core, wired: each part gets only what it uses; the service is the API's façade over them."""
     routes, events, metrics = RouteTable(), EventHub(), Metrics()
     progress: dict[
         str, Progress
     ] = {}  # uid → where its provisioning is: written by the provisioner, shown by the presenter
-    presenter = Presenter(settings, origins, routes, events, progress)
+    activity = Activity(db, settings.activity_flush_s)
+    presenter = Presenter(settings, origins, routes, events, progress, activity)
     lifecycle = Lifecycle(
         settings,
         Repository(db, coordinator.notify),
         routes,
         Runner(),
         backend,
-        Activity(db, settings.activity_flush_s),
+        activity,
         PortTable(db, lambda: settings.public_ports),
         metrics,
         presenter,
         secrets,
         coordinator,
+        audit,
     )
     supervisor = Supervisor(settings, lifecycle, lifecycle.activity, metrics)
-    loops: list[Loop] = [supervisor]
+    loops: list[Loop] = [supervisor, Timers(settings, lifecycle), Dormancy(settings, lifecycle, backend.local_files)]
     if backend.local_files:
         loops.append(DiskWatch(settings, lifecycle))
     if settings.backup_interval_s:
         loops.append(Scheduler(settings, backend.local_files, lifecycle))
     listeners = Listeners()
     replicas = Replicas(
-        coordinator, lifecycle, listeners, loops, lambda leading: metrics.leader.set(1 if leading else 0)
+        coordinator, Reconciler(lifecycle), listeners, loops, lambda leading: metrics.leader.set(1 if leading else 0)
     )
     provisioner = Provisioner(settings, lifecycle, lifecycle.repo, secrets, backend.local_files, progress)
     return WorkspaceService(

@@ -18,25 +18,12 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from devyard.origins import check_settings as check_origins
-from devyard.settings_devbox import (
-    CatalogItem,
-    CatalogTab,
-    ExtensionGroup,
-    PackagedAssets,
-    Server,
-    Ui,
-    UiWorkspace,
-    check_group_names,
-    keyed_groups,
-)
-from devyard.settings_file import CONFIG_ERRORS, OVERRIDE_REFUSED, Origin, describe, load_model, read_config_file
+from devyard.settings_devbox import ExtensionGroup, PackagedAssets, Server, Ui, check_group_names, keyed_groups
+from devyard.settings_file import CONFIG_ERRORS, OVERRIDE_REFUSED, Origin, load_model, read_config_file
 from devyard.settings_parts import (
     DEFAULT_PIDS_MAX,
-    DEFAULT_SIZE,
     DEFAULT_SIZES,
-    NO_LIMITS,
     OPEN_VSX,
-    PRIVATE_NETWORKS,
     DerivedSettings,
     ExtensionSettings,
     KubernetesSettings,
@@ -46,35 +33,21 @@ from devyard.settings_parts import (
     check_deny_networks,
     resolve_default_size,
 )
+from devyard.settings_time import TimeSettings
 
-# Settings, its blocks from settings_parts and settings_devbox and the file helpers of settings_file: importers name them from here.
+# What other modules import from here (the blocks' own modules hold the rest).
 __all__ = [
     "CONFIG_ERRORS",
-    "CatalogItem",
-    "CatalogTab",
     "DEFAULT_DATA_DIR",
-    "DEFAULT_ENGINE_DIR",
     "DEFAULT_PIDS_MAX",
     "DEFAULT_PORT",
-    "DEFAULT_SIZE",
-    "DEFAULT_SIZES",
-    "DEFAULT_TOOLS_DIR",
     "ExtensionGroup",
     "ExtensionSettings",
     "KubernetesSettings",
-    "NO_LIMITS",
     "OPEN_VSX",
     "OVERRIDE_REFUSED",
-    "PRIVATE_NETWORKS",
-    "PackagedAssets",
-    "Pool",
-    "Server",
     "Settings",
-    "Size",
     "Tool",
-    "Ui",
-    "UiWorkspace",
-    "describe",
     "load_settings",
     "read_config_file",
 ]
@@ -90,7 +63,7 @@ DEFAULT_TOOLS_DIR = (
 DEFAULT_PORT = 8000
 
 
-class Settings(DerivedSettings, BaseSettings):
+class Settings(DerivedSettings, TimeSettings, BaseSettings):
     """Everything the manager can be told; each field is documented in docs/config.md."""
 
     model_config = SettingsConfigDict(env_prefix="DEVYARD_", env_nested_delimiter="__", extra="ignore")

@@ -17,6 +17,8 @@ from devyard.fields import (
     UserName,
     WorkspaceName,
 )
+from devyard.reasons import Because, DueStop
+from devyard.schedules import Schedule, ZoneName
 from devyard.workspaces.states import Status as Status  # shown by the API's models, owned by the state rules
 
 
@@ -36,6 +38,7 @@ class User(BaseModel):
     is_admin: bool
     disabled: bool = False
     created_at: datetime
+    timezone: str | None = Field(default=None, description="Time zone of their schedules; null: the manager's default")
 
 
 class UserUpdate(Body):
@@ -51,6 +54,14 @@ class PasswordChange(Body):
 
     current_password: str = Field(min_length=1, max_length=1024)
     new_password: str = Field(min_length=8, max_length=1024)
+
+
+class MeUpdate(Body):
+    """Body of PATCH /api/v1/me: only the fields given change."""
+
+    timezone: ZoneName | None = Field(
+        default=None, description="IANA time zone of your schedules; null: the manager's default"
+    )
 
 
 class UserCreate(Body):
@@ -141,6 +152,9 @@ class WorkspaceUpdate(Body):
     size: str | None = Field(
         default=None,
         description="A size preset; only while the workspace is stopped (or failed); null: the manager's default_size.",
+    )
+    schedule: Schedule | None = Field(
+        default=None, description="When it starts and stops by itself, in its owner's time zone; null: never."
     )
 
 
@@ -293,6 +307,14 @@ class Workspace(BaseModel):
     size: str | None = None  # its size preset (the manager's default_size when it chose none); None: no limits
     reason: str | None = None  # while failed: why, as a code (out_of_memory, crash_loop, engine_start_failed, ...)
     devcontainer: DevContainerInfo | None = None  # from its files' devcontainer.json, when they hold one
+    last_start: Because | None = None  # why it last started
+    last_stop: Because | None = None  # why it last stopped (or failed)
+    stops_due: list[DueStop] = Field(default=[], description="While running: why it has not stopped, soonest first")
+    schedule: Schedule | None = None
+    dormant_at: datetime | None = Field(default=None, description="When it was marked dormant (stopped for disuse)")
+    delete_at: datetime | None = Field(
+        default=None, description="While dormant: when it will be deleted, unless opened"
+    )
 
 
 PortVisibility = Literal["private", "shared", "public"]

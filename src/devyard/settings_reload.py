@@ -40,6 +40,12 @@ RELOADABLE = frozenset(
         "extensions",
         # Policies.
         "idle_timeout_s",
+        "max_session_hours",
+        "session_warning_minutes",
+        "default_timezone",
+        "dormant_after_days",
+        "delete_dormant_after_days",
+        "dormancy_dry_run",
         "public_ports",
         "oidc_allowed_domains",
         "oidc_allowed_groups",

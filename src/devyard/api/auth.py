@@ -8,9 +8,9 @@ from devyard.api.deps import CurrentUser, authenticator, client_address, record
 from devyard.auth.csrf import cross_site
 from devyard.auth.identity import SESSION_COOKIE
 from devyard.auth.passwords import verify_password_async
-from devyard.auth.users import get_user, update_user
+from devyard.auth.users import get_user, set_timezone, update_user
 from devyard.errors import Forbidden, Unauthorized
-from devyard.models import LoginRequest, PasswordChange, User
+from devyard.models import LoginRequest, MeUpdate, PasswordChange, User
 
 router = APIRouter(tags=["auth"])
 
@@ -61,6 +61,16 @@ async def logout(request: Request) -> Response:
 async def me(ident: CurrentUser, request: Request) -> User:
     """Who the credentials belong to."""
     return User.model_validate(await get_user(request.app.state.db, ident.name))
+
+
+@router.patch("/me", response_model=User, summary="Change your own settings (your time zone)")
+async def update_me(body: MeUpdate, ident: CurrentUser, request: Request) -> User:
+    """You, as changed; a field sent as null goes back to the manager's default."""
+    row = await get_user(request.app.state.db, ident.name)
+    if "timezone" in body.model_fields_set:
+        row = await set_timezone(request.app.state.db, ident.name, body.timezone)
+        await record(request, "user.timezone", ident.name, detail={"timezone": body.timezone})
+    return User.model_validate(row)
 
 
 @router.post("/me/password", status_code=204, summary="Change your password; ends all your sessions")

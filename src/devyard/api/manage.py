@@ -5,12 +5,21 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from devyard.api import contract
-from devyard.api.deps import AdminUser, record
+from devyard.api.deps import AdminUser, Workspaces, record
 from devyard.errors import RestartNeeded
 from devyard.models import ReloadResult
 from devyard.settings_reload import reload_settings
+from devyard.workspaces.dormancy import DormancyReport
 
 router = APIRouter(tags=["meta"])
+
+
+@router.get(
+    "/dormancy", response_model=DormancyReport, summary="What dormancy does, to which workspaces, when (admins)"
+)
+async def dormancy(_: AdminUser, service: Workspaces) -> DormancyReport:
+    """Dormant workspaces (with their deletion date) and those that will become dormant, soonest first."""
+    return await service.dormancy()
 
 
 @router.post("/reload", response_model=ReloadResult, summary="Read devyard.yaml again (admins only)")

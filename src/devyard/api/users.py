@@ -20,6 +20,7 @@ from devyard.models import (
     UserCreate,
     UserUpdate,
 )
+from devyard.reasons import Cause
 from devyard.store.tables import UserRow, utcnow
 from devyard.workspaces import quotas
 
@@ -42,7 +43,7 @@ async def create_user(body: UserCreate, _: AdminUser, request: Request) -> User:
 
 
 @router.patch("/users/{name}", response_model=User, summary="Disable, enable, promote or set a password (admins only)")
-async def update_user(name: str, body: UserUpdate, _: AdminUser, request: Request) -> User:
+async def update_user(name: str, body: UserUpdate, admin: AdminUser, request: Request) -> User:
     """Change a user. Disabling or a new password ends their sessions; disabling stops their workspaces."""
     row = await users.update_user(
         request.app.state.db, name, disabled=body.disabled, is_admin=body.is_admin, password=body.password
@@ -55,7 +56,8 @@ async def update_user(name: str, body: UserUpdate, _: AdminUser, request: Reques
     elif body.is_admin is not None:
         auth.invalidate()  # cached identities carry the old role
     if body.disabled:
-        await workspaces(request).stop_all_of(row.id)
+        why = Cause("admin", f"{admin.name} disabled {name}'s account", by=admin.name)
+        await workspaces(request).stop_all_of(row.id, why)
     changes = {k: v for k, v in body.model_dump(exclude_none=True).items() if k != "password"}
     await record(request, "user.update", name, detail={**changes, **({"password": "changed"} if body.password else {})})
     return User.model_validate(row)

@@ -31,6 +31,7 @@ from devyard.models import (
     WorkspacePort,
     WorkspaceUpdate,
 )
+from devyard.reasons import asked
 from devyard.workspaces.access import Action
 
 router = APIRouter(prefix="/workspaces", tags=["workspaces"])
@@ -111,7 +112,11 @@ async def _control(
     name: str, ident: CurrentUser, service: Workspaces, request: Request, owner: str | None, verb: str
 ) -> Workspace:
     row = await service.find(ident, name, owner, Action.control)
-    row = await getattr(service, verb)(row)
+    if verb == "retry_provision":
+        row = await service.retry_provision(row)
+    else:
+        cause = asked(verb, ident.name, row.owner.name, ident.acts_as_admin)
+        row = await getattr(service, verb)(row, cause)
     await record(request, f"workspace.{verb}", f"{row.owner.name}/{name}")
     return service.to_model(row)
 

@@ -86,6 +86,14 @@ async def update_user(
     return await get_user(db, name)
 
 
+async def set_timezone(db: async_sessionmaker[AsyncSession], name: str, timezone: str | None) -> UserRow:
+    """Set the time zone a user's schedules are read in (None: the manager's default)."""
+    async with db() as s:
+        await s.execute(update(UserRow).where(UserRow.name == name).values(timezone=timezone))
+        await s.commit()
+    return await get_user(db, name)
+
+
 async def set_quota(
     db: async_sessionmaker[AsyncSession],
     name: str,

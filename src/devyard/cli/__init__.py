@@ -15,6 +15,7 @@ from rich.panel import Panel
 from devyard import __version__, logs
 from devyard.auth.users import ensure_admin
 from devyard.cli import ws_access as _ws_access  # noqa: F401  (adds `ws share` … `ws open`)
+from devyard.cli import ws_time
 from devyard.cli.accounts import audit_command, token_app, user_app
 from devyard.cli.client import Api
 from devyard.cli.secrets import secret_app
@@ -43,6 +44,8 @@ app.add_typer(token_app, name="token")
 app.add_typer(ws_app, name="ws")
 app.add_typer(secret_app, name="secret")
 app.command("audit")(audit_command)
+app.command("timezone")(ws_time.timezone)
+app.command("dormancy")(ws_time.dormancy)
 console = Console()
 err = Console(stderr=True)
 

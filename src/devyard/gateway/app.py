@@ -177,7 +177,7 @@ class Gateway:
                     target=target,
                 )
             try:
-                await self.service.ensure_started(route)
+                await self.service.ensure_started(route, decision.identity.name)
             except DevyardError as exc:  # over a quota: say so instead of a starting page that never ends
                 return Refusal(exc.status, exc.code, exc.message, title="Cannot start this workspace", target=target)
             return Refusal(

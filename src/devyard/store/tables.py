@@ -48,6 +48,7 @@ class UserRow(Base):
     max_workspaces: Mapped[int | None] = mapped_column(Integer)
     max_running: Mapped[int | None] = mapped_column(Integer)
     max_disk_mb: Mapped[int | None] = mapped_column(Integer)
+    timezone: Mapped[str | None] = mapped_column(String(64))  # IANA name for their schedules; None: default_timezone
 
 
 class SessionRow(Base):
@@ -107,6 +108,11 @@ class WorkspaceRow(Base):
     )  # the manager replica in the middle of changing it (provisioning, starting, ...)
     # What provisioning took from the files' devcontainer.json (provision/devcontainer.py); None: none.
     devcontainer: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Why it last started and stopped (reasons.Because as JSON); its working-hours schedule (schedules.Schedule).
+    last_start: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    last_stop: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    schedule: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    dormant_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # marked dormant (stopped, due for deletion)
 
     owner: Mapped[UserRow] = relationship(lazy="joined")
 

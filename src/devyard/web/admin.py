@@ -80,6 +80,13 @@ async def admin_workspaces(request: Request, me: Admin) -> HTMLResponse:
     return await workspace_list(request, me, everyone=True)
 
 
+@router.get("/dormancy", response_class=HTMLResponse)
+async def admin_dormancy(request: Request, me: Admin) -> HTMLResponse:
+    """Dormant workspaces and those due to become dormant or be deleted."""
+    report = await workspaces(request).dormancy()
+    return page(request, "admin_dormancy.html", me, "admin", tab="dormancy", report=report)
+
+
 @router.get("/audit", response_class=HTMLResponse)
 async def admin_audit(
     request: Request,

@@ -7,9 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
+from devyard import schedules
 from devyard.api.deps import authenticator, workspaces
 from devyard.auth.credentials import bearer_token
 from devyard.auth.identity import SESSION_COOKIE, Identity
+from devyard.auth.users import get_user
 from devyard.errors import LoginRequired
 from devyard.models import TokenInfo
 from devyard.provision import EMPTY_TEMPLATE, templates
@@ -40,7 +42,10 @@ Viewer = Annotated[Identity, Depends(viewer)]
 
 def page(request: Request, template: str, me: Identity, name: str, **context: Any) -> HTMLResponse:
     """A page rendered for `me`; `name` marks the navigation link of the current page."""
-    return HTMLResponse(render(template, me=me, page=name, **context), headers={"Cache-Control": "no-store"})
+    warn = request.app.state.settings.session_warning_minutes
+    return HTMLResponse(
+        render(template, me=me, page=name, warn_minutes=warn, **context), headers={"Cache-Control": "no-store"}
+    )
 
 
 BLANK = {"name": "", "owner": "", "status": "creating", "url": "#", "template": None, "created_at": None, "error": None}
@@ -122,6 +127,7 @@ async def workspace_page(request: Request, name: str, me: Viewer, owner: str | N
         ports=[p.model_dump(mode="json") for p in await service.port_list(row)],
         public_ports=service.settings.public_ports,
         path_mode=service.origins.path_mode,
+        zone=row.owner.timezone or service.settings.default_timezone,
     )
 
 
@@ -130,4 +136,15 @@ async def account(request: Request, me: Viewer) -> HTMLResponse:
     """Password, API tokens and secrets of the viewer."""
     service = workspaces(request)
     tokens = [TokenInfo.model_validate(t) for t in await authenticator(request).list_tokens(me.user_id)]
-    return page(request, "account.html", me, "account", tokens=tokens, secrets=await service.secrets.list(me.user_id))
+    user = await get_user(request.app.state.db, me.name)
+    return page(
+        request,
+        "account.html",
+        me,
+        "account",
+        tokens=tokens,
+        secrets=await service.secrets.list(me.user_id),
+        timezone=user.timezone,
+        default_timezone=service.settings.default_timezone,
+        zones=schedules.zone_names(),
+    )

@@ -7,12 +7,12 @@ stop reads `last_seen` from memory.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from devyard.clock import CLOCK
 from devyard.loops import Loop
 from devyard.store.tables import WorkspaceRow
 
@@ -29,7 +29,7 @@ class Activity(Loop):
 
     def touch(self, uid: str, when: float | None = None) -> None:
         """Note that the workspace was used now (or at `when`)."""
-        self._pending[uid] = self._seen[uid] = time.time() if when is None else when
+        self._pending[uid] = self._seen[uid] = CLOCK.time() if when is None else when
 
     def seen(self, uid: str, when: float) -> None:
         """Count idle time from `when` (an engine started or was adopted) without a database write."""

@@ -287,27 +287,31 @@ class Scheduler(Loop):
                 continue
             folder = self.settings.backups_dir / row.owner.name / row.name
             try:
-                await asyncio.to_thread(self.keep_one, folder, self.service.spec(row), manifest_of(row))
+                await asyncio.to_thread(
+                    keep_one, folder, self.service.spec(row), manifest_of(row), self.settings.backup_keep
+                )
             except Exception:  # one workspace's failure must not stop the others' backups
                 log.exception("scheduled backup of %s/%s failed", row.owner.name, row.name)
 
-    def keep_one(self, folder: Path, ws: WorkspaceSpec, manifest: Manifest) -> Path:
-        """Write one backup into `folder` (under a temporary name until complete) and remove the oldest beyond the limit."""
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for stale in folder.glob(".*.partial"):  # a manager stopped while writing one
-            stale.unlink(missing_ok=True)
-        final = folder / file_name(ws.name)
-        partial = folder / f".{final.name}.partial"
-        try:
-            with partial.open("wb") as out:
-                write(ws, manifest, out)
-                out.flush()
-                os.fsync(out.fileno())
-            partial.replace(final)
-        finally:
-            partial.unlink(missing_ok=True)
+
+def keep_one(folder: Path, ws: WorkspaceSpec, manifest: Manifest, keep: int | None) -> Path:
+    """Write one backup into `folder` (under a temporary name until complete); with `keep`, remove the oldest beyond it."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for stale in folder.glob(".*.partial"):  # a manager stopped while writing one
+        stale.unlink(missing_ok=True)
+    final = folder / file_name(ws.name)
+    partial = folder / f".{final.name}.partial"
+    try:
+        with partial.open("wb") as out:
+            write(ws, manifest, out)
+            out.flush()
+            os.fsync(out.fileno())
+        partial.replace(final)
+    finally:
+        partial.unlink(missing_ok=True)
+    if keep is not None:
         kept = sorted(folder.glob(f"{ws.name}-*.tar.gz"))
-        for old in kept[: max(0, len(kept) - self.settings.backup_keep)]:
+        for old in kept[: max(0, len(kept) - keep)]:
             old.unlink(missing_ok=True)
-        log.info("backed up %s/%s to %s", manifest.owner, manifest.name, final)
-        return final
+    log.info("backed up %s/%s to %s", manifest.owner, manifest.name, final)
+    return final

@@ -18,6 +18,7 @@ from devyard.config import Settings
 from devyard.loops import Loop
 from devyard.paths import disk_usage
 from devyard.provision.report import ProgressLog
+from devyard.reasons import Cause, spoken
 from devyard.store.tables import WorkspaceRow
 from devyard.workspaces import sizes
 from devyard.workspaces.access import Route
@@ -36,7 +37,7 @@ class Workspaces(Protocol):
     def lock(self, uid: str) -> asyncio.Lock: ...
     def spec(self, row: WorkspaceRow) -> WorkspaceSpec: ...
     async def save(self, row: WorkspaceRow, **fields: Any) -> None: ...
-    async def stop(self, row: WorkspaceRow, why: str | None = None) -> WorkspaceRow: ...
+    async def stop(self, row: WorkspaceRow, cause: Cause, error: str | None = None) -> WorkspaceRow: ...
 
 
 class DiskWatch(Loop):
@@ -75,18 +76,18 @@ class DiskWatch(Loop):
         warned = self.warned.setdefault(uid, now)
         if warned == now:
             grace = self.settings.disk_grace_s
-            message = f"{over}: delete files or choose a larger size; it stops in {_duration(grace)} otherwise"
+            message = f"{over}: delete files or choose a larger size; it stops in {spoken(grace)} otherwise"
             log.info("workspace %s/%s %s", row.owner.name, row.name, over)
             ProgressLog(spec.log_file).line(message)
             await self._say(row, message)
         elif now - warned >= self.settings.disk_grace_s:
             del self.warned[uid]
-            message = f"stopped: it {over} and was not brought under it within {_duration(self.settings.disk_grace_s)} of the warning"
+            message = f"stopped: it {over} and was not brought under it within {spoken(self.settings.disk_grace_s)} of the warning"
             log.info("workspace %s/%s %s", row.owner.name, row.name, message)
             ProgressLog(spec.log_file).line(message)
             fresh = await service.row_by_uid(uid)
             if fresh is not None and fresh.status == Status.running:  # not stopped meanwhile by someone else
-                await service.stop(fresh, why=message)
+                await service.stop(fresh, Cause("quota", message), error=message)
 
     async def _say(self, row: WorkspaceRow, error: str | None) -> None:
         """Set (or clear) the warning in a workspace's `error`, if it still runs: it may have been stopped while it was measured."""
@@ -94,8 +95,3 @@ class DiskWatch(Loop):
             fresh = await self.service.row_by_uid(row.uid)
             if fresh is not None and fresh.status == Status.running:
                 await self.service.save(fresh, error=error)
-
-
-def _duration(seconds: float) -> str:
-    """`seconds` for a person: "40 s", "5 minutes"."""
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} minutes"

@@ -18,14 +18,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from devyard.audit import AuditLog
 from devyard.backends.base import Backend, RuntimeStatus, Stats, WorkspaceSpec
+from devyard.clock import CLOCK
 from devyard.config import Settings
 from devyard.errors import Conflict, DevyardError, NotOnThisBackend
 from devyard.metrics import Metrics
 from devyard.paths import child
 from devyard.provision import tools as provision_tools
 from devyard.provision.devcontainer import DevContainer, image_allowed
-from devyard.store.tables import WorkspaceRow, utcnow
+from devyard.reasons import Cause
+from devyard.store.tables import WorkspaceRow
 from devyard.usersecrets import SecretStore
 from devyard.workspaces import quotas, sizes, states
 from devyard.workspaces.access import Route
@@ -39,6 +42,9 @@ from devyard.workspaces.states import Status
 
 log = logging.getLogger("devyard.workspaces")
 Op = Callable[[WorkspaceRow], Awaitable[None]]
+ASKED = Cause("user", "asked for by a user")
+# Causes a user's request already put in the audit log (with the user and their address) are not written twice.
+AUDITED_ELSEWHERE = frozenset({"user", "admin", "opened", "restart", "created"})
 
 
 class Peers(Protocol):
@@ -70,6 +76,7 @@ class Lifecycle:
         presenter: Presenter,
         secrets: SecretStore,
         peers: Peers,
+        audit: AuditLog,
     ) -> None:
         self.settings, self.repo, self.routes, self.runner, self.backend = settings, repo, routes, runner, backend
         self.activity, self.ports, self.metrics, self.presenter, self.secrets, self.peers = (
@@ -80,6 +87,7 @@ class Lifecycle:
             secrets,
             peers,
         )
+        self.audit = audit
 
     # -- the engine adapter and reads -----------------------------------------------------
     def spec(self, row: WorkspaceRow) -> WorkspaceSpec:
@@ -128,6 +136,10 @@ class Lifecycle:
     async def rows_by_uid(self, uids: list[str]) -> list[WorkspaceRow]:
         """The workspaces with these uids, fresh from the database."""
         return await self.repo.by_uids(uids)
+
+    async def timed_rows(self) -> list[WorkspaceRow]:
+        """The workspaces with a schedule or running, fresh from the database (for the timers)."""
+        return await self.repo.timed()
 
     async def runtime(self, spec: WorkspaceSpec) -> RuntimeStatus:
         """Whether the workspace's engine runs, asked of the backend."""
@@ -181,6 +193,18 @@ class Lifecycle:
         """Write fields of a workspace without changing its status (or its engine's address)."""
         await self.transition(row, row.status, **fields)
 
+    async def noted(self, row: WorkspaceRow, cause: Cause, verb: str) -> dict[str, object]:
+        """The Because a start or stop for `cause` leaves on the row; what the manager decided by itself is audited here."""
+        at = CLOCK.now()
+        if cause.reason not in AUDITED_ELSEWHERE:
+            await self.audit.record(
+                None,
+                f"workspace.{verb}",
+                f"{row.owner.name}/{row.name}",
+                detail={"reason": cause.reason, "detail": cause.detail},
+            )
+        return cause.stored(at)
+
     def remember(self, row: WorkspaceRow, address: str | None = None) -> None:
         """Put the row's state in the route table (the engine at `address`, or the row's own) and tell the viewers."""
         self.routes.put(
@@ -200,8 +224,8 @@ class Lifecycle:
         self.runner.forget(uid)
 
     # -- commands -------------------------------------------------------------------------
-    async def start(self, row: WorkspaceRow) -> WorkspaceRow:
-        """Mark the workspace starting and start its engine in the background."""
+    async def start(self, row: WorkspaceRow, cause: Cause = ASKED) -> WorkspaceRow:
+        """Mark the workspace starting (for `cause`) and start its engine in the background."""
         if row.status in (Status.running, Status.starting):
             return row
         states.refuse_while(row.name, row.status, *states.CHANGING_FILES)
@@ -214,27 +238,30 @@ class Lifecycle:
         await sizes.check_disk(self.settings, row.size, row.name, self.spec(row).root)
         async with self.user_lock(row.owner_id):
             await quotas.check(self.repo.db, self.settings, row.owner, new=False, running=True, exclude=row.id)
-            await self.transition(row, Status.starting, error=None)
+            await self.transition(
+                row, Status.starting, error=None, dormant_at=None, last_start=await self.noted(row, cause, "start")
+            )
         self.background(row, self.do_start)
         return row
 
-    async def stop(self, row: WorkspaceRow, why: str | None = None) -> WorkspaceRow:
-        """Mark the workspace stopping and stop its engine in the background; `why` (the manager's reason) becomes its `error`."""
+    async def stop(self, row: WorkspaceRow, cause: Cause = ASKED, error: str | None = None) -> WorkspaceRow:
+        """Mark the workspace stopping (for `cause`) and stop its engine in the background; `error` is left shown on it."""
         if row.status in (Status.stopped, Status.stopping):
             return row
         states.refuse_while(row.name, row.status, *states.CHANGING_FILES)
-        await self.transition(row, Status.stopping)
-        self.background(row, lambda r: self.do_stop(r, why))
+        await self.transition(row, Status.stopping, last_stop=await self.noted(row, cause, "stop"))
+        self.background(row, lambda r: self.do_stop(r, error))
         return row
 
-    async def restart(self, row: WorkspaceRow) -> WorkspaceRow:
+    async def restart(self, row: WorkspaceRow, cause: Cause = ASKED) -> WorkspaceRow:
         """Stop, then start, in the background."""
         states.refuse_while(row.name, row.status, *states.CHANGING_FILES)
-        await self.transition(row, Status.stopping)
+        await self.transition(row, Status.stopping, last_stop=await self.noted(row, cause, "stop"))
+        again = Cause("restart", cause.detail, cause.by)
 
         async def both(r: WorkspaceRow) -> None:
             await self.do_stop(r)
-            await self.transition(r, Status.starting)
+            await self.transition(r, Status.starting, last_start=await self.noted(r, again, "start"))
             await self.do_start(r)
 
         self.background(row, both)
@@ -277,17 +304,17 @@ class Lifecycle:
             await self.save(row, **changes)
         return row
 
-    async def stop_all_of(self, user_id: int) -> None:
+    async def stop_all_of(self, user_id: int, cause: Cause) -> None:
         """Stop every running workspace of a user (their account was disabled)."""
         for row in await self.repo.of_owner(user_id, (Status.running, Status.starting)):
-            await self.stop(row)
+            await self.stop(row, cause)
 
-    async def ensure_started(self, route: Route) -> None:
-        """Start a stopped or failed workspace (the gateway calls this for someone who may open it)."""
+    async def ensure_started(self, route: Route, who: str) -> None:
+        """Start a stopped or failed workspace (the gateway calls this for `who`, someone who may open it)."""
         if route.status in (Status.stopped, Status.failed):
             row = await self.repo.by_uid(route.uid)
             if row is not None and row.provisioned_at is not None:
-                await self.start(row)
+                await self.start(row, Cause("opened", f"opened by {who} while it was {route.status}", by=who))
 
     def start_in_background(self, row: WorkspaceRow) -> None:
         """Start the engine of a workspace already marked starting."""
@@ -304,13 +331,17 @@ class Lifecycle:
             return
         self.metrics.starts.inc()
         self.metrics.start_seconds.observe(time.perf_counter() - began)
-        self.activity.seen(row.uid, time.time())
+        self.activity.seen(row.uid, CLOCK.time())
         await self.transition(
-            row, Status.running, address=endpoint.address, started_at=utcnow(), error=row.error if keep_error else None
+            row,
+            Status.running,
+            address=endpoint.address,
+            started_at=CLOCK.now(),
+            error=row.error if keep_error else None,
         )
 
     async def do_stop(self, row: WorkspaceRow, why: str | None = None) -> None:
-        """Stop the engine of a workspace marked stopping, and record how that went."""
+        """Stop the engine of a workspace marked stopping, and record how that went; `why` is left as its error."""
         try:
             await self.backend.stop(self.spec(row), self.settings.engine_stop_timeout_s)
         except DevyardError as exc:
@@ -340,53 +371,3 @@ class Lifecycle:
         """Rewrite the user's secret files in each of their workspaces (variables reach engines at their next start)."""
         for row in await self.repo.of_owner(user_id, provisioned=True):
             await self.backend.write_files(await self.with_secrets(row), [removed_file] if removed_file else [])
-
-    # -- what runs, and what other replicas wrote -----------------------------------------
-    async def busy_elsewhere(self, row: WorkspaceRow) -> bool:
-        """Whether another replica, still alive, is in the middle of changing the workspace."""
-        other = row.busy_replica
-        if not other or other == self.peers.replica or row.status not in states.BUSY:
-            return False
-        return await self.peers.alive(other)
-
-    async def reconcile(self, leading: bool) -> None:
-        """Routes from the database and the engines the backend finds; the leader also corrects statuses that are no longer true.
-
-        A workspace another live replica is in the middle of changing is left to it.
-        """
-        adopted = {s.uid: s for s in await self.backend.adopt()}
-        rows = await self.repo.all()
-        self.routes.set_shares(await self.repo.all_shares())
-        await self.ports.load_all()
-        for row in rows:
-            found = adopted.get(row.uid)
-            address = found.endpoint.address if found and found.endpoint else row.address
-            if (
-                found is not None and self.activity.last_seen(row.uid) is None
-            ):  # idle time counts from the last use before the restart
-                self.activity.seen(row.uid, row.last_activity_at.timestamp() if row.last_activity_at else time.time())
-            if not leading or await self.busy_elsewhere(row):
-                self.remember(row, address)
-                continue
-            status, fields = states.after_restart(row.status, found is not None)
-            if status != row.status or fields or (status == Status.running and address != row.address):
-                await self.transition(row, status, address=address, **fields)
-            else:
-                self.remember(row, address)
-        if leading:
-            for uid in adopted.keys() - {row.uid for row in rows}:
-                log.warning("stopping engine %s: it belongs to no workspace", uid)
-                await self.backend.stop(
-                    WorkspaceSpec(uid, "?", "?", self.settings.workspaces_dir / "_orphan"),
-                    self.settings.engine_stop_timeout_s,
-                )
-
-    async def reload(self, uid: str) -> None:
-        """Read one workspace again after another replica changed it (its row, shares and ports)."""
-        row = await self.repo.by_uid(uid)
-        if row is None:
-            self.forget(uid)
-            return
-        self.routes.share(uid, (name for name, _ in await self.repo.shares(row)))
-        await self.ports.reload(row)
-        self.remember(row, row.address)

@@ -49,7 +49,12 @@ async def columns(db: async_sessionmaker[AsyncSession], who: Identity, all_users
             w.size,
             w.reason,
             w.devcontainer,
+            w.last_start,
+            w.last_stop,
+            w.schedule,
+            w.dormant_at,
             UserRow.name.label("owner_name"),
+            UserRow.timezone.label("owner_timezone"),
         )
         .join(UserRow, UserRow.id == w.owner_id)
         .where(visible(who, all_users, shared))

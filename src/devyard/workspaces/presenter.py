@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from devyard import reasons
+from devyard.clock import CLOCK
 from devyard.config import Settings
 from devyard.models import DevContainerInfo, Progress, Workspace
 from devyard.origins import Origins
@@ -11,27 +13,44 @@ from devyard.provision.devcontainer import DevContainer, image_allowed
 from devyard.store.tables import WorkspaceRow
 from devyard.workspaces import sizes
 from devyard.workspaces.access import Route
+from devyard.workspaces.activity import Activity
+from devyard.workspaces.dormancy import delete_at
 from devyard.workspaces.events import Event, EventHub
 from devyard.workspaces.routes import RouteTable
 from devyard.workspaces.states import Status
+from devyard.workspaces.timers import due_stops
 
 
 class Presenter:
     """Workspace rows as the API shows them; every change published to the dashboards that watch."""
 
     def __init__(
-        self, settings: Settings, origins: Origins, routes: RouteTable, events: EventHub, progress: dict[str, Progress]
+        self,
+        settings: Settings,
+        origins: Origins,
+        routes: RouteTable,
+        events: EventHub,
+        progress: dict[str, Progress],
+        activity: Activity,
     ) -> None:
-        self.settings, self.origins, self.routes, self.events = settings, origins, routes, events
+        self.settings, self.origins, self.routes, self.events, self.activity = (
+            settings,
+            origins,
+            routes,
+            events,
+            activity,
+        )
         self.progress = progress  # uid → where its provisioning is (the provisioner writes it)
         routes.watchers.append(self._gone)
 
     def model(self, row: WorkspaceRow) -> Workspace:
         """The API shape of a workspace row."""
-        return self.shape(row, row.owner.name)
+        return self.shape(row, row.owner.name, row.owner.timezone)
 
-    def shape(self, row: Any, owner: str) -> Workspace:
+    def shape(self, row: Any, owner: str, owner_timezone: str | None) -> Workspace:
         """The API shape of anything with a workspace row's attributes (an ORM row or a plain result row)."""
+        running = row.status == Status.running
+        last_seen = self.activity.last_seen(row.uid) if running else None
         return Workspace(
             name=row.name,
             owner=owner,
@@ -48,6 +67,12 @@ class Presenter:
             size=sizes.effective(self.settings, row.size),
             reason=row.reason if row.status == Status.failed else None,
             devcontainer=self._devcontainer(row.devcontainer),
+            last_start=reasons.read(row.last_start),
+            last_stop=reasons.read(row.last_stop),
+            stops_due=due_stops(self.settings, row, owner_timezone, last_seen, CLOCK.now()) if running else [],
+            schedule=row.schedule,
+            dormant_at=row.dormant_at,
+            delete_at=delete_at(self.settings, row.dormant_at),
         )
 
     def _devcontainer(self, stored: dict[str, Any] | None) -> DevContainerInfo | None:

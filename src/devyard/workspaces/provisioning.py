@@ -20,6 +20,7 @@ from devyard import osaccounts as accounts
 from devyard import provision
 from devyard.auth.identity import Identity
 from devyard.backends.base import WorkspaceSpec
+from devyard.clock import CLOCK
 from devyard.config import Settings
 from devyard.errors import Conflict, DevyardError, Invalid, ProvisionError, StorageFull, is_storage_full
 from devyard.models import Progress, WorkspaceCreate
@@ -28,6 +29,7 @@ from devyard.provision import extensions as provision_extensions
 from devyard.provision import git as provision_git
 from devyard.provision.devcontainer import DevContainer, image_allowed
 from devyard.provision.report import ProgressLog, failures
+from devyard.reasons import CREATED
 from devyard.store.tables import WorkspaceRow, utcnow
 from devyard.usersecrets import SecretStore
 from devyard.workspaces import quotas, sizes
@@ -194,7 +196,11 @@ class Provisioner:
         # The workspace works without the extensions that failed; `error` says which, until the next start.
         # Straight on to starting: a watcher must never see a settled `stopped` between the two.
         await service.transition(
-            row, Status.starting if start else Status.stopped, provisioned_at=utcnow(), error=failures(made.outcomes)
+            row,
+            Status.starting if start else Status.stopped,
+            provisioned_at=utcnow(),
+            error=failures(made.outcomes),
+            last_start=CREATED.stored(CLOCK.now()) if start else row.last_start,
         )
         if start:
             await service.do_start(row, keep_error=True)

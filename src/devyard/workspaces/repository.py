@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -76,6 +76,14 @@ class Repository:
             query = query.where(WorkspaceRow.status.in_(statuses))
         if provisioned:
             query = query.where(WorkspaceRow.provisioned_at.is_not(None))
+        async with self.db() as s:
+            return list((await s.scalars(query)).all())
+
+    async def timed(self) -> list[WorkspaceRow]:
+        """The workspaces a clock can act on: those with a schedule, and those running (for the session lifetime)."""
+        query = select(WorkspaceRow).where(
+            or_(WorkspaceRow.schedule.is_not(None), WorkspaceRow.status == Status.running)
+        )
         async with self.db() as s:
             return list((await s.scalars(query)).all())
 

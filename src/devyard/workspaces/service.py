@@ -20,16 +20,19 @@ from typing import Any
 
 from devyard.auth.identity import Identity
 from devyard.backends.base import Backend, Stats, WorkspaceSpec
+from devyard.clock import CLOCK
 from devyard.config import Settings
 from devyard.errors import Forbidden, Invalid, NotFound, WorkspaceNotFound
 from devyard.metrics import Metrics
 from devyard.models import Workspace, WorkspaceCreate, WorkspacePort
 from devyard.origins import Origins
 from devyard.provision.devcontainer import DevContainer
+from devyard.reasons import Cause
 from devyard.store.tables import UserRow, WorkspaceRow
 from devyard.usersecrets import SecretStore
-from devyard.workspaces import listing
+from devyard.workspaces import dormancy, listing
 from devyard.workspaces.access import ADMIN_ACTIONS, SHARED_USER_ACTIONS, Action, Listeners, Route
+from devyard.workspaces.dormancy import DormancyReport
 from devyard.workspaces.events import EventHub, StatsSampler
 from devyard.workspaces.lifecycle import Lifecycle
 from devyard.workspaces.ports import PortTable, Visibility
@@ -38,6 +41,8 @@ from devyard.workspaces.provisioning import Provisioner
 from devyard.workspaces.replicas import Replicas
 from devyard.workspaces.states import Status
 from devyard.workspaces.supervisor import Supervisor
+
+ON_EXIT = Cause("manager_exit", "the manager stopped, and stop_workspaces_on_exit stops every engine with it")
 
 
 class WorkspaceService:
@@ -89,8 +94,12 @@ class WorkspaceService:
         if self.settings.stop_workspaces_on_exit:
             running = await self.repo.by_uids([r.uid for r in self.routes.in_status(Status.running)])
             await asyncio.gather(
-                *(self.lifecycle.do_stop(r) for r in running if r.status == Status.running), return_exceptions=True
+                *(self._stop_on_exit(r) for r in running if r.status == Status.running), return_exceptions=True
             )
+
+    async def _stop_on_exit(self, row: WorkspaceRow) -> None:
+        await self.lifecycle.save(row, last_stop=await self.lifecycle.noted(row, ON_EXIT, "stop"))
+        await self.lifecycle.do_stop(row)
 
     # -- replicas -------------------------------------------------------------------------
     async def broadcast(self, notice: str) -> None:
@@ -117,7 +126,8 @@ class WorkspaceService:
     async def list_models(self, who: Identity, all_users: bool = False, shared: bool = False) -> list[Workspace]:
         """What list_for finds, in the API's shape, read as plain rows: a thousand workspaces in milliseconds, not ORM objects."""
         return [
-            self.presenter.shape(r, r.owner_name) for r in await listing.columns(self.repo.db, who, all_users, shared)
+            self.presenter.shape(r, r.owner_name, r.owner_timezone)
+            for r in await listing.columns(self.repo.db, who, all_users, shared)
         ]
 
     async def list_for(self, who: Identity, all_users: bool = False, shared: bool = False) -> list[WorkspaceRow]:
@@ -156,6 +166,10 @@ class WorkspaceService:
     async def stats(self, row: WorkspaceRow) -> Stats:
         """Resource use of the workspace."""
         return await self.lifecycle.stats(row)
+
+    async def dormancy(self) -> DormancyReport:
+        """What dormancy does, to which workspaces, and when (the same decision its loop takes)."""
+        return dormancy.plan(self.settings, await self.repo.all(), CLOCK.now())
 
     def render_metrics(self) -> bytes:
         """The Prometheus exposition, gauges filled from the route table and the last stats sample."""
@@ -238,17 +252,17 @@ class WorkspaceService:
         """Provision again a workspace whose provisioning failed."""
         return await self.provisioner.retry(row)
 
-    async def start(self, row: WorkspaceRow) -> WorkspaceRow:
-        """Mark the workspace starting and start its engine in the background."""
-        return await self.lifecycle.start(row)
+    async def start(self, row: WorkspaceRow, cause: Cause) -> WorkspaceRow:
+        """Mark the workspace starting (for `cause`) and start its engine in the background."""
+        return await self.lifecycle.start(row, cause)
 
-    async def stop(self, row: WorkspaceRow, why: str | None = None) -> WorkspaceRow:
-        """Mark the workspace stopping and stop its engine in the background."""
-        return await self.lifecycle.stop(row, why)
+    async def stop(self, row: WorkspaceRow, cause: Cause) -> WorkspaceRow:
+        """Mark the workspace stopping (for `cause`) and stop its engine in the background."""
+        return await self.lifecycle.stop(row, cause)
 
-    async def restart(self, row: WorkspaceRow) -> WorkspaceRow:
+    async def restart(self, row: WorkspaceRow, cause: Cause) -> WorkspaceRow:
         """Stop, then start, in the background."""
-        return await self.lifecycle.restart(row)
+        return await self.lifecycle.restart(row, cause)
 
     async def update(self, row: WorkspaceRow, changes: dict[str, Any]) -> WorkspaceRow:
         """Change the workspace's own settings: `idle_timeout_s` any time, `size` while it is stopped or failed."""
@@ -258,18 +272,18 @@ class WorkspaceService:
         """Stop the engine, remove the folders (files/ stays with keep_files) and the record."""
         await self.lifecycle.delete(row, keep_files)
 
-    async def stop_all_of(self, user_id: int) -> None:
+    async def stop_all_of(self, user_id: int, cause: Cause) -> None:
         """Stop every running workspace of a user (their account was disabled)."""
-        await self.lifecycle.stop_all_of(user_id)
+        await self.lifecycle.stop_all_of(user_id, cause)
 
     async def secrets_changed(self, user_id: int, removed_file: str | None) -> None:
         """Rewrite the user's secret files in each of their workspaces (variables reach engines at their next start)."""
         await self.lifecycle.secrets_changed(user_id, removed_file)
 
     # -- the gateway's calls --------------------------------------------------------------
-    async def ensure_started(self, route: Route) -> None:
-        """Start a stopped or failed workspace (the gateway calls this for someone who may open it)."""
-        await self.lifecycle.ensure_started(route)
+    async def ensure_started(self, route: Route, who: str) -> None:
+        """Start a stopped or failed workspace (the gateway calls this for `who`, someone who may open it)."""
+        await self.lifecycle.ensure_started(route, who)
 
     def recheck_soon(self, route: Route) -> None:
         """Check at once, in the background, a workspace the gateway could not reach (a gone engine counts as a crash).

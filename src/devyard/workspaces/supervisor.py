@@ -12,13 +12,16 @@ import asyncio
 import logging
 import time
 from collections import deque
+from datetime import UTC, datetime
 from typing import Protocol
 
 from devyard.backends.base import RuntimeStatus, WorkspaceSpec
+from devyard.clock import CLOCK
 from devyard.config import Settings
 from devyard.loops import Loop
 from devyard.metrics import Metrics
 from devyard.provision.report import ProgressLog
+from devyard.reasons import Cause, spoken
 from devyard.store.tables import WorkspaceRow
 from devyard.workspaces.access import Route
 from devyard.workspaces.activity import Activity
@@ -39,7 +42,8 @@ class Workspaces(Protocol):
         self, row: WorkspaceRow, status: str, address: str | None = None, **fields: object
     ) -> None: ...
     def start_in_background(self, row: WorkspaceRow) -> None: ...
-    async def stop(self, row: WorkspaceRow, why: str | None = None) -> WorkspaceRow: ...
+    async def stop(self, row: WorkspaceRow, cause: Cause, error: str | None = None) -> WorkspaceRow: ...
+    async def noted(self, row: WorkspaceRow, cause: Cause, verb: str) -> dict[str, object]: ...
 
 
 log = logging.getLogger("devyard.supervisor")
@@ -65,7 +69,7 @@ class Supervisor(Loop):
 
     async def tick(self) -> None:
         """One round over the running workspaces."""
-        await self.check_once(time.time())
+        await self.check_once(CLOCK.time())
 
     async def check_once(self, now: float) -> None:
         """Look at every running workspace once: engines that exited, workspaces idle too long."""
@@ -109,7 +113,8 @@ class Supervisor(Loop):
             if status.reason == "out_of_memory":  # restarting would only run out again: the owner decides
                 error = f"{status.detail}; start it again, or choose a larger size"
                 ProgressLog(service.spec(row).log_file).line(error)
-                await service.transition(row, Status.failed, error=error, reason=status.reason)
+                crashed = await service.noted(row, Cause("crash", status.detail or "out of memory"), "stop")
+                await service.transition(row, Status.failed, error=error, reason=status.reason, last_stop=crashed)
                 return
             now = time.monotonic()
             times = self._crashes.setdefault(uid, deque())
@@ -127,13 +132,23 @@ class Supervisor(Loop):
                 ProgressLog(service.spec(row).log_file).line(error)
                 lines = await service.logs(row, ERROR_TAIL_LINES + 1)
                 await service.transition(
-                    row, Status.failed, error=f"{error} " + " | ".join(lines[:-1]), reason="crash_loop"
+                    row,
+                    Status.failed,
+                    error=f"{error} " + " | ".join(lines[:-1]),
+                    reason="crash_loop",
+                    last_stop=await service.noted(row, Cause("crash", f"{what}, {crashes} times in a row"), "stop"),
                 )
                 return
             delay = backoff_s(crashes, self.settings.crash_backoff_s, self.settings.crash_backoff_max_s)
             error = f"{what}; restarting in {delay:.0f} s (crash {crashes} of at most {self.settings.crash_restarts} within {self.settings.crash_window_s:.0f} s)"
             ProgressLog(service.spec(row).log_file).line(error)
-            await service.transition(row, Status.starting, error=error)
+            await service.transition(
+                row,
+                Status.starting,
+                error=error,
+                last_stop=await service.noted(row, Cause("crash", what), "stop"),
+                last_start=await service.noted(row, Cause("crash_restart", f"restarted after {what}"), "start"),
+            )
 
         async def restart_later() -> None:
             await asyncio.sleep(delay)
@@ -147,16 +162,20 @@ class Supervisor(Loop):
     async def stop_idle(self, uid: str, timeout_s: int) -> None:
         """Stop a workspace nobody used for `timeout_s`; opening it again starts it."""
         row = await self.service.row_by_uid(uid)
-        if (
-            row is not None
-            and row.last_activity_at is not None
-            and time.time() - row.last_activity_at.timestamp() < timeout_s
-        ):
+        now = CLOCK.time()
+        if row is not None and row.last_activity_at is not None and now - row.last_activity_at.timestamp() < timeout_s:
             self.activity.seen(
                 uid, row.last_activity_at.timestamp()
             )  # used through another replica's gateway meanwhile
             return
         if row is not None and row.status == Status.running:
+            last = self.activity.last_seen(uid)
             ProgressLog(self.service.spec(row).log_file).line(f"stopping: not used for {timeout_s} s (idle timeout)")
             self.activity.forget(uid)
-            await self.service.stop(row)
+            await self.service.stop(row, idle_cause(timeout_s, last))
+
+
+def idle_cause(timeout_s: int, last_seen: float | None) -> Cause:
+    """Why an idle workspace stopped: its timeout and the last activity the manager saw."""
+    when = datetime.fromtimestamp(last_seen, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if last_seen else "never"
+    return Cause("idle", f"not used for {spoken(timeout_s)} (its idle timeout); last activity seen: {when}")

@@ -24,6 +24,11 @@
     return "Password changed. Your other sessions were logged out.";
   });
 
+  onSubmit($("timezone"), $("timezone-message"), async (f) => {
+    const me = await dy.api("PATCH", "/me", {timezone: f.timezone.value.trim() || null});
+    return `Your schedules run in ${me.timezone || "the manager's default time zone"}.`;
+  });
+
   onSubmit($("token"), $("token-message"), async (f) => {
     const body = {name: f.name.value.trim(), scope: f.scope.value};
     if (f.expires_in.value) body.expires_in = f.expires_in.value;

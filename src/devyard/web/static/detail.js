@@ -115,7 +115,29 @@
     });
   }
 
-  // Extension groups.
+  // Schedule: days and times in the owner's time zone; the server's answer fills the card.
+  const scheduleForm = document.getElementById("schedule-form");
+  if (scheduleForm) {
+    const scheduleMessage = document.getElementById("schedule-message");
+    const save = async (button, schedule, done) => {
+      dy.say(scheduleMessage, "");
+      try {
+        cards.fill(root, await dy.busy(button, () => dy.api("PATCH", path + q, {schedule})));
+        dy.say(scheduleMessage, done, "ok");
+      } catch (e) { dy.say(scheduleMessage, e.message); }
+    };
+    scheduleForm.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const f = scheduleForm.elements;
+      const days = [...scheduleForm.querySelectorAll("input[name=days]:checked")].map((b) => b.value);
+      if (!f.start.value && !f.stop.value) { dy.say(scheduleMessage, "Give a start time, a stop time or both."); return; }
+      const schedule = {days, start: f.start.value || null, stop: f.stop.value || null};
+      save(scheduleForm.querySelector("button[type=submit]"), schedule, `Schedule saved (${scheduleForm.dataset.zone}).`);
+    });
+    document.getElementById("schedule-off").addEventListener("click", (ev) => save(ev.target, null, "Schedule removed."));
+  }
+
+  // Size.
   const resize = document.getElementById("resize");
   if (resize) {
     const resizeMessage = document.getElementById("resize-message");

@@ -56,9 +56,47 @@ const cards = (() => {
       if (p && p.total) { bar.max = p.total; bar.value = p.current; } else { bar.removeAttribute("value"); }
       field(root, "step").textContent = p ? `${p.step} (${p.current}/${p.total})` : "preparing…";
     }
+    root._ws = ws;
+    warn(root);
+    fillWhy(root, ws);
     setStatus(root, ws.status);
     if (ws.status !== "running") fillStats(root, null);
     if (ws.stats) fillStats(root, ws.stats);
+  }
+
+  // A stop that using the workspace does not put off (schedule, maximum lifetime), said session_warning_minutes before;
+  // and, while dormant, when it will be deleted.
+  function warn(root) {
+    const el = field(root, "stop-warning");
+    const ws = root._ws;
+    if (!el || !ws) return;
+    if (ws.dormant_at) {
+      const fate = ws.delete_at ? `It will be deleted on ${dy.when(ws.delete_at)} unless you open or start it.` : "Open or start it to use it again.";
+      el.hidden = false;
+      el.textContent = `${ws.name} is dormant: nobody opened it for a long time, so it was stopped. ${fate}`;
+      return;
+    }
+    const minutes = Number(document.body.dataset.warnMinutes || 0);
+    const due = (ws.stops_due || []).find((d) => d.reason !== "idle");
+    const soon = due && minutes && new Date(due.at) - Date.now() <= minutes * 60000;
+    el.hidden = !soon;
+    el.textContent = soon ? `${ws.name} will stop at ${dy.when(due.at)}: ${due.detail}. Save your work.` : "";
+  }
+  setInterval(() => document.querySelectorAll("[data-field=stop-warning]").forEach((el) => warn(el.closest("article.ws"))), 20000);
+
+  const because = (b) => b ? `${dy.when(b.at)} — ${b.reason.replace("_", " ")}: ${b.detail}` : "—";
+  function fillWhy(root, ws) {
+    const set = (f, text) => { const el = field(root, f); if (el) el.textContent = text; };
+    set("last-start", because(ws.last_start));
+    set("last-stop", because(ws.last_stop));
+    const s = ws.schedule;
+    set("schedule", s ? `${s.days.join(", ")}: ${[s.start && "start " + s.start, s.stop && "stop " + s.stop].filter(Boolean).join(", ")}` : "none");
+    const list = field(root, "stops-due");
+    if (list) {
+      const items = (ws.stops_due || []).map((d) => Object.assign(document.createElement("li"), {textContent: `${dy.when(d.at)} — ${d.reason.replace("_", " ")}: ${d.detail}`}));
+      if (!items.length) items.push(Object.assign(document.createElement("li"), {textContent: ws.status === "running" ? "nothing will stop it by itself" : "—"}));
+      list.replaceChildren(...items);
+    }
   }
 
   function fillStats(root, s) {
