@@ -27,6 +27,7 @@ PAGES = (
     "/account",
     "/admin/users",
     "/admin/workspaces",
+    "/admin/usage",
     "/admin/dormancy",
     "/admin/audit",
     "/workspaces/nosuch",  # the error page

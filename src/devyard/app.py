@@ -28,6 +28,7 @@ from devyard.api import (
     users,
     workspaces,
 )
+from devyard.api import usage as usage_api
 from devyard.api.errors import install_handlers
 from devyard.audit import AuditLog
 from devyard.auth.identity import Authenticator
@@ -51,6 +52,7 @@ from devyard.store.coordination import Coordinator
 from devyard.store.db import migrate_apart, open_engine, sessionmaker
 from devyard.usersecrets import SecretStore
 from devyard.web import admin, handoff, pages, sso, views
+from devyard.web import usage as usage_pages
 from devyard.web.security_headers import SecurityHeaders
 from devyard.workspaces.access import Listeners
 from devyard.workspaces.activity import Activity
@@ -70,6 +72,7 @@ from devyard.workspaces.runner import Runner
 from devyard.workspaces.service import WorkspaceService
 from devyard.workspaces.supervisor import Supervisor
 from devyard.workspaces.timers import Timers
+from devyard.workspaces.usage import Recorder
 
 log = logging.getLogger("devyard")
 
@@ -166,6 +169,7 @@ def create_app(settings: Settings) -> FastAPI:
         events.router,
         meta.router,
         manage.router,
+        usage_api.router,
         seed.router,
     ):
         app.include_router(router, prefix="/api/v1")
@@ -173,6 +177,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(views.router)
     app.include_router(pages.router)
     app.include_router(admin.router)
+    app.include_router(usage_pages.router)
     app.include_router(sso.router)
     app.include_router(handoff.router)
     app.mount("/static", views.static, name="static")
@@ -210,7 +215,13 @@ def build_workspaces(
         audit,
     )
     supervisor = Supervisor(settings, lifecycle, lifecycle.activity, metrics)
-    loops: list[Loop] = [supervisor, Timers(settings, lifecycle), Dormancy(settings, lifecycle, backend.local_files)]
+    recorder = Recorder(settings, lifecycle, db)
+    loops: list[Loop] = [
+        supervisor,
+        Timers(settings, lifecycle),
+        Dormancy(settings, lifecycle, backend.local_files),
+        recorder,
+    ]
     if backend.local_files:
         loops.append(DiskWatch(settings, lifecycle))
     if settings.backup_interval_s:
@@ -229,6 +240,7 @@ def build_workspaces(
         StatsSampler(events, lambda: sample_running(lifecycle)),
         origins,
         listeners,
+        recorder,
     )
 
 

@@ -8,9 +8,10 @@ values of exactly the types the schema gives. models.py builds the bodies from t
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 WORKSPACE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,38}$")
 USER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,38}$")
@@ -73,3 +74,21 @@ class Body(BaseModel):
     """A request body: values of exactly the types the schema gives (no "5" for 5, no 0 for false)."""
 
     model_config = ConfigDict(strict=True)
+
+
+MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2}))?")
+
+
+def _moment(value: Any) -> Any:
+    # pydantic would also take a number (Unix time) or a time without a zone; the schema says RFC 3339.
+    if not isinstance(value, str) or not MOMENT.fullmatch(value):
+        raise ValueError("a date (2026-12-01) or a date and time with its zone (2026-12-01T09:00:00Z)")
+    return value
+
+
+# A query's point in time: an RFC 3339 date, or date and time with a zone (a date is its midnight UTC).
+Moment = Annotated[
+    datetime,
+    BeforeValidator(_moment),
+    WithJsonSchema({"type": "string", "anyOf": [{"format": "date-time"}, {"format": "date"}]}),
+]

@@ -168,6 +168,7 @@ class SizeInfo(BaseModel):
     pids_max: int
     description: str
     default: bool
+    cost_per_hour: float | None = None  # what a running hour costs, for usage estimates (None: not set)
 
 
 class QuotaUpdate(Body):
@@ -353,6 +354,7 @@ class Stats:
     memory_bytes: int
     uptime_s: float
     disk_bytes: int
+    cpu_seconds: float = 0.0  # CPU time of the engine's processes since it started (0: the backend cannot tell)
 
 
 class LogLines(BaseModel):

@@ -49,18 +49,22 @@ def signal_and_wait(procs: list[psutil.Process], sig: signal.Signals, timeout: f
     return alive
 
 
-def sample_tree(proc: psutil.Process | None, window_s: float = 0.2) -> tuple[float, int, float]:
-    """(CPU percent over `window_s`, resident bytes, uptime in seconds) of `proc` and its descendants; zeros for None."""
+def sample_tree(proc: psutil.Process | None, window_s: float = 0.2) -> tuple[float, int, float, float]:
+    """(CPU percent over `window_s`, resident bytes, uptime in seconds, CPU seconds so far) of `proc` and its descendants.
+
+    The CPU seconds include children that have exited and been waited for (a build's compilers),
+    so usage adds up what the workspace really used; zeros for None.
+    """
     if proc is None:
-        return 0.0, 0, 0.0
+        return 0.0, 0, 0.0, 0.0
     procs = process_tree(proc)
 
-    def cpu_seconds() -> float:
+    def cpu_seconds(with_children: bool = False) -> float:
         total = 0.0
         for p in procs:
             try:
                 t = p.cpu_times()
-                total += t.user + t.system
+                total += t.user + t.system + ((t.children_user + t.children_system) if with_children else 0.0)
             except psutil.Error:
                 pass
         return total
@@ -78,7 +82,7 @@ def sample_tree(proc: psutil.Process | None, window_s: float = 0.2) -> tuple[flo
         uptime = time.time() - proc.create_time()
     except psutil.Error:
         uptime = 0.0
-    return round(cpu, 1), rss, round(uptime, 1)
+    return round(cpu, 1), rss, round(uptime, 1), round(cpu_seconds(with_children=True), 2)
 
 
 def listening_ports(proc: psutil.Process | None) -> list[int]:

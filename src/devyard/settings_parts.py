@@ -74,6 +74,9 @@ class Size(BaseModel):
         default=DEFAULT_PIDS_MAX, ge=64, description="Most processes and threads the workspace may run at once."
     )
     description: str = ""
+    cost_per_hour: float | None = Field(
+        default=None, ge=0, description="What an hour of a running workspace of this size costs (usage estimates)."
+    )
 
 
 class Pool(BaseModel):

@@ -46,6 +46,7 @@ RELOADABLE = frozenset(
         "dormant_after_days",
         "delete_dormant_after_days",
         "dormancy_dry_run",
+        "usage_keep_days",
         "public_ports",
         "oidc_allowed_domains",
         "oidc_allowed_groups",

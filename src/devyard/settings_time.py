@@ -1,4 +1,4 @@
-"""The settings of workspace time: schedules, the longest session, dormancy and the policies' clock.
+"""The settings of workspace time: schedules, the longest session, dormancy, usage records and the policies' clock.
 
 A mixin of Settings (config.py), so each stays a top-level key of the `devyard:` block and a
 DEVYARD_* variable like every other; kept here to keep config.py within its size.
@@ -41,6 +41,11 @@ class TimeSettings(BaseModel):
     dormancy_dry_run: bool = Field(
         False, description="Only log and report what dormancy would do (GET /api/v1/dormancy), never act."
     )
+
+    usage_sample_s: float = Field(
+        15.0, gt=0, description="How often running workspaces' CPU, memory and disk are sampled for usage, in seconds."
+    )
+    usage_keep_days: int = Field(400, ge=1, description="How long usage records are kept, in days.")
 
     @field_validator("default_timezone")
     @classmethod

@@ -241,8 +241,7 @@ async def _events(initial: list[str], lines: AsyncIterator[str]) -> AsyncIterato
 @router.get("/{name}/stats", response_model=Stats, summary="CPU, memory, uptime and disk use")
 async def workspace_stats(name: str, ident: CurrentUser, service: Workspaces, owner: str | None = Owner) -> Stats:
     """Resource use of the engine and the workspace folder."""
-    s = await service.stats(await service.find(ident, name, owner, Action.read))
-    return Stats(cpu_percent=s.cpu_percent, memory_bytes=s.memory_bytes, uptime_s=s.uptime_s, disk_bytes=s.disk_bytes)
+    return await service.stats(await service.find(ident, name, owner, Action.read))
 
 
 @router.get("/{name}/shares", response_model=list[Share], summary="Who your workspace is shared with")

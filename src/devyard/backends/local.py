@@ -320,9 +320,9 @@ class LocalBackend:
     async def stats(self, ws: WorkspaceSpec) -> Stats:
         """CPU over a short sample, RSS and uptime of the engine tree; disk use of the workspace."""
         proc = alive(self.records.read(ws.uid))
-        cpu, rss, uptime = await asyncio.to_thread(sample_tree, proc)
+        cpu, rss, uptime, cpu_seconds = await asyncio.to_thread(sample_tree, proc)
         disk = await asyncio.to_thread(disk_usage, ws.root)
-        return Stats(cpu_percent=cpu, memory_bytes=rss, uptime_s=uptime, disk_bytes=disk)
+        return Stats(cpu_percent=cpu, memory_bytes=rss, uptime_s=uptime, disk_bytes=disk, cpu_seconds=cpu_seconds)
 
     async def listening_ports(self, ws: WorkspaceSpec) -> list[int] | None:
         """What the engine's process tree listens on, read from /proc in its own network namespace."""

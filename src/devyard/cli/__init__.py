@@ -14,6 +14,7 @@ from rich.panel import Panel
 
 from devyard import __version__, logs
 from devyard.auth.users import ensure_admin
+from devyard.cli import usage as usage_cli
 from devyard.cli import ws_access as _ws_access  # noqa: F401  (adds `ws share` … `ws open`)
 from devyard.cli import ws_time
 from devyard.cli.accounts import audit_command, token_app, user_app
@@ -46,6 +47,7 @@ app.add_typer(secret_app, name="secret")
 app.command("audit")(audit_command)
 app.command("timezone")(ws_time.timezone)
 app.command("dormancy")(ws_time.dormancy)
+app.command("usage")(usage_cli.usage)
 console = Console()
 err = Console(stderr=True)
 

@@ -73,7 +73,7 @@ class Api:
 
     @staticmethod
     def decode(response: httpx.Response) -> Any:
-        """JSON body of a success; ApiError built from the error body otherwise."""
+        """JSON body of a success (the text of any other content); ApiError built from the error body otherwise."""
         if response.status_code >= 400:
             try:
                 err = response.json()["error"]
@@ -84,4 +84,6 @@ class Api:
                 ) from None
         if response.status_code == 204 or not response.content:
             return None
+        if not response.headers.get("content-type", "").startswith("application/json"):
+            return response.text  # a download (CSV)
         return response.json()

@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -178,3 +190,30 @@ class SecretRow(Base):
     file: Mapped[str | None] = mapped_column(String(255))  # a path in the workspace's home, instead of a variable
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UsageRow(Base):
+    """What one workspace used during one span of time: 5 minutes while recent, an hour once older (workspaces/usage.py).
+
+    Keyed by the workspace's uid and named by owner and name as they were, so a deleted
+    workspace's use still counts in reports.
+    """
+
+    __tablename__ = "usage"
+    __table_args__ = (UniqueConstraint("uid", "start", "span_s", name="uq_usage_span"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    size: Mapped[str | None] = mapped_column(String(32))
+    start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    span_s: Mapped[int] = mapped_column(Integer)
+    running_s: Mapped[float] = mapped_column(Float, default=0.0)
+    cpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    memory_byte_s: Mapped[float] = mapped_column(
+        Float, default=0.0
+    )  # resident bytes × seconds: an average once divided
+    memory_peak: Mapped[int] = mapped_column(BigInteger, default=0)
+    disk_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # the last measured in the span
+    starts: Mapped[int] = mapped_column(Integer, default=0)

@@ -15,6 +15,7 @@ from devyard.auth.users import get_user
 from devyard.errors import LoginRequired
 from devyard.models import TokenInfo
 from devyard.provision import EMPTY_TEMPLATE, templates
+from devyard.reasons import spoken
 from devyard.web.render import render
 from devyard.workspaces import sizes
 from devyard.workspaces.access import Action
@@ -128,6 +129,7 @@ async def workspace_page(request: Request, name: str, me: Viewer, owner: str | N
         public_ports=service.settings.public_ports,
         path_mode=service.origins.path_mode,
         zone=row.owner.timezone or service.settings.default_timezone,
+        usage_every=spoken(service.settings.usage_sample_s),
     )
 
 

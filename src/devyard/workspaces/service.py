@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from devyard.provision.devcontainer import DevContainer
 from devyard.reasons import Cause
 from devyard.store.tables import UserRow, WorkspaceRow
 from devyard.usersecrets import SecretStore
-from devyard.workspaces import dormancy, listing
+from devyard.workspaces import dormancy, listing, usage_report
 from devyard.workspaces.access import ADMIN_ACTIONS, SHARED_USER_ACTIONS, Action, Listeners, Route
 from devyard.workspaces.dormancy import DormancyReport
 from devyard.workspaces.events import EventHub, StatsSampler
@@ -41,6 +41,8 @@ from devyard.workspaces.provisioning import Provisioner
 from devyard.workspaces.replicas import Replicas
 from devyard.workspaces.states import Status
 from devyard.workspaces.supervisor import Supervisor
+from devyard.workspaces.usage import Recorder
+from devyard.workspaces.usage_report import GroupBy, HistoryPoint, UsageReport, Window
 
 ON_EXIT = Cause("manager_exit", "the manager stopped, and stop_workspaces_on_exit stops every engine with it")
 
@@ -58,6 +60,7 @@ class WorkspaceService:
         sampler: StatsSampler,
         origins: Origins,
         listeners: Listeners,
+        recorder: Recorder,
     ) -> None:
         self.lifecycle, self.presenter, self.provisioner = lifecycle, presenter, provisioner
         self.supervisor, self.replicas, self.sampler, self.origins = supervisor, replicas, sampler, origins
@@ -70,6 +73,7 @@ class WorkspaceService:
         self.routes = lifecycle.routes
         self.repo = lifecycle.repo
         self.listeners = listeners
+        self.recorder = recorder
         self.access_changed: list[Callable[[str], None]] = (
             listeners.access_changed
         )  # told the uid when who may reach a workspace narrows
@@ -170,6 +174,20 @@ class WorkspaceService:
     async def dormancy(self) -> DormancyReport:
         """What dormancy does, to which workspaces, and when (the same decision its loop takes)."""
         return dormancy.plan(self.settings, await self.repo.all(), CLOCK.now())
+
+    async def usage(self, who: Identity, start: datetime, end: datetime, group_by: GroupBy) -> UsageReport:
+        """Use per user or workspace over [start, end): everyone's for admins, the caller's own for others."""
+        owner = None if who.acts_as_admin else who.name
+        rows = await usage_report.rows_in(self.repo.db, start, end, owner=owner)
+        return usage_report.report(self.settings, rows, start, end, group_by)
+
+    async def usage_history(self, row: WorkspaceRow, window: Window) -> list[HistoryPoint]:
+        """A workspace's CPU, memory and disk over the last hour (samples) or day (5-minute averages)."""
+        now = CLOCK.now()
+        since = now - (timedelta(hours=1) if window == "hour" else timedelta(days=1))
+        ring = self.recorder.history(row.uid, since.timestamp()) if window == "hour" else []
+        rows = [] if ring else await usage_report.rows_in(self.repo.db, since, now, uid=row.uid)
+        return usage_report.history(rows, ring)
 
     def render_metrics(self) -> bytes:
         """The Prometheus exposition, gauges filled from the route table and the last stats sample."""

@@ -25,6 +25,7 @@ def listed(settings: Settings) -> list[SizeInfo]:
             pids_max=s.pids_max,
             description=s.description,
             default=n == settings.default_size,
+            cost_per_hour=s.cost_per_hour,
         )
         for n, s in settings.sizes.items()
     ]

@@ -115,6 +115,11 @@
     });
   }
 
+  // Usage charts: drawn by the server, fetched again each minute.
+  setInterval(() => {
+    for (const img of document.querySelectorAll("img[data-chart]")) img.src = img.src.replace(/&t=\d+$/, "") + `&t=${Date.now()}`;
+  }, 60000);
+
   // Schedule: days and times in the owner's time zone; the server's answer fills the card.
   const scheduleForm = document.getElementById("schedule-form");
   if (scheduleForm) {
