@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+from filelock import FileLock
 
 from devyard.config import load_settings
 from devyard.engine import install
@@ -88,3 +91,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.stem in FAST_MODULES:
             item.add_marker(pytest.mark.fast)
+
+
+OIDC_PROVIDER_VERSION = "9.13.3"
+PEERS = Path(os.environ.get("DEVYARD_TEST_PEERS", Path.home() / ".cache" / "devyard" / "test-peers"))
+
+
+@pytest.fixture(scope="session")
+def oidc_provider_dir() -> Path:
+    """oidc-provider from the npm registry, installed once into the test-peers cache."""
+    folder = PEERS / f"oidc-provider-{OIDC_PROVIDER_VERSION}"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / "node_modules" / "oidc-provider" / "package.json").exists():
+            folder.mkdir(exist_ok=True)
+            (folder / "package.json").write_text(
+                json.dumps(
+                    {
+                        "name": "devyard-oidc-peer",
+                        "private": True,
+                        "dependencies": {"oidc-provider": OIDC_PROVIDER_VERSION},
+                    }
+                )
+            )
+            subprocess.run(
+                ["npm", "install", "--no-audit", "--no-fund"], cwd=folder, check=True, capture_output=True, timeout=300
+            )
+    return folder

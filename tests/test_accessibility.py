@@ -26,6 +26,7 @@ PAGES = (
     "/workspaces/docs",
     "/account",
     "/admin/users",
+    "/admin/groups",
     "/admin/workspaces",
     "/admin/usage",
     "/admin/dormancy",

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
 from devyard.auth.oidc import check_settings, is_allowed, user_name_for
 from devyard.config import load_settings
@@ -18,28 +15,7 @@ from devyard.errors import Invalid
 from tests.browser import chromium
 from tests.support import Manager, free_port, peer, start_manager
 
-PROVIDER_VERSION = "9.13.3"
-PEERS = Path(os.environ.get("DEVYARD_TEST_PEERS", Path.home() / ".cache" / "devyard" / "test-peers"))
 SCRIPT = Path(__file__).parent / "peers" / "oidc_provider.mjs"
-
-
-@pytest.fixture(scope="session")
-def oidc_provider_dir() -> Path:
-    """oidc-provider from the npm registry, installed once into the test-peers cache."""
-    folder = PEERS / f"oidc-provider-{PROVIDER_VERSION}"
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
-        if not (folder / "node_modules" / "oidc-provider" / "package.json").exists():
-            folder.mkdir(exist_ok=True)
-            (folder / "package.json").write_text(
-                json.dumps(
-                    {"name": "devyard-oidc-peer", "private": True, "dependencies": {"oidc-provider": PROVIDER_VERSION}}
-                )
-            )
-            subprocess.run(
-                ["npm", "install", "--no-audit", "--no-fund"], cwd=folder, check=True, capture_output=True, timeout=300
-            )
-    return folder
 
 
 def sso_env(port: int) -> dict[str, str]:

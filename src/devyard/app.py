@@ -28,9 +28,11 @@ from devyard.api import (
     users,
     workspaces,
 )
+from devyard.api import groups as groups_api
 from devyard.api import usage as usage_api
 from devyard.api.errors import install_handlers
 from devyard.audit import AuditLog
+from devyard.auth.groups import Groups
 from devyard.auth.identity import Authenticator
 from devyard.auth.oidc import OidcLogin, check_settings
 from devyard.auth.secrets import load_or_create_key
@@ -47,6 +49,7 @@ from devyard.loops import Loop
 from devyard.metrics import Metrics
 from devyard.models import Progress
 from devyard.origins import Origins
+from devyard.settings_groups import rights
 from devyard.store import coordination
 from devyard.store.coordination import Coordinator
 from devyard.store.db import migrate_apart, open_engine, sessionmaker
@@ -92,8 +95,16 @@ def create_app(settings: Settings) -> FastAPI:
         )
         audit = AuditLog(db)
         auth = Authenticator(
-            db, throttle, audit, key, settings.session_ttl_s, settings.session_idle_s, settings.identity_cache_s
+            db,
+            throttle,
+            audit,
+            key,
+            settings.session_ttl_s,
+            settings.session_idle_s,
+            settings.identity_cache_s,
+            lambda groups: rights(settings.groups, groups).admin,
         )
+        app.state.groups = Groups(db, audit)
         coordinator = coordination.for_database(settings.db_url, settings.run_dir / "leader.lock")
         service = build_workspaces(settings, db, backend, SecretStore(db, secrets_key), coordinator, origins, audit)
         app.state.db, app.state.auth, app.state.audit, app.state.workspaces = db, auth, audit, service
@@ -169,6 +180,7 @@ def create_app(settings: Settings) -> FastAPI:
         events.router,
         meta.router,
         manage.router,
+        groups_api.router,
         usage_api.router,
         seed.router,
     ):

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from devyard.origins import check_settings as check_origins
 from devyard.settings_devbox import ExtensionGroup, PackagedAssets, Server, Ui, check_group_names, keyed_groups
 from devyard.settings_file import CONFIG_ERRORS, OVERRIDE_REFUSED, Origin, load_model, read_config_file
+from devyard.settings_groups import GroupSettings
 from devyard.settings_parts import (
     DEFAULT_PIDS_MAX,
     DEFAULT_SIZES,
@@ -63,7 +64,7 @@ DEFAULT_TOOLS_DIR = (
 DEFAULT_PORT = 8000
 
 
-class Settings(DerivedSettings, TimeSettings, BaseSettings):
+class Settings(DerivedSettings, TimeSettings, GroupSettings, BaseSettings):
     """Everything the manager can be told; each field is documented in docs/config.md."""
 
     model_config = SettingsConfigDict(env_prefix="DEVYARD_", env_nested_delimiter="__", extra="ignore")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from devyard.fields import (
     Body,
@@ -39,6 +39,9 @@ class User(BaseModel):
     disabled: bool = False
     created_at: datetime
     timezone: str | None = Field(default=None, description="Time zone of their schedules; null: the manager's default")
+    groups: Annotated[list[str], BeforeValidator(lambda v: v or [])] = Field(
+        default=[], description="The groups they are in (local, and their identity provider's)"
+    )
 
 
 class UserUpdate(Body):

@@ -70,6 +70,7 @@ class _Server(uvicorn.Server):
         try:
             reload_settings(self.settings)  # it logs what it applied, or what needs a restart
             contract.forget(self.app)
+            self.app.state.auth.invalidate()  # what groups grant may have changed
         except DevyardError as exc:
             log.error("reload failed, nothing changed: %s", exc.message)
 

@@ -47,6 +47,8 @@ RELOADABLE = frozenset(
         "delete_dormant_after_days",
         "dormancy_dry_run",
         "usage_keep_days",
+        "groups",
+        "oidc_groups_claim",
         "public_ports",
         "oidc_allowed_domains",
         "oidc_allowed_groups",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from devyard.api import contract
-from devyard.api.deps import AdminUser, Workspaces, record
+from devyard.api.deps import AdminUser, Workspaces, authenticator, record
 from devyard.errors import RestartNeeded
 from devyard.models import ReloadResult
 from devyard.settings_reload import reload_settings
@@ -27,6 +27,7 @@ async def reload(_: AdminUser, request: Request) -> ReloadResult:
     """Apply the catalog, groups, sizes, quotas, allow-list and policies at once; 409 when a change needs a restart."""
     result = reload_settings(request.app.state.settings)
     contract.forget(request.app)  # what the description lists (extension groups) may have changed
+    authenticator(request).invalidate()  # and what groups grant
     if result.refused:
         names = ", ".join(result.need_restart)
         raise RestartNeeded(f"{names}: only read at start; restart the manager to apply them (nothing was changed)")

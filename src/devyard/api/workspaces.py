@@ -32,6 +32,7 @@ from devyard.models import (
     WorkspaceUpdate,
 )
 from devyard.reasons import asked
+from devyard.workspaces import offers
 from devyard.workspaces.access import Action
 
 router = APIRouter(prefix="/workspaces", tags=["workspaces"])
@@ -85,6 +86,8 @@ async def update_workspace(
 ) -> Workspace:
     """The workspace as changed; a field sent as null goes back to the manager's default."""
     row = await service.find(ident, name, owner, Action.control)
+    if body.size is not None:
+        offers.check(offers.of(service.settings, ident.groups, ident.is_admin), body.size, [], None)
     row = await service.update(row, body.model_dump(include=body.model_fields_set))
     await record(
         request, "workspace.update", f"{row.owner.name}/{name}", detail=body.model_dump(include=body.model_fields_set)

@@ -43,6 +43,7 @@ class Identity:
     via: str  # "session" or "token"
     scope: str = "write"  # read: GET only; write: all a user may do; admin: admin routes too
     expires_at: datetime | None = None  # a token's own expiry (None: a session, or a token that never expires)
+    groups: tuple[str, ...] = ()  # the groups the user is in (auth/groups.py), as of this credential's resolution
 
     @property
     def acts_as_admin(self) -> bool:
@@ -93,6 +94,7 @@ class Authenticator:
         session_ttl_s: int,
         session_idle_s: int,
         cache_s: float,
+        group_admin: Callable[[list[str] | None], bool] = lambda groups: False,
     ) -> None:
         self.db = db
         self.throttle = throttle
@@ -106,6 +108,7 @@ class Authenticator:
         self.listeners: list[Callable[[Ended], Awaitable[None]]] = []
         # Credential as sent -> its cache key: a request with a known cookie or token costs no HMAC or hash.
         self._keys: dict[str, str] = {}
+        self.group_admin = group_admin  # whether a user's groups (by name) make them an admin (settings `groups`)
 
     # -- cookies ------------------------------------------------------------------------
     def _sign(self, session_id: str) -> str:
@@ -138,7 +141,10 @@ class Authenticator:
         self.throttle.succeeded(username, address)
         cookie = await self.open_session(user.id)
         await self.audit.record(username, "login", address=address)
-        return cookie, Identity(user.id, user.name, user.is_admin, "session", _user_scope(user.is_admin))
+        admin = user.is_admin or self.group_admin(user.groups)
+        return cookie, Identity(
+            user.id, user.name, admin, "session", _user_scope(admin), None, tuple(user.groups or ())
+        )
 
     async def open_session(self, user_id: int) -> str:
         """A new session for a user who has proved who they are; returns the cookie value."""
@@ -287,7 +293,7 @@ class Authenticator:
         now = utcnow()
         async with self.db() as s:
             row = await s.execute(
-                select(UserRow.id, UserRow.name, UserRow.is_admin, SessionRow.last_seen_at)
+                select(UserRow.id, UserRow.name, UserRow.is_admin, SessionRow.last_seen_at, UserRow.groups)
                 .join(SessionRow, SessionRow.user_id == UserRow.id)
                 .where(SessionRow.id_hash == id_hash, SessionRow.expires_at > now, UserRow.disabled.is_(False))
             )
@@ -301,13 +307,22 @@ class Authenticator:
                 return None
             if last_seen < now - _LAST_SEEN_EVERY:  # written at most once a minute, off the hot path
                 await _note_use(s, update(SessionRow).where(SessionRow.id_hash == id_hash).values(last_seen_at=now))
-        return Identity(found[0], found[1], found[2], "session", _user_scope(found[2]))
+        admin = found[2] or self.group_admin(found[4])
+        return Identity(found[0], found[1], admin, "session", _user_scope(admin), None, tuple(found[4] or ()))
 
     async def _from_token(self, token_hash: str) -> Identity | None:
         now = utcnow()
         async with self.db() as s:
             row = await s.execute(
-                select(UserRow.id, UserRow.name, UserRow.is_admin, TokenRow.id, TokenRow.scope, TokenRow.expires_at)
+                select(
+                    UserRow.id,
+                    UserRow.name,
+                    UserRow.is_admin,
+                    TokenRow.id,
+                    TokenRow.scope,
+                    TokenRow.expires_at,
+                    UserRow.groups,
+                )
                 .join(TokenRow, TokenRow.user_id == UserRow.id)
                 .where(TokenRow.token_hash == token_hash, TokenRow.revoked_at.is_(None), UserRow.disabled.is_(False))
                 .where((TokenRow.expires_at.is_(None)) | (TokenRow.expires_at > now))
@@ -317,9 +332,10 @@ class Authenticator:
                 await _note_use(s, update(TokenRow).where(TokenRow.id == found[3]).values(last_used_at=now))
         if not found:
             return None
-        # A token never carries more than its user has now (an admin may have been demoted).
-        scope = found[4] if found[4] != "admin" or found[2] else "write"
-        return Identity(found[0], found[1], found[2], "token", scope, found[5])
+        # A token never carries more than its user has now (an admin may have been demoted, or left a group).
+        admin = found[2] or self.group_admin(found[6])
+        scope = found[4] if found[4] != "admin" or admin else "write"
+        return Identity(found[0], found[1], admin, "token", scope, found[5], tuple(found[6] or ()))
 
 
 async def _note_use(s: AsyncSession, stmt: Update) -> None:

@@ -45,13 +45,13 @@ def user_name_for(claims: dict[str, Any]) -> str:
     return name if name[0].isalnum() else f"u{name}"[:39]
 
 
-def is_allowed(claims: dict[str, Any], domains: list[str], groups: list[str]) -> bool:
-    """Whether the claims show an allowed, verified email domain or an allowed group."""
+def is_allowed(claims: dict[str, Any], domains: list[str], groups: list[str], claim: str = "groups") -> bool:
+    """Whether the claims show an allowed, verified email domain or an allowed group (in the claim named `claim`)."""
     email = str(claims.get("email") or "")
     if domains and claims.get("email_verified") is True and "@" in email:
         if email.rsplit("@", 1)[1].lower() in {d.lower() for d in domains}:
             return True
-    member_of = claims.get("groups") or []
+    member_of = claims.get(claim) or []
     return bool(groups) and isinstance(member_of, list) and bool(set(groups) & {str(g) for g in member_of})
 
 
@@ -103,7 +103,7 @@ class OidcLogin:
         if not claims.get("sub"):
             raise Unauthorized("single sign-on failed: the issuer sent no subject", code="oidc_failed")
         # Many issuers keep email and groups out of the ID token: ask the userinfo endpoint too.
-        if "email" not in claims or "groups" not in claims:
+        if "email" not in claims or self.settings.oidc_groups_claim not in claims:
             try:
                 extra = dict(await self.client.userinfo(token=token))
             except (self.OAuthError, httpx.HTTPError) as exc:
@@ -111,7 +111,8 @@ class OidcLogin:
             if extra.get("sub") != claims["sub"]:
                 raise Unauthorized("single sign-on failed: userinfo is about someone else", code="oidc_failed")
             claims = {**extra, **claims}
-        if not is_allowed(claims, self.settings.oidc_allowed_domains, self.settings.oidc_allowed_groups):
+        allowed_groups = self.settings.oidc_allowed_groups
+        if not is_allowed(claims, self.settings.oidc_allowed_domains, allowed_groups, self.settings.oidc_groups_claim):
             raise Forbidden(
                 "your account is not allowed here: ask an admin to allow your email domain or group",
                 code="oidc_not_allowed",

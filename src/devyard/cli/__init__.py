@@ -19,6 +19,7 @@ from devyard.cli import ws_access as _ws_access  # noqa: F401  (adds `ws share` 
 from devyard.cli import ws_time
 from devyard.cli.accounts import audit_command, token_app, user_app
 from devyard.cli.client import Api
+from devyard.cli.groups import group_app
 from devyard.cli.secrets import secret_app
 from devyard.cli.ws import ws_app
 from devyard.config import CONFIG_ERRORS, DEFAULT_DATA_DIR, Settings, load_settings
@@ -44,6 +45,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(ws_app, name="ws")
 app.add_typer(secret_app, name="secret")
+app.add_typer(group_app, name="group")
 app.command("audit")(audit_command)
 app.command("timezone")(ws_time.timezone)
 app.command("dormancy")(ws_time.dormancy)

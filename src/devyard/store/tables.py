@@ -61,6 +61,9 @@ class UserRow(Base):
     max_running: Mapped[int | None] = mapped_column(Integer)
     max_disk_mb: Mapped[int | None] = mapped_column(Integer)
     timezone: Mapped[str | None] = mapped_column(String(64))  # IANA name for their schedules; None: default_timezone
+    # The names of the groups they are in, kept current by auth/groups.py: what each means is read from the
+    # settings (`groups`) at use, so a reload changes it at once.
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class SessionRow(Base):
@@ -217,3 +220,34 @@ class UsageRow(Base):
     memory_peak: Mapped[int] = mapped_column(BigInteger, default=0)
     disk_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # the last measured in the span
     starts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class GroupRow(Base):
+    """A group of users: local (managed here) or from the identity provider (its members come with each sign-in)."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MemberRow(Base):
+    """A user in a group, and where that came from: `local` (an admin) or `oidc` (the last sign-in's claim)."""
+
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    source: Mapped[str] = mapped_column(String(8), default="local")
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GroupShareRow(Base):
+    """A workspace its owner shared with a group: every member may open it, as members come and go."""
+
+    __tablename__ = "group_shares"
+
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

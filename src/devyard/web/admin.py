@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from devyard.api.deps import audit_log, workspaces
+from devyard.api.groups import list_groups
 from devyard.auth import users as user_store
 from devyard.auth.identity import Identity
 from devyard.errors import Forbidden
@@ -78,6 +79,13 @@ async def admin_users(request: Request, me: Admin) -> HTMLResponse:
 async def admin_workspaces(request: Request, me: Admin) -> HTMLResponse:
     """Every user's workspaces, live, with their owners."""
     return await workspace_list(request, me, everyone=True)
+
+
+@router.get("/groups", response_class=HTMLResponse)
+async def admin_groups(request: Request, me: Admin) -> HTMLResponse:
+    """Groups, their members (local or from the identity provider) and what each means here."""
+    found = await list_groups(me, request)
+    return page(request, "admin_groups.html", me, "admin", tab="groups", groups=found)
 
 
 @router.get("/dormancy", response_class=HTMLResponse)

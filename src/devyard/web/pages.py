@@ -17,7 +17,7 @@ from devyard.models import TokenInfo
 from devyard.provision import EMPTY_TEMPLATE, templates
 from devyard.reasons import spoken
 from devyard.web.render import render
-from devyard.workspaces import sizes
+from devyard.workspaces import offers, sizes
 from devyard.workspaces.access import Action
 from devyard.workspaces.provisioning import LOCAL_IMAGE
 
@@ -83,19 +83,21 @@ async def new_workspace(request: Request, me: Viewer) -> HTMLResponse:
     service = workspaces(request)
     settings = service.settings
     taken = [r.name for r in await service.list_for(me)]
+    granted = offers.of(settings, me.groups, me.is_admin)  # what the viewer's groups are offered
+    groups = offers.keep(granted.extension_groups, settings.extension_groups.values(), "id")
     return page(
         request,
         "create.html",
         me,
         "new",
         taken=taken,
-        templates=[t for t in templates(settings) if t.name != EMPTY_TEMPLATE],
-        groups=list(settings.extension_groups.values()),
-        default_groups=set(settings.ui.default_extension_groups),
+        templates=[t for t in offers.keep(granted.templates, templates(settings)) if t.name != EMPTY_TEMPLATE],
+        groups=groups,
+        default_groups=set(settings.ui.default_extension_groups) & {g.id for g in groups},
         max_upload_mb=settings.ui.workspace.max_upload_size_mb,
         archive_types=settings.ui.workspace.supported_archive_types,
         default_source=CREATE_SOURCES[settings.ui.workspace.default_type],
-        sizes=sizes.listed(settings),
+        sizes=offers.keep(granted.sizes, sizes.listed(settings)),
         default_size=settings.default_size,
     )
 

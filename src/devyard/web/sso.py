@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from devyard.api.auth import set_session_cookie
 from devyard.api.deps import audit_log, authenticator, client_address
+from devyard.auth.groups import Groups, claimed
 from devyard.auth.oidc import OidcLogin
 from devyard.errors import DevyardError, Forbidden, NotFound
 from devyard.web.render import render
@@ -52,6 +53,10 @@ async def sso_callback(request: Request) -> Response:
             await audit.record("sso", "user.create", user.name, address=address, detail={"issuer": sso.issuer})
         if user.disabled:
             raise Forbidden("this account is disabled", code="account_disabled")
+        # The identity provider says which groups the user is in now: joins and leaves take effect here.
+        groups: Groups = request.app.state.groups
+        if any(await groups.sync(user, claimed(claims.get(sso.settings.oidc_groups_claim)))):
+            authenticator(request).invalidate()
     except DevyardError as exc:
         await audit.record(None, "login", success=False, address=address, detail={"via": "oidc", "reason": exc.code})
         page = render("login.html", next="/", error=exc.message, username=None, sso=True)

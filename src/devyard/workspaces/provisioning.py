@@ -32,7 +32,7 @@ from devyard.provision.report import ProgressLog, failures
 from devyard.reasons import CREATED
 from devyard.store.tables import WorkspaceRow, utcnow
 from devyard.usersecrets import SecretStore
-from devyard.workspaces import quotas, sizes
+from devyard.workspaces import offers, quotas, sizes
 from devyard.workspaces.repository import Repository
 from devyard.workspaces.states import Status
 
@@ -86,6 +86,10 @@ class Provisioner:
         `restore`: from a backup, the user-data and extension list to restore (backups.restore_folder).
         """
         git_url, names = self.check(req)
+        granted = offers.of(self.settings, who.groups, who.is_admin)
+        offers.check(
+            granted, req.size or self.settings.default_size if granted.sizes else req.size, names, req.template
+        )
         row = WorkspaceRow(
             uid=secrets.token_hex(6),
             owner_id=who.user_id,

@@ -18,6 +18,7 @@ from devyard.config import Settings
 from devyard.errors import QuotaExceeded
 from devyard.models import Status
 from devyard.paths import disk_usage
+from devyard.settings_groups import rights
 from devyard.store.tables import UserRow, WorkspaceRow
 
 # Workspaces that hold (or are about to hold) a running engine.
@@ -34,15 +35,16 @@ class Quota:
 
 
 def quota_of(user: UserRow, settings: Settings) -> Quota:
-    """The user's own limits where an admin set them, else the manager's defaults."""
+    """The user's own limits where an admin set them, else the highest their groups set, else the manager's defaults."""
+    granted = rights(settings.groups, user.groups)
 
-    def pick(own: int | None, default: int | None) -> int | None:
-        return own if own is not None else default
+    def pick(own: int | None, group: int | None, default: int | None) -> int | None:
+        return own if own is not None else group if group is not None else default
 
     return Quota(
-        pick(user.max_workspaces, settings.max_workspaces_per_user),
-        pick(user.max_running, settings.max_running_per_user),
-        pick(user.max_disk_mb, settings.max_disk_mb_per_user),
+        pick(user.max_workspaces, granted.max_workspaces, settings.max_workspaces_per_user),
+        pick(user.max_running, granted.max_running, settings.max_running_per_user),
+        pick(user.max_disk_mb, granted.max_disk_mb, settings.max_disk_mb_per_user),
     )
 
 
