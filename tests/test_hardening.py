@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 from devyard.engine.install import Engine
 from tests.browser import chromium
 from tests.support import ADMIN_PASSWORD, Manager, free_port, peer, start_manager
-from tests.test_oidc import SCRIPT, oidc_provider_dir, sso_env  # noqa: F401  (oidc_provider_dir: a fixture)
+from tests.test_oidc import SCRIPT, sso_env
 
 EVIL = "https://evil.example"
 
@@ -259,7 +259,7 @@ def test_logging_in_on_the_way_to_a_workspace_origin_gets_there(engine: Engine, 
 # -- SSO --------------------------------------------------------------------------------------
 
 
-def test_sso_redirect_uri_comes_from_public_url(engine: Engine, oidc_provider_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_sso_redirect_uri_comes_from_public_url(engine: Engine, oidc_provider_dir: Path, tmp_path: Path) -> None:
     # The dashboard as users reach it (say a proxy on 8443) and the port the manager listens on differ:
     # only public_url may name where the issuer sends the browser back.
     public = "http://127.0.0.1:8443"
