@@ -104,9 +104,24 @@ def test_local_groups_grant_and_restrict_and_a_removal_ends_at_the_next_request(
         assert tina.get("/users").status_code == 403  # the same session, its next request
     finally:
         tina.close()
+    # A workspace shared with a group: its members may open it while they are members.
+    with m.api("tina") as tina_api, m.api("sam") as sam:
+        assert tina_api.post("/workspaces", json={"name": "lesson", "size": "small", "start": False}).status_code == 201
+        assert sam.get("/workspaces/lesson", params={"owner": "tina"}).status_code == 404
+        out = m.cli("ws", "share", "lesson", "students", "--group", token="tina")
+        assert out.returncode == 0, out.stderr
+        assert sam.get("/workspaces/lesson", params={"owner": "tina"}).status_code == 200
+        assert [g["group"] for g in tina_api.get("/workspaces/lesson/group-shares").json()] == ["students"]
+        nosuch = tina_api.post("/workspaces/lesson/group-shares", json={"group": "nosuch"})
+        assert nosuch.status_code == 404 and nosuch.json()["error"]["code"] == "group_not_found"
+        with httpx.Client(base_url=m.url, headers={"authorization": f"Bearer {m.token('sam')}"}) as gw:
+            assert gw.get("/w/tina/lesson/", headers={"accept": "text/html"}).status_code == 503  # starting it
+            assert m.cli("group", "rm-member", "students", "sam").returncode == 0
+            assert gw.get("/w/tina/lesson/", headers={"accept": "text/html"}).status_code == 404
+        assert sam.get("/workspaces/lesson", params={"owner": "tina"}).status_code == 404
     with m.api() as admin:
         audit = admin.get("/audit", params={"action": "group."}).json()
-        left = [e for e in audit if e["action"] == "group.leave"]
+        left = [e for e in audit if e["action"] == "group.leave" and e["target"] == "teachers"]
         assert (
             left
             and left[0]["actor"] == "admin"

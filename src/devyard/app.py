@@ -19,6 +19,7 @@ from devyard.api import (
     bulk,
     contract,
     events,
+    group_shares,
     manage,
     meta,
     metrics,
@@ -108,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
         coordinator = coordination.for_database(settings.db_url, settings.run_dir / "leader.lock")
         service = build_workspaces(settings, db, backend, SecretStore(db, secrets_key), coordinator, origins, audit)
         app.state.db, app.state.auth, app.state.audit, app.state.workspaces = db, auth, audit, service
+        app.state.groups.changed.append(service.group_changed)
         installed = install.locate(settings.engine_dir)
         assets = StaticAssets(
             installed.static_root if installed else None,
@@ -181,6 +183,7 @@ def create_app(settings: Settings) -> FastAPI:
         meta.router,
         manage.router,
         groups_api.router,
+        group_shares.router,
         usage_api.router,
         seed.router,
     ):

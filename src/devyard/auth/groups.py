@@ -11,6 +11,7 @@ identities are dropped when it changes.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select, update
@@ -54,6 +55,13 @@ class Groups:
 
     def __init__(self, db: async_sessionmaker[AsyncSession], audit: AuditLog) -> None:
         self.db, self.audit = db, audit
+        # Told a group's name when its members change (workspaces shared with it follow: app.py wires it).
+        self.changed: list[Callable[[str], Awaitable[None]]] = []
+
+    async def _tell(self, names: Iterable[str]) -> None:
+        for name in names:
+            for hook in self.changed:
+                await hook(name)
 
     async def all(self) -> list[Group]:
         """Every group with its members, by name."""
@@ -89,6 +97,7 @@ class Groups:
         for user_id in members:
             await self._refresh(user_id)
         await self.audit.record(actor, "group.delete", name, detail={"members": len(members)})
+        await self._tell([name])
         return members
 
     async def add_member(self, name: str, user: UserRow, actor: str) -> None:
@@ -102,6 +111,7 @@ class Groups:
                 raise Conflict(f"{user.name} is in group '{name}' already", code="member_exists") from None
         await self._refresh(user.id)
         await self.audit.record(actor, "group.join", name, detail={"user": user.name, "source": "local"})
+        await self._tell([name])
 
     async def remove_member(self, name: str, user: UserRow, actor: str) -> None:
         """Take a user out of the group (NotFound when they are not in it)."""
@@ -115,6 +125,7 @@ class Groups:
             raise NotFound(f"{user.name} is not in group '{name}'", code="member_not_found")
         await self._refresh(user.id)
         await self.audit.record(actor, "group.leave", name, detail={"user": user.name})
+        await self._tell([name])
 
     async def sync(self, user: UserRow, names: list[str]) -> tuple[list[str], list[str]]:
         """Make the user's `oidc` memberships exactly `names` (groups made as needed); (joined, left), both audited."""
@@ -143,6 +154,7 @@ class Groups:
             await self.audit.record("sso", "group.join", name, detail={"user": user.name, "source": "oidc"})
         for name in left:
             await self.audit.record("sso", "group.leave", name, detail={"user": user.name, "source": "oidc"})
+        await self._tell([*joined, *left])
         return joined, left
 
     async def _named(self, s: AsyncSession, name: str) -> GroupRow:

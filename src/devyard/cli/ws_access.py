@@ -17,19 +17,24 @@ from devyard.cli.client import Api
 from devyard.cli.ws import OwnerOpt, _api, _owner, console, ws_app
 from devyard.errors import DevyardError, Invalid
 
+GroupOpt = Annotated[bool, typer.Option("--group", help="WHO is a group: each member, as members come and go.")]
+
 
 @ws_app.command("share")
-def share(name: str, user: str) -> None:
-    """Let another user open your workspace."""
-    _api().request("POST", f"/workspaces/{name}/shares", json={"user": user})
-    console.print(f"{name} is shared with {user}")
+def share(name: str, who: Annotated[str, typer.Argument(metavar="WHO")], group: GroupOpt = False) -> None:
+    """Let another user (or, with --group, a group's members) open your workspace."""
+    if group:
+        _api().request("POST", f"/workspaces/{name}/group-shares", json={"group": who})
+    else:
+        _api().request("POST", f"/workspaces/{name}/shares", json={"user": who})
+    console.print(f"{name} is shared with {'group ' if group else ''}{who}")
 
 
 @ws_app.command("unshare")
-def unshare(name: str, user: str) -> None:
-    """Stop sharing your workspace with a user."""
-    _api().request("DELETE", f"/workspaces/{name}/shares/{user}")
-    console.print(f"{name} is no longer shared with {user}")
+def unshare(name: str, who: Annotated[str, typer.Argument(metavar="WHO")], group: GroupOpt = False) -> None:
+    """Stop sharing your workspace with a user (or, with --group, a group)."""
+    _api().request("DELETE", f"/workspaces/{name}/{'group-shares' if group else 'shares'}/{who}")
+    console.print(f"{name} is no longer shared with {'group ' if group else ''}{who}")
 
 
 @ws_app.command("ports")

@@ -122,6 +122,7 @@ async def workspace_page(request: Request, name: str, me: Viewer, owner: str | N
         owner_view=owner_view,
         can_delete=can_delete,
         shares=await service.shares(row) if owner_view else [],
+        group_shares=await service.group_shares(row) if owner_view else [],
         addable=addable,
         sizes=sizes.listed(service.settings),
         local_files=service.backend.local_files,

@@ -75,6 +75,6 @@ class Reconciler:
         if row is None:
             life.forget(uid)
             return
-        life.routes.share(uid, (name for name, _ in await life.repo.shares(row)))
+        life.routes.share(uid, await life.repo.shared_names(row))
         await life.ports.reload(row)
         life.remember(row, row.address)

@@ -16,8 +16,8 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from devyard.errors import Conflict, WorkspaceExists
-from devyard.store.tables import ShareRow, UserRow, WorkspaceRow
+from devyard.errors import Conflict, NotFound, WorkspaceExists
+from devyard.store.tables import GroupRow, GroupShareRow, MemberRow, ShareRow, UserRow, WorkspaceRow
 from devyard.workspaces.states import Status
 
 Notify = Callable[[AsyncSession, str], Awaitable[None]]  # Coordinator.notify: sent when the session commits
@@ -118,24 +118,70 @@ class Repository:
 
     async def shares(self, row: WorkspaceRow) -> list[tuple[str, datetime]]:
         """Who the workspace is shared with, and since when."""
-        async with self.db() as s:
-            found = await s.execute(
-                select(UserRow.name, ShareRow.created_at)
-                .join(ShareRow, ShareRow.user_id == UserRow.id)
-                .where(ShareRow.workspace_id == row.id)
-                .order_by(UserRow.name)
-            )
-            return [(n, c) for n, c in found.all()]
+        return await self._since(
+            UserRow.name, ShareRow, ShareRow.user_id == UserRow.id, ShareRow.workspace_id == row.id
+        )
 
     async def all_shares(self) -> list[tuple[str, str]]:
-        """Every share, as (workspace uid, user name)."""
+        """Every share, as (workspace uid, user name): users shared with, and the members of groups shared with."""
         async with self.db() as s:
             found = await s.execute(
                 select(WorkspaceRow.uid, UserRow.name)
                 .join(ShareRow, ShareRow.workspace_id == WorkspaceRow.id)
                 .join(UserRow, UserRow.id == ShareRow.user_id)
             )
-            return [(uid, user) for uid, user in found.all()]
+            members = await s.execute(_group_members(select(WorkspaceRow.uid, UserRow.name)))
+            return [(uid, user) for uid, user in [*found.all(), *members.all()]]
+
+    async def shared_names(self, row: WorkspaceRow) -> set[str]:
+        """Everyone one workspace is shared with: its users and its groups' members now."""
+        members = await self._scalars(_group_members(select(UserRow.name)).where(WorkspaceRow.id == row.id))
+        return {name for name, _ in await self.shares(row)} | set(members)
+
+    async def group_shares(self, row: WorkspaceRow) -> list[tuple[str, datetime]]:
+        """The groups the workspace is shared with, and since when."""
+        on = GroupShareRow.group_id == GroupRow.id
+        return await self._since(GroupRow.name, GroupShareRow, on, GroupShareRow.workspace_id == row.id)
+
+    async def _since(self, name: Any, table: Any, on: Any, where: Any) -> list[tuple[str, datetime]]:
+        """(name, created_at) of a share table's rows, by name."""
+        async with self.db() as s:
+            found = await s.execute(select(name, table.created_at).join(table, on).where(where).order_by(name))
+            return [(n, c) for n, c in found.all()]
+
+    async def shared_with_group(self, name: str) -> list[str]:
+        """The uids of the workspaces shared with group `name`."""
+        return await self._scalars(
+            select(WorkspaceRow.uid)
+            .join(GroupShareRow, GroupShareRow.workspace_id == WorkspaceRow.id)
+            .join(GroupRow, GroupRow.id == GroupShareRow.group_id)
+            .where(GroupRow.name == name)
+        )
+
+    async def add_group_share(self, row: WorkspaceRow, name: str) -> None:
+        """Share with a group; NotFound for no such group, Conflict when it is shared with it already."""
+        try:
+            async with self.change(row.uid) as s:
+                group = await s.scalar(select(GroupRow).where(GroupRow.name == name))
+                if group is None:
+                    raise NotFound(f"no group '{name}'", code="group_not_found")
+                s.add(GroupShareRow(workspace_id=row.id, group_id=group.id))
+                await s.flush()
+        except IntegrityError as exc:
+            raise Conflict(f"'{row.name}' is already shared with group {name}", code="already_shared") from exc
+
+    async def remove_group_share(self, row: WorkspaceRow, name: str) -> bool:
+        """Stop sharing with a group; whether it was shared with it."""
+        async with self.change(row.uid) as s:
+            group_id = select(GroupRow.id).where(GroupRow.name == name).scalar_subquery()
+            result = await s.execute(
+                delete(GroupShareRow).where(GroupShareRow.workspace_id == row.id, GroupShareRow.group_id == group_id)
+            )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def _scalars(self, query: Any) -> list[Any]:
+        async with self.db() as s:
+            return list((await s.scalars(query)).all())
 
     async def add_share(self, row: WorkspaceRow, user: UserRow) -> None:
         """Record a share; Conflict when it exists."""
@@ -153,3 +199,13 @@ class Repository:
                 delete(ShareRow).where(ShareRow.workspace_id == row.id, ShareRow.user_id == user.id)
             )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _group_members(query: Any) -> Any:
+    """`query` over the members of the groups each workspace is shared with (WorkspaceRow, UserRow joined)."""
+    return (
+        query.select_from(WorkspaceRow)
+        .join(GroupShareRow, GroupShareRow.workspace_id == WorkspaceRow.id)
+        .join(MemberRow, MemberRow.group_id == GroupShareRow.group_id)
+        .join(UserRow, UserRow.id == MemberRow.user_id)
+    )

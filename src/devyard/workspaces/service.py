@@ -209,16 +209,44 @@ class WorkspaceService:
                 "a workspace is always open to its owner; share it with someone else", code="share_with_owner"
             )
         await self.repo.add_share(row, user)
-        self.routes.share(row.uid, self.routes.shares_of(row.uid) | {user.name})
+        self.routes.share(row.uid, await self.repo.shared_names(row))
         self.presenter.publish(row)
 
     async def unshare(self, row: WorkspaceRow, user: UserRow) -> None:
         """Take back a share; the user's open connections are refused from their next request."""
         if not await self.repo.remove_share(row, user):
             raise NotFound(f"'{row.name}' is not shared with {user.name}", code="share_not_found")
-        self.routes.share(row.uid, self.routes.shares_of(row.uid) - {user.name})
+        await self.members_changed(row.uid)
+
+    async def group_shares(self, row: WorkspaceRow) -> list[tuple[str, datetime]]:
+        """The groups the workspace is shared with, and since when."""
+        return await self.repo.group_shares(row)
+
+    async def share_group(self, row: WorkspaceRow, group: str) -> None:
+        """Let every member of a group open the workspace, as members come and go; NotFound, Conflict."""
+        await self.repo.add_group_share(row, group)
+        self.routes.share(row.uid, await self.repo.shared_names(row))
         self.presenter.publish(row)
-        self.narrowed(row.uid)
+
+    async def unshare_group(self, row: WorkspaceRow, group: str) -> None:
+        """Take back a group's share; its members' open connections are refused from their next request."""
+        if not await self.repo.remove_group_share(row, group):
+            raise NotFound(f"'{row.name}' is not shared with group {group}", code="share_not_found")
+        await self.members_changed(row.uid)
+
+    async def group_changed(self, group: str) -> None:
+        """A group's members changed: the workspaces shared with it follow, here and on the other replicas."""
+        for uid in await self.repo.shared_with_group(group):
+            await self.members_changed(uid)
+            await self.repo.broadcast(uid)
+
+    async def members_changed(self, uid: str) -> None:
+        """Read again who may open one workspace, and check its live connections against that."""
+        row = await self.repo.by_uid(uid)
+        if row is not None:
+            self.routes.share(uid, await self.repo.shared_names(row))
+            self.presenter.publish(row)
+            self.narrowed(uid)
 
     async def port_list(self, row: WorkspaceRow) -> list[WorkspacePort]:
         """The workspace's forwarded ports: listening now (read from outside its engine), given a visibility, or in its devcontainer.json."""

@@ -120,6 +120,24 @@
     for (const img of document.querySelectorAll("img[data-chart]")) img.src = img.src.replace(/&t=\d+$/, "") + `&t=${Date.now()}`;
   }, 60000);
 
+  // Group shares: the page reloads to show the result (members are the group's, read by the server).
+  const groupForm = document.getElementById("share-group");
+  if (groupForm) {
+    const shareMessage = document.getElementById("share-message");
+    const change = async (button, work) => {
+      dy.say(shareMessage, "");
+      try { await dy.busy(button, work); location.reload(); } catch (e) { dy.say(shareMessage, e.message); }
+    };
+    groupForm.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      change(groupForm.querySelector("button"), () => dy.api("POST", `${path}/group-shares`, {group: groupForm.elements.group.value.trim()}));
+    });
+    document.getElementById("group-shares").addEventListener("click", (ev) => {
+      const group = ev.target.dataset.unshareGroup;
+      if (group) change(ev.target, () => dy.api("DELETE", `${path}/group-shares/${encodeURIComponent(group)}`));
+    });
+  }
+
   // Schedule: days and times in the owner's time zone; the server's answer fills the card.
   const scheduleForm = document.getElementById("schedule-form");
   if (scheduleForm) {
