@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from devyard.clock import CLOCK
 from devyard.config import Settings
 from devyard.errors import Invalid
+from devyard.store.db import migrate, open_engine, sessionmaker
 from devyard.store.tables import UsageRow
 from devyard.web import charts
-from devyard.workspaces.usage import merge, span_start
+from devyard.workspaces.usage import Recorder, merge, span_start
 from devyard.workspaces.usage_report import as_csv, period, report
 
 pytestmark = pytest.mark.fast
@@ -71,3 +76,30 @@ def test_charts_are_svg_with_round_axes_and_escaped_titles() -> None:
     assert "<circle" in charts.line_chart("x", [(T0, 1.0)], T0, T0 + timedelta(hours=1), charts.size)
     bars = charts.bar_chart("h", [(T0, 2.0)], T0, T0 + timedelta(days=3), timedelta(days=1), charts.hours, "%b %d")
     assert bars.count("<rect") == 1 and "Dec 07" in bars
+
+
+def test_old_five_minute_rows_become_hourly_and_the_oldest_go(tmp_path: Path) -> None:
+    async def body() -> None:
+        settings = Settings(data_dir=tmp_path, usage_keep_days=30)
+        migrate(settings.db_url)
+        engine = open_engine(settings.db_url)
+        db = sessionmaker(engine)
+        now = CLOCK.now()
+        old = now - timedelta(days=3)
+        async with db() as s:
+            for minutes in (0, 5, 10, 65):  # two hours' worth three days ago
+                s.add(row("ada", "a", span_start((old + timedelta(minutes=minutes)).timestamp(), 300), 300, 10, 100))
+            s.add(row("ada", "a", span_start(now.timestamp(), 300), 300, 10, 100))  # recent: stays as it is
+            s.add(row("ada", "a", now - timedelta(days=31), 300, 10, 100))  # beyond usage_keep_days
+            await s.commit()
+        recorder = Recorder(settings, None, db)  # type: ignore[arg-type]  (downsampling needs no lifecycle)
+        await recorder.downsample()
+        async with db() as s:
+            rows = sorted((await s.scalars(select(UsageRow))).all(), key=lambda r: r.start)
+        assert [r.span_s for r in rows] in ([3600, 3600, 300], [3600, 300])  # the old ones by hour, however they fall
+        hourly = [r for r in rows if r.span_s == 3600]
+        assert sum(r.running_s for r in hourly) == 1200 and sum(r.cpu_s for r in hourly) == 40
+        assert all(r.start.minute == 0 for r in hourly)
+        await engine.dispose()
+
+    asyncio.run(body())
