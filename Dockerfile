@@ -32,7 +32,7 @@ RUN /opt/devyard/bin/devyard engine install && rm -rf /root/.npm
 
 FROM ${PYTHON_IMAGE}
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends git openssh-client ca-certificates tini \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends git openssh-client openssh-server ca-certificates tini \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 devyard \
  && useradd --uid 10001 --gid 10001 --home-dir /var/lib/devyard --create-home --shell /usr/sbin/nologin devyard

@@ -5,8 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_TEST_PACKAGES := chromium chromium-driver nginx openssh-server strace postgresql systemd
-DEBIAN_SANDBOX_PACKAGES := bubblewrap slirp4netns iproute2
+DEBIAN_TEST_PACKAGES := chromium chromium-driver nginx openssh-server openssh-client rsync strace postgresql systemd
+DEBIAN_SANDBOX_PACKAGES := bubblewrap slirp4netns iproute2 openssh-server rsync
 
 .PHONY: up setup engine sandbox-deps test-deps test test-fast lint bench bench-lifecycle bench-deps soak clean
 
@@ -26,8 +26,8 @@ engine: setup  ## Node 24 + code-server into ~/.cache/devyard (skipped when cach
 	@echo "==> Engine"
 	$(BIN)/devyard engine install
 
-sandbox-deps:  ## bubblewrap and slirp4netns: a sandbox per workspace (root installs them; `devyard doctor` says what is missing otherwise)
-	@if command -v bwrap >/dev/null && command -v slirp4netns >/dev/null && command -v ip >/dev/null; then :; \
+sandbox-deps:  ## bubblewrap and slirp4netns: a sandbox per workspace; sshd and rsync: SSH into it (root installs them; `devyard doctor` says what is missing otherwise)
+	@if command -v bwrap >/dev/null && command -v slirp4netns >/dev/null && command -v ip >/dev/null && [ -x /usr/sbin/sshd ] && command -v rsync >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "==> Debian packages: $(DEBIAN_SANDBOX_PACKAGES)"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \

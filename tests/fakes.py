@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from devyard.backends.base import Endpoint, RuntimeStatus, WorkspaceSpec
+from devyard.backends.base import Channel, Endpoint, RuntimeStatus, WorkspaceSpec
 from devyard.errors import BackendError
 from devyard.models import Stats
 
@@ -64,6 +64,14 @@ class FakeBackend:
         """Record the command; status 0."""
         self.commands.append((ws.uid, command))
         return 0
+
+    def ssh_login(self, ws: WorkspaceSpec) -> str:
+        """No SSH: nothing runs."""
+        raise BackendError("the fake backend runs nothing to log in to", code="ssh_unavailable")
+
+    async def ssh(self, ws: WorkspaceSpec) -> Channel:
+        """No SSH."""
+        raise BackendError("the fake backend runs nothing to log in to", code="ssh_unavailable")
 
     async def adopt(self) -> list[RuntimeStatus]:
         """The engines still 'running' (a manager restart finds them)."""

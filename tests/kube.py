@@ -323,7 +323,39 @@ class Node:
             time.sleep(0.1)
 
     def _paths(self, text: str, volume: Path, init: Path) -> str:
-        return text.replace("/var/run/devyard/init", str(init)).replace("/workspace", str(volume))
+        return (
+            text.replace("/var/run/devyard/init", str(init))
+            .replace("/var/run/devyard/ssh", str(init.with_name(init.name + "-ssh")))
+            .replace("/opt/devyard-ssh", str(init.with_name(init.name + "-bundle")))
+            .replace("/workspace", str(volume))
+        )
+
+    def _mounts(self, container: dict[str, Any], spec: dict[str, Any], init: Path, volume: Path) -> list[str]:
+        """The container's volumes mounted over files of this machine (subPath: /etc/passwd), as a bwrap prefix; [] for none.
+
+        The pod's SSH Secret is written out with its paths moved here, and, as this node runs every
+        container as root, the pod's user made uid 0 (and sshd's privilege separation user added).
+        """
+        over = [m for m in container.get("volumeMounts", []) if m.get("subPath")]
+        if not over:
+            return []
+        folder = init.with_name(init.name + "-ssh")
+        folder.mkdir(exist_ok=True)
+        source = next(v for v in spec["volumes"] if v["name"] == over[0]["name"])
+        user, group = spec["securityContext"]["runAsUser"], spec["securityContext"]["fsGroup"]
+        for key, value in self.api.secret_data(source["secret"]["secretName"]).items():
+            text = self._paths(value, volume, init)
+            if key == "passwd":
+                text = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("root:"))
+                text = text.replace(f":{user}:{group}:", ":0:0:") + next(
+                    line + "\n" for line in Path("/etc/passwd").read_text().splitlines() if line.startswith("sshd:")
+                )
+            (folder / key).write_text(text)
+            (folder / key).chmod(0o600)
+        argv = ["bwrap", "--bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/run/sshd"]
+        for mount in over:
+            argv += ["--ro-bind", str(folder / mount["subPath"]), mount["mountPath"]]
+        return [*argv, "--"]
 
     def _run(self, pod: dict[str, Any]) -> None:
         name = pod["metadata"]["name"]
@@ -365,16 +397,33 @@ class Node:
                     },
                 )
                 return
+            bundle = next((c for c in spec["initContainers"] if c["name"] == "ssh-bundle"), None)
+            if bundle is not None:  # copies this machine's sshd, as it would the ssh_image's
+                argv = [self._paths(a, volume, init) for a in bundle["command"]]
+                subprocess.run(argv, env={"PATH": path}, stdout=out, stderr=subprocess.STDOUT, timeout=120, check=True)
             main = spec["containers"][0]
-            env = {"PATH": path, **{e["name"]: self._paths(e["value"], volume, init) for e in main.get("env", [])}}
+            env = {
+                "PATH": path,
+                **{
+                    e["name"]: self._paths(e["value"], volume, init).replace("0.0.0.0:", f"{ip}:")
+                    for e in main.get("env", [])
+                },
+            }
             for source in main.get("envFrom", []):
                 env.update(self.api.secret_data(source["secretRef"]["name"]))
             args = [self._paths(a, volume, init).replace("0.0.0.0:", f"{ip}:") for a in main["args"]]
-            # A devcontainer.json's commands wrap the engine (`sh -c HOOKS devyard-engine ENGINE...`): run that shell too.
+            # A devcontainer.json's commands and sshd wrap the engine (`sh -c HOOKS devyard-engine ENGINE...`): run those shells too.
             command = main.get("command", [])
-            hooks = command[1 : command.index("devyard-engine") + 1] if "devyard-engine" in command else []
+            marks = [i for i, a in enumerate(command) if a in ("devyard-engine", "devyard-ssh")]
+            hooks = command[1 : marks[-1] + 1] if marks else []
             proc = subprocess.Popen(
-                [*(self._paths(a, volume, init) for a in hooks), str(self.engine.node), str(self.engine.entry), *args],
+                [
+                    *self._mounts(main, spec, init, volume),
+                    *(self._paths(a, volume, init) for a in hooks),
+                    str(self.engine.node),
+                    str(self.engine.entry),
+                    *args,
+                ],
                 env=env,
                 cwd=self._paths(main["workingDir"], volume, init),
                 stdout=out,

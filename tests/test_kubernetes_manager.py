@@ -24,6 +24,7 @@ from websockets.sync.client import connect
 from devyard.engine.install import Engine
 from tests.browser import chromium, login, open_terminal, run_in_terminal, shot
 from tests.kube import KubeApi, Node, ended
+from tests.sshclient import developer
 from tests.support import ADMIN_PASSWORD, free_port, make_repo, peer, start_manager, wait_for
 
 ECHO = Path(__file__).parent / "peers" / "echo_server.py"
@@ -247,5 +248,45 @@ def test_a_devcontainer_image_runs_the_workspace_with_devyards_engine(
         wait_for(lambda: len((volume / "files" / "started.txt").read_text().splitlines()) == 2, 30, "a second start")
         assert (volume / "files" / "created.txt").read_text() == "created\n"
         assert m.cli("ws", "rm", "tooled").returncode == 0
+    finally:
+        m.stop()
+
+
+@pytest.mark.skipif(not Path("/usr/sbin/sshd").exists(), reason="the node copies this machine's sshd (openssh-server)")
+def test_ssh_into_a_pod(cluster: tuple[KubeApi, Node, Path], tmp_path: Path) -> None:
+    """config-ssh, then plain ssh and scp, through the manager to the sshd the pod's init container brought in."""
+    api, node, folder = cluster
+    env = {
+        **manager_env(api, folder, free_port()),
+        "DEVYARD_KUBERNETES__SSH_IMAGE": "registry.example.com/devyard:test",
+        "DEVYARD_KUBERNETES__SSH_PORT": str(free_port()),
+    }
+    m = start_manager(tmp_path / "data", env)
+    try:
+        assert m.cli("secret", "set", "POD_SECRET", input="from the pod\n").returncode == 0
+        with m.api() as client:
+            assert client.post("/workspaces", json={"name": "box"}).status_code == 201
+        m.wait_status("box", "running", timeout=180)
+        pod = find_pod(api, "box")
+        assert [c["name"] for c in pod["spec"]["initContainers"]][-1] == "ssh-bundle"
+        engine = pod["spec"]["containers"][0]
+        assert {"name": "ssh", "mountPath": "/etc/passwd", "subPath": "passwd", "readOnly": True} in engine[
+            "volumeMounts"
+        ]
+        policy = api.get("networkpolicies", pod["metadata"]["name"], group="networking.k8s.io/v1")
+        assert policy is not None
+        assert {"protocol": "TCP", "port": int(env["DEVYARD_KUBERNETES__SSH_PORT"])} in policy["spec"]["ingress"][0][
+            "ports"
+        ]
+        dev = developer(m, tmp_path, "admin").configured()
+        done = dev.run("devyard--box", 'pwd; id -un; echo "$POD_SECRET"')
+        assert done.returncode == 0, done.stderr + node.log(pod["metadata"]["name"])[-2000:]
+        volume = node.root / "volumes" / pod["metadata"]["name"]
+        assert done.stdout.splitlines() == [str(volume / "files"), "devyard", "from the pod"]
+        (tmp_path / "up.txt").write_text("sent over scp\n")
+        assert dev.run(str(tmp_path / "up.txt"), "devyard--box:up.txt", tool="scp").returncode == 0
+        assert (volume / "files" / "up.txt").read_text() == "sent over scp\n"
+        again = dev.run("devyard--box", "true")  # pinned: no host-key prompt the second time either
+        assert again.returncode == 0, again.stderr
     finally:
         m.stop()

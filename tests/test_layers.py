@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "devyard.engine",
             "devyard.auth",
             "devyard.usersecrets",
+            "devyard.ssh",
             "devyard.audit",
         ),
     ),

@@ -30,6 +30,7 @@ from devyard.api import (
     workspaces,
 )
 from devyard.api import groups as groups_api
+from devyard.api import ssh as ssh_api
 from devyard.api import usage as usage_api
 from devyard.api.errors import install_handlers
 from devyard.audit import AuditLog
@@ -38,7 +39,7 @@ from devyard.auth.identity import Authenticator
 from devyard.auth.oidc import OidcLogin, check_settings
 from devyard.auth.secrets import load_or_create_key
 from devyard.auth.throttle import LoginThrottle, Rate
-from devyard.backends import load_backend
+from devyard.backends import base, load_backend
 from devyard.backends.base import Backend
 from devyard.clock import CLOCK
 from devyard.config import Settings
@@ -51,6 +52,7 @@ from devyard.metrics import Metrics
 from devyard.models import Progress
 from devyard.origins import Origins
 from devyard.settings_groups import rights
+from devyard.ssh.keys import Authority
 from devyard.store import coordination
 from devyard.store.coordination import Coordinator
 from devyard.store.db import migrate_apart, open_engine, sessionmaker
@@ -153,6 +155,7 @@ def create_app(settings: Settings) -> FastAPI:
     secrets_key = load_or_create_key(
         settings.secrets_dir / "secrets.key"
     )  # both before serving: a missing one is said at once
+    app.state.ssh_authority = Authority.load(settings.secrets_dir)
     install_handlers(app)
     contract.install(app)
     # Holds the OIDC state for the few minutes of a sign-in; inside the gateway, which never needs it.
@@ -185,6 +188,7 @@ def create_app(settings: Settings) -> FastAPI:
         groups_api.router,
         group_shares.router,
         usage_api.router,
+        ssh_api.router,
         seed.router,
     ):
         app.include_router(router, prefix="/api/v1")
@@ -214,7 +218,9 @@ def build_workspaces(
         str, Progress
     ] = {}  # uid → where its provisioning is: written by the provisioner, shown by the presenter
     activity = Activity(db, settings.activity_flush_s)
-    presenter = Presenter(settings, origins, routes, events, progress, activity)
+    presenter = Presenter(
+        settings, origins, routes, events, progress, activity, lambda owner: base.ssh_login(backend, owner)
+    )
     lifecycle = Lifecycle(
         settings,
         Repository(db, coordinator.notify),

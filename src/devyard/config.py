@@ -18,6 +18,8 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from devyard.origins import check_settings as check_origins
+from devyard.paths import DEFAULT_DATA_DIR as DEFAULT_DATA_DIR
+from devyard.paths import DEFAULT_PORT as DEFAULT_PORT
 from devyard.settings_devbox import ExtensionGroup, PackagedAssets, Server, Ui, check_group_names, keyed_groups
 from devyard.settings_file import CONFIG_ERRORS, OVERRIDE_REFUSED, Origin, load_model, read_config_file
 from devyard.settings_groups import GroupSettings
@@ -34,6 +36,7 @@ from devyard.settings_parts import (
     check_deny_networks,
     resolve_default_size,
 )
+from devyard.settings_ssh import SshSettings
 from devyard.settings_time import TimeSettings
 
 # What other modules import from here (the blocks' own modules hold the rest).
@@ -53,18 +56,14 @@ __all__ = [
     "read_config_file",
 ]
 
-# Run as root, devyard is a system service whose engines run as other accounts: its data must sit
-# where those accounts can reach their own folders, which /root (0700) is not.
-DEFAULT_DATA_DIR = Path("/var/lib/devyard") if os.geteuid() == 0 else Path("~/.local/share/devyard").expanduser()
 DEFAULT_ENGINE_DIR = Path("~/.cache/devyard/engine").expanduser()
 # Tools run as every user's account: as root they live where those accounts can read them.
 DEFAULT_TOOLS_DIR = (
     Path("/var/cache/devyard/tools") if os.geteuid() == 0 else Path("~/.cache/devyard/tools").expanduser()
 )
-DEFAULT_PORT = 8000
 
 
-class Settings(DerivedSettings, TimeSettings, GroupSettings, BaseSettings):
+class Settings(DerivedSettings, TimeSettings, GroupSettings, SshSettings, BaseSettings):
     """Everything the manager can be told; each field is documented in docs/config.md."""
 
     model_config = SettingsConfigDict(env_prefix="DEVYARD_", env_nested_delimiter="__", extra="ignore")
@@ -325,7 +324,7 @@ class Settings(DerivedSettings, TimeSettings, GroupSettings, BaseSettings):
     )
     kubernetes: KubernetesSettings = Field(
         default_factory=KubernetesSettings,
-        description="The `kubernetes` backend: `namespace`, `image`, `image_pull_policy`, `image_pull_secrets`, `storage_class`, `storage`, `engine_command`, `engine_port`, `run_as_user`, `fs_group`, `manager_labels`, `seed_url`, `start_timeout_s`, `kubeconfig`, `context`.",
+        description="The `kubernetes` backend: `namespace`, `image`, `image_pull_policy`, `image_pull_secrets`, `storage_class`, `storage`, `engine_command`, `engine_port`, `run_as_user`, `fs_group`, `ssh_image`, `ssh_port`, `manager_labels`, `seed_url`, `start_timeout_s`, `kubeconfig`, `context`.",
     )
     stop_workspaces_on_exit: bool = Field(
         False,

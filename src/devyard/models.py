@@ -319,6 +319,10 @@ class Workspace(BaseModel):
     delete_at: datetime | None = Field(
         default=None, description="While dormant: when it will be deleted, unless opened"
     )
+    ssh_login: str | None = Field(
+        default=None,
+        description="The account SSH sessions log in as (`devyard ssh`); null where workspaces serve no SSH",
+    )
 
 
 PortVisibility = Literal["private", "shared", "public"]

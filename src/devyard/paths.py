@@ -12,6 +12,11 @@ from pathlib import Path
 
 from devyard.errors import Invalid
 
+# Run as root, devyard is a system service whose engines run as other accounts: its data must sit
+# where those accounts can reach their own folders, which /root (0700) is not.
+DEFAULT_DATA_DIR = Path("/var/lib/devyard") if os.geteuid() == 0 else Path("~/.local/share/devyard").expanduser()
+DEFAULT_PORT = 8000
+
 # In the run folder (Settings.run_dir): where a running `devyard up` says where it serves ({"url", "pid", "ca"}),
 # for the CLI on the same machine and for pods reaching a manager started with --port 0.
 MANAGER_FILE = "manager.json"

@@ -136,6 +136,15 @@ class KubernetesSettings(BaseModel):
     fs_group: int = Field(
         default=1000, ge=1, description="Group that owns the workspace volume, so the engine can write it."
     )
+    ssh_image: str | None = Field(
+        default=None,
+        description="An image holding OpenSSH's sshd (Debian's openssh-server; the devyard image has it): an init "
+        "container copies sshd and its libraries into each workspace pod, where it serves SSH sessions (docs/ssh.md). "
+        "None: workspaces on Kubernetes take no SSH.",
+    )
+    ssh_port: int = Field(
+        default=2222, ge=1025, le=65535, description="The port the pod's sshd listens on (reached by the manager only)."
+    )
     manager_labels: dict[str, str] = Field(
         default_factory=lambda: {"app.kubernetes.io/name": "devyard", "app.kubernetes.io/component": "manager"},
         description="Labels of the manager's pods: the only pods the NetworkPolicy lets reach an engine.",

@@ -13,9 +13,10 @@ and never learns more. Implement the ten methods, `missing_isolation` and `local
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -120,6 +121,15 @@ class RuntimeStatus:
     reason: str | None = None  # why it failed, as a code: out_of_memory
 
 
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A byte stream to one SSH server connection in a workspace (ssh/server.py), and how to end it."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter | Any  # a subprocess's stdin, or a socket's writer: write, drain, close
+    end: Callable[[], Awaitable[None]]
+
+
 class Backend(Protocol):
     """Runs engines. Every method raises only devyard.errors.BackendError (never OSError: see os_errors_translated)."""
 
@@ -162,6 +172,14 @@ class Backend(Protocol):
         """
         ...
 
+    def ssh_login(self, ws: WorkspaceSpec) -> str:
+        """The account an SSH session of `ws` logs in as (its certificates' principal); BackendError ssh_unavailable where none can."""
+        ...
+
+    async def ssh(self, ws: WorkspaceSpec) -> Channel:
+        """A new connection to an SSH server of the running workspace `ws`, as its account, where its engine runs."""
+        ...
+
     async def adopt(self) -> list[RuntimeStatus]:
         """After a manager restart: the engines still running, found without any manager state."""
         ...
@@ -187,6 +205,14 @@ class Backend(Protocol):
         ...
 
 
+def ssh_login(backend: Backend, owner: str) -> str | None:
+    """The account `owner`'s workspaces take SSH sessions as; None where the backend serves no SSH."""
+    try:
+        return backend.ssh_login(WorkspaceSpec(uid="", owner=owner, name="", root=Path("/")))
+    except BackendError:
+        return None
+
+
 # What each Backend method does to a workspace, for the message of an OSError translated at the boundary;
 # and the error code where the method has one of its own (a failed start is engine_start_failed, whatever the cause).
 OPERATIONS: dict[str, str] = {
@@ -196,6 +222,7 @@ OPERATIONS: dict[str, str] = {
     "stats": "measure",
     "listening_ports": "read the ports of",
     "run_once": "run a command in",
+    "ssh": "open an SSH connection to",
     "adopt": "adopt the engines left running",
     "close": "close the backend",
     "write_files": "write the secret files of",

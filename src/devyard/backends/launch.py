@@ -36,6 +36,8 @@ from devyard.origins import engine_proxy_uri
 from devyard.osaccounts import Account
 from devyard.processes import terminate_tree
 from devyard.provision import devcontainer
+from devyard.ssh import server as ssh_server
+from devyard.ssh.keys import Authority
 
 log = logging.getLogger("devyard")
 
@@ -70,6 +72,19 @@ class Launcher:
             log.warning("workspaces are NOT sandboxed (%s): %s", self.sandbox.detail, NOT_SANDBOXED)
         # Read by every engine, changed by none: root's, outside any tenant's folder (written at the first start).
         self.engine_config, self.resolv_conf = self.run_dir / "code-server.yaml", self.run_dir / "resolv.conf"
+        self.ssh_missing = self._ssh_missing()
+        self.authority = Authority.load(settings.secrets_dir) if self.ssh_missing is None else None
+
+    def _ssh_missing(self) -> str | None:
+        """Why workspaces here cannot serve SSH, in a sentence; None when they can (ssh/server.py)."""
+        if not self.isolated or not self.sandbox.available:
+            # Unsandboxed, `ssh -L` would reach this host's loopback: the manager, other users' ports.
+            return "SSH needs each workspace in a sandbox of its own (run the manager as root with os_accounts and bubblewrap)"
+        return ssh_server.available()
+
+    def ssh_dir(self, uid: str) -> Path:
+        """The workspace's sshd files: root's, readable by its account, bound read-only into its sandbox."""
+        return self.run_dir / f"{uid}.ssh"
 
     def socket_path(self, uid: str) -> Path:
         """The engine's listening socket."""
@@ -112,6 +127,18 @@ class Launcher:
         )
         env = self.environment(ws, engine, runtime, account)
         homefiles.write(ws.home_dir, ws.files, [])
+        if account is not None and self.authority is not None:
+            ssh_server.write(
+                self.ssh_dir(ws.uid),
+                self.authority,
+                uid=ws.uid,
+                owner=ws.owner,
+                name=ws.name,
+                account=account,
+                files_dir=ws.files_dir,
+                env=env,
+                agent_forwarding=self.settings.ssh_agent_forwarding,
+            )
         if ws.post_start:
             argv = with_post_start(ws.post_start, argv)
         groups = self.groups(ws)
@@ -245,10 +272,14 @@ class Launcher:
 
     def layout(self, ws: WorkspaceSpec, runtime: Path) -> sandbox.Layout:
         """What the engine of `ws` sees of this host's files in its sandbox."""
+        readonly = [(self.engine_config, self.engine_config), (self.resolv_conf, Path("/etc/resolv.conf"))]
+        ssh = self.ssh_dir(ws.uid)
+        if self.authority is not None and (ssh / "sshd_config").is_file():
+            readonly += [(ssh, ssh), (ssh / "passwd", Path("/etc/passwd")), (ssh / "group", Path("/etc/group"))]
         return sandbox.Layout(
             hidden=self.settings.data_dir,
             writable=[ws.files_dir, ws.home_dir, ws.data_dir, ws.extensions_dir, runtime],
-            readonly=[(self.engine_config, self.engine_config), (self.resolv_conf, Path("/etc/resolv.conf"))],
+            readonly=readonly,
             hostname=ws.name or "workspace",
             tmpfs_bytes=ws.limits.memory_bytes or sandbox.TMPFS_BYTES,
             chdir=ws.files_dir,

@@ -32,8 +32,8 @@ from urllib.parse import quote
 import psutil
 
 from devyard import osaccounts
-from devyard.backends import cgroups, homefiles
-from devyard.backends.base import Endpoint, RuntimeStatus, Stats, WorkspaceSpec, os_errors_translated
+from devyard.backends import cgroups, homefiles, local_ssh
+from devyard.backends.base import Channel, Endpoint, RuntimeStatus, Stats, WorkspaceSpec, os_errors_translated
 from devyard.backends.launch import NOT_SANDBOXED, Launcher
 from devyard.backends.pool import WarmPool, give_back_paths, move_in
 from devyard.backends.records import Records, alive
@@ -127,6 +127,7 @@ class LocalBackend:
             if link.is_symlink():
                 give_back_paths(link)
         shutil.rmtree(record.get("runtime") or self.launcher.runtime_dir(uid), ignore_errors=True)
+        shutil.rmtree(self.launcher.ssh_dir(uid), ignore_errors=True)
         return code
 
     # -- Backend protocol -------------------------------------------------------------------
@@ -331,6 +332,17 @@ class LocalBackend:
     async def run_once(self, ws: WorkspaceSpec, command: str, timeout_s: float) -> int:
         """Run `command` as the workspace's account, in a sandbox like its engine's; output to its log."""
         return await asyncio.to_thread(self.launcher.run_once, ws, command, timeout_s)
+
+    def ssh_login(self, ws: WorkspaceSpec) -> str:
+        """The workspace's account, when workspaces here serve SSH."""
+        if self.launcher.ssh_missing is not None:
+            raise BackendError(self.launcher.ssh_missing, code="ssh_unavailable")
+        return osaccounts.account_name(ws.owner)
+
+    async def ssh(self, ws: WorkspaceSpec) -> Channel:
+        """sshd for one connection, entered into the running engine's sandbox as its account (local_ssh.py)."""
+        self.ssh_login(ws)
+        return await local_ssh.connect(ws, self.records.read(ws.uid), self.launcher.ssh_dir(ws.uid))
 
     async def adopt(self) -> list[RuntimeStatus]:
         """Engines left running by an earlier manager, found from run/*.json; stale records are removed."""

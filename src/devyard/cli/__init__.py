@@ -13,12 +13,13 @@ from rich.console import Console
 from rich.panel import Panel
 
 from devyard import __version__, logs
+from devyard.apiclient import Api
 from devyard.auth.users import ensure_admin
+from devyard.cli import ssh as ssh_cli
 from devyard.cli import usage as usage_cli
 from devyard.cli import ws_access as _ws_access  # noqa: F401  (adds `ws share` … `ws open`)
 from devyard.cli import ws_time
 from devyard.cli.accounts import audit_command, token_app, user_app
-from devyard.cli.client import Api
 from devyard.cli.groups import group_app
 from devyard.cli.secrets import secret_app
 from devyard.cli.ws import ws_app
@@ -50,6 +51,8 @@ app.command("audit")(audit_command)
 app.command("timezone")(ws_time.timezone)
 app.command("dormancy")(ws_time.dormancy)
 app.command("usage")(usage_cli.usage)
+app.command("ssh", context_settings={"allow_interspersed_args": False})(ssh_cli.ssh)
+app.command("config-ssh")(ssh_cli.config_ssh)
 console = Console()
 err = Console(stderr=True)
 

@@ -20,11 +20,11 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from devyard.apiclient import Api
 from devyard.audit import AuditLog
 from devyard.auth import users as user_store
 from devyard.auth.identity import SCOPES, delete_sessions, insert_token
 from devyard.auth.secrets import parse_duration
-from devyard.cli.client import Api
 from devyard.config import load_settings
 from devyard.errors import Forbidden, Invalid, NotFound
 from devyard.models import PasswordChange, UserCreate

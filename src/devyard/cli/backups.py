@@ -10,7 +10,7 @@ import httpx
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from devyard.cli.client import Api
+from devyard.apiclient import Api
 from devyard.cli.ws import OwnerOpt, Wait, _api, _owner, _show, _wait, console, err, ws_app
 from devyard.errors import DevyardError, Invalid
 

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from devyard.cli.client import Api
+from devyard.apiclient import Api
 from devyard.errors import Invalid
 
 secret_app = typer.Typer(

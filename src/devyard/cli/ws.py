@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from devyard.cli.client import Api
+from devyard.apiclient import Api
 from devyard.errors import BackendError, Invalid
 
 ws_app = typer.Typer(

@@ -13,7 +13,7 @@ import httpx
 import typer
 from rich.table import Table
 
-from devyard.cli.client import Api
+from devyard.apiclient import Api
 from devyard.cli.ws import OwnerOpt, _api, _owner, console, ws_app
 from devyard.errors import DevyardError, Invalid
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
@@ -12,14 +14,18 @@ from devyard.api.deps import authenticator, workspaces
 from devyard.auth.credentials import bearer_token
 from devyard.auth.identity import SESSION_COOKIE, Identity
 from devyard.auth.users import get_user
+from devyard.backends.kubernetes.manifests import MOUNT
 from devyard.errors import LoginRequired
 from devyard.models import TokenInfo
 from devyard.provision import EMPTY_TEMPLATE, templates
 from devyard.reasons import spoken
+from devyard.ssh.keys import alias
+from devyard.store.tables import WorkspaceRow
 from devyard.web.render import render
 from devyard.workspaces import offers, sizes
 from devyard.workspaces.access import Action
 from devyard.workspaces.provisioning import LOCAL_IMAGE
+from devyard.workspaces.service import WorkspaceService
 
 router = APIRouter(include_in_schema=False)
 
@@ -133,7 +139,19 @@ async def workspace_page(request: Request, name: str, me: Viewer, owner: str | N
         path_mode=service.origins.path_mode,
         zone=row.owner.timezone or service.settings.default_timezone,
         usage_every=spoken(service.settings.usage_sample_s),
+        ssh=ssh_links(service, row, ws.ssh_login, me.name),
     )
+
+
+def ssh_links(service: WorkspaceService, row: WorkspaceRow, login: str | None, viewer: str) -> dict[str, str] | None:
+    """The workspace's SSH alias for `viewer` and its VS Code Desktop link; None where there is no SSH or they may not open it."""
+    route = service.route(row.owner.name, row.name)
+    if login is None or route is None or not route.may_open(viewer):
+        return None
+    host = alias(row.owner.name, row.name, viewer)
+    # Where sessions start: the workspace's folder, on this machine or in its pod.
+    folder = service.spec(row).files_dir if service.backend.local_files else PurePosixPath(MOUNT) / "files"
+    return {"alias": host, "vscode": f"vscode://vscode-remote/ssh-remote+{host}{quote(str(folder))}"}
 
 
 @router.get("/account", response_class=HTMLResponse)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from devyard import reasons
@@ -32,6 +33,7 @@ class Presenter:
         events: EventHub,
         progress: dict[str, Progress],
         activity: Activity,
+        ssh_login: Callable[[str], str | None] = lambda owner: None,
     ) -> None:
         self.settings, self.origins, self.routes, self.events, self.activity = (
             settings,
@@ -41,6 +43,7 @@ class Presenter:
             activity,
         )
         self.progress = progress  # uid → where its provisioning is (the provisioner writes it)
+        self.ssh_login = ssh_login  # owner → the account SSH sessions log in as (None: no SSH here)
         routes.watchers.append(self._gone)
 
     def model(self, row: WorkspaceRow) -> Workspace:
@@ -73,6 +76,7 @@ class Presenter:
             schedule=row.schedule,
             dormant_at=row.dormant_at,
             delete_at=delete_at(self.settings, row.dormant_at),
+            ssh_login=self.ssh_login(owner),
         )
 
     def _devcontainer(self, stored: dict[str, Any] | None) -> DevContainerInfo | None:

@@ -24,21 +24,21 @@ from typing import Any, cast
 
 from kubernetes_asyncio import client
 
-from devyard.backends.base import Endpoint, RuntimeStatus, Stats, WorkspaceSpec, os_errors_translated
-from devyard.backends.kubernetes import manifests, pods, seed
+from devyard.backends.base import Channel, Endpoint, RuntimeStatus, Stats, WorkspaceSpec, os_errors_translated
+from devyard.backends.kubernetes import manifests, podlogs, pods, seed
+from devyard.backends.kubernetes import ssh as kube_ssh
 from devyard.backends.kubernetes.client import Source, open_client, source, status_of, translate
 from devyard.backends.kubernetes.watcher import PodWatcher
 from devyard.config import Settings
 from devyard.engine.command import policy_flags
 from devyard.errors import BackendError, NotOnThisBackend
-from devyard.logfiles import tail
 from devyard.origins import engine_proxy_uri
 from devyard.paths import manager_record, remove_workspace
+from devyard.ssh.keys import Authority
 
 log = logging.getLogger("devyard.kubernetes")
 SYNC_TIMEOUT_S = 15.0
 STOP_SLACK_S = 30.0  # beyond the grace period, for the kubelet to report the pod gone
-FOLLOW_RETRY_S = 1.0
 
 
 @os_errors_translated
@@ -61,6 +61,7 @@ class KubernetesBackend:
         self._watcher: PodWatcher | None = None
         self._opening = asyncio.Lock()
         self._addresses: dict[str, str] = {}  # uid → its Service's cluster IP
+        self.authority = Authority.load(settings.secrets_dir)  # signs each pod's SSH host key
 
     @property
     def missing_isolation(self) -> str | None:
@@ -149,8 +150,13 @@ class KubernetesBackend:
         namespace = self.k8s.namespace
         net = client.NetworkingV1Api(self._api)
         await self._ensure(manifests.volume_claim(ws, self.k8s), self.core.create_namespaced_persistent_volume_claim)
-        await self._ensure(manifests.network_policy(ws, self.k8s), net.create_namespaced_network_policy)
-        self._remember_address(await self._ensure(manifests.service(ws, self.k8s), self.core.create_namespaced_service))
+        policy, service = manifests.network_policy(ws, self.k8s), manifests.service(ws, self.k8s)
+        if kube_ssh.enabled(self.k8s):
+            kube_ssh.add_to_policy(policy, self.k8s)
+            kube_ssh.add_to_service(service, self.k8s)
+            await self._put_secret(kube_ssh.secret(ws, self.k8s, self.authority, self.settings.ssh_agent_forwarding))
+        await self._ensure(policy, net.create_namespaced_network_policy)
+        self._remember_address(await self._ensure(service, self.core.create_namespaced_service))
         await self._learn_address(ws.uid)
         seeding = await asyncio.to_thread(seed.pending, ws)
         token = self.seeds.issue(ws, self.k8s.start_timeout_s) if seeding else None
@@ -164,6 +170,8 @@ class KubernetesBackend:
                 seed.url(self._seed_base(), ws.uid) if token else None,
                 engine_proxy_uri(self.settings),
             )
+            if kube_ssh.enabled(self.k8s):
+                kube_ssh.add_to_pod(body, ws, self.k8s, manifests.name_of(ws.uid) + "-ssh")
             await self._call(
                 "creating the workspace's pod", lambda: self.core.create_namespaced_pod(namespace, cast(Any, body))
             )
@@ -278,6 +286,23 @@ class KubernetesBackend:
             "commands run in the workspace's pod on the kubernetes backend", code="not_on_this_backend"
         )
 
+    def ssh_login(self, ws: WorkspaceSpec) -> str:
+        """The pod's user, when pods take SSH sessions (kubernetes.ssh_image)."""
+        if not kube_ssh.enabled(self.k8s):
+            raise BackendError(
+                "SSH into workspaces on Kubernetes needs kubernetes.ssh_image (an image with sshd)",
+                code="ssh_unavailable",
+            )
+        return kube_ssh.LOGIN
+
+    async def ssh(self, ws: WorkspaceSpec) -> Channel:
+        """A connection to the sshd in the workspace's pod, through its Service."""
+        self.ssh_login(ws)
+        await self._ready()
+        await self._learn_address(ws.uid)
+        endpoint = self._endpoint(ws.uid)
+        return await kube_ssh.connect(endpoint.host or "", self.k8s.ssh_port, ws)
+
     async def listening_ports(self, ws: WorkspaceSpec) -> list[int] | None:
         """Not seen from here: a pod's sockets are the node's to read, and its engine is not to be believed."""
         return None
@@ -289,17 +314,9 @@ class KubernetesBackend:
         if pod is None:
             return Stats(cpu_percent=0.0, memory_bytes=0, uptime_s=0.0, disk_bytes=0)
         started = pods.read(pod).started_at
-        cpu, memory = 0.0, 0
-        metrics = client.CustomObjectsApi(self._api)
-        try:
-            usage = await metrics.get_namespaced_custom_object(
-                "metrics.k8s.io", "v1beta1", self.k8s.namespace, "pods", manifests.name_of(ws.uid)
-            )
-            for container in usage.get("containers") or []:
-                cpu += pods.quantity(container.get("usage", {}).get("cpu", "0")) * 100.0
-                memory += int(pods.quantity(container.get("usage", {}).get("memory", "0")))
-        except Exception as exc:  # no metrics-server, or not yet sampled: the figures are unknown, not an error
-            log.debug("no metrics for %s: %s", manifests.name_of(ws.uid), exc)
+        cpu, memory = await pods.usage(
+            client.CustomObjectsApi(self._api), self.k8s.namespace, manifests.name_of(ws.uid)
+        )
         return Stats(
             cpu_percent=round(cpu, 1),
             memory_bytes=memory,
@@ -344,6 +361,7 @@ class KubernetesBackend:
             ("NetworkPolicy", lambda: net.delete_namespaced_network_policy(name, namespace)),
             ("Secret", lambda: self.core.delete_namespaced_secret(name + "-env", namespace)),
             ("Secret", lambda: self.core.delete_namespaced_secret(name + "-init", namespace)),
+            ("Secret", lambda: self.core.delete_namespaced_secret(name + "-ssh", namespace)),
         ]
         if not keep_files:
             deletions.append(
@@ -356,44 +374,11 @@ class KubernetesBackend:
 
     async def logs(self, ws: WorkspaceSpec, lines: int) -> list[str]:
         """devyard's notes on the workspace (provisioning, crashes), then the last `lines` of the engine pod's log."""
-        notes = await asyncio.to_thread(tail, ws.log_file, lines)
         watcher = await self._ready()
-        if ws.uid not in watcher.pods:
-            return notes[-lines:]
-        said = await self._call(
-            "reading the engine's log",
-            lambda: self.core.read_namespaced_pod_log(
-                manifests.name_of(ws.uid), self.k8s.namespace, container=manifests.ENGINE, tail_lines=lines
-            ),
-            ok=(400, 404),
-        )
-        return [*notes, *(str(said or "").splitlines())][-lines:]
+        return await podlogs.tail_of(self.core, self.k8s.namespace, watcher, ws, lines)
 
     async def follow(self, ws: WorkspaceSpec) -> AsyncIterator[str]:
         """The engine container's log as it grows (the API server's follow), from now on; a restarted engine's from its start."""
         watcher = await self._ready()
-        name = manifests.name_of(ws.uid)
-        following, first = pods.engine_run(watcher.pods.get(ws.uid)), True
-        while True:
-            run = pods.engine_run(watcher.pods.get(ws.uid))
-            if run is None:  # no engine running: wait for one
-                await watcher.changed(5.0)
-                continue
-            options: dict[str, Any] = {"container": manifests.ENGINE, "follow": True, "_preload_content": False}
-            if run != following:
-                following = run  # a new run of the engine: its whole log is news
-            elif first:
-                options["tail_lines"] = 0
-            else:
-                options["since_seconds"] = 2  # the stream broke: pick up again (a line may come twice)
-            first = False
-            try:
-                answer = cast(Any, await self.core.read_namespaced_pod_log(name, self.k8s.namespace, **options))
-                try:
-                    async for raw in answer.content:
-                        yield raw.decode("utf-8", "replace").rstrip("\r\n")
-                finally:
-                    answer.release()
-            except Exception as exc:  # the container is not there yet, or the API went away: look again shortly
-                log.debug("following the log of %s: %s", name, exc)
-            await asyncio.sleep(FOLLOW_RETRY_S)
+        async for line in podlogs.follow(self.core, self.k8s.namespace, watcher, ws):
+            yield line

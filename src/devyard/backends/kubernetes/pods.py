@@ -9,6 +9,7 @@ failed, and engine_exited for an engine that ended by itself.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from typing import Any, Literal
 
 from devyard.backends.base import Endpoint, RuntimeStatus
 from devyard.backends.kubernetes.manifests import ENGINE, name_of
+
+log = logging.getLogger("devyard.kubernetes")
 
 Phase = Literal["pending", "ready", "terminating", "failed"]
 IMAGE_PULL = frozenset(
@@ -202,3 +205,16 @@ def progress(pod: dict[str, Any]) -> str:
         c = unready[0]
         return f"{c.get('type')} is {c.get('status')}{' (' + c['message'] + ')' if c.get('message') else ''}"
     return f"the pod is {status.get('phase') or 'not scheduled yet'}"
+
+
+async def usage(metrics: Any, namespace: str, name: str) -> tuple[float, int]:
+    """CPU (percent of one core) and memory (bytes) of a pod from the cluster's metrics API; zeros where it has none."""
+    cpu, memory = 0.0, 0
+    try:
+        found = await metrics.get_namespaced_custom_object("metrics.k8s.io", "v1beta1", namespace, "pods", name)
+        for container in found.get("containers") or []:
+            cpu += quantity(container.get("usage", {}).get("cpu", "0")) * 100.0
+            memory += int(quantity(container.get("usage", {}).get("memory", "0")))
+    except Exception as exc:  # no metrics-server, or not yet sampled: the figures are unknown, not an error
+        log.debug("no metrics for %s: %s", name, exc)
+    return cpu, memory

@@ -45,19 +45,25 @@
     if (!paused && waiting.length) { append(waiting); waiting = []; }
     logState.textContent = paused ? "Paused." : "Following the engine's log.";
   });
-  document.getElementById("log-copy").addEventListener("click", async (ev) => {
+  // Copy a block's text; without a clipboard (plain http) select it so the keyboard can copy it.
+  async function copy(source, state, what) {
     try {
-      await navigator.clipboard.writeText(log.textContent);
-      logState.textContent = "Log copied to the clipboard.";
+      await navigator.clipboard.writeText(source.textContent);
+      state.textContent = `${what} copied to the clipboard.`;
     } catch (e) {
-      // No clipboard (plain http): select the text so the keyboard can copy it.
       const range = document.createRange();
-      range.selectNodeContents(log);
+      range.selectNodeContents(source);
       getSelection().removeAllRanges();
       getSelection().addRange(range);
-      logState.textContent = "Log selected: press Ctrl+C (⌘C) to copy.";
+      state.textContent = `${what} selected: press Ctrl+C (⌘C) to copy.`;
     }
-  });
+  }
+  document.getElementById("log-copy").addEventListener("click", () => copy(log, logState, "Log"));
+  const sshCopy = document.getElementById("ssh-copy");
+  if (sshCopy) {
+    sshCopy.addEventListener("click", () =>
+      copy(document.getElementById("ssh-lines"), document.getElementById("ssh-state"), "Commands"));
+  }
 
   // Ports: who may open each at its own origin (the owner chooses; narrowing closes what is open).
   const ports = document.getElementById("ports");

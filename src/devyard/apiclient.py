@@ -10,9 +10,8 @@ from typing import Any
 
 import httpx
 
-from devyard.config import DEFAULT_DATA_DIR, DEFAULT_PORT
 from devyard.errors import ApiError, DevyardError, Unauthorized
-from devyard.paths import MANAGER_FILE
+from devyard.paths import DEFAULT_DATA_DIR, DEFAULT_PORT, MANAGER_FILE
 
 
 def _local_manager() -> dict[str, Any]:

@@ -1,0 +1,102 @@
+"""One SSH connection into a local workspace: sshd entered into its running sandbox, as its account.
+
+Root enters the namespaces of the sandbox's first process (network, mounts, processes, IPC, host
+name: `nsenter`), joins the engine's control groups (its limits count the session too), drops to
+the workspace's account with no capabilities and no way to gain any (`setpriv`, as the engine
+itself was), and execs `sshd -i` on the files ssh/server.py wrote. Everything the session starts
+descends from that process, so ending the connection ends its tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from devyard import osaccounts
+from devyard.backends.base import Channel, WorkspaceSpec
+from devyard.backends.records import Record, alive
+from devyard.errors import BackendError
+from devyard.processes import terminate_tree
+from devyard.ssh import server
+
+END_TIMEOUT_S = 2.0
+ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+
+
+def argv(sandbox_pid: int, ws: WorkspaceSpec, account: osaccounts.Account, folder: Path) -> list[str]:
+    """The command line that runs the workspace's sshd for one connection inside its sandbox."""
+    return [
+        "nsenter",
+        f"--target={sandbox_pid}",
+        "--net",
+        "--mount",
+        "--pid",
+        "--ipc",
+        "--uts",
+        "--root",
+        f"--wd={ws.files_dir}",
+        "--",
+        "setpriv",
+        f"--reuid={account.uid}",
+        f"--regid={account.gid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+        "--",
+        *server.argv(folder),
+    ]
+
+
+def _joining(groups: list[str]) -> Any:
+    """A function the child runs before exec: into the engine's control groups, before it can start anything."""
+
+    def join() -> None:
+        for group in groups:
+            with open(os.path.join(group, "cgroup.procs"), "w") as f:
+                f.write("0")
+
+    return join
+
+
+async def connect(ws: WorkspaceSpec, record: Record | None, folder: Path) -> Channel:
+    """A new sshd for one connection to the running workspace `ws`; BackendError when it is not running or has no SSH."""
+    engine = alive(record)
+    sandbox = alive(record.get("sandbox")) if record else None
+    if record is None or engine is None:
+        raise BackendError(f"workspace {ws.owner}/{ws.name} is not running", code="workspace_not_running")
+    if sandbox is None or not (folder / "sshd_config").is_file():
+        raise BackendError(
+            f"workspace {ws.owner}/{ws.name} was started before SSH was set up here; restart it to connect over SSH",
+            code="ssh_unavailable",
+        )
+    account = osaccounts.ensure(ws.owner)
+    log = ws.log_file.open("ab")
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv(sandbox.pid, ws, account, folder),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+            env=ENV,
+            cwd="/",
+            start_new_session=True,
+            preexec_fn=_joining(list(record.get("cgroups") or [])),
+        )
+    finally:
+        log.close()
+    assert proc.stdin is not None and proc.stdout is not None
+
+    async def end() -> None:
+        if proc.returncode is None:
+            try:
+                await asyncio.to_thread(terminate_tree, psutil.Process(proc.pid), END_TIMEOUT_S)
+            except psutil.NoSuchProcess:
+                pass
+        await proc.wait()
+
+    return Channel(proc.stdout, proc.stdin, end)
