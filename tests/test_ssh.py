@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from devyard import osaccounts as accounts
-from devyard.errors import Invalid
 from devyard.ssh import client_config
+from tests.browser import chromium, login, shot
 from tests.sshclient import Dev, developer
 from tests.support import Manager, free_port, kill_tree, passable_dir, start_manager, wait_for
 
@@ -318,19 +318,15 @@ def test_unsharing_ends_the_sharees_session(m: Manager, ann: Dev, bob: Dev) -> N
     assert again.returncode != 0
 
 
-def test_config_block_refuses_broken_markers(tmp_path: Path) -> None:
-    section = client_config.render(["/usr/bin/devyard"], "https://dev.example", [], tmp_path, tmp_path / "kh")
-    assert client_config.updated("", section) == section
-    assert client_config.updated("Host a\n", section) == "Host a\n\n" + section
-    once = client_config.updated("Host a\n", section)
-    assert client_config.updated(once + "Host b\n", section) == once + "Host b\n"
-    for broken in (
-        section + section,
-        client_config.START + "\n",
-        client_config.END + "\n" + client_config.START + "\n",
-    ):
-        with pytest.raises(Invalid) as exc:
-            client_config.updated(broken, section)
-        assert "marker" in exc.value.message
-    with pytest.raises(Invalid):
-        client_config.command_line(["/tmp/evil\nProxyCommand x"])
+def test_the_workspace_page_offers_vs_code_desktop_and_the_ssh_line(m: Manager, ann: Dev, base: Path) -> None:
+    """In Chromium: the owner's page links VS Code Desktop to the workspace's folder over SSH, and shows the line to copy."""
+    with chromium(base / "chromium") as context:
+        page = context.new_page()
+        login(page, m.url, ann.user, f"{ann.user}-password")
+        page.goto(f"{m.url}/workspaces/proj")
+        link = page.locator("#ssh-vscode")
+        folder = m.data_dir / "workspaces" / ann.user / "proj" / "files"
+        assert link.get_attribute("href") == f"vscode://vscode-remote/ssh-remote+devyard--proj{folder}"
+        assert page.locator("#ssh-lines").inner_text().splitlines() == ["devyard config-ssh", "ssh devyard--proj"]
+        assert f"dy-{ann.user}" in page.locator("#ssh-state").inner_text()
+        shot(page, "ssh-card")

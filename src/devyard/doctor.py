@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devyard.backends import cgroups, load_backend, sandbox
+from devyard.backends.base import WorkspaceSpec
 from devyard.config import Settings
 from devyard.engine import install, prereqs
 from devyard.errors import DevyardError
@@ -48,6 +49,7 @@ def run_checks(settings: Settings) -> list[Check]:
         ),
         isolation_check(settings),
         sandbox_check(settings),
+        ssh_check(settings),
         origins_check(settings),
         Check(
             "limits",
@@ -90,6 +92,15 @@ def sandbox_check(settings: Settings) -> Check:
     if found.available:
         return Check("sandbox", True, found.detail)
     return Check("sandbox", False, f"engines are not sandboxed: {found.detail}", required=settings.sandbox == "on")
+
+
+def ssh_check(settings: Settings) -> Check:
+    """Whether workspaces take SSH sessions here (`devyard ssh`, desktop IDEs), and why not."""
+    try:
+        load_backend(settings).ssh_login(WorkspaceSpec(uid="", owner="doctor", name="", root=Path("/")))
+    except DevyardError as exc:
+        return Check("ssh", False, f"no SSH into workspaces: {exc.message}", required=False)
+    return Check("ssh", True, "workspaces take SSH sessions through the manager (devyard ssh, config-ssh)")
 
 
 def isolation_check(settings: Settings) -> Check:

@@ -1,7 +1,7 @@
 """The Backend protocol and the value types that cross it (design.md §7).
 
 A backend runs engines somewhere; the manager asks it to start, stop, report on and adopt them
-and never learns more. Implement the ten methods, `missing_isolation` and `local_files`; decorate the class with
+and never learns more. Implement the twelve methods, `missing_isolation` and `local_files`; decorate the class with
 `os_errors_translated` (no OSError leaves a backend); register it under the `devyard.backends` entry point group
 (the built-in `local` and `kubernetes` backends are registered the same way).
 

@@ -73,7 +73,14 @@ class Launcher:
         # Read by every engine, changed by none: root's, outside any tenant's folder (written at the first start).
         self.engine_config, self.resolv_conf = self.run_dir / "code-server.yaml", self.run_dir / "resolv.conf"
         self.ssh_missing = self._ssh_missing()
-        self.authority = Authority.load(settings.secrets_dir) if self.ssh_missing is None else None
+        self._authority: Authority | None = None
+
+    @property
+    def authority(self) -> Authority | None:
+        """Signs the workspaces' SSH host keys (loaded at the first start); None where workspaces take no SSH."""
+        if self.ssh_missing is None and self._authority is None:
+            self._authority = Authority.load(self.settings.secrets_dir)
+        return self._authority
 
     def _ssh_missing(self) -> str | None:
         """Why workspaces here cannot serve SSH, in a sentence; None when they can (ssh/server.py)."""

@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 
 from devyard import osaccounts
+from devyard.backends import sandbox
 from devyard.backends.base import Channel, WorkspaceSpec
 from devyard.backends.records import Record, alive
 from devyard.errors import BackendError
@@ -40,15 +41,7 @@ def argv(sandbox_pid: int, ws: WorkspaceSpec, account: osaccounts.Account, folde
         "--root",
         f"--wd={ws.files_dir}",
         "--",
-        "setpriv",
-        f"--reuid={account.uid}",
-        f"--regid={account.gid}",
-        "--clear-groups",
-        "--inh-caps=-all",
-        "--bounding-set=-all",
-        "--no-new-privs",
-        "--",
-        *server.argv(folder),
+        *sandbox.as_account(account, server.argv(folder)),
     ]
 
 

@@ -206,6 +206,14 @@ def bwrap_argv(
         "--sync-fd",
         str(sync_fd),
         "--",
+        *as_account(account, command),
+    ]
+    return argv
+
+
+def as_account(account: Account, command: Sequence[str]) -> list[str]:
+    """`command` run as `account` with no supplementary groups, no capabilities and no way to gain any (setpriv)."""
+    return [
         "setpriv",
         f"--reuid={account.uid}",
         f"--regid={account.gid}",
@@ -216,7 +224,6 @@ def bwrap_argv(
         "--",
         *command,
     ]
-    return argv
 
 
 @dataclass

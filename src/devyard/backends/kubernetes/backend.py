@@ -61,7 +61,14 @@ class KubernetesBackend:
         self._watcher: PodWatcher | None = None
         self._opening = asyncio.Lock()
         self._addresses: dict[str, str] = {}  # uid → its Service's cluster IP
-        self.authority = Authority.load(settings.secrets_dir)  # signs each pod's SSH host key
+        self._authority: Authority | None = None
+
+    @property
+    def authority(self) -> Authority:
+        """Signs each pod's SSH host key (loaded at the first start that needs it)."""
+        if self._authority is None:
+            self._authority = Authority.load(self.settings.secrets_dir)
+        return self._authority
 
     @property
     def missing_isolation(self) -> str | None:
