@@ -44,6 +44,7 @@ def test_create_runs_engine_and_lists(manager: Manager) -> None:
             "schedule",
             "dormant_at",
             "delete_at",
+            "ssh_login",
         }
         ws = manager.wait_status("alpha", "running")
         assert ws["started_at"] and ws["error"] is None

@@ -11,8 +11,10 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.routing import Mount
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from devyard.app import create_app
 from devyard.config import load_settings
@@ -42,6 +44,8 @@ def all_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, str]]
             yield from all_routes(route.original_router.routes, prefix + route.include_context.prefix)
         elif isinstance(route, Mount):
             assert route.path == "/static", f"unexpected mount {route.path}"
+        elif isinstance(route, APIWebSocketRoute):
+            yield "WEBSOCKET", prefix + route.path
         else:
             assert isinstance(route, APIRoute), route
             for method in route.methods - {"HEAD"}:
@@ -56,10 +60,17 @@ def test_every_route_refuses_anonymous_requests(manager: Manager, tmp_path: Path
             if (method, route_path) in ANONYMOUS_ALLOWED:
                 continue
             path = re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m: "1" if m.group(1).endswith("id") else "x", route_path)
+            if method == "WEBSOCKET":  # the upgrade is refused before it happens
+                with pytest.raises(InvalidStatus) as denied:
+                    ws_connect(manager.url.replace("http", "ws", 1) + path, open_timeout=10).close()
+                assert denied.value.response.status_code == 401, f"{route_path}: {denied.value.response.status_code}"
+                checked.append((method, route_path))
+                continue
             r = anon.request(method, path, json={})
             assert refused(r), f"{method} {route_path} answered {r.status_code} to an anonymous request"
             checked.append((method, route_path))
     assert len(checked) >= 25 and ("PATCH", "/api/v1/users/{name}") in checked and ("GET", "/") in checked
+    assert ("WEBSOCKET", "/api/v1/workspaces/{name}/ssh") in checked
     with httpx.Client(base_url=manager.url) as anon:
         assert refused(anon.get("/w/admin/x/"))
 

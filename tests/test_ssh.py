@@ -110,6 +110,23 @@ def test_config_ssh_then_plain_ssh_is_the_workspace_terminal(m: Manager, ann: De
     assert any(e["actor"] == ann.user and e["target"] == f"{ann.user}/proj" for e in entries)
 
 
+def test_with_a_token_file_ssh_needs_none_of_devyards_variables(ann: Dev) -> None:
+    """As a desktop IDE started from a launcher runs it: no DEVYARD_URL, no DEVYARD_TOKEN in ssh's environment."""
+    token = ann.home / "devyard-token"
+    token.write_text(ann.token + "\n")
+    token.chmod(0o600)
+    try:
+        done = ann.devyard("config-ssh", "--token-file", str(token))
+        assert done.returncode == 0, done.stderr
+        bare = {k: v for k, v in ann.env.items() if k not in ("DEVYARD_URL", "DEVYARD_TOKEN")}
+        ran = subprocess.run(
+            ann.ssh_argv("devyard--proj", "echo from a launcher"), env=bare, capture_output=True, text=True, timeout=120
+        )
+        assert ran.returncode == 0 and ran.stdout == "from a launcher\n", ran.stderr
+    finally:
+        ann.configured()
+
+
 def test_a_pty_session_and_devyard_ssh(ann: Dev) -> None:
     ann.configured()
     done = ann.run("-tt", "devyard--proj", "tty; stat -c %U /proc/self/fd/0")  # a PTY, the account's own

@@ -104,3 +104,6 @@ def test_config_block_refuses_broken_markers(tmp_path: Path) -> None:
         assert "marker" in exc.value.message
     with pytest.raises(Invalid):
         client_config.command_line(["/tmp/evil\nProxyCommand x"])
+    assert client_config.command_line(["env", "DEVYARD_URL=https://h/a%20b", "/opt/my devyard"]) == (
+        "env DEVYARD_URL=https://h/a%%20b '/opt/my devyard'"
+    )

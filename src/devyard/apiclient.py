@@ -38,12 +38,25 @@ def ca_bundle() -> str | bool:
     return str(ca) if ca else True
 
 
+def token_from_env() -> str | None:
+    """DEVYARD_TOKEN, else the first line of the file DEVYARD_TOKEN_FILE names (as `config-ssh --token-file` writes it into ssh's commands)."""
+    if os.environ.get("DEVYARD_TOKEN"):
+        return os.environ["DEVYARD_TOKEN"]
+    path = os.environ.get("DEVYARD_TOKEN_FILE")
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip().splitlines()[0] or None
+    except (OSError, IndexError) as exc:
+        raise Unauthorized(f"cannot read the API token from DEVYARD_TOKEN_FILE {path}: {exc}", code="no_token") from exc
+
+
 class Api:
     """A small synchronous client of /api/v1."""
 
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 60.0) -> None:
         self.url = url or manager_url()
-        self.token = token if token is not None else os.environ.get("DEVYARD_TOKEN")
+        self.token = token if token is not None else token_from_env()
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
         verify = ca_bundle()
         self.http = httpx.Client(

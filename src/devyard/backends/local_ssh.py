@@ -25,6 +25,7 @@ from devyard.processes import terminate_tree
 from devyard.ssh import server
 
 END_TIMEOUT_S = 2.0
+READ_LIMIT = 1 << 20  # what sshd's output may buffer before it waits: bulk copies (scp) move in large reads
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
@@ -78,6 +79,7 @@ async def connect(ws: WorkspaceSpec, record: Record | None, folder: Path) -> Cha
             env=ENV,
             cwd="/",
             start_new_session=True,
+            limit=READ_LIMIT,
             preexec_fn=_joining(list(record.get("cgroups") or [])),
         )
     finally:

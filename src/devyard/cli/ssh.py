@@ -74,6 +74,15 @@ def config_ssh(
         Path | None, typer.Option("--ssh-config", help="The file to write (default ~/.ssh/config).")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the section, change nothing.")] = False,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            exists=True,
+            dir_okay=False,
+            help="A file holding your API token, for ssh run without DEVYARD_TOKEN (a desktop IDE started from a launcher).",
+        ),
+    ] = None,
 ) -> None:
     """Write (or update) a host entry per workspace you may open into ~/.ssh/config: `ssh devyard--NAME` then works."""
     api = Api()
@@ -85,7 +94,11 @@ def config_ssh(
     workspaces = api.request("GET", "/workspaces", params={"shared": "1"})
     entries = [Entry(alias(w["owner"], w["name"], me), w["ssh_login"], f"{w['owner']}/{w['name']}") for w in workspaces]
     path = ssh_config or Path.home() / ".ssh" / "config"
-    section = client_config.render(devyard_argv(), api.url, entries, cache_dir(), known_hosts_file())
+    # The manager's URL (and how to trust it, and where the token is) go with the command: ssh may run without this shell's variables.
+    given = {"DEVYARD_URL": api.url, "DEVYARD_CA_CERT": os.environ.get("DEVYARD_CA_CERT")}
+    given["DEVYARD_TOKEN_FILE"] = str(token_file.resolve()) if token_file else None
+    run = ["env", *(f"{k}={v}" for k, v in given.items() if v), *devyard_argv()]
+    section = client_config.render(run, api.url, entries, cache_dir(), known_hosts_file())
     text = path.read_text() if path.exists() else ""
     new = client_config.updated(text, section)
     if dry_run:

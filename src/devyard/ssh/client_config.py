@@ -38,10 +38,10 @@ class Entry:
 
 
 def command_line(argv: Sequence[str]) -> str:
-    """`argv` as one shell command line (ssh runs ProxyCommand and Match exec through /bin/sh); refused with a newline."""
+    """`argv` as one line ssh runs through /bin/sh (ProxyCommand, Match exec), its own % escaped; refused with a newline."""
     if any("\n" in a or "\r" in a for a in argv):
-        raise Invalid("the devyard command's path holds a newline; ssh cannot run it", code="invalid_path")
-    return " ".join(shlex.quote(a) for a in argv)
+        raise Invalid("the devyard command holds a newline; ssh cannot run it", code="invalid_path")
+    return " ".join(shlex.quote(a) for a in argv).replace("%", "%%")
 
 
 def render(devyard: Sequence[str], url: str, entries: Sequence[Entry], cache: Path, known_hosts: Path) -> str:

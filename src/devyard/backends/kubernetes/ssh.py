@@ -143,7 +143,7 @@ def add_to_policy(policy: Manifest, k8s: KubernetesSettings) -> None:
 async def connect(host: str, port: int, ws: WorkspaceSpec) -> Channel:
     """A TCP connection to the pod's sshd."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=10)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=1 << 20), timeout=10)
     except (OSError, TimeoutError) as exc:
         raise BackendError(
             f"cannot reach the SSH server of workspace {ws.owner}/{ws.name} at {host}:{port} ({exc}); "
