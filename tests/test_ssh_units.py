@@ -107,3 +107,27 @@ def test_config_block_refuses_broken_markers(tmp_path: Path) -> None:
     assert client_config.command_line(["env", "DEVYARD_URL=https://h/a%20b", "/opt/my devyard"]) == (
         "env DEVYARD_URL=https://h/a%%20b '/opt/my devyard'"
     )
+
+
+def test_a_keys_folder_without_ssh_key_turns_ssh_off_not_the_manager(tmp_path: Path) -> None:
+    """Replicas given a keys Secret from before SSH (session.key, secrets.key) keep serving; SSH says why it is off."""
+    from types import SimpleNamespace
+
+    from devyard.api.ssh import authority
+    from devyard.errors import Conflict
+
+    (tmp_path / "not-a-folder").write_text("")
+    unmakeable = tmp_path / "not-a-folder" / "keys"
+    request = SimpleNamespace(
+        app=SimpleNamespace(state=SimpleNamespace(settings=SimpleNamespace(secrets_dir=unmakeable)))
+    )
+    with pytest.raises(Conflict) as exc:
+        authority(request)  # type: ignore[arg-type]
+    assert exc.value.code == "ssh_unavailable" and "ssh.key" in exc.value.message
+    with pytest.raises(Conflict):  # said again, not tried again at every request
+        authority(request)  # type: ignore[arg-type]
+    usable = SimpleNamespace(
+        app=SimpleNamespace(state=SimpleNamespace(settings=SimpleNamespace(secrets_dir=tmp_path / "keys")))
+    )
+    made = authority(usable)  # type: ignore[arg-type]
+    assert made is authority(usable) and (tmp_path / "keys" / "ssh.key").stat().st_size == 32  # type: ignore[arg-type]

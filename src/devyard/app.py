@@ -52,7 +52,6 @@ from devyard.metrics import Metrics
 from devyard.models import Progress
 from devyard.origins import Origins
 from devyard.settings_groups import rights
-from devyard.ssh.keys import Authority
 from devyard.store import coordination
 from devyard.store.coordination import Coordinator
 from devyard.store.db import migrate_apart, open_engine, sessionmaker
@@ -155,7 +154,6 @@ def create_app(settings: Settings) -> FastAPI:
     secrets_key = load_or_create_key(
         settings.secrets_dir / "secrets.key"
     )  # both before serving: a missing one is said at once
-    app.state.ssh_authority = Authority.load(settings.secrets_dir)
     install_handlers(app)
     contract.install(app)
     # Holds the OIDC state for the few minutes of a sign-in; inside the gateway, which never needs it.

@@ -31,7 +31,7 @@ from devyard.auth.identity import SESSION_COOKIE, Authenticator, Identity
 from devyard.backends.base import Channel
 from devyard.errors import Conflict, DevyardError, Forbidden, Unauthorized, error_body
 from devyard.live import Live
-from devyard.ssh.keys import Authority, alias
+from devyard.ssh.keys import Authority, Lazy, alias
 from devyard.workspaces.access import Action
 from devyard.workspaces.service import WorkspaceService
 from devyard.workspaces.states import Status
@@ -75,8 +75,13 @@ class SshCertificate(BaseModel):
 
 
 def authority(request: Request | WebSocket) -> Authority:
-    """The manager's SSH authority."""
-    found: Authority = request.app.state.ssh_authority
+    """The manager's SSH authority, loaded at its first use (409 ssh_unavailable when its key cannot be had)."""
+    state = request.app.state
+    if getattr(state, "ssh_authority", None) is None:
+        state.ssh_authority = Lazy(state.settings.secrets_dir)
+    found: Authority | None = state.ssh_authority.get()
+    if found is None:
+        raise Conflict(state.ssh_authority.off or "SSH is off here", code="ssh_unavailable")
     return found
 
 
@@ -92,10 +97,14 @@ def _unavailable(service: WorkspaceService) -> str | None:
 async def ssh_info(ident: CurrentUser, service: Workspaces, request: Request) -> SshInfo:
     """The SSH set-up of this manager (`devyard config-ssh` reads it)."""
     detail = _unavailable(service)
+    try:
+        known_hosts = authority(request).known_hosts()
+    except DevyardError as exc:
+        detail, known_hosts = detail or exc.message, ""
     return SshInfo(
         available=detail is None,
         detail=detail,
-        known_hosts=authority(request).known_hosts(),
+        known_hosts=known_hosts,
         certificate_minutes=service.settings.ssh_certificate_minutes,
     )
 
@@ -203,6 +212,8 @@ async def ssh_tunnel(websocket: WebSocket, name: str, owner: str | None = None) 
     except DevyardError as exc:
         await websocket.send_text(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
         await websocket.close(code=4000 + min(exc.status, 999))
+        return
+    except WebSocketDisconnect:  # the client went away while its workspace started
         return
     audit = websocket.app.state.audit
     address = websocket.client.host if websocket.client else "unknown"

@@ -37,7 +37,7 @@ from devyard.osaccounts import Account
 from devyard.processes import terminate_tree
 from devyard.provision import devcontainer
 from devyard.ssh import server as ssh_server
-from devyard.ssh.keys import Authority
+from devyard.ssh.keys import Authority, Lazy
 
 log = logging.getLogger("devyard")
 
@@ -73,14 +73,16 @@ class Launcher:
         # Read by every engine, changed by none: root's, outside any tenant's folder (written at the first start).
         self.engine_config, self.resolv_conf = self.run_dir / "code-server.yaml", self.run_dir / "resolv.conf"
         self.ssh_missing = self._ssh_missing()
-        self._authority: Authority | None = None
+        self.keys = Lazy(settings.secrets_dir)
 
     @property
     def authority(self) -> Authority | None:
         """Signs the workspaces' SSH host keys (loaded at the first start); None where workspaces take no SSH."""
-        if self.ssh_missing is None and self._authority is None:
-            self._authority = Authority.load(self.settings.secrets_dir)
-        return self._authority
+        if self.ssh_missing is not None:
+            return None
+        found = self.keys.get()
+        self.ssh_missing = self.keys.off
+        return found
 
     def _ssh_missing(self) -> str | None:
         """Why workspaces here cannot serve SSH, in a sentence; None when they can (ssh/server.py)."""

@@ -14,6 +14,7 @@ through `cryptography`'s SSHCertificateBuilder (what `ssh-keygen -s` does, witho
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from devyard.errors import Invalid
 
+log = logging.getLogger("devyard")
 ALIAS_PREFIX = "devyard--"
 KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
 CLOCK_SKEW_S = 60  # a certificate is valid from a minute ago: the developer's clock may run behind
@@ -134,3 +136,28 @@ class Authority:
             builder = builder.add_extension(b"permit-agent-forwarding", b"")
         cert = builder.sign(self.user_ca)
         return cert.public_bytes().decode(), now + ttl_s
+
+
+class Lazy:
+    """The authority of a keys folder, loaded at its first use; `off` says why SSH is off when it cannot be.
+
+    A read-only keys folder without ssh.key (a cluster's keys Secret from before SSH) leaves the
+    manager and its workspaces running, without SSH, and says so once in the log.
+    """
+
+    def __init__(self, keys_dir: Path) -> None:
+        self.keys_dir = keys_dir
+        self.found: Authority | None = None
+        self.off: str | None = None
+
+    def get(self) -> Authority | None:
+        """The authority, or None (see `off`)."""
+        if self.found is None and self.off is None:
+            from devyard.errors import DevyardError
+
+            try:
+                self.found = Authority.load(self.keys_dir)
+            except (DevyardError, OSError) as exc:
+                self.off = f"SSH is off here: {getattr(exc, 'message', None) or exc}"
+                log.warning("%s", self.off)
+        return self.found

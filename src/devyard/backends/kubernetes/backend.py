@@ -34,7 +34,7 @@ from devyard.engine.command import policy_flags
 from devyard.errors import BackendError, NotOnThisBackend
 from devyard.origins import engine_proxy_uri
 from devyard.paths import manager_record, remove_workspace
-from devyard.ssh.keys import Authority
+from devyard.ssh.keys import Authority, Lazy
 
 log = logging.getLogger("devyard.kubernetes")
 SYNC_TIMEOUT_S = 15.0
@@ -61,14 +61,12 @@ class KubernetesBackend:
         self._watcher: PodWatcher | None = None
         self._opening = asyncio.Lock()
         self._addresses: dict[str, str] = {}  # uid → its Service's cluster IP
-        self._authority: Authority | None = None
+        self.keys = Lazy(settings.secrets_dir)
 
     @property
-    def authority(self) -> Authority:
-        """Signs each pod's SSH host key (loaded at the first start that needs it)."""
-        if self._authority is None:
-            self._authority = Authority.load(self.settings.secrets_dir)
-        return self._authority
+    def authority(self) -> Authority | None:
+        """Signs each pod's SSH host key (loaded at the first start that needs it); None where pods take no SSH."""
+        return self.keys.get() if kube_ssh.enabled(self.k8s) else None
 
     @property
     def missing_isolation(self) -> str | None:
@@ -158,10 +156,12 @@ class KubernetesBackend:
         net = client.NetworkingV1Api(self._api)
         await self._ensure(manifests.volume_claim(ws, self.k8s), self.core.create_namespaced_persistent_volume_claim)
         policy, service = manifests.network_policy(ws, self.k8s), manifests.service(ws, self.k8s)
-        if kube_ssh.enabled(self.k8s):
-            kube_ssh.add_to_policy(policy, self.k8s)
-            kube_ssh.add_to_service(service, self.k8s)
-            await self._put_secret(kube_ssh.secret(ws, self.k8s, self.authority, self.settings.ssh_agent_forwarding))
+        authority = self.authority
+        ssh_files = authority and kube_ssh.wire(
+            ws, self.k8s, authority, self.settings.ssh_agent_forwarding, policy, service
+        )
+        if ssh_files:
+            await self._put_secret(ssh_files)
         await self._ensure(policy, net.create_namespaced_network_policy)
         self._remember_address(await self._ensure(service, self.core.create_namespaced_service))
         await self._learn_address(ws.uid)
@@ -177,7 +177,7 @@ class KubernetesBackend:
                 seed.url(self._seed_base(), ws.uid) if token else None,
                 engine_proxy_uri(self.settings),
             )
-            if kube_ssh.enabled(self.k8s):
+            if ssh_files:
                 kube_ssh.add_to_pod(body, ws, self.k8s, manifests.name_of(ws.uid) + "-ssh")
             await self._call(
                 "creating the workspace's pod", lambda: self.core.create_namespaced_pod(namespace, cast(Any, body))
@@ -300,6 +300,8 @@ class KubernetesBackend:
                 "SSH into workspaces on Kubernetes needs kubernetes.ssh_image (an image with sshd)",
                 code="ssh_unavailable",
             )
+        if self.keys.off:
+            raise BackendError(self.keys.off, code="ssh_unavailable")
         return kube_ssh.LOGIN
 
     async def ssh(self, ws: WorkspaceSpec) -> Channel:
