@@ -12,9 +12,11 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ from devyard import osaccounts as accounts
 from devyard.ssh import client_config
 from tests.browser import chromium, login, shot
 from tests.sshclient import Dev, developer
-from tests.support import Manager, free_port, kill_tree, passable_dir, start_manager, wait_for
+from tests.support import DEVYARD, Manager, free_port, kill_tree, passable_dir, start_manager, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="per-user OS accounts and sandboxes need root")
 
@@ -198,6 +200,51 @@ def _read(port: int) -> bytes:
         return s.recv(100)
 
 
+def test_a_session_cannot_climb_out_of_the_sandbox(ann: Dev) -> None:
+    """Every process of a session, sshd's own included, is inside the sandbox's root: no working folder leads to the host's."""
+    canary = Path(tempfile.mkdtemp(prefix="devyard-canary-", dir="/tmp"))
+    (canary / "host-only").write_text("the host's /tmp\n")
+    canary.chmod(0o755)
+    (canary / "host-only").chmod(0o644)
+    try:
+        attack = (
+            'for p in /proc/[0-9]*; do (cd "$p/cwd" 2>/dev/null && cd ../../../../../../../../../../.. '
+            f'&& cat "tmp/{canary.name}/host-only" 2>/dev/null); (cat "$p/root/tmp/{canary.name}/host-only" 2>/dev/null); done; echo done'
+        )
+        done = ann.configured().run("devyard--proj", attack)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "done\n", f"a session read the host's /tmp: {done.stdout!r}"
+    finally:
+        shutil.rmtree(canary)
+
+
+def test_a_certificate_opens_only_the_workspace_it_was_made_for(m: Manager, ann: Dev) -> None:
+    """A certificate minted for one workspace, presented to another of the same owner (same account), is refused."""
+    with m.api(ann.token) as api:
+        assert api.post("/workspaces", json={"name": "second"}).status_code == 201
+    m.wait_status("second", "running", ann.token, timeout=180)
+    ann.configured()
+    assert ann.run("devyard--proj", "true").returncode == 0  # a fresh certificate for proj in the cache
+    cache = ann.home / ".cache" / "devyard" / "ssh"
+    known = ann.home / ".config" / "devyard" / "ssh" / "known_hosts"
+
+    def with_key_of(made_for: str, target: str) -> subprocess.CompletedProcess[str]:
+        argv = [
+            *("ssh", "-F", "/dev/null", "-o", f"ProxyCommand={DEVYARD} ssh --stdio {target}"),
+            *("-o", f"IdentityFile={cache / made_for / 'id_ed25519'}", "-o", "IdentitiesOnly=yes"),
+            *("-o", f"CertificateFile={cache / made_for / 'id_ed25519-cert.pub'}", "-o", "BatchMode=yes"),
+            *("-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes", "-o", f"HostKeyAlias={target}"),
+            *("-l", f"dy-{ann.user}", target, "echo in"),
+        ]
+        return subprocess.run(argv, env=ann.env, capture_output=True, text=True, timeout=120)
+
+    assert with_key_of("devyard--proj", "devyard--proj").stdout == "in\n"
+    refused = with_key_of("devyard--proj", "devyard--second")
+    assert refused.returncode == 255 and "Permission denied" in refused.stderr, refused.stdout + refused.stderr
+    with m.api(ann.token) as api:
+        assert api.delete("/workspaces/second").status_code == 204
+
+
 def test_port_forwarding_reaches_only_the_workspaces_own_ports(ann: Dev, bob: Dev) -> None:
     theirs = _serve(bob.configured(), "devyard--other", 7811, "bob's")
     mine = _serve(ann.configured(), "devyard--proj", 7812, "ann's")
@@ -321,7 +368,10 @@ def test_unsharing_ends_the_sharees_session(m: Manager, ann: Dev, bob: Dev) -> N
     assert done.returncode == 0 and f"devyard--{ann.user}--proj" in done.stdout, done.stdout + done.stderr
     shared = bob.run(f"devyard--{ann.user}--proj", "id -un; pwd")
     assert shared.returncode == 0, shared.stderr
-    assert shared.stdout.split() == [f"dy-{ann.user}", str(m.data_dir / "workspaces" / ann.user / "proj" / "files")]
+    assert shared.stdout.split() == [
+        f"dy-{ann.user}",
+        str(m.data_dir / "workspaces" / ann.user / "proj" / "files"),
+    ], shared.stderr
     session = bob.open(f"devyard--{ann.user}--proj", "echo started; sleep 300")
     try:
         assert session.stdout is not None and session.stdout.readline() == "started\n"

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 
 from devyard.errors import Invalid
 from devyard.ssh import client_config, server
-from devyard.ssh.keys import Authority, alias
+from devyard.ssh.keys import Authority, alias, workspace_principal
 
 pytestmark = pytest.mark.fast
 
@@ -29,22 +29,24 @@ def _listed(cert: str, folder: Path) -> str:
     ).stdout
 
 
-def test_a_user_certificate_is_short_lived_for_one_principal(tmp_path: Path) -> None:
+def test_a_user_certificate_is_short_lived_for_one_account_and_workspace(tmp_path: Path) -> None:
     authority = Authority(os.urandom(32))
-    cert, until = authority.user_certificate(_key(tmp_path), "dy-ann", "devyard:ann:ann/proj:x", 300, False)
+    cert, until = authority.user_certificate(
+        _key(tmp_path), ["dy-ann", workspace_principal("u1")], "devyard:ann:ann/proj:x", 300, False
+    )
     assert abs(until - (time.time() + 300)) < 5
     listed = _listed(cert, tmp_path)
     assert "Type: ssh-ed25519-cert-v01@openssh.com user certificate" in listed
     principals = listed.split("Principals:")[1].split("Critical Options:")[0].split()
-    assert principals == ["dy-ann"]
+    assert principals == ["dy-ann", "devyard-workspace-u1"]
     extensions = listed.split("Extensions:")[1].split()
     assert extensions == ["permit-port-forwarding", "permit-pty"]  # no agent, no X11, no user rc
     (tmp_path / "b").mkdir()
-    with_agent, _ = authority.user_certificate(_key(tmp_path / "b"), "dy-ann", "x", 60, True)
+    with_agent, _ = authority.user_certificate(_key(tmp_path / "b"), ["dy-ann"], "x", 60, True)
     assert "permit-agent-forwarding" in _listed(with_agent, tmp_path)
     for bad in ("", "ssh-ed25519 !!!", "ssh-dss AAAAB3NzaC1kc3M=", "ssh-ed25519 AAAA"):
         with pytest.raises(Invalid):
-            authority.user_certificate(bad, "dy-ann", "x", 60, False)
+            authority.user_certificate(bad, ["dy-ann"], "x", 60, False)
 
 
 def test_host_keys_are_stable_per_workspace_and_certified_for_its_aliases(tmp_path: Path) -> None:

@@ -31,7 +31,8 @@ from devyard.auth.identity import SESSION_COOKIE, Authenticator, Identity
 from devyard.backends.base import Channel
 from devyard.errors import Conflict, DevyardError, Forbidden, Unauthorized, error_body
 from devyard.live import Live
-from devyard.ssh.keys import Authority, Lazy, alias
+from devyard.ssh.keys import Authority, Lazy, alias, workspace_principal
+from devyard.store.tables import WorkspaceRow
 from devyard.workspaces.access import Action
 from devyard.workspaces.service import WorkspaceService
 from devyard.workspaces.states import Status
@@ -68,7 +69,9 @@ class SshCertificate(BaseModel):
     """A short-lived user certificate for the key, and where it logs in."""
 
     certificate: str = Field(description="The certificate line (…-cert-v01@openssh.com), for ssh's CertificateFile.")
-    login: str = Field(description="The account the session runs as: the certificate's only principal.")
+    login: str = Field(
+        description="The account the session runs as: a principal of the certificate, with one naming the workspace (only its sshd accepts it)."
+    )
     host_alias: str = Field(description="The host name to give ssh: devyard--NAME, or devyard--OWNER--NAME.")
     known_hosts: str = Field(description="The known_hosts line pinning the workspace's host key.")
     valid_before: int = Field(description="When the certificate ends (unix time).")
@@ -132,10 +135,11 @@ async def ssh_certificate(
         raise Conflict(exc.message, code="ssh_unavailable") from exc
     cert, until = authority(request).user_certificate(
         body.public_key,
-        login,
+        [login, workspace_principal(row.uid)],
         f"devyard:{ident.name}:{row.owner.name}/{row.name}:{uuid.uuid4().hex[:12]}",
         service.settings.ssh_certificate_minutes * 60,
-        service.settings.ssh_agent_forwarding,
+        # Never for a visitor: the owner's processes could use their forwarded agent.
+        service.settings.ssh_agent_forwarding and row.owner_id == ident.user_id,
     )
     await record(request, "workspace.ssh_certificate", f"{row.owner.name}/{row.name}")
     return SshCertificate(
@@ -205,6 +209,20 @@ async def ssh_tunnel(websocket: WebSocket, name: str, owner: str | None = None) 
         )
         return
     await websocket.accept()
+    # Registered before anything waits (a workspace's start): access taken away meanwhile ends it too.
+    ended = asyncio.Event()
+    registry = websocket.app.state.gateway.live
+    live = registry.add(Live(credential, ident.user_id, ident.name, ended.set, row.uid))
+    try:
+        await _session(websocket, service, row, ident, ended)
+    finally:
+        registry.discard(live)
+
+
+async def _session(
+    websocket: WebSocket, service: WorkspaceService, row: WorkspaceRow, ident: Identity, ended: asyncio.Event
+) -> None:
+    """Wake the workspace, open its SSH server, relay; every refusal said on the socket."""
     where = f"{row.owner.name}/{row.name}"
     try:
         await _running(websocket, service, row.owner.name, row.name, ident.name)
@@ -215,19 +233,24 @@ async def ssh_tunnel(websocket: WebSocket, name: str, owner: str | None = None) 
         return
     except WebSocketDisconnect:  # the client went away while its workspace started
         return
-    audit = websocket.app.state.audit
-    address = websocket.client.host if websocket.client else "unknown"
-    await audit.record(ident.name, "workspace.ssh", where, success=True, address=address)
-    await websocket.send_text(json.dumps({"ready": where}))
-    await _relay(websocket, service, channel, Live(credential, ident.user_id, ident.name, lambda: None, row.uid))
+    try:
+        if not ended.is_set():
+            address = websocket.client.host if websocket.client else "unknown"
+            await websocket.app.state.audit.record(ident.name, "workspace.ssh", where, success=True, address=address)
+            await websocket.send_text(json.dumps({"ready": where}))
+            await _relay(websocket, service, channel, row.uid, ended)
+    finally:
+        with contextlib.suppress(Exception):
+            channel.writer.close()
+        await channel.end()
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await websocket.close(code=1000 if not ended.is_set() else 4403)
 
 
-async def _relay(websocket: WebSocket, service: WorkspaceService, channel: Channel, live: Live) -> None:
-    """Copy bytes both ways until either side ends or access is taken away; then end the sshd."""
-    uid = live.uid or ""
-    ended = asyncio.Event()
-    registry = websocket.app.state.gateway.live
-    added = registry.add(Live(live.credential, live.user_id, live.user, ended.set, live.uid))
+async def _relay(
+    websocket: WebSocket, service: WorkspaceService, channel: Channel, uid: str, ended: asyncio.Event
+) -> None:
+    """Copy bytes both ways until either side ends or access is taken away (`ended`)."""
 
     async def upstream() -> None:
         while True:
@@ -255,9 +278,3 @@ async def _relay(websocket: WebSocket, service: WorkspaceService, channel: Chann
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        registry.discard(added)
-        with contextlib.suppress(Exception):
-            channel.writer.close()
-        await channel.end()
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            await websocket.close(code=1000 if not ended.is_set() else 4403)

@@ -10,9 +10,7 @@ descends from that process, so ending the connection ends its tree.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -39,22 +37,26 @@ def argv(sandbox_pid: int, ws: WorkspaceSpec, account: osaccounts.Account, folde
         "--pid",
         "--ipc",
         "--uts",
+        # The target's own root and working folder, opened through /proc/<pid>: both inside the
+        # sandbox (a path named here would be opened in the host's tree, outside its root).
         "--root",
-        f"--wd={ws.files_dir}",
+        "--wd",
         "--",
         *sandbox.as_account(account, server.argv(folder)),
     ]
 
 
-def _joining(groups: list[str]) -> Any:
-    """A function the child runs before exec: into the engine's control groups, before it can start anything."""
+def joined(groups: list[str], command: list[str]) -> list[str]:
+    """`command` started from inside the engine's control groups: a shell moves itself there, then becomes it.
 
-    def join() -> None:
-        for group in groups:
-            with open(os.path.join(group, "cgroup.procs"), "w") as f:
-                f.write("0")
-
-    return join
+    (A preexec_fn would do it in the forked child, which CPython calls unsafe in a process with threads.)
+    """
+    if not groups:
+        return command
+    script = (
+        'for g in "$@"; do [ "$g" = -- ] && break; echo $$ > "$g/cgroup.procs" || exit 1; shift; done; shift; exec "$@"'
+    )
+    return ["/bin/sh", "-c", script, "devyard-ssh", *groups, "--", *command]
 
 
 async def connect(ws: WorkspaceSpec, record: Record | None, folder: Path) -> Channel:
@@ -72,7 +74,7 @@ async def connect(ws: WorkspaceSpec, record: Record | None, folder: Path) -> Cha
     log = ws.log_file.open("ab")
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv(sandbox.pid, ws, account, folder),
+            *joined(list(record.get("cgroups") or []), argv(sandbox.pid, ws, account, folder)),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=log,
@@ -80,7 +82,6 @@ async def connect(ws: WorkspaceSpec, record: Record | None, folder: Path) -> Cha
             cwd="/",
             start_new_session=True,
             limit=READ_LIMIT,
-            preexec_fn=_joining(list(record.get("cgroups") or [])),
         )
     finally:
         log.close()

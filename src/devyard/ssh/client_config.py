@@ -62,7 +62,6 @@ def render(devyard: Sequence[str], url: str, entries: Sequence[Entry], cache: Pa
         "  GlobalKnownHostsFile /dev/null",
         "  StrictHostKeyChecking yes",
         "  ForwardAgent no",
-        "  ServerAliveInterval 15",
         "  LogLevel ERROR",
         END,
     ]

@@ -47,6 +47,11 @@ def alias(owner: str, name: str, caller: str) -> str:
     return f"{ALIAS_PREFIX}{name}" if owner == caller else f"{ALIAS_PREFIX}{owner}--{name}"
 
 
+def workspace_principal(uid: str) -> str:
+    """The principal only workspace `uid`'s sshd accepts (its AuthorizedPrincipalsFile): a certificate opens one workspace."""
+    return f"devyard-workspace-{uid}"
+
+
 def _openssh(public: Ed25519PublicKey) -> str:
     return public.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
 
@@ -106,7 +111,7 @@ class Authority:
         return HostKey(private, cert.public_bytes().decode() + "\n")
 
     def user_certificate(
-        self, public_key: str, principal: str, key_id: str, ttl_s: int, agent_forwarding: bool
+        self, public_key: str, principals: list[str], key_id: str, ttl_s: int, agent_forwarding: bool
     ) -> tuple[str, int]:
         """A user certificate for `public_key` (one OpenSSH line) valid `ttl_s` seconds; the certificate line and its end (unix time)."""
         text = public_key.strip()
@@ -126,7 +131,7 @@ class Authority:
             .serial(int.from_bytes(secrets.token_bytes(8), "big"))
             .type(SSHCertificateType.USER)
             .key_id(key_id.encode())
-            .valid_principals([principal.encode()])
+            .valid_principals([p.encode() for p in principals])
             .valid_after(now - CLOCK_SKEW_S)
             .valid_before(now + ttl_s)
             .add_extension(b"permit-port-forwarding", b"")

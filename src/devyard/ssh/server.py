@@ -28,12 +28,12 @@ from collections.abc import Mapping
 from pathlib import Path, PurePath
 
 from devyard.osaccounts import Account
-from devyard.ssh.keys import Authority
+from devyard.ssh.keys import Authority, workspace_principal
 
 SSHD = "/usr/sbin/sshd"
 PACKAGE = "openssh-server"
 SHELL = "/bin/bash"
-FILES = ("sshd_config", "host_key", "host_key-cert.pub", "user_ca.pub", "passwd", "group")
+FILES = ("sshd_config", "host_key", "host_key-cert.pub", "user_ca.pub", "principals", "passwd", "group")
 
 
 def available() -> str | None:
@@ -48,7 +48,7 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def config(folder: PurePath, env: Mapping[str, str], agent_forwarding: bool, client_alive_s: int = 15) -> str:
+def config(folder: PurePath, env: Mapping[str, str], agent_forwarding: bool) -> str:
     """The sshd_config of a workspace whose files are in `folder` (as seen in the sandbox)."""
     # sshd refuses a SetEnv value with a newline in it, and a session cannot carry a NUL: such a
     # variable reaches the engine's terminals only.
@@ -59,6 +59,7 @@ def config(folder: PurePath, env: Mapping[str, str], agent_forwarding: bool, cli
         f"HostKey {folder / 'host_key'}",
         f"HostCertificate {folder / 'host_key-cert.pub'}",
         f"TrustedUserCAKeys {folder / 'user_ca.pub'}",
+        f"AuthorizedPrincipalsFile {folder / 'principals'}",  # this workspace's principal: a certificate opens one workspace
         "PidFile none",
         "UsePAM no",
         "StrictModes no",  # its files are root's, readable by the account's group: what sshd expects of a user's own
@@ -80,8 +81,8 @@ def config(folder: PurePath, env: Mapping[str, str], agent_forwarding: bool, cli
         "PrintLastLog no",
         "UseDNS no",
         "LogLevel INFO",
-        f"ClientAliveInterval {client_alive_s}",
-        "ClientAliveCountMax 3",
+        # No keep-alives: SSH traffic is activity for the idle policy, and an idle session must not look busy.
+        "ClientAliveInterval 0",
         "Subsystem sftp internal-sftp",
     ]
     if setenv:
@@ -123,6 +124,7 @@ def write(
         "host_key": (host.private, 0o640),
         "host_key-cert.pub": (host.certificate, 0o644),
         "user_ca.pub": (authority.user_ca_public + "\n", 0o644),
+        "principals": (workspace_principal(uid) + "\n", 0o644),
         "passwd": (passwd(account, files_dir, Path("/etc/passwd").read_text()), 0o644),
         "group": (group(Path("/etc/group").read_text()), 0o644),
     }

@@ -26,7 +26,7 @@ from devyard.config import KubernetesSettings
 from devyard.errors import BackendError
 from devyard.provision import devcontainer
 from devyard.ssh import server
-from devyard.ssh.keys import Authority
+from devyard.ssh.keys import Authority, workspace_principal
 
 LOGIN = "devyard"
 SSH_MOUNT = "/var/run/devyard/ssh"
@@ -70,6 +70,7 @@ def secret(ws: WorkspaceSpec, k8s: KubernetesSettings, authority: Authority, age
         "host_key": host.private,
         "host_key-cert.pub": host.certificate,
         "user_ca.pub": authority.user_ca_public + "\n",
+        "principals": workspace_principal(ws.uid) + "\n",
         "passwd": f"root:x:0:0:root:/root:{SHELL}\n{LOGIN}:x:{k8s.run_as_user}:{k8s.fs_group}:devyard workspace:"
         f"{files}:{SHELL}\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
         "group": f"root:x:0:\n{LOGIN}:x:{k8s.fs_group}:\nnogroup:x:65534:\n",
