@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_TEST_PACKAGES := chromium chromium-driver nginx openssh-server openssh-client rsync strace postgresql systemd
+DEBIAN_TEST_PACKAGES := chromium chromium-driver nginx openssh-server openssh-client rsync strace postgresql systemd buildah skopeo docker-registry busybox-static
 DEBIAN_SANDBOX_PACKAGES := bubblewrap slirp4netns iproute2 openssh-server rsync
 
 .PHONY: up setup engine sandbox-deps test-deps test test-fast lint bench bench-lifecycle bench-deps soak clean
@@ -34,8 +34,8 @@ sandbox-deps:  ## bubblewrap and slirp4netns: a sandbox per workspace; sshd and 
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_SANDBOX_PACKAGES) >/dev/null; \
 	else echo "note: workspaces are not sandboxed without: sudo apt-get install -y $(DEBIAN_SANDBOX_PACKAGES)"; fi
 
-test-deps:  ## Debian's Chromium (browser tests), nginx (reverse-proxy tests), sshd (git over ssh), strace (hot-path test), PostgreSQL (store and replica tests), systemd (systemd-analyze checks the unit); root installs them
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/sbin/nginx ] && [ -x /usr/sbin/sshd ] && [ -x /usr/bin/strace ] && [ -x /usr/bin/systemd-analyze ] && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then :; \
+test-deps:  ## Debian's Chromium (browser tests), nginx (reverse-proxy tests), sshd (git over ssh), strace (hot-path test), PostgreSQL (store and replica tests), systemd (systemd-analyze checks the unit), buildah, skopeo, a registry and busybox (devcontainer builds on the test node); root installs them
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/sbin/nginx ] && [ -x /usr/sbin/sshd ] && [ -x /usr/bin/strace ] && [ -x /usr/bin/systemd-analyze ] && [ -x /usr/bin/buildah ] && [ -x /usr/bin/skopeo ] && [ -x /usr/bin/docker-registry ] && [ -x /bin/busybox ] && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "==> Debian packages: $(DEBIAN_TEST_PACKAGES)"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \

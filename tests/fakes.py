@@ -6,11 +6,12 @@ real behaviour runs the real engine through the local or Kubernetes backend.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from devyard.backends.base import Channel, Endpoint, RuntimeStatus, WorkspaceSpec
-from devyard.errors import BackendError
+from devyard.errors import BackendError, NotOnThisBackend
 from devyard.models import Stats
+from devyard.provision.devcontainer import Build
 
 
 class FakeBackend:
@@ -64,6 +65,10 @@ class FakeBackend:
         """Record the command; status 0."""
         self.commands.append((ws.uid, command))
         return 0
+
+    async def build_image(self, ws: WorkspaceSpec, build: Build, say: Callable[[str], None]) -> str:
+        """No images: nothing runs."""
+        raise NotOnThisBackend("the fake backend runs no images", code="not_on_this_backend")
 
     def ssh_login(self, ws: WorkspaceSpec) -> str:
         """No SSH: nothing runs."""

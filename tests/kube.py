@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import os
+import re
 import subprocess
 import threading
 import time
@@ -37,6 +39,8 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self._service_ips = (f"127.0.{n // 250 + 1}.{n % 250 + 2}" for n in itertools.count())
+        # As an API server without user namespaces does (before Kubernetes 1.33): hostUsers dropped without a word.
+        self.drops_host_users = False
 
     async def __call__(self, raw_request: Any) -> Any:
         # kubernetes_asyncio's Watch sends ?watch=True; kmock recognises only watch=true and would answer a list.
@@ -54,6 +58,13 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         ):
             spec = request.data.setdefault("spec", {})
             spec.setdefault("clusterIP", next(self._service_ips))
+        if (
+            self.drops_host_users
+            and request.action == kmock.action.CREATE
+            and request.resource is not None
+            and request.resource.plural == "pods"
+        ):
+            request.data.get("spec", {}).pop("hostUsers", None)
         try:
             return await super()._handle(request)
         except kmock.KubernetesError as exc:
@@ -257,6 +268,7 @@ class Node:
     def __init__(self, api: KubeApi, engine: Engine, root: Path) -> None:
         self.api, self.engine, self.root = api, engine, root
         self.running: dict[str, subprocess.Popen[bytes]] = {}  # pod name → engine process
+        self.built: list[dict[str, Any]] = []  # the build pods run, as created
         self.runs = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="node", daemon=True)
@@ -282,21 +294,31 @@ class Node:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def log_answer(self, request: Any) -> Any:
-        """The kubelet's answer to GET .../pods/<name>/log: the container's output; with follow, streamed as it grows."""
+        """The kubelet's answer to GET .../pods/<name>/log: the container's output; with follow, streamed as it grows.
+
+        A build pod's steps each have a log of their own, and following one ends once that step has ended.
+        """
+        step = request.params.get("container")
+        done: Path | None = None
         path = self.root / f"{request.name}.log"
+        if step and request.name.endswith("-build"):
+            path, done = self.root / f"{request.name}.{step}.log", self.root / f"{request.name}.{step}.done"
         if str(request.params.get("follow", "")).lower() != "true":
-            return self.log(request.name).encode()
+            return path.read_bytes() if path.exists() else b""
 
         async def grow() -> Any:
             yield b""  # the answer's head now, as the API server sends it
             pos = path.stat().st_size if request.params.get("tailLines") == "0" and path.exists() else 0
             while not self._stop.is_set():
+                ended = done is not None and done.exists()
                 size = path.stat().st_size if path.exists() else 0
                 if size > pos:
                     with path.open("rb") as f:
                         f.seek(pos)
                         yield f.read(size - pos)
                     pos = size
+                elif ended:
+                    return
                 await asyncio.sleep(0.1)
 
         return grow()
@@ -311,7 +333,9 @@ class Node:
             for name, pod in pods.items():
                 if name not in seen and not (pod.get("status") or {}).get("phase"):
                     seen.add(name)
-                    worker = threading.Thread(target=self._run, args=(pod,), daemon=True)
+                    building = "devyard.io/build" in pod["metadata"].get("labels", {})
+                    run = self._build if building else self._run
+                    worker = threading.Thread(target=run, args=(pod,), daemon=True)
                     self._workers.append(worker)
                     worker.start()
             for name in list(self.running):
@@ -356,6 +380,70 @@ class Node:
         for mount in over:
             argv += ["--ro-bind", str(folder / mount["subPath"]), mount["mountPath"]]
         return [*argv, "--"]
+
+    def _build(self, pod: dict[str, Any]) -> None:
+        """A build pod: each step's command run here for real (curl, buildah, skopeo), as root, in order.
+
+        Its volumes are folders, its Secrets' keys files in them, and /dev/termination-log a file
+        whose text becomes the step's termination message, as the kubelet reports it.
+        """
+        name, spec = pod["metadata"]["name"], pod["spec"]
+        self.built.append(pod)
+        self.runs += 1
+        base = self.root / f"{name}-{self.runs}"
+        folders: dict[str, Path] = {}
+        for volume in spec["volumes"]:
+            folder = folders[volume["name"]] = base / volume["name"]
+            folder.mkdir(parents=True)
+            if "secret" in volume:
+                data = self.api.secret_data(volume["secret"]["secretName"])
+                items = volume["secret"].get("items") or [{"key": k, "path": k} for k in data]
+                for item in items:
+                    (folder / item["path"]).write_text(data[item["key"]])
+        statuses: list[dict[str, Any]] = []
+        for container in [*spec["initContainers"], *spec["containers"]]:
+            step = container["name"]
+            places = {m["mountPath"]: str(folders[m["name"]]) for m in container.get("volumeMounts", [])}
+            places["/dev/termination-log"] = str(base / f"{step}.termination")
+            paths = "|".join(re.escape(p) for p in sorted(places, key=len, reverse=True))
+            pattern = re.compile(f"({paths})(?=[/\\s\"']|$)")  # a mount path, not a prefix of a longer name
+
+            def moved(text: str, pattern: re.Pattern[str] = pattern, places: dict[str, str] = places) -> str:
+                return pattern.sub(lambda m: places[m.group(0)], text)
+
+            env = {"PATH": os.environ["PATH"], **{e["name"]: moved(e["value"]) for e in container.get("env", [])}}
+            log, done = self.root / f"{name}.{step}.log", self.root / f"{name}.{step}.done"
+            with log.open("ab") as out:
+                code = subprocess.run(
+                    [moved(a) for a in container["command"]], env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600
+                ).returncode
+            done.touch()
+            message = base / f"{step}.termination"
+            ended = {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}
+            if message.exists():
+                ended["message"] = message.read_text()
+            statuses.append(
+                {
+                    "name": step,
+                    "ready": False,
+                    "restartCount": 0,
+                    "image": "",
+                    "imageID": "",
+                    "state": {"terminated": ended},
+                }
+            )
+            inits = len(spec["initContainers"])
+            report = {"initContainerStatuses": statuses[:inits], "containerStatuses": statuses[inits:]}
+            if code != 0:
+                self._report(name, {"phase": "Failed", **report})
+                return
+        self._report(name, {"phase": "Succeeded", **report})
+
+    def _report(self, name: str, status: dict[str, Any]) -> None:
+        """Report a build pod's status, unless the manager deleted it meanwhile (a refused build)."""
+        if name in self.api.names("pods"):
+            with contextlib.suppress(AssertionError):  # deleted between the look and the report
+                self.api.set_status(name, status)
 
     def _run(self, pod: dict[str, Any]) -> None:
         name = pod["metadata"]["name"]

@@ -17,19 +17,29 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from devyard.backends.base import WorkspaceSpec
+from devyard.backends.kubernetes import build_pod as build
 from devyard.config import KubernetesSettings, Settings, read_config_file
+from devyard.provision.devcontainer import Build
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy" / "kubernetes"
-# What the kubernetes backend calls (backends/kubernetes/backend.py, watcher.py): the Role grants it, and no more.
+# What the kubernetes backend calls (backends/kubernetes/backend.py, watcher.py, build.py): the Role grants it, and no more.
 BACKEND_CALLS = {
-    ("", "pods"): {"list", "watch", "create", "delete"},
+    ("", "pods"): {"get", "list", "watch", "create", "delete"},
     ("", "pods/log"): {"get"},
     ("", "services"): {"get", "list", "create", "delete"},
     ("", "persistentvolumeclaims"): {"create", "delete"},
     ("", "secrets"): {"create", "delete"},
     ("networking.k8s.io", "networkpolicies"): {"create", "delete"},
     ("metrics.k8s.io", "pods"): {"get"},
+}
+# What a build calls in its own namespace (backends/kubernetes/build.py).
+BUILD_CALLS = {
+    ("", "pods"): {"get", "create", "delete"},
+    ("", "pods/log"): {"get"},
+    ("", "secrets"): {"create", "delete"},
+    ("networking.k8s.io", "networkpolicies"): {"create", "delete"},
 }
 
 
@@ -114,9 +124,12 @@ def test_the_namespace_is_locked_down(rendered: list[dict[str, Any]]) -> None:
     ]
     sources = [peer for rule in policy["ingress"] for peer in rule["from"]]
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}} in sources
-    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "devyard"}}} in sources and len(
-        sources
-    ) == 2
+    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "devyard"}}} in sources
+    builds = {"kubernetes.io/metadata.name": KubernetesSettings().namespace + "-builds"}
+    assert {
+        "namespaceSelector": {"matchLabels": builds},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "devyard"}},
+    } in sources and len(sources) == 3
     # trusted_proxies names the ingress controller, not the pod network the workspaces share with it.
     settings = Settings(**read_config_file(DEPLOY / "devyard.yaml"))
     assert settings.trusted_proxies and all(
@@ -130,18 +143,57 @@ def test_the_namespace_is_locked_down(rendered: list[dict[str, Any]]) -> None:
         assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
 
 
-def test_the_role_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
-    assert not [d for d in rendered if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
-    granted: dict[tuple[str, str], set[str]] = {}
+def granted(rendered: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    """The verbs the rendered Role grants, by (API group, resource)."""
+    found: dict[tuple[str, str], set[str]] = {}
     for rule in of_kind(rendered, "Role")["rules"]:
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
-                granted.setdefault((group, resource), set()).update(rule["verbs"])
-    assert granted == BACKEND_CALLS
+                found.setdefault((group, resource), set()).update(rule["verbs"])
+    return found
+
+
+def test_the_role_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
+    assert not [d for d in rendered if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    assert granted(rendered) == BACKEND_CALLS
     binding = of_kind(rendered, "RoleBinding")
     assert binding["roleRef"]["kind"] == "Role" and binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "devyard", "namespace": "devyard"}
     ]
+
+
+def test_the_builds_namespace_takes_builds_and_nothing_more() -> None:
+    """deploy/kubernetes/builds: the namespace build pods may run in, with the manager's rights there and no more."""
+    out = subprocess.run(["kubectl", "kustomize", str(DEPLOY / "builds")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rendered = [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    assert {d["metadata"].get("namespace") for d in rendered if d["kind"] != "Namespace"} == {"devyard-builds"}
+    assert of_kind(rendered, "Namespace")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert granted(rendered) == BUILD_CALLS
+    assert of_kind(rendered, "RoleBinding")["subjects"] == [
+        {"kind": "ServiceAccount", "name": "devyard", "namespace": "devyard"}
+    ]
+    # A build pod as the backend makes it passes the namespace's quota: every container limits every resource.
+    k8s = KubernetesSettings(
+        devcontainer_build={
+            "enabled": True,
+            "namespace": "devyard-builds",
+            "repository": "registry.example.com/b",
+            "push_secret": "push",
+        }
+    )
+    ws = WorkspaceSpec(uid="0123456789ab", owner="alice", name="w", root=Path("/nonexistent"))
+    pod = build.pod(ws, k8s, Build(".devcontainer/Dockerfile"), "http://manager:8000/x")
+    quota = of_kind(rendered, "ResourceQuota")["spec"]["hard"]
+    limited = {key.removeprefix("limits.") for key in quota if key.startswith("limits.")}
+    for container in [*pod["spec"]["initContainers"], *pod["spec"]["containers"]]:
+        assert limited <= container["resources"]["limits"].keys(), container["name"]
+    assert pod["metadata"]["namespace"] == "devyard-builds"
+    for doc in [*rendered, pod, build.network_policy(ws, k8s), build.token_secret(ws, k8s, "t")]:
+        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+    policy = build.network_policy(ws, k8s)["spec"]
+    manager = policy["egress"][1]["to"][0]
+    assert manager["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "devyard"}}
 
 
 def _instructions(dockerfile: Path) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -235,6 +236,8 @@ def test_a_repository_devcontainer_shapes_its_workspace(m: Manager, repos: Path,
             "path": ".devcontainer/devcontainer.json",
             "image": "mcr.microsoft.com/devcontainers/python:1-3.12-bookworm",
             "image_used": False,
+            "build": None,
+            "built_image": None,
             "unsupported": [
                 "features",
                 "remoteUser",
@@ -311,3 +314,74 @@ def test_a_devcontainer_cannot_choose_what_root_runs(m: Manager, repos: Path, us
     assert not marker.exists(), "root ran the tenant's program"
     assert (files / "made.txt").read_text() == "made\n"
     assert {"PATH (devyard sets it)", "LD_PRELOAD (devyard sets it)"} <= set(ws["devcontainer"]["unsupported"])
+
+
+def test_build_is_read_with_its_paths_inside_the_files() -> None:
+    found = devcontainer.parse(
+        {"build": {"dockerfile": "Dockerfile", "context": "..", "args": {"V": 3}, "target": "dev", "cacheFrom": "x"}},
+        ".devcontainer/devcontainer.json",
+    )
+    assert found.build == devcontainer.Build(".devcontainer/Dockerfile", ".", {"V": "3"}, "dev")
+    assert found.unsupported == ["build.cacheFrom"]
+    # The older top-level form, next to a .devcontainer.json at the top.
+    legacy = devcontainer.parse({"dockerFile": "tools/Dockerfile", "context": "tools"}, ".devcontainer.json")
+    assert legacy.build == devcontainer.Build("tools/Dockerfile", "tools")
+    assert devcontainer.DevContainer.from_json(found.to_json()) == found
+    for wrong, said in (
+        ({"build": {"dockerfile": "../../etc/Dockerfile"}}, "build.dockerfile '../../etc/Dockerfile' lies outside"),
+        ({"build": {"dockerfile": "D", "context": "/"}}, "build.context '/' lies outside the workspace's files"),
+        ({"build": {"context": "."}}, "build.dockerfile is needed to build an image"),
+        ({"build": {"dockerfile": "D", "args": {"A": []}}}, "args.A must be a string"),
+    ):
+        with pytest.raises(ProvisionError, match=re.escape(said)):
+            devcontainer.parse(wrong, ".devcontainer/devcontainer.json", builds=True)
+    # Where no image is built, a `build` devyard could not use is a key left out, not a failed provisioning.
+    left = devcontainer.parse({"build": {"dockerfile": "/etc/D"}}, ".devcontainer/devcontainer.json")
+    assert left.build is None and left.unsupported == [
+        "build (build.dockerfile '/etc/D' lies outside the workspace's files)"
+    ]
+
+
+def test_a_build_context_never_follows_a_planted_link(tmp_path: Path) -> None:
+    import tarfile
+
+    from devyard.backends.kubernetes.build import write_context
+    from devyard.errors import Invalid
+
+    files = tmp_path / "files"
+    (files / ".devcontainer").mkdir(parents=True)
+    (files / ".devcontainer" / "Dockerfile").write_text("FROM scratch\n")
+    (files / "app.py").write_text("print('hi')\n")
+    secret = tmp_path / "root-only"
+    secret.write_text("the manager's secret\n")
+    (files / "planted").symlink_to(secret)  # a link in the context: kept a link, never read through
+    build = devcontainer.Build(".devcontainer/Dockerfile", ".")
+    out = tmp_path / "context.tar.gz"
+    write_context(files, build, out, 1 << 20)
+    with tarfile.open(out) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert tar.extractfile("Dockerfile").read() == b"FROM scratch\n"  # type: ignore[union-attr]
+        assert members["context/planted"].issym() and members["context/planted"].linkname == str(secret)
+        assert b"the manager's secret" not in b"".join(
+            tar.extractfile(m).read()
+            for m in members.values()
+            if m.isfile()  # type: ignore[union-attr]
+        )
+    # A Dockerfile named through a planted folder link is refused, not read.
+    (files / "tools").symlink_to(tmp_path)
+    with pytest.raises(Invalid, match="tools/root-only"):  # ENOTDIR: O_NOFOLLOW met the link
+        write_context(files, devcontainer.Build("tools/root-only", "."), out, 1 << 20)
+    with pytest.raises(Invalid, match="is too large"):
+        write_context(files, build, out, 10)
+
+
+def test_an_image_may_never_name_the_built_images_repository(tmp_path: Path) -> None:
+    from devyard.config import Settings
+
+    build = {"enabled": True, "repository": "registry.example.com/devyard/builds", "push_secret": "push"}
+    settings = Settings(data_dir=tmp_path, backend="kubernetes", kubernetes={"devcontainer_build": build})
+    assert devcontainer.image_allowed("ghcr.io/example/toolchain:1", settings)
+    for other in ("registry.example.com/devyard/builds:0123456789ab", "Registry.Example.com/devyard/builds@sha256:00"):
+        assert not devcontainer.image_allowed(
+            other, settings
+        )  # another workspace's build, pulled with the admin's keys

@@ -9,8 +9,12 @@ what it should.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 import sys
+import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,17 +241,190 @@ def test_a_devcontainer_image_runs_the_workspace_with_devyards_engine(
         assert running.environ()["API_TOKEN"] == "s3cret"
         with m.api() as client:
             ws = client.get("/workspaces/tooled").json()
-            assert ws["devcontainer"]["image_used"] is True and ws["devcontainer"]["unsupported"] == ["build"]
+            assert ws["devcontainer"]["image_used"] is True and ws["devcontainer"]["unsupported"] == []
+            # Builds are off by default: its `build` is named, and said not to be built.
+            assert (
+                ws["devcontainer"]["build"] == ".devcontainer/Dockerfile" and ws["devcontainer"]["built_image"] is None
+            )
             ports = client.get("/workspaces/tooled/ports").json()
             assert [(p["port"], p["label"]) for p in ports] == [(8888, "Notebook")]
             lines = client.get("/workspaces/tooled/logs", params={"lines": 300}).json()["lines"]
             assert any("image ghcr.io/example/toolchain:2026.11" in line for line in lines)
+            assert any("build .devcontainer/Dockerfile is not built" in line for line in lines)
         # Started again, the pod runs postStartCommand again and postCreateCommand never again.
         assert m.cli("ws", "restart", "tooled").returncode == 0
         m.wait_status("tooled", "running", timeout=120)
         wait_for(lambda: len((volume / "files" / "started.txt").read_text().splitlines()) == 2, 30, "a second start")
         assert (volume / "files" / "created.txt").read_text() == "created\n"
         assert m.cli("ws", "rm", "tooled").returncode == 0
+    finally:
+        m.stop()
+
+
+BUILT = """{
+  // A Dockerfile beside it, with the repository as its context, as the devcontainers templates do.
+  "build": {"dockerfile": "Dockerfile", "context": "..", "args": {"GREETING": "hello from the build"}},
+  "containerEnv": {"TEAM": "built"},
+}
+"""
+# busybox stands in for a base image: nothing can be pulled here. The RUN line is the tenant's code, run by the build.
+DOCKERFILE = """FROM scratch
+ARG GREETING=unset
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "sh", "-c", "/bin/busybox mkdir -p /opt/team && echo \\"$GREETING\\" > /opt/team/greeting"]
+COPY . /opt/team/src/
+"""
+BROKEN = DOCKERFILE.replace("&& echo", "&& echo broken-$((40 + 2)) && exit 3 && echo")
+BUILD_TOOLS = ("/usr/bin/buildah", "/usr/bin/skopeo", "/usr/bin/docker-registry", "/bin/busybox")
+
+
+@pytest.fixture()
+def registry(tmp_path: Path) -> Iterator[str]:
+    """A real registry (Debian's docker-registry, the CNCF distribution) on loopback, plain HTTP."""
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'blobs'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
+    )
+    proc = subprocess.Popen(
+        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/v2/"), 20, "the registry")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.skipif(
+    not all(Path(t).exists() for t in BUILD_TOOLS) or os.geteuid() != 0,
+    reason="the node builds with buildah and skopeo, as root (as the build container does)",
+)
+def test_a_devcontainer_build_is_built_in_the_cluster_and_runs_the_workspace(
+    cluster: tuple[KubeApi, Node, Path], registry: str, tmp_path: Path
+) -> None:
+    api, node, folder = cluster
+    repo = make_repo(
+        folder / "repos" / "built.git",
+        {
+            ".devcontainer/devcontainer.json": BUILT,
+            ".devcontainer/Dockerfile": BROKEN,
+            "busybox": Path("/bin/busybox").read_bytes(),
+        },
+        executable=("busybox",),
+    )
+    api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": "registry-push", "namespace": "devyard"},
+            "stringData": {".dockerconfigjson": json.dumps({"auths": {registry: {"auth": "cHVzaGVyOmh1bnRlcjI="}}})},
+        }
+    )
+    env = manager_env(api, folder, free_port())
+    env["DEVYARD_KUBERNETES__DEVCONTAINER_BUILD"] = (
+        f'{{"enabled": true, "repository": "{registry}/devyard/builds", "push_secret": "registry-push", '
+        '"registry_tls_verify": false}'
+    )
+    m = start_manager(tmp_path / "data", env)
+    try:
+        # A cluster without user namespaces drops `hostUsers: false` silently: no build runs as the node's root.
+        api.emulator.drops_host_users = True
+        try:
+            with m.api() as client:
+                created = client.post("/workspaces", json={"name": "built", "git_url": f"file://{repo}"})
+                assert created.status_code == 201
+            failed = m.wait_status("built", "failed", timeout=180)
+        finally:
+            api.emulator.drops_host_users = False
+        assert (
+            failed["reason"] == "image_build_failed" and "dropped the build pod's `hostUsers: false`" in failed["error"]
+        )
+        wait_for(lambda: not [p for p in api.names("pods") if p.endswith("-build")], 30, "the refused pod to go")
+        # The tenant's RUN line fails: provisioning fails naming the step, with the build's output in the log.
+        with m.api() as client:
+            assert client.post("/workspaces/built/retry-provision").status_code == 202
+        failed = m.wait_status("built", "failed", timeout=180)
+        assert failed["reason"] == "image_build_failed", failed
+        assert failed["error"].startswith("the devcontainer image did not build: step build failed: exit status")
+        with m.api() as client:
+            lines = client.get("/workspaces/built/logs", params={"lines": 500}).json()["lines"]
+        assert any("[build] broken-42" in line for line in lines), lines
+        # The build pod: the tenant's code runs in `build`, which holds no credential; only `push` mounts the push Secret.
+        pod = next(p for p in node.built if p["spec"].get("hostUsers") is False)  # not the refused one
+        assert pod["metadata"]["name"].endswith("-build") and "devyard.io/uid" not in pod["metadata"]["labels"]
+        spec = pod["spec"]
+        assert spec["automountServiceAccountToken"] is False and spec["hostUsers"] is False
+        (fetch, build), (push,) = spec["initContainers"], spec["containers"]
+        assert build["securityContext"]["appArmorProfile"] == {"type": "Unconfined"}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        secrets = {n for n, v in volumes.items() if "secret" in v}
+        assert {m["name"] for m in build["volumeMounts"]} & secrets == set() and "envFrom" not in build
+        assert {m["name"] for m in fetch["volumeMounts"]} & secrets == {"token"}
+        assert volumes["push"]["secret"]["secretName"] == "registry-push"
+        assert {m["name"] for m in push["volumeMounts"]} & secrets == {"push"}
+        assert "--build-arg=GREETING=hello from the build" in build["command"]
+        assert pod["metadata"]["name"] not in api.names("pods") | api.names("secrets")  # cleaned up
+        assert pod["metadata"]["name"] not in api.names("networkpolicies", "networking.k8s.io/v1")
+        # The repository is fixed; retry provisioning builds again, pushes, and the workspace runs in its image.
+        # The attack: a link in the repository to a file only the manager can read, and a Dockerfile that
+        # copies the whole context into the image. Packed by following links, the file would be in the image.
+        secret = tmp_path / "manager-only.txt"
+        secret.write_text("the manager's own secret\n")
+        secret.chmod(0o600)
+        work = repo.with_name(repo.name + "-work")
+        (work / ".devcontainer" / "Dockerfile").write_text(DOCKERFILE)
+        (work / "leak").symlink_to(secret)
+        git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+        subprocess.run([*git, "add", "leak"], check=True)
+        subprocess.run([*git, "commit", "-qam", "fix"], check=True)
+        subprocess.run([*git, "push", "-q", str(repo), "main"], check=True)
+        with m.api() as client:
+            assert client.post("/workspaces/built/retry-provision").status_code == 202
+        m.wait_status("built", "running", timeout=240)
+        with m.api() as client:
+            ws = client.get("/workspaces/built").json()
+            lines = client.get("/workspaces/built/logs", params={"lines": 500}).json()["lines"]
+        image = ws["devcontainer"]["built_image"]
+        assert re.fullmatch(rf"{registry}/devyard/builds@sha256:[0-9a-f]{{64}}", image), image
+        assert ws["devcontainer"]["image_used"] is True and ws["devcontainer"]["build"] == ".devcontainer/Dockerfile"
+        assert any(f"built and pushed {image}" in line for line in lines)
+        engine = find_pod(api, "built")["spec"]["containers"][0]
+        assert engine["image"] == image  # by digest: a tag moved later changes nothing
+        assert {"name": "TEAM", "value": "built"} in engine["env"]
+        # The registry holds what the tenant's RUN line made, under that digest.
+        copied = tmp_path / "pulled"
+        subprocess.run(
+            ["skopeo", "copy", "--src-tls-verify=false", f"docker://{image}", f"dir:{copied}"],
+            check=True,
+            capture_output=True,
+        )
+        manifest = json.loads((copied / "manifest.json").read_text())
+        made, everything, leak = [], b"", None
+        for layer in manifest["layers"]:
+            with tarfile.open(copied / layer["digest"].removeprefix("sha256:")) as tar:
+                for member in tar.getmembers():
+                    body = tar.extractfile(member).read() if member.isfile() else b""  # type: ignore[union-attr]
+                    made += [body] if member.name.endswith("opt/team/greeting") else []
+                    leak = member if member.name.endswith("opt/team/src/leak") else leak
+                    everything += body
+        assert made == [b"hello from the build\n"]
+        assert leak is not None and leak.issym() and leak.linkname == str(secret)
+        assert b"the manager's own secret" not in everything
+        page = httpx.get(
+            m.url + "/workspaces/built", headers={"authorization": f"Bearer {m.token()}"}, verify=m.verify
+        ).text
+        assert "devcontainer-built" in page and image in page
+        assert m.cli("ws", "rm", "built").returncode == 0
     finally:
         m.stop()
 

@@ -324,7 +324,7 @@ class Settings(DerivedSettings, TimeSettings, GroupSettings, SshSettings, BaseSe
     )
     kubernetes: KubernetesSettings = Field(
         default_factory=KubernetesSettings,
-        description="The `kubernetes` backend: `namespace`, `image`, `image_pull_policy`, `image_pull_secrets`, `storage_class`, `storage`, `engine_command`, `engine_port`, `run_as_user`, `fs_group`, `ssh_image`, `ssh_port`, `manager_labels`, `seed_url`, `start_timeout_s`, `kubeconfig`, `context`.",
+        description="The `kubernetes` backend: `namespace`, `image`, `image_pull_policy`, `image_pull_secrets`, `storage_class`, `storage`, `engine_command`, `engine_port`, `devcontainer_images`, `devcontainer_build`, `run_as_user`, `fs_group`, `ssh_image`, `ssh_port`, `manager_labels`, `seed_url`, `start_timeout_s`, `kubeconfig`, `context`.",
     )
     stop_workspaces_on_exit: bool = Field(
         False,

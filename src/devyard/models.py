@@ -289,7 +289,12 @@ class DevContainerInfo(BaseModel):
 
     path: str = Field(description="Where it is in the workspace's files")
     image: str | None = Field(description="The image it names")
-    image_used: bool = Field(description="Whether the workspace runs in that image (the kubernetes backend only)")
+    image_used: bool = Field(description="Whether the workspace runs in its image, named or built (kubernetes only)")
+    build: str | None = Field(default=None, description="The Dockerfile its `build` names, in the workspace's files")
+    built_image: str | None = Field(
+        default=None,
+        description="The image built from it for this workspace, by digest (kubernetes.devcontainer_build)",
+    )
     unsupported: list[str] = Field(description="Its keys devyard does not support, left out")
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from devyard.settings_build import DevcontainerBuildSettings
 from devyard.versions import CODE_SERVER_VERSION
 
 _NPM_SPEC = re.compile(r"^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*@[0-9][0-9A-Za-z.+-]*$")
@@ -129,6 +130,10 @@ class KubernetesSettings(BaseModel):
     devcontainer_images: list[str] = Field(
         default_factory=lambda: ["*"],
         description="Images a devcontainer.json may run its workspace in (glob patterns; empty: none, the engine image is used).",
+    )
+    devcontainer_build: DevcontainerBuildSettings = Field(
+        default_factory=DevcontainerBuildSettings,
+        description="Building a devcontainer.json's `build` in the cluster (settings_build.py; off by default).",
     )
     run_as_user: int = Field(
         default=1000, ge=1, description="The non-root uid engines run as (the code-server image's `coder`)."

@@ -19,10 +19,13 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from devyard.errors import BackendError
 from devyard.models import Stats as Stats  # the value Backend.stats returns, the same one the API shows
+
+if TYPE_CHECKING:
+    from devyard.provision.devcontainer import Build
 
 State = Literal["running", "stopped", "failed"]
 
@@ -169,6 +172,13 @@ class Backend(Protocol):
         """Run a shell command where the engine of `ws` runs (its account, its sandbox), output to its log; the exit status.
 
         NotOnThisBackend where commands run in the workspace's pod instead (`ws.post_create`).
+        """
+        ...
+
+    async def build_image(self, ws: WorkspaceSpec, build: Build, say: Callable[[str], None]) -> str:
+        """Build a devcontainer.json's `build` for `ws` and return the image to run it in (pinned by digest).
+
+        `say` gets the build's output line by line. NotOnThisBackend where images cannot apply (local).
         """
         ...
 

@@ -24,7 +24,7 @@ import logging
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -38,11 +38,12 @@ from devyard.backends.launch import NOT_SANDBOXED, Launcher
 from devyard.backends.pool import WarmPool, give_back_paths, move_in
 from devyard.backends.records import Records, alive
 from devyard.config import Settings
-from devyard.errors import BackendError
+from devyard.errors import BackendError, NotOnThisBackend
 from devyard.logfiles import follow, tail
 from devyard.paths import disk_usage, remove_workspace
 from devyard.processes import listening_ports, process_tree, sample_tree, terminate_tree
 from devyard.provision import tools as provision_tools
+from devyard.provision.devcontainer import Build
 
 log = logging.getLogger("devyard")
 
@@ -332,6 +333,10 @@ class LocalBackend:
     async def run_once(self, ws: WorkspaceSpec, command: str, timeout_s: float) -> int:
         """Run `command` as the workspace's account, in a sandbox like its engine's; output to its log."""
         return await asyncio.to_thread(self.launcher.run_once, ws, command, timeout_s)
+
+    async def build_image(self, ws: WorkspaceSpec, build: Build, say: Callable[[str], None]) -> str:
+        """Not here: engines run on this host's own system, where no image applies."""
+        raise NotOnThisBackend("the local backend runs no images, so it builds none", code="not_on_this_backend")
 
     def ssh_login(self, ws: WorkspaceSpec) -> str:
         """The workspace's account, when workspaces here serve SSH."""

@@ -149,7 +149,7 @@ def provision(ws: WorkspaceSpec, plan: Plan, settings: Settings, progress: Progr
         if plan.user_data is not None:
             _restore_user_data(plan.user_data, ws.data_dir, account)
         progress("settings", steps - bool(settings.tools) - bool(ids), steps)
-        found = devcontainer.read(ws.files_dir)
+        found = devcontainer.read(ws.files_dir, devcontainer.build_allowed(settings))
         defaults = dict(BASE_USER_SETTINGS)
         for group in plan.groups:
             defaults.update(group.user_settings)

@@ -10,7 +10,10 @@ settings), and takes:
 - `postCreateCommand`: run once after provisioning, `postStartCommand`: at every start, both as the
   workspace's account, where its engine runs (its sandbox);
 - `forwardPorts` and `portsAttributes` (`label`): the workspace's listed ports;
-- `image`: the workspace pod's image on the Kubernetes backend (the local backend cannot apply it).
+- `image`: the workspace pod's image on the Kubernetes backend (the local backend cannot apply it);
+- `build` (`dockerfile`, `context`, `args`, `target`; also the older top-level `dockerFile` and
+  `context`): an image built in the cluster when the admin allows it (kubernetes.devcontainer_build),
+  then run like `image`.
 Every other key is named once as unsupported, never silently dropped.
 
 The file is the tenant's: it is read through safefs (no link followed, a size limit), and every
@@ -20,6 +23,7 @@ value is checked for its type here, so a wrong one is one clear line, not a trac
 from __future__ import annotations
 
 import fnmatch
+import posixpath
 import re
 import shlex
 from dataclasses import asdict, dataclass, field
@@ -46,7 +50,11 @@ TAKEN = {
     "forwardPorts",
     "portsAttributes",
     "$schema",
+    "build",
+    "dockerFile",
+    "context",
 }
+BUILD_TAKEN = ("dockerfile", "context", "args", "target")
 # Variables a devcontainer.json cannot set: those devyard sets for the engine, and those no secret may set
 # either. The sandbox is started by root with the engine's environment: a PATH of the tenant's choosing
 # would pick the `bwrap` root runs, an LD_PRELOAD the library it loads.
@@ -64,6 +72,16 @@ class Port:
 
 
 @dataclass
+class Build:
+    """A devcontainer.json's `build`: paths relative to the workspace's files, never outside them."""
+
+    dockerfile: str
+    context: str = "."
+    args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+
+
+@dataclass
 class DevContainer:
     """What devyard takes from a devcontainer.json (stored with the workspace: `to_json` / `from_json`)."""
 
@@ -76,6 +94,8 @@ class DevContainer:
     post_start: str | None = None
     ports: list[Port] = field(default_factory=list)
     image: str | None = None
+    build: Build | None = None
+    built_image: str | None = None  # <repository>@<digest>, once `build` was built for this workspace
     unsupported: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -87,15 +107,19 @@ class DevContainer:
         """The stored value back (None: the workspace has no devcontainer.json)."""
         if not data:
             return None
-        return cls(**{**data, "ports": [Port(**p) for p in data.get("ports", [])]})
+        build = data.get("build")
+        return cls(**{**data, "ports": [Port(**p) for p in data.get("ports", [])], "build": build and Build(**build)})
 
     def labels(self) -> dict[int, str | None]:
         """Each listed port with its label."""
         return {p.port: p.label for p in self.ports}
 
 
-def read(files_dir: Path) -> DevContainer | None:
-    """The workspace's devcontainer.json, parsed and checked; None when it has none. ProvisionError naming what is wrong."""
+def read(files_dir: Path, builds: bool = False) -> DevContainer | None:
+    """The workspace's devcontainer.json, parsed and checked; None when it has none. ProvisionError naming what is wrong.
+
+    `builds`: this manager builds images, so a `build` it cannot use is an error, not a key left out.
+    """
     for place in PLACES:
         folder, _, name = place.rpartition("/")
         try:
@@ -113,11 +137,11 @@ def read(files_dir: Path) -> DevContainer | None:
             raw = json5.loads(data.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProvisionError(f"{place}: not valid JSON: {exc}", code="devcontainer_invalid") from exc
-        return parse(raw, place)
+        return parse(raw, place, builds)
     return None
 
 
-def parse(raw: Any, place: str = "devcontainer.json") -> DevContainer:
+def parse(raw: Any, place: str = "devcontainer.json", builds: bool = False) -> DevContainer:
     """What devyard takes from a parsed devcontainer.json; ProvisionError naming the key that is wrong."""
     check = _Checker(place)
     if not isinstance(raw, dict):
@@ -155,13 +179,58 @@ def parse(raw: Any, place: str = "devcontainer.json") -> DevContainer:
         else:
             raise check.wrong("forwardPorts", f"{port!r} is not a port number")
     found.ports += [Port(port, label) for port, label in labels.items()]
+    try:
+        found.build = _build(raw, check, found.unsupported)
+    except ProvisionError as exc:
+        if builds:
+            raise
+        found.unsupported.append(f"build ({exc.message.removeprefix(place + ': ')})")  # not built here anyway
     return found
 
 
+def _build(raw: dict[str, Any], check: _Checker, unsupported: list[str]) -> Build | None:
+    """The `build` object (or the older top-level `dockerFile` and `context`), its paths made relative to the files."""
+    build = check.mapping(raw, "build")
+    unsupported += [f"build.{k}" for k in build if k not in BUILD_TAKEN]
+    dockerfile = check.text(build, "dockerfile") if build else check.text(raw, "dockerFile")
+    context = (check.text(build, "context") if build else check.text(raw, "context")) or "."
+    if not dockerfile:
+        if build or raw.get("context"):
+            raise check.wrong("build.dockerfile", "is needed to build an image")
+        return None
+    args = check.env(build, "args") if build else {}
+    return Build(
+        dockerfile=check.inside(dockerfile, "build.dockerfile"),
+        context=check.inside(context, "build.context"),
+        args=args,
+        target=check.text(build, "target") if build else None,
+    )
+
+
 def image_allowed(image: str | None, settings: Settings) -> bool:
-    """Whether a devcontainer.json's image may run its workspace: the kubernetes backend, an image the admin allows."""
+    """Whether a devcontainer.json's image may run its workspace: the kubernetes backend, an image the admin allows.
+
+    Never one of the built images' repository: those are each workspace's own, pulled with the admin's credentials.
+    """
     patterns = settings.kubernetes.devcontainer_images
-    return bool(image) and settings.backend == "kubernetes" and any(fnmatch.fnmatch(image or "", p) for p in patterns)
+    built = settings.kubernetes.devcontainer_build.repository
+    if not image or (
+        built and image.lower().startswith((built.lower() + ":", built.lower() + "@", built.lower() + "/"))
+    ):
+        return False
+    return settings.backend == "kubernetes" and any(fnmatch.fnmatch(image, p) for p in patterns)
+
+
+def build_allowed(settings: Settings) -> bool:
+    """Whether a devcontainer.json's `build` is built here: the kubernetes backend, with builds switched on."""
+    return settings.backend == "kubernetes" and settings.kubernetes.devcontainer_build.enabled
+
+
+def image_of(found: DevContainer, settings: Settings) -> str | None:
+    """The image the workspace's pod runs: the one built for it, else its `image` where allowed; None: the engine image."""
+    if found.built_image and build_allowed(settings):
+        return found.built_image
+    return found.image if image_allowed(found.image, settings) else None
 
 
 def expand(value: str, env: dict[str, str]) -> str:
@@ -185,6 +254,14 @@ class _Checker:
 
     def __init__(self, place: str) -> None:
         self.place = place
+
+    def inside(self, path: str, key: str) -> str:
+        """`path`, relative to the devcontainer.json's folder, as a path relative to the files; refused outside them."""
+        folder = posixpath.dirname(self.place)
+        joined = posixpath.normpath(posixpath.join(folder, path))
+        if path.startswith("/") or "\0" in path or joined == ".." or joined.startswith("../"):
+            raise self.wrong(key, f"{path!r} lies outside the workspace's files")
+        return joined
 
     def wrong(self, key: str, what: str) -> ProvisionError:
         return ProvisionError(f"{self.place}: {key + ' ' if key else ''}{what}", code="devcontainer_invalid")

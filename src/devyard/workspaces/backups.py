@@ -14,20 +14,18 @@ caches and logs). Restoring re-installs the listed extensions from the configure
 from __future__ import annotations
 
 import asyncio
-import errno
 import io
 import json
 import logging
 import os
 import stat
 import tarfile
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
-from devyard import safefs
+from devyard import safefs, safetar
 from devyard.backends.base import WorkspaceSpec
 from devyard.config import Settings
 from devyard.errors import Invalid
@@ -39,8 +37,6 @@ from devyard.workspaces.states import Status
 log = logging.getLogger("devyard.backups")
 MANIFEST = "devyard-backup.json"
 FORMAT = 1
-READ_TRIES = 5
-SPOOL_BYTES = 8 << 20  # a file read while it may change is held in memory up to this, then in a temporary file
 # Rebuilt by the engine as needed: not worth a byte of the archive.
 DATA_SKIP = frozenset(
     {"logs", "CachedData", "CachedProfilesData", "CachedExtensionVSIXs", "Cache", "GPUCache", "Code Cache"}
@@ -118,99 +114,8 @@ def write(ws: WorkspaceSpec, manifest: Manifest, out: IO[bytes]) -> int:
         info.size, info.mtime, info.mode = len(body), int(time.time()), 0o600
         tar.addfile(info, io.BytesIO(body))
         for top, folder, skip in (("files", ws.files_dir, frozenset[str]()), ("data", ws.data_dir, DATA_SKIP)):
-            count += _add_tree(tar, folder, top, skip)
+            count += safetar.add_tree(tar, folder, top, skip)
     return count
-
-
-def _add_tree(tar: tarfile.TarFile, root: Path, top: str, skip: frozenset[str]) -> int:
-    """Add everything below `root` as `top/...`; the number of files added."""
-    try:
-        owner = os.stat(root, follow_symlinks=False)
-    except FileNotFoundError:
-        return 0
-    if not stat.S_ISDIR(owner.st_mode):
-        return 0
-    count = 0
-    for dirpath, dirnames, filenames, dir_fd in os.fwalk(root, follow_symlinks=False):
-        rel_dir = os.path.relpath(dirpath, root)
-        if rel_dir == ".":
-            dirnames[:] = [d for d in dirnames if d not in skip]
-        dirnames.sort()
-        for name in [*dirnames, *sorted(filenames)]:
-            arcname = f"{top}/{name}" if rel_dir == "." else f"{top}/{rel_dir}/{name}"
-            count += _add(tar, dir_fd, name, arcname, owner)
-    return count
-
-
-def _entry(arcname: str, kind: bytes, mode: int, mtime: float) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(arcname)
-    info.type, info.mode, info.mtime = kind, mode & 0o777, int(mtime)
-    return info
-
-
-def _add(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str, owner: os.stat_result) -> int:
-    """Add one entry of the folder `dir_fd`; a regular file as a version read whole. 1 for a file added, else 0."""
-    for _ in range(READ_TRIES):
-        try:
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return 0  # deleted meanwhile: it was not there when the backup reached it
-        if stat.S_ISDIR(st.st_mode):
-            tar.addfile(_entry(arcname, tarfile.DIRTYPE, st.st_mode, st.st_mtime))
-            return 0
-        if stat.S_ISLNK(st.st_mode):
-            try:
-                info = _entry(arcname, tarfile.SYMTYPE, 0o777, st.st_mtime)
-                info.linkname = os.readlink(name, dir_fd=dir_fd)
-            except (FileNotFoundError, OSError):
-                continue  # changed again: look once more
-            tar.addfile(info)
-            return 0
-        if not stat.S_ISREG(st.st_mode):
-            return 0  # sockets, pipes: nothing to keep
-        try:
-            fd = os.open(name, safefs.READ_FLAGS, dir_fd=dir_fd)
-        except FileNotFoundError:
-            return 0
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                continue  # swapped for a link since the look: it is a link now
-            raise
-        with os.fdopen(fd, "rb") as f:
-            before = os.fstat(fd)
-            try:
-                safefs.check_owned(before, owner, arcname)
-            except OSError as exc:
-                log.warning("backup: %s skipped: %s", arcname, exc.strerror)
-                return 0
-            with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as copy:
-                size = _copy(f, copy)
-                try:
-                    after = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                except FileNotFoundError:
-                    return 0
-                if (before.st_mtime_ns, before.st_size, before.st_ino) == (
-                    after.st_mtime_ns,
-                    after.st_size,
-                    after.st_ino,
-                ) and size == after.st_size:
-                    info = _entry(arcname, tarfile.REGTYPE, after.st_mode, after.st_mtime)
-                    info.size = size
-                    copy.seek(0)
-                    tar.addfile(info, copy)
-                    return 1
-        time.sleep(0.05)  # it is being written: let the write finish
-    raise Invalid(
-        f"{arcname} kept changing while it was read ({READ_TRIES} tries); try the backup again", code="backup_busy"
-    )
-
-
-def _copy(src: IO[bytes], dst: IO[bytes]) -> int:
-    size = 0
-    while chunk := src.read(1 << 20):
-        dst.write(chunk)
-        size += len(chunk)
-    return size
 
 
 def real_folders(unpacked: Path) -> None:

@@ -26,7 +26,7 @@ from devyard.errors import Conflict, DevyardError, NotOnThisBackend
 from devyard.metrics import Metrics
 from devyard.paths import child
 from devyard.provision import tools as provision_tools
-from devyard.provision.devcontainer import DevContainer, image_allowed
+from devyard.provision.devcontainer import Build, DevContainer, image_of
 from devyard.reasons import Cause
 from devyard.store.tables import WorkspaceRow
 from devyard.usersecrets import SecretStore
@@ -149,6 +149,10 @@ class Lifecycle:
         """Run a shell command where the workspace's engine runs (the backend's run_once); its exit status."""
         return await self.backend.run_once(spec, command, timeout_s)
 
+    async def build_image(self, spec: WorkspaceSpec, build: Build, say: Callable[[str], None]) -> str:
+        """Build a devcontainer.json's `build` for the workspace (the backend's build_image); the image to run."""
+        return await self.backend.build_image(spec, build, say)
+
     async def logs(self, row: WorkspaceRow, lines: int) -> list[str]:
         """The last `lines` lines of the engine log."""
         return await self.backend.logs(self.spec(row), lines)
@@ -172,7 +176,7 @@ class Lifecycle:
             container_env=container.env,
             post_create=container.post_create,
             post_start=container.post_start,
-            image=container.image if image_allowed(container.image, self.settings) else None,
+            image=image_of(container, self.settings),
         )
 
     # -- writing a state ----------------------------------------------------------------

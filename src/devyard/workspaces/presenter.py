@@ -10,7 +10,7 @@ from devyard.clock import CLOCK
 from devyard.config import Settings
 from devyard.models import DevContainerInfo, Progress, Workspace
 from devyard.origins import Origins
-from devyard.provision.devcontainer import DevContainer, image_allowed
+from devyard.provision.devcontainer import DevContainer, image_of
 from devyard.store.tables import WorkspaceRow
 from devyard.workspaces import sizes
 from devyard.workspaces.access import Route
@@ -83,8 +83,14 @@ class Presenter:
         found = DevContainer.from_json(stored)
         if found is None:
             return None
-        used = image_allowed(found.image, self.settings)
-        return DevContainerInfo(path=found.path, image=found.image, image_used=used, unsupported=found.unsupported)
+        return DevContainerInfo(
+            path=found.path,
+            image=found.image,
+            image_used=image_of(found, self.settings) is not None,
+            build=found.build.dockerfile if found.build else None,
+            built_image=found.built_image,
+            unsupported=found.unsupported,
+        )
 
     def publish(self, row: WorkspaceRow) -> None:
         """Tell live viewers (the dashboard) about the row as it is now."""

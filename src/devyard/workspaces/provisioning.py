@@ -27,7 +27,7 @@ from devyard.models import Progress, WorkspaceCreate
 from devyard.osaccounts import Account
 from devyard.provision import extensions as provision_extensions
 from devyard.provision import git as provision_git
-from devyard.provision.devcontainer import DevContainer, image_allowed
+from devyard.provision.devcontainer import Build, DevContainer, build_allowed, image_allowed
 from devyard.provision.report import ProgressLog, failures
 from devyard.reasons import CREATED
 from devyard.store.tables import WorkspaceRow, utcnow
@@ -54,6 +54,7 @@ class Workspaces(Protocol):
     async def do_start(self, row: WorkspaceRow, keep_error: bool = False) -> None: ...
     async def with_secrets(self, row: WorkspaceRow) -> WorkspaceSpec: ...
     async def run_once(self, spec: WorkspaceSpec, command: str, timeout_s: float) -> int: ...
+    async def build_image(self, spec: WorkspaceSpec, build: Build, say: Callable[[str], None]) -> str: ...
 
 
 class Provisioner:
@@ -218,6 +219,16 @@ class Provisioner:
         """
         for line in devcontainer_notes(found, self.settings):
             reporter.line(line)
+        if found.build is not None and build_allowed(self.settings):
+            progress("building the devcontainer image", 0, 1)
+            try:
+                found.built_image = await self.lifecycle.build_image(
+                    self.lifecycle.spec(row), found.build, reporter.line
+                )
+            except DevyardError:
+                await asyncio.to_thread(provision.empty_files, self.lifecycle.spec(row))
+                raise
+            progress("building the devcontainer image", 1, 1)
         await self.lifecycle.save(row, devcontainer=found.to_json())
         if not found.post_create or not self.local_files:
             return  # on Kubernetes the pod runs it, with its image's tools, on its first start
@@ -253,6 +264,7 @@ class Provisioner:
 
 def devcontainer_notes(found: DevContainer, settings: Settings) -> list[str]:
     """The workspace log's lines about a devcontainer.json: what is taken, and, once, what cannot apply here."""
+    building = found.build is not None and build_allowed(settings)
     taken = [f"{len(found.extensions)} extension(s)"] if found.extensions else []
     taken += ["settings"] if found.settings else []
     taken += [f"variables {', '.join(found.env)}"] if found.env else []
@@ -260,11 +272,19 @@ def devcontainer_notes(found: DevContainer, settings: Settings) -> list[str]:
         name for name, cmd in (("postCreateCommand", found.post_create), ("postStartCommand", found.post_start)) if cmd
     ]
     taken += [f"ports {', '.join(str(p.port) for p in found.ports)}"] if found.ports else []
-    taken += [f"image {found.image}"] if image_allowed(found.image, settings) else []
+    taken += [f"build {found.build.dockerfile}"] if found.build and building else []
+    taken += [f"image {found.image}"] if image_allowed(found.image, settings) and not building else []
     notes = [f"devcontainer.json ({found.path}): {', '.join(taken) or 'nothing devyard uses'}"]
-    if found.image and settings.backend != "kubernetes":
-        notes.append(f"devcontainer.json: image {found.image} {LOCAL_IMAGE}")
-    elif found.image and not image_allowed(found.image, settings):
+    wanted = f"build {found.build.dockerfile}" if found.build else f"image {found.image}" if found.image else None
+    if wanted and settings.backend != "kubernetes":
+        notes.append(f"devcontainer.json: {wanted} {LOCAL_IMAGE}")
+    elif found.build and not building:
+        runs = f"image {found.image}" if image_allowed(found.image, settings) else "engine image"
+        notes.append(
+            f"devcontainer.json: {wanted} is not built: this manager does not build images "
+            f"(kubernetes.devcontainer_build.enabled); the {runs} runs the workspace"
+        )
+    elif found.image and not building and not image_allowed(found.image, settings):
         notes.append(
             f"devcontainer.json: image {found.image} is not one this manager allows (kubernetes.devcontainer_images): "
             "the engine image runs the workspace"

@@ -15,7 +15,6 @@ the pod's log.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import time
@@ -25,7 +24,7 @@ from typing import Any, cast
 from kubernetes_asyncio import client
 
 from devyard.backends.base import Channel, Endpoint, RuntimeStatus, Stats, WorkspaceSpec, os_errors_translated
-from devyard.backends.kubernetes import manifests, podlogs, pods, seed
+from devyard.backends.kubernetes import build, build_pod, manifests, podlogs, pods, seed
 from devyard.backends.kubernetes import ssh as kube_ssh
 from devyard.backends.kubernetes.client import Source, open_client, source, status_of, translate
 from devyard.backends.kubernetes.watcher import PodWatcher
@@ -33,7 +32,8 @@ from devyard.config import Settings
 from devyard.engine.command import policy_flags
 from devyard.errors import BackendError, NotOnThisBackend
 from devyard.origins import engine_proxy_uri
-from devyard.paths import manager_record, remove_workspace
+from devyard.paths import remove_workspace
+from devyard.provision.devcontainer import Build
 from devyard.ssh.keys import Authority, Lazy
 
 log = logging.getLogger("devyard.kubernetes")
@@ -52,6 +52,7 @@ class KubernetesBackend:
         self.k8s = settings.kubernetes
         self.where: Source = source(self.k8s)  # no cluster configured: said now, before serving
         self.seeds = seed.Seeds()
+        self.build_contexts = seed.Seeds()  # build.py: a build pod's one-time fetch of its context
         self.policies = policy_flags(
             disable_file_downloads=settings.disable_file_downloads,
             disable_file_uploads=settings.disable_file_uploads,
@@ -99,7 +100,12 @@ class KubernetesBackend:
         assert self._api is not None
         return client.CoreV1Api(self._api)
 
-    async def _call(self, doing: str, call: Callable[[], Awaitable[Any]], ok: tuple[int, ...] = ()) -> Any:
+    @property
+    def networking(self) -> client.NetworkingV1Api:
+        """The networking API (NetworkPolicies)."""
+        return client.NetworkingV1Api(self._api)
+
+    async def call(self, doing: str, call: Callable[[], Awaitable[Any]], ok: tuple[int, ...] = ()) -> Any:
         """Run one API call; an error with a status in `ok` returns None, any other becomes a BackendError."""
         try:
             return await call()
@@ -111,17 +117,16 @@ class KubernetesBackend:
     async def _ensure(self, manifest: manifests.Manifest, create: Callable[..., Awaitable[Any]]) -> Any:
         """Create an object unless it exists (a volume or service kept from an earlier start)."""
         what = f"creating {manifest['kind']} {manifest['metadata']['name']}"
-        return await self._call(what, lambda: create(self.k8s.namespace, manifest), ok=(409,))
+        return await self.call(what, lambda: create(self.k8s.namespace, manifest), ok=(409,))
 
-    async def _put_secret(self, manifest: manifests.Manifest) -> None:
+    async def put_secret(self, manifest: manifests.Manifest) -> None:
         """Make a Secret hold exactly `manifest`'s keys (a key removed is gone, which a merge would not do)."""
-        name = manifest["metadata"]["name"]
-        await self._call(
-            f"replacing Secret {name}", lambda: self.core.delete_namespaced_secret(name, self.k8s.namespace), ok=(404,)
+        name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+        await self.call(
+            f"replacing Secret {name}", lambda: self.core.delete_namespaced_secret(name, namespace), ok=(404,)
         )
-        await self._call(
-            f"creating Secret {name}",
-            lambda: self.core.create_namespaced_secret(self.k8s.namespace, cast(Any, manifest)),
+        await self.call(
+            f"creating Secret {name}", lambda: self.core.create_namespaced_secret(namespace, cast(Any, manifest))
         )
 
     def _endpoint(self, uid: str) -> Endpoint:
@@ -153,7 +158,7 @@ class KubernetesBackend:
             await self._delete_pod(ws.uid, grace_s=0)
             await self._until_gone(ws.uid, STOP_SLACK_S)
         namespace = self.k8s.namespace
-        net = client.NetworkingV1Api(self._api)
+        net = self.networking
         await self._ensure(manifests.volume_claim(ws, self.k8s), self.core.create_namespaced_persistent_volume_claim)
         policy, service = manifests.network_policy(ws, self.k8s), manifests.service(ws, self.k8s)
         authority = self.authority
@@ -161,25 +166,25 @@ class KubernetesBackend:
             ws, self.k8s, authority, self.settings.ssh_agent_forwarding, policy, service
         )
         if ssh_files:
-            await self._put_secret(ssh_files)
+            await self.put_secret(ssh_files)
         await self._ensure(policy, net.create_namespaced_network_policy)
         self._remember_address(await self._ensure(service, self.core.create_namespaced_service))
         await self._learn_address(ws.uid)
         seeding = await asyncio.to_thread(seed.pending, ws)
-        token = self.seeds.issue(ws, self.k8s.start_timeout_s) if seeding else None
+        token = self.seeds.issue(ws.uid, ws.root, self.k8s.start_timeout_s) if seeding else None
         try:
-            await self._put_secret(manifests.env_secret(ws, self.k8s))
-            await self._put_secret(manifests.init_secret(ws, self.k8s, token, []))
+            await self.put_secret(manifests.env_secret(ws, self.k8s))
+            await self.put_secret(manifests.init_secret(ws, self.k8s, token, []))
             body = manifests.pod(
                 ws,
                 self.k8s,
                 self.policies,
-                seed.url(self._seed_base(), ws.uid) if token else None,
+                seed.url(seed.base_url(self.settings), ws.uid) if token else None,
                 engine_proxy_uri(self.settings),
             )
             if ssh_files:
                 kube_ssh.add_to_pod(body, ws, self.k8s, manifests.name_of(ws.uid) + "-ssh")
-            await self._call(
+            await self.call(
                 "creating the workspace's pod", lambda: self.core.create_namespaced_pod(namespace, cast(Any, body))
             )
             log.info("workspace %s/%s: pod %s created", ws.owner, ws.name, manifests.name_of(ws.uid))
@@ -190,24 +195,11 @@ class KubernetesBackend:
             await asyncio.to_thread(seed.clear, ws)
         return self._endpoint(ws.uid)
 
-    def _seed_base(self) -> str:
-        """Where pods reach this replica: kubernetes.seed_url, else its address (with --port 0, the port it was given)."""
-        if self.k8s.seed_url:
-            return self.k8s.seed_url
-        if self.settings.port == 0:
-            try:
-                return str(json.loads(manager_record(self.settings.run_dir).read_text())["url"])
-            except (OSError, ValueError, KeyError) as exc:
-                raise BackendError(
-                    "the manager's address is not known yet; set devyard.kubernetes.seed_url", code="seed_url_unknown"
-                ) from exc
-        return seed.default_base(self.settings.host, self.settings.port)
-
     async def _learn_address(self, uid: str) -> None:
         """Read the Service's cluster IP once (the API server gives it when the Service is made)."""
         if uid not in self._addresses:
             self._remember_address(
-                await self._call(
+                await self.call(
                     "reading the workspace's Service",
                     lambda: self.core.read_namespaced_service(manifests.name_of(uid), self.k8s.namespace),
                     ok=(404,),
@@ -244,7 +236,7 @@ class KubernetesBackend:
 
     async def _delete_pod(self, uid: str, grace_s: int) -> None:
         name = manifests.name_of(uid)
-        await self._call(
+        await self.call(
             f"deleting pod {name}",
             lambda: self.core.delete_namespaced_pod(name, self.k8s.namespace, grace_period_seconds=grace_s),
             ok=(404,),
@@ -293,6 +285,16 @@ class KubernetesBackend:
             "commands run in the workspace's pod on the kubernetes backend", code="not_on_this_backend"
         )
 
+    async def build_image(self, ws: WorkspaceSpec, spec: Build, say: Callable[[str], None]) -> str:
+        """Build a devcontainer.json's `build` in a pod of the cluster; `<repository>@<digest>` (build.py)."""
+        if not self.k8s.devcontainer_build.enabled:
+            raise NotOnThisBackend(
+                "image builds are off (kubernetes.devcontainer_build.enabled)", code="build_disabled"
+            )
+        await self._ready()
+        base = seed.base_url(self.settings)
+        return await build.run(self, self.k8s, ws, spec, base, self.build_contexts, say)
+
     def ssh_login(self, ws: WorkspaceSpec) -> str:
         """The pod's user, when pods take SSH sessions (kubernetes.ssh_image)."""
         if not kube_ssh.enabled(self.k8s):
@@ -336,7 +338,7 @@ class KubernetesBackend:
     async def adopt(self) -> list[RuntimeStatus]:
         """The pods still there after a manager restart, found by their labels; ready or coming up counts as running."""
         watcher = await self._ready()
-        services = await self._call(
+        services = await self.call(
             "listing the workspaces' Services",
             lambda: self.core.list_namespaced_service(self.k8s.namespace, label_selector=manifests.SELECTOR),
         )
@@ -357,13 +359,13 @@ class KubernetesBackend:
     async def write_files(self, ws: WorkspaceSpec, remove: list[str]) -> None:
         """Put the secret files (and the paths to remove) in the init Secret: the workspace's home gets them at its next start."""
         await self._ready()
-        await self._put_secret(manifests.init_secret(ws, self.k8s, self.seeds.token(ws.uid), remove))
+        await self.put_secret(manifests.init_secret(ws, self.k8s, self.seeds.token(ws.uid), remove))
 
     async def remove(self, ws: WorkspaceSpec, keep_files: bool) -> None:
         """Delete the workspace's pod, Service, NetworkPolicy and Secrets, and its volume unless `keep_files`; then its folder here."""
         await self._ready()
         name, namespace = manifests.name_of(ws.uid), self.k8s.namespace
-        net = client.NetworkingV1Api(self._api)
+        net = self.networking
         await self._delete_pod(ws.uid, grace_s=0)
         deletions: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
             ("Service", lambda: self.core.delete_namespaced_service(name, namespace)),
@@ -377,7 +379,8 @@ class KubernetesBackend:
                 ("PersistentVolumeClaim", lambda: self.core.delete_namespaced_persistent_volume_claim(name, namespace))
             )
         for kind, call in deletions:
-            await self._call(f"deleting {kind} of {ws.owner}/{ws.name}", call, ok=(404,))
+            await self.call(f"deleting {kind} of {ws.owner}/{ws.name}", call, ok=(404,))
+        await build.clean(self, build_pod.namespace_of(self.k8s), build_pod.pod_name(ws.uid))  # one a crash left behind
         self._addresses.pop(ws.uid, None)
         await asyncio.to_thread(remove_workspace, ws.root, False)
 

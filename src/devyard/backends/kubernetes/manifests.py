@@ -124,28 +124,45 @@ def network_policy(ws: WorkspaceSpec, k8s: KubernetesSettings) -> Manifest:
     Out of reach by default (egress_deny): other pods and services, the manager's database, the
     nodes, and cloud metadata at 169.254.169.254, as on a host the sandbox keeps them out.
     """
-    dns = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    admitted = [
+        {
+            "from": [{"podSelector": {"matchLabels": dict(k8s.manager_labels)}}],
+            "ports": [{"protocol": "TCP", "port": k8s.engine_port}],
+        }
+    ]
+    return policy(_meta(ws, k8s), {UID: ws.uid}, admitted, egress_rules(k8s))
+
+
+def policy(meta: Manifest, selected: dict[str, str], ingress: list[Manifest], egress: list[Manifest]) -> Manifest:
+    """A NetworkPolicy for the pods labelled `selected`: only `ingress` in, only `egress` out."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta(ws, k8s),
+        "metadata": meta,
         "spec": {
-            "podSelector": {"matchLabels": {UID: ws.uid}},
+            "podSelector": {"matchLabels": selected},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [
-                {
-                    "from": [{"podSelector": {"matchLabels": dict(k8s.manager_labels)}}],
-                    "ports": [{"protocol": "TCP", "port": k8s.engine_port}],
-                }
-            ],
-            "egress": [
-                {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": dict(k8s.dns_labels)}}], "ports": dns},
-                # The first start fetches what provisioning made from a manager replica.
-                {"to": [{"podSelector": {"matchLabels": dict(k8s.manager_labels)}}]},
-                *([{"to": blocks}] if (blocks := egress_blocks(k8s)) else []),
-            ],
+            "ingress": ingress,
+            "egress": egress,
         },
     }
+
+
+def egress_rules(k8s: KubernetesSettings, elsewhere: bool = False) -> list[Manifest]:
+    """Where a workspace's pods (its engine, its image's build) may connect: the cluster's DNS, the manager, the allowed networks.
+
+    `elsewhere`: the policy is in another namespace than the manager's (a build namespace).
+    """
+    dns = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    manager: Manifest = {"podSelector": {"matchLabels": dict(k8s.manager_labels)}}
+    if elsewhere:
+        manager["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": k8s.namespace}}
+    return [
+        {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": dict(k8s.dns_labels)}}], "ports": dns},
+        # The first start fetches what provisioning made from a manager replica (a build, its context).
+        {"to": [manager]},
+        *([{"to": blocks}] if (blocks := egress_blocks(k8s)) else []),
+    ]
 
 
 def env_secret(ws: WorkspaceSpec, k8s: KubernetesSettings) -> Manifest:
@@ -259,7 +276,7 @@ def container_env(ws: WorkspaceSpec) -> list[Manifest]:
     return env + [{"name": name, "value": command} for name, command in hooks if command]
 
 
-def _container_security() -> Manifest:
+def container_security() -> Manifest:
     return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
 
 
@@ -292,7 +309,7 @@ def pod(
                 "env": [{"name": "DEVYARD_ENGINE_HOME", "value": k8s.engine_home}],
                 "volumeMounts": [{"name": ENGINE_COPY, "mountPath": ENGINE_MOUNT}],
                 "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-                "securityContext": _container_security(),
+                "securityContext": container_security(),
             }
         )
     if ws.post_create or ws.post_start:
@@ -321,7 +338,7 @@ def pod(
                     {"name": "init", "mountPath": INIT_MOUNT, "readOnly": True},
                 ],
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
-                "securityContext": _container_security(),
+                "securityContext": container_security(),
             },
             *copies,
         ],
@@ -347,7 +364,7 @@ def pod(
                     "failureThreshold": 3,
                 },
                 "resources": resources(ws.limits, k8s),
-                "securityContext": _container_security(),
+                "securityContext": container_security(),
                 "volumeMounts": mounts,
             }
         ],

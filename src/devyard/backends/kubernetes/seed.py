@@ -12,6 +12,7 @@ workspace from then on.
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 import shutil
 import socket
@@ -22,6 +23,9 @@ from pathlib import Path
 from typing import IO
 
 from devyard.backends.base import WorkspaceSpec
+from devyard.config import Settings
+from devyard.errors import BackendError
+from devyard.paths import manager_record
 
 FOLDERS = ("files", "home", "data", "extensions")  # what the volume holds; logs/ stays on the manager
 
@@ -63,15 +67,15 @@ class _Grant:
 
 
 class Seeds:
-    """The tokens of the starts that have something to fetch, kept in this replica's memory only."""
+    """One-time tokens that let a pod fetch one path of this manager (a start's folder, a build's context), kept in this replica's memory only."""
 
     def __init__(self) -> None:
         self._grants: dict[str, _Grant] = {}
 
-    def issue(self, ws: WorkspaceSpec, ttl_s: float) -> str:
-        """A token that lets the workspace's pod fetch its folder for `ttl_s` seconds."""
+    def issue(self, uid: str, path: Path, ttl_s: float) -> str:
+        """A token that lets workspace `uid`'s pod fetch `path` for `ttl_s` seconds."""
         token = secrets.token_urlsafe(32)
-        self._grants[ws.uid] = _Grant(token, ws.root, time.monotonic() + ttl_s)
+        self._grants[uid] = _Grant(token, path, time.monotonic() + ttl_s)
         return token
 
     def token(self, uid: str) -> str | None:
@@ -80,7 +84,7 @@ class Seeds:
         return grant.token if grant is not None and time.monotonic() <= grant.expires else None
 
     def root_for(self, uid: str, token: str) -> Path | None:
-        """The folder `token` grants for workspace `uid`, or None (unknown, expired, or another token)."""
+        """The path `token` grants for workspace `uid`, or None (unknown, expired, or another token)."""
         grant = self._grants.get(uid)
         if (
             grant is None
@@ -91,13 +95,27 @@ class Seeds:
         return grant.root
 
     def revoke(self, uid: str) -> None:
-        """The start is over (ready, failed or given up): its token no longer works."""
+        """The start or build is over (done, failed or given up): its token no longer works."""
         self._grants.pop(uid, None)
 
 
 def url(base: str, uid: str) -> str:
     """Where the pod fetches workspace `uid`'s folder, below the manager's base URL."""
     return f"{base.rstrip('/')}/api/v1/internal/seed/{uid}"
+
+
+def base_url(settings: Settings) -> str:
+    """Where pods reach this replica: kubernetes.seed_url, else its address (with --port 0, the port it was given)."""
+    if settings.kubernetes.seed_url:
+        return settings.kubernetes.seed_url
+    if settings.port == 0:
+        try:
+            return str(json.loads(manager_record(settings.run_dir).read_text())["url"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise BackendError(
+                "the manager's address is not known yet; set devyard.kubernetes.seed_url", code="seed_url_unknown"
+            ) from exc
+    return default_base(settings.host, settings.port)
 
 
 def default_base(host: str, port: int) -> str:

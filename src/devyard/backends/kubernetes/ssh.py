@@ -21,7 +21,7 @@ import contextlib
 from pathlib import PurePosixPath
 
 from devyard.backends.base import Channel, WorkspaceSpec
-from devyard.backends.kubernetes.manifests import MOUNT, Manifest, _container_security, _meta
+from devyard.backends.kubernetes.manifests import MOUNT, Manifest, _meta, container_security
 from devyard.config import KubernetesSettings
 from devyard.errors import BackendError
 from devyard.provision import devcontainer
@@ -99,7 +99,7 @@ def add_to_pod(pod: Manifest, ws: WorkspaceSpec, k8s: KubernetesSettings, secret
             "command": ["sh", "-c", BUNDLE_SCRIPT],
             "volumeMounts": [{"name": BUNDLE, "mountPath": BUNDLE_MOUNT}],
             "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
-            "securityContext": _container_security(),
+            "securityContext": container_security(),
         }
     )
     engine = spec["containers"][0]
