@@ -284,13 +284,13 @@ async def clean(kube: KubeCalls, namespace: str, name: str) -> None:
 
     The policy goes last: while the pod's containers end, the tenant's code keeps its fences.
     """
-    await kube.call(
+    deleted = await kube.call(
         "deleting the build pod",
         lambda: kube.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0),
         ok=(404,),
     )
     deadline = time.monotonic() + GONE_S
-    while time.monotonic() < deadline:
+    while deleted is not None and time.monotonic() < deadline:
         found = await kube.call(
             "reading the build pod", lambda: kube.core.read_namespaced_pod(name, namespace), ok=(404,)
         )
