@@ -56,7 +56,9 @@ class DormancyReport(BaseModel):
 class Workspaces(Protocol):
     """What dormancy needs of the lifecycle."""
 
-    async def all_rows(self) -> list[WorkspaceRow]: ...
+    async def dormancy_due(
+        self, dormant_before: datetime | None, delete_before: datetime | None
+    ) -> list[WorkspaceRow]: ...
     def spec(self, row: WorkspaceRow) -> WorkspaceSpec: ...
     def lock(self, uid: str) -> asyncio.Lock: ...
     async def row_by_uid(self, uid: str) -> WorkspaceRow | None: ...
@@ -127,7 +129,10 @@ class Dormancy(Loop):
         if not self.settings.dormant_after_days and not self.settings.delete_dormant_after_days:
             return
         now = CLOCK.now()
-        for row in await self.service.all_rows():
+        days = (self.settings.dormant_after_days, self.settings.delete_dormant_after_days)
+        dormant_before, delete_before = (now - timedelta(days=d) if d else None for d in days)
+        # Only the rows with a step due, not every workspace every round; item() decides, as the report does.
+        for row in await self.service.dormancy_due(dormant_before, delete_before):
             found = item(self.settings, row, now)
             if not found.due or found.next is None:
                 continue

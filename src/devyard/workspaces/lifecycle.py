@@ -16,6 +16,7 @@ import logging
 import shutil
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Protocol
 
 from devyard.audit import AuditLog
@@ -132,6 +133,10 @@ class Lifecycle:
     async def all_rows(self) -> list[WorkspaceRow]:
         """Every workspace, fresh from the database."""
         return await self.repo.all()
+
+    async def dormancy_due(self, dormant_before: datetime | None, delete_before: datetime | None) -> list[WorkspaceRow]:
+        """The workspaces dormancy may have a step for (Repository.dormancy_due)."""
+        return await self.repo.dormancy_due(dormant_before, delete_before)
 
     async def rows_by_uid(self, uids: list[str]) -> list[WorkspaceRow]:
         """The workspaces with these uids, fresh from the database."""

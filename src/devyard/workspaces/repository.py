@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -86,6 +86,24 @@ class Repository:
         )
         async with self.db() as s:
             return list((await s.scalars(query)).all())
+
+    async def dormancy_due(self, dormant_before: datetime | None, delete_before: datetime | None) -> list[WorkspaceRow]:
+        """The workspaces dormancy may have a step for now: marked before `delete_before`, or last used before `dormant_before`.
+
+        Last used is the latest of last activity, start and creation (dormancy.last_used): it lies
+        before a time exactly when each of them that is set does, which every database can ask.
+        """
+        w = WorkspaceRow
+        due = []
+        if delete_before is not None:
+            due.append(w.dormant_at <= delete_before)
+        if dormant_before is not None:
+            unused = [or_(c.is_(None), c <= dormant_before) for c in (w.last_activity_at, w.started_at, w.created_at)]
+            due.append(and_(w.dormant_at.is_(None), w.provisioned_at.is_not(None), *unused))
+        if not due:
+            return []
+        async with self.db() as s:
+            return list((await s.scalars(select(w).where(or_(*due)).order_by(w.id))).all())
 
     async def user(self, user_id: int) -> UserRow:
         """A user's row."""
