@@ -221,12 +221,11 @@ class Provisioner:
             reporter.line(line)
         if found.build is not None and build_allowed(self.settings):
             progress("building the devcontainer image", 0, 1)
+            spec = self.lifecycle.spec(row)
             try:
-                found.built_image = await self.lifecycle.build_image(
-                    self.lifecycle.spec(row), found.build, reporter.line
-                )
+                found.built_image = await self.lifecycle.build_image(spec, found.build, reporter.line)
             except DevyardError:
-                await asyncio.to_thread(provision.empty_files, self.lifecycle.spec(row))
+                await asyncio.to_thread(provision.empty_files, spec)
                 raise
             progress("building the devcontainer image", 1, 1)
         await self.lifecycle.save(row, devcontainer=found.to_json())

@@ -52,7 +52,7 @@ class KubernetesBackend:
         self.k8s = settings.kubernetes
         self.where: Source = source(self.k8s)  # no cluster configured: said now, before serving
         self.seeds = seed.Seeds()
-        self.build_contexts = seed.Seeds()  # build.py: a build pod's one-time fetch of its context
+        self.build_contexts = seed.Seeds()  # build.py: a build pod's fetch of its context, for that build only
         self.policies = policy_flags(
             disable_file_downloads=settings.disable_file_downloads,
             disable_file_uploads=settings.disable_file_uploads,
